@@ -1,0 +1,3 @@
+"""hastack: a highly available OpenStack control plane from a declarative spec."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,45 @@
+"""HA7xx: the OpenStack side of HA."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from hastack.checks.finding import Hit, Severity, rule
+from hastack.spec.model import Role, Spec
+
+E, W = Severity.ERROR, Severity.WARNING
+
+
+@rule("HA701", W, "neutron routers without L3 HA",
+      why="""A legacy router lives on one L3 agent: when its network node dies, every
+      tenant network behind it loses its gateway until something moves the
+      router (the guide's rescheduling script). VRRP routers fail over in seconds.""",
+      fix="Set openstack.neutron.l3_ha: true with two or more network nodes.")
+def l3_ha(spec: Spec) -> Iterator[Hit]:
+    if "neutron" in spec.openstack.services and not spec.openstack.neutron.l3_ha:
+        yield Hit("neutron", "l3_ha = false")
+
+
+@rule("HA702", W, "routers cannot move off a dead L3 agent",
+      why="Without l3_ha and allow_automatic_l3agent_failover a router stays on a dead agent until an operator moves it.",
+      fix="Enable openstack.neutron.allow_automatic_l3agent_failover (or l3_ha).")
+def l3_failover(spec: Spec) -> Iterator[Hit]:
+    n = spec.openstack.neutron
+    if "neutron" in spec.openstack.services and not n.l3_ha and not n.allow_automatic_l3agent_failover:
+        yield Hit("neutron", "no automatic router failover")
+
+
+@rule("HA703", W, "fewer than two network nodes",
+      why="L3 HA and DHCP HA need at least two network nodes to place a standby on.",
+      fix="Give the network role to two or more nodes.")
+def network_nodes(spec: Spec) -> Iterator[Hit]:
+    if "neutron" in spec.openstack.services and len(spec.with_role(Role.NETWORK)) < 2:
+        yield Hit("neutron", f"{len(spec.with_role(Role.NETWORK))} network node(s)")
+
+
+@rule("HA704", W, "one L3 agent per router",
+      why="max_l3_agents_per_router 1 makes an HA router with no standby.",
+      fix="Set openstack.neutron.max_l3_agents_per_router to 2 or more (0 means every network node).")
+def one_agent(spec: Spec) -> Iterator[Hit]:
+    if "neutron" in spec.openstack.services and spec.openstack.neutron.max_l3_agents_per_router == 1:
+        yield Hit("neutron", "max_l3_agents_per_router = 1")

@@ -1,0 +1,99 @@
+"""Which secrets a spec needs, and how each is generated.
+
+Secrets are generated once and kept; rendering only reads them. A repr that
+hides values keeps them out of logs and tracebacks.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets as _random
+import string
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+from hastack.spec.catalog import databases
+from hastack.spec.model import Spec
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def _password() -> str:
+    # Letters and digits only: safe inside URLs, ini files, SQL and YAML unquoted.
+    return "".join(_random.choice(_ALNUM) for _ in range(32))
+
+
+def _erlang_cookie() -> str:
+    return "".join(_random.choice(string.ascii_uppercase) for _ in range(32))
+
+
+def _corosync_authkey() -> str:
+    # corosync-keygen writes 256 random bytes by default (corosync 3).
+    return base64.b64encode(_random.token_bytes(256)).decode()
+
+
+def _mongo_keyfile() -> str:
+    # mongod accepts 6..1024 base64 characters.
+    return base64.b64encode(_random.token_bytes(576)).decode()
+
+
+def db_password_key(service: str) -> str:
+    return f"db_{service.replace('-', '_')}_password"
+
+
+def required(spec: Spec) -> dict[str, Callable[[], str]]:
+    """Every secret key the spec needs, with its generator."""
+    need: dict[str, Callable[[], str]] = {
+        "corosync_authkey": _corosync_authkey,
+        "haproxy_stats_password": _password,
+    }
+    if spec.galera.enabled:
+        need["galera_sst_password"] = _password
+        need["galera_monitor_password"] = _password
+    if spec.rabbitmq.enabled:
+        need["rabbitmq_erlang_cookie"] = _erlang_cookie
+        need["rabbitmq_password"] = _password
+        need["rabbitmq_admin_password"] = _password
+    if spec.mongodb.enabled:
+        need["mongodb_keyfile"] = _mongo_keyfile
+        need["mongodb_admin_password"] = _password
+    if spec.galera.enabled:
+        for service in spec.openstack.services:
+            if databases(service):
+                need[db_password_key(service)] = _password
+    return need
+
+
+@dataclass(frozen=True)
+class Secrets(Mapping[str, str]):
+    values: Mapping[str, str]
+
+    def __getitem__(self, key: str) -> str:
+        return self.values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __repr__(self) -> str:
+        return f"Secrets({sorted(self.values)} values hidden)"
+
+    __str__ = __repr__
+
+
+def complete(spec: Spec, existing: Mapping[str, str]) -> tuple[Secrets, tuple[str, ...]]:
+    """Existing secrets plus any the spec needs and does not have yet.
+
+    Returns the full set and the names that were generated now. Existing
+    values are never replaced: a rotated cookie or SST password would break a
+    running cluster.
+    """
+    values = dict(existing)
+    added = []
+    for key, generate in required(spec).items():
+        if not values.get(key):
+            values[key] = generate()
+            added.append(key)
+    return Secrets(values), tuple(added)

@@ -1,0 +1,121 @@
+"""MariaDB Galera: per-node server config, SST credentials, garbd, and bootstrap SQL."""
+
+from __future__ import annotations
+
+from hastack.credentials.model import Secrets, db_password_key
+from hastack.render.files import RenderedFile, text
+from hastack.render.templating import render
+from hastack.spec.catalog import databases
+from hastack.spec.model import Spec
+from hastack.spec.timing import Timing
+
+CONF = "/etc/mysql/mariadb.conf.d/60-galera.cnf"
+SST_CONF = "/etc/mysql/mariadb.conf.d/61-galera-sst.cnf"
+GARBD = "/etc/default/garb"
+BOOTSTRAP_SQL = "/etc/hastack/galera-bootstrap.sql"
+SST_USER = "hastack_sst"
+MONITOR_USER = "hastack_monitor"
+PORT = 4567
+
+
+def _iso(ms: int) -> str:
+    # galera takes ISO 8601 durations.
+    return f"PT{ms / 1000:g}S"
+
+
+def evs_options(t: Timing) -> list[str]:
+    return [
+        f"evs.keepalive_period={_iso(t.galera_keepalive_ms)}",
+        f"evs.suspect_timeout={_iso(t.galera_suspect_ms)}",
+        f"evs.inactive_timeout={_iso(t.galera_inactive_ms)}",
+        # inactive_check_period must not exceed the suspect timeout.
+        f"evs.inactive_check_period={_iso(min(1000, t.galera_suspect_ms // 2))}",
+    ]
+
+
+def provider_options(spec: Spec, address: str) -> str:
+    opts = [
+        f"gmcast.listen_addr=tcp://{address}:{PORT}",
+        f"gcache.size={spec.galera.gcache_mb}M",
+        # pc.recovery: after a full outage the nodes restore their last primary
+        # component from gvwstate.dat themselves when all of them come back.
+        "pc.recovery=TRUE",
+        f"pc.ignore_sb={'TRUE' if spec.galera.ignore_split_brain else 'FALSE'}",
+        *evs_options(spec.timing),
+    ]
+    return ";".join(opts)
+
+
+def db_user(service: str) -> str:
+    return service.replace("-", "_")
+
+
+def _sql_quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def bootstrap_sql(spec: Spec, secrets: Secrets) -> str:
+    """Users the cluster needs, created once on the bootstrap node (replicated)."""
+    sst = _sql_quote(secrets["galera_sst_password"])
+    mon = _sql_quote(secrets["galera_monitor_password"])
+    lines = [
+        "-- Rendered by hastack. Run once on the bootstrap node; galera replicates it.",
+        # mariabackup runs on the donor and connects locally: no '%' account
+        # and not the guide's GRANT ALL.
+        f"CREATE USER IF NOT EXISTS '{SST_USER}'@'localhost' IDENTIFIED BY {sst};",
+        f"GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR ON *.* TO '{SST_USER}'@'localhost';",
+        f"CREATE USER IF NOT EXISTS '{MONITOR_USER}'@'localhost' IDENTIFIED BY {mon};",
+        f"GRANT USAGE ON *.* TO '{MONITOR_USER}'@'localhost';",
+    ]
+    for service in spec.openstack.services:
+        user = db_user(service)
+        dbs = databases(service)
+        if dbs:
+            pw = _sql_quote(secrets[db_password_key(service)])
+            lines.append(f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY {pw};")
+        for db in dbs:
+            lines += [
+                f"CREATE DATABASE IF NOT EXISTS `{db}`;",
+                f"GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'%';",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def render_galera(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
+    if not spec.galera.enabled:
+        return {}
+    nodes = spec.galera_nodes()
+    peers = [str(n.address) for n in nodes]
+    out: dict[str, list[RenderedFile]] = {}
+    sst = (
+        "# Rendered by hastack: SST credentials, readable by mysql only.\n"
+        f"[mysqld]\nwsrep_sst_auth = {SST_USER}:{secrets['galera_sst_password']}\n"
+    )
+    sql = bootstrap_sql(spec, secrets)
+    for server_id, node in enumerate(nodes, start=1):
+        conf = render(
+            "galera.cnf.j2",
+            cluster=spec.cluster,
+            node=node,
+            server_id=server_id,
+            galera=spec.galera,
+            peers=peers,
+            provider_options=provider_options(spec, str(node.address)),
+        )
+        out[node.name] = [
+            text(CONF, conf),
+            text(SST_CONF, sst, 0o640, group="mysql"),
+            text(BOOTSTRAP_SQL, sql, 0o600),
+        ]
+    if spec.galera.arbitrator:
+        arb = spec.node(spec.galera.arbitrator)
+        garb = render(
+            "garb.j2",
+            cluster=spec.cluster,
+            node=arb.name,
+            peers=[f"{p}:{PORT}" for p in peers],
+            group=spec.galera.cluster_name,
+            options=";".join([f"gmcast.listen_addr=tcp://{arb.address}:{PORT}", *evs_options(spec.timing)]),
+        )
+        out.setdefault(arb.name, []).append(text(GARBD, garb))
+    return out

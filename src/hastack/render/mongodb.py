@@ -1,0 +1,70 @@
+"""MongoDB replica set: mongod.conf per member (arbiter included), keyfile, rs config.
+
+The guide's `rs.initiate` plus `rs.addArb`, as one replica set document that
+deploy passes to replSetInitiate.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+from hastack.credentials.model import Secrets
+from hastack.render.files import RenderedFile, text
+from hastack.spec.model import Spec
+
+CONF = "/etc/mongod.conf"
+KEYFILE = "/etc/mongodb/keyfile"
+REPLSET = "/etc/hastack/mongodb-replset.json"
+PORT = 27017
+
+
+def mongod_conf(spec: Spec, address: str) -> dict[str, Any]:
+    return {
+        "storage": {"dbPath": "/var/lib/mongodb"},
+        "systemLog": {"destination": "file", "path": "/var/log/mongodb/mongod.log", "logAppend": True},
+        "net": {"port": PORT, "bindIp": f"127.0.0.1,{address}"},
+        "replication": {"replSetName": spec.mongodb.replica_set},
+        # Members authenticate each other with the shared keyfile.
+        "security": {"keyFile": KEYFILE, "authorization": "enabled"},
+    }
+
+
+def replset_config(spec: Spec) -> dict[str, Any]:
+    members: list[dict[str, Any]] = [
+        {"_id": i, "host": f"{node.address}:{PORT}", "priority": m.priority, "votes": m.votes}
+        for i, (m, node) in enumerate(spec.mongo_members())
+    ]
+    if spec.mongodb.arbiter:
+        arb = spec.node(spec.mongodb.arbiter)
+        members.append({"_id": len(members), "host": f"{arb.address}:{PORT}", "arbiterOnly": True})
+    return {
+        "_id": spec.mongodb.replica_set,
+        "members": members,
+        "settings": {
+            "electionTimeoutMillis": spec.timing.mongo_election_timeout_ms,
+            "heartbeatIntervalMillis": spec.timing.mongo_heartbeat_ms,
+        },
+    }
+
+
+def render_mongodb(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
+    if not spec.mongodb.enabled:
+        return {}
+    hosts = [node for _, node in spec.mongo_members()]
+    if spec.mongodb.arbiter:
+        hosts.append(spec.node(spec.mongodb.arbiter))
+    rs = json.dumps(replset_config(spec), indent=2) + "\n"
+    out: dict[str, list[RenderedFile]] = {}
+    for node in hosts:
+        conf = "# Rendered by hastack; do not edit by hand.\n" + yaml.safe_dump(
+            mongod_conf(spec, str(node.address)), sort_keys=False
+        )
+        out[node.name] = [
+            text(CONF, conf),
+            text(KEYFILE, secrets["mongodb_keyfile"] + "\n", 0o400, owner="mongodb", group="mongodb"),
+            text(REPLSET, rs),
+        ]
+    return out

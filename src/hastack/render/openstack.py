@@ -1,0 +1,123 @@
+"""The OpenStack side of HA, as oslo.config fragments in /etc/<project>/<project>.conf.d/.
+
+oslo.config reads that directory by default, so these fragments add HA
+settings without owning each project's main config file:
+- oslo.messaging lists every rabbit node (clients fail over themselves) and
+  declares quorum queues;
+- oslo.db goes through the VIP (haproxy: one galera writer) and retries forever;
+- memcached through the VIP (one shared cache) or listed directly;
+- neutron L3 HA (VRRP routers) with automatic failover of legacy routers,
+  which replaces the guide's router-rescheduling script.
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+
+from hastack.credentials.model import Secrets, db_password_key
+from hastack.render.files import RenderedFile, text
+from hastack.render.galera import db_user
+from hastack.render.rabbitmq import PORT as RABBIT_PORT
+from hastack.spec.catalog import databases
+from hastack.spec.model import QueueType, Role, Spec
+
+# Projects whose agents run on compute or network nodes, and so need messaging there.
+AGENT_PROJECTS = {Role.COMPUTE: ("nova", "neutron"), Role.NETWORK: ("neutron",)}
+NO_CONFIG = frozenset({"horizon", "memcached", "nova-spice", "nova-ec2", "ceilometer"})
+
+
+def fragment_path(project: str) -> str:
+    return f"/etc/{project}/{project}.conf.d/50-hastack-ha.conf"
+
+
+def transport_url(spec: Spec, secrets: Secrets) -> str:
+    r = spec.rabbitmq
+    pw = secrets["rabbitmq_password"]
+    hosts = ",".join(f"{r.user}:{pw}@{n.address}:{RABBIT_PORT}" for n in spec.rabbit_nodes())
+    vhost = r.vhost if r.vhost.startswith("/") else "/" + r.vhost
+    return f"rabbit://{hosts}{vhost}"
+
+
+def _memcache_servers(spec: Spec) -> str:
+    if spec.memcached.via_haproxy:
+        return f"{spec.vips[0].address}:11211"
+    return ",".join(f"{n.address}:11211" for n in spec.memcached_nodes())
+
+
+def _ini(sections: dict[str, dict[str, str]]) -> str:
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.optionxform = str  # type: ignore[assignment,method-assign]  # keep option case
+    for name, values in sections.items():
+        cp[name] = values
+    buf = io.StringIO()
+    buf.write("# Rendered by hastack: HA settings; the project's own config stays yours.\n")
+    cp.write(buf)
+    return buf.getvalue()
+
+
+def fragment(spec: Spec, secrets: Secrets, project: str, controller: bool) -> str:
+    sections: dict[str, dict[str, str]] = {"DEFAULT": {}}
+    if spec.rabbitmq.enabled:
+        sections["DEFAULT"]["transport_url"] = transport_url(spec, secrets)
+        quorum = spec.rabbitmq.queue_type is QueueType.QUORUM
+        sections["oslo_messaging_rabbit"] = {
+            "rabbit_quorum_queue": str(quorum).lower(),
+            "rabbit_ha_queues": str(spec.rabbitmq.queue_type is QueueType.MIRRORED).lower(),
+            "amqp_durable_queues": str(quorum).lower(),
+            "heartbeat_timeout_threshold": "60",
+        }
+    dbs = databases(project)
+    if controller and spec.galera.enabled and dbs:
+        vip = spec.vips[0].address
+        pw = secrets[db_password_key(project)]
+        user = db_user(project)
+        sections["database"] = {
+            "connection": f"mysql+pymysql://{user}:{pw}@{vip}/{dbs[0]}",
+            # Ride out a galera writer failover instead of failing requests.
+            "max_retries": "-1",
+            "connection_recycle_time": "280",
+        }
+        if project == "nova":
+            sections["api_database"] = {
+                "connection": f"mysql+pymysql://{user}:{pw}@{vip}/{dbs[1]}",
+                "max_retries": "-1",
+            }
+    if controller:
+        servers = _memcache_servers(spec)
+        sections["cache"] = {
+            "enabled": "true",
+            "backend": "oslo_cache.memcache_pool",
+            "memcache_servers": servers,
+        }
+        if project != "keystone":
+            sections["keystone_authtoken"] = {"memcached_servers": servers}
+    if project == "neutron" and controller:
+        n = spec.openstack.neutron
+        network_nodes = len(spec.with_role(Role.NETWORK))
+        sections["DEFAULT"].update({
+            "l3_ha": str(n.l3_ha).lower(),
+            "max_l3_agents_per_router": str(n.max_l3_agents_per_router or network_nodes),
+            "allow_automatic_l3agent_failover": str(n.allow_automatic_l3agent_failover).lower(),
+            "allow_automatic_dhcp_failover": "true",
+            "dhcp_agents_per_network": str(n.dhcp_agents_per_network or min(network_nodes, 2) or 1),
+        })
+    return _ini(sections)
+
+
+def render_openstack(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
+    out: dict[str, list[RenderedFile]] = {}
+    services = [s for s in spec.openstack.services if s not in NO_CONFIG]
+    for node in spec.nodes:
+        controller = node.has(Role.CONTROLLER)
+        projects: list[str] = list(services) if controller else []
+        for role, agents in AGENT_PROJECTS.items():
+            if node.has(role):
+                projects += [p for p in agents if p in services and p not in projects]
+        if not projects:
+            continue
+        out[node.name] = [
+            text(fragment_path(p), fragment(spec, secrets, p, controller), 0o640, group=p)
+            for p in projects
+        ]
+    return out

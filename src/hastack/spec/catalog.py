@@ -1,0 +1,82 @@
+"""What hastack knows about OpenStack API endpoints: ports, checks, history.
+
+The 2014 guide fronts services that have since been removed (glance-registry,
+ceilometer-api, the EC2 API, keystone's admin port); they stay in the catalog,
+marked, so a spec that names them gets a check that explains, not a KeyError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    service: str  # the OpenStack project it belongs to
+    port: int
+    # HTTP check: path and the status a healthy API answers there. None: TCP check.
+    check_path: str | None
+    check_status: str = "200"
+    # Sticky balancing for browser sessions and consoles; round robin otherwise.
+    balance: str = "roundrobin"
+    removed: str | None = None  # why and when, for endpoints that no longer exist
+    http: bool = True
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("keystone", "keystone", 5000, "/v3", "200"),
+    Endpoint("glance-api", "glance", 9292, "/healthcheck"),
+    Endpoint("nova-api", "nova", 8774, "/", "200"),
+    Endpoint("nova-metadata", "nova", 8775, "/", "200"),
+    Endpoint("nova-novncproxy", "nova", 6080, None, balance="source", http=False),
+    Endpoint("placement-api", "placement", 8778, "/", "200"),
+    Endpoint("neutron-server", "neutron", 9696, "/", "200"),
+    Endpoint("cinder-api", "cinder", 8776, "/healthcheck"),
+    Endpoint("heat-api", "heat", 8004, "/healthcheck"),
+    Endpoint("heat-api-cfn", "heat", 8000, "/healthcheck"),
+    Endpoint("horizon", "horizon", 80, "/", "200-399", balance="source"),
+    Endpoint("nova-spicehtml5proxy", "nova-spice", 6082, None, balance="source", http=False),
+    # Removed since the guide was written.
+    Endpoint(
+        "keystone-admin", "keystone", 35357, "/v3",
+        removed="keystone's separate admin API (35357) was removed in Queens; use 5000",
+    ),
+    Endpoint(
+        "glance-registry", "glance", 9191, None, http=False,
+        removed="glance-registry was removed in Ussuri; glance-api talks to the database itself",
+    ),
+    Endpoint(
+        "ceilometer-api", "ceilometer", 8777, None, http=False,
+        removed="ceilometer-api was removed in Queens; metrics go to Gnocchi or Prometheus",
+    ),
+    Endpoint(
+        "nova-ec2-api", "nova-ec2", 8773, None, http=False,
+        removed="nova's EC2 API was removed in Mitaka (ec2-api project, itself retired)",
+    ),
+)
+
+BY_NAME = {e.name: e for e in ENDPOINTS}
+
+# Projects a spec may list under openstack.services.
+KNOWN_SERVICES = frozenset(e.service for e in ENDPOINTS) | {"memcached"}
+
+
+def endpoints_for(services: list[str] | tuple[str, ...]) -> tuple[Endpoint, ...]:
+    """The current (not removed) endpoints of the given OpenStack projects."""
+    wanted = set(services)
+    return tuple(e for e in ENDPOINTS if e.service in wanted and e.removed is None)
+
+# Databases each project keeps in galera (nova has three since Newton/Ocata).
+DATABASES: dict[str, tuple[str, ...]] = {
+    "nova": ("nova", "nova_api", "nova_cell0"),
+    "horizon": (),
+    "memcached": (),
+    "nova-spice": (),
+    "nova-ec2": (),
+    "ceilometer": (),
+}
+
+
+def databases(service: str) -> tuple[str, ...]:
+    return DATABASES.get(service, (service.replace("-", "_"),))

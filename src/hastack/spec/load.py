@@ -1,0 +1,140 @@
+"""Load a YAML spec into a Spec, or fail with errors that name file, line and field."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path as FsPath
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from hastack.spec import model
+from hastack.spec.errors import Path, SpecError, SpecLoadError
+from hastack.spec.references import validate_references
+
+Marks = dict[Path, tuple[int, int]]
+
+# Regex constraints explained in words: what the operator can act on.
+_PATTERN_HELP = {
+    r"^[a-z][a-z0-9-]{0,62}$": "a lower-case name: letters, digits and '-', starting with a letter, at most 63",
+    r"^[A-Za-z0-9_.-]{1,15}$": "an interface name: letters, digits, '_', '.', '-', at most 15",
+    r"^[A-Za-z0-9_.,:/@%+=-]{1,255}$": "a plain value: no spaces, quotes, newlines or shell characters",
+    r"^fence_[a-z0-9_]{1,40}$": "a fence agent name such as fence_ipmilan or fence_redfish",
+    r"^HA[0-9]{3}$": "a check code such as HA110 (see `hastack check --list`)",
+}
+
+
+def _all_field_names() -> set[str]:
+    names: set[str] = set()
+    for obj in vars(model).values():
+        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj is not BaseModel:
+            names.update(obj.model_fields)
+    return names
+
+
+def _marks(node: yaml.Node, path: Path, marks: Marks, errors: list[SpecError]) -> None:
+    marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            if key in seen:
+                errors.append(
+                    SpecError(
+                        (*path, key), f"key {key!r} appears twice in the same mapping",
+                        "YAML would silently keep only the last one; remove the duplicate",
+                    ).located("", key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                )
+            seen.add(key)
+            _marks(value_node, (*path, key), marks, errors)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _marks(item, (*path, i), marks, errors)
+
+
+def _locate(path: Path, marks: Marks) -> tuple[int, int]:
+    for end in range(len(path), -1, -1):
+        if path[:end] in marks:
+            return marks[path[:end]]
+    return (1, 1)
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> Path:
+    # pydantic adds tags such as 'function-after[...]' for validators; drop them.
+    return tuple(p for p in loc if isinstance(p, int) or "[" not in str(p))
+
+
+def _from_pydantic(exc: ValidationError, known_fields: set[str]) -> list[SpecError]:
+    out: list[SpecError] = []
+    for err in exc.errors(include_url=False):
+        path = _clean_loc(tuple(err["loc"]))
+        kind = err["type"]
+        hint = ""
+        message = err["msg"]
+        if kind == "extra_forbidden":
+            name = str(path[-1]) if path else ""
+            message = f"unknown field {name!r}"
+            close = difflib.get_close_matches(name, sorted(known_fields), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "remove it; see examples/ for the fields"
+        elif kind == "missing":
+            message = "this field is required"
+            hint = "add it; see examples/three-controller.yaml"
+        elif kind == "string_pattern_mismatch":
+            pattern = str((err.get("ctx") or {}).get("pattern", ""))
+            message = f"{err['input']!r} is not allowed here"
+            hint = "use " + _PATTERN_HELP.get(pattern, f"a value matching {pattern}")
+        elif kind in ("enum", "literal_error"):
+            hint = "use one of the values listed"
+        elif kind.startswith("ip_v4"):
+            hint = "write a dotted IPv4 address such as 10.20.0.11 (networks as 10.20.0.0/24)"
+        out.append(SpecError(path, message, hint))
+    return out
+
+
+def parse_spec(text: str, source: str = "<spec>") -> model.Spec:
+    """Parse spec text. Pure: no file access. Raises SpecLoadError."""
+    errors: list[SpecError] = []
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        raise SpecLoadError(
+            [SpecError((), f"not valid YAML: {exc.problem or exc}", "fix the syntax at this line",
+                       source, line, col)]
+        ) from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        raise SpecLoadError(
+            [SpecError((), "the spec must be a YAML mapping (cluster:, networks:, nodes:, vips:)",
+                       "start from examples/three-controller.yaml", source, 1, 1)]
+        )
+    marks: Marks = {}
+    _marks(root, (), marks, errors)
+    errors = [e.located(source, e.line, e.column) for e in errors]
+    spec: model.Spec | None = None
+    try:
+        spec = model.Spec.model_validate(data)
+    except ValidationError as exc:
+        errors.extend(_from_pydantic(exc, _all_field_names()))
+    if spec is not None:
+        errors.extend(validate_references(spec))
+    if errors:
+        raise SpecLoadError(
+            [e if e.line else e.located(source, *_locate(e.path, marks)) for e in errors]
+        )
+    assert spec is not None
+    return spec
+
+
+def load_spec(path: str | FsPath) -> model.Spec:
+    p = FsPath(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecLoadError([SpecError((), f"cannot read the spec: {exc}", "check the path", str(p))]) from None
+    return parse_spec(text, str(p))

@@ -1,0 +1,335 @@
+"""The cluster spec: a validated, immutable description of an HA control plane.
+
+Only shape and single-field rules live here (pydantic). Rules that relate
+fields to each other (a VIP inside its network, a galera node that exists)
+live in ``references.py`` so each error can name the exact field it is about.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv4Network
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from hastack.spec.timing import Timing
+
+# Names end up in config files, XML ids, DNS-ish host names and shell
+# commands: a conservative charset makes injection impossible by construction.
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
+Interface = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,15}$")]
+# Values copied into fence-agent parameters: no quotes, spaces, newlines or
+# shell metacharacters.
+SafeValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.,:/@%+=-]{1,255}$")]
+ParamKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Reason = Annotated[str, StringConstraints(min_length=10, max_length=500, pattern=r"^[^\n\r]*$")]
+Code = Annotated[str, StringConstraints(pattern=r"^HA[0-9]{3}$")]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Role(StrEnum):
+    CONTROLLER = "controller"
+    NETWORK = "network"
+    COMPUTE = "compute"
+    STORAGE = "storage"
+    ARBITRATOR = "arbitrator"
+
+
+class Fence(Frozen):
+    """A fence (STONITH) device that powers this node off from outside."""
+
+    agent: Annotated[str, StringConstraints(pattern=r"^fence_[a-z0-9_]{1,40}$")]
+    params: dict[ParamKey, SafeValue] = Field(default_factory=dict)
+    # Seconds to wait before fencing this node: the two-node tie-breaker.
+    delay: int = Field(default=0, ge=0, le=120)
+
+
+class Node(Frozen):
+    name: Name
+    roles: tuple[Role, ...] = Field(min_length=1)
+    address: IPv4Address
+    heartbeat: tuple[IPv4Address, ...] = Field(default=(), max_length=8)
+    interface: Interface = "eth0"
+    fence: Fence | None = None
+
+    def has(self, role: Role) -> bool:
+        return role in self.roles
+
+
+class Networks(Frozen):
+    management: IPv4Network
+    heartbeat: tuple[IPv4Network, ...] = Field(default=(), max_length=8)
+
+
+class Vip(Frozen):
+    name: Name
+    address: IPv4Address
+    # Which network (by name: "management" or "heartbeatN") the address lives in.
+    network: Literal["management"] = "management"
+
+
+class VipManager(StrEnum):
+    PACEMAKER = "pacemaker"
+    KEEPALIVED = "keepalived"
+
+
+class Corosync(Frozen):
+    nodes: tuple[Name, ...] = ()
+    transport: Literal["knet", "udpu", "udp"] = "knet"
+    crypto: bool = True
+
+
+class Pacemaker(Frozen):
+    fencing: bool = True
+    no_quorum_policy: Literal["stop", "freeze", "ignore", "demote", "suicide"] = "stop"
+    resource_stickiness: int = Field(default=100, ge=0, le=1_000_000)
+    # Preferred VIP holder (the guide's `location cli-prefer-VIP`), optional.
+    vip_preferred_node: Name | None = None
+    time_sync: Literal["chrony", "ntp", "none"] = "chrony"
+
+
+class SstMethod(StrEnum):
+    MARIABACKUP = "mariabackup"
+    RSYNC = "rsync"
+    MYSQLDUMP = "mysqldump"
+    XTRABACKUP = "xtrabackup"
+
+
+class Galera(Frozen):
+    enabled: bool = True
+    nodes: tuple[Name, ...] = ()
+    arbitrator: Name | None = None
+    # The single node haproxy sends writes to; the others are backups.
+    writer: Name | None = None
+    # "single" (one writer + backups) or the guide's "all" (every node takes writes).
+    writers: Literal["single", "all"] = "single"
+    health_check: Literal["http", "tcp"] = "http"
+    sst_method: SstMethod = SstMethod.MARIABACKUP
+    donor: Name | None = None
+    cluster_name: Name = "openstack"
+    buffer_pool_mb: int = Field(default=512, ge=64, le=1_048_576)
+    gcache_mb: int = Field(default=512, ge=64, le=1_048_576)
+    ignore_split_brain: bool = False
+
+
+class QueueType(StrEnum):
+    QUORUM = "quorum"
+    MIRRORED = "mirrored"
+    CLASSIC = "classic"
+
+
+class RabbitMQ(Frozen):
+    enabled: bool = True
+    nodes: tuple[Name, ...] = ()
+    queue_type: QueueType = QueueType.QUORUM
+    ram_nodes: tuple[Name, ...] = ()
+    partition_handling: Literal["pause_minority", "autoheal", "ignore"] = "pause_minority"
+    management: bool = True
+    vhost: Annotated[str, StringConstraints(pattern=r"^/?[a-z0-9_-]{0,32}$")] = "/"
+    user: Name = "openstack"
+    guest_user: bool = False
+    via_haproxy: bool = False
+
+
+class MongoMember(Frozen):
+    node: Name
+    priority: float = Field(default=1.0, ge=0, le=1000)
+    votes: Literal[0, 1] = 1
+
+
+class MongoDB(Frozen):
+    enabled: bool = True
+    replica_set: Name = "rs0"
+    members: tuple[MongoMember, ...] = ()
+    arbiter: Name | None = None
+    via_haproxy: bool = False
+
+
+class Memcached(Frozen):
+    nodes: tuple[Name, ...] = ()
+    # The guide sends every client to one memcached through haproxy (backups
+    # behind it) so all of them share one cache.
+    via_haproxy: bool = True
+
+
+class HaproxyDefaults(Frozen):
+    # Extra `defaults` lines an operator carried over; checked for keywords
+    # that no longer exist (contimeout, clitimeout, srvtimeout).
+    extra: tuple[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_. :/-]{1,200}$")], ...] = ()
+
+
+class Haproxy(Frozen):
+    nodes: tuple[Name, ...] = ()
+    services: tuple[Name, ...] = ()
+    stats_port: int = Field(default=1993, ge=1, le=65535)
+    stats_user: Name = "hastack"
+    health_port: int = Field(default=9200, ge=1, le=65535)
+    defaults: HaproxyDefaults = HaproxyDefaults()
+
+
+class Neutron(Frozen):
+    l3_ha: bool = True
+    max_l3_agents_per_router: int = Field(default=0, ge=0, le=16)
+    allow_automatic_l3agent_failover: bool = True
+    dhcp_agents_per_network: int = Field(default=0, ge=0, le=16)
+
+
+class OpenStack(Frozen):
+    services: tuple[Name, ...] = ()
+    region: Name = "regionone"
+    neutron: Neutron = Neutron()
+
+
+class Waiver(Frozen):
+    code: Code
+    reason: Reason
+    # Limit the waiver to one subject (a node, a service); None waives all.
+    subject: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.:-]{1,64}$")] | None = None
+
+
+class Spec(Frozen):
+    cluster: Name
+    networks: Networks
+    nodes: tuple[Node, ...] = Field(min_length=1, max_length=10_000)
+    vips: tuple[Vip, ...] = Field(min_length=1, max_length=16)
+    vip_manager: VipManager = VipManager.PACEMAKER
+    timing: Timing = Timing()
+    corosync: Corosync = Corosync()
+    pacemaker: Pacemaker = Pacemaker()
+    galera: Galera = Galera()
+    rabbitmq: RabbitMQ = RabbitMQ()
+    mongodb: MongoDB = MongoDB()
+    memcached: Memcached = Memcached()
+    haproxy: Haproxy = Haproxy()
+    openstack: OpenStack = OpenStack()
+    waivers: tuple[Waiver, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_placement(cls, data: Any) -> Any:
+        """Place components by role where the spec does not list nodes.
+
+        Done before validation so the model stays frozen and every later
+        reader sees the resolved placement, not a rule to re-derive.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
+            return data
+        return fill_placement(data)
+
+    # Lookups used everywhere; cheap (the node list is small for control planes,
+    # and a dict per call keeps the model free of derived state).
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def with_role(self, role: Role) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.has(role))
+
+    def corosync_nodes(self) -> tuple[Node, ...]:
+        return tuple(self.node(n) for n in self.corosync.nodes)
+
+    def galera_nodes(self) -> tuple[Node, ...]:
+        return tuple(self.node(n) for n in self.galera.nodes) if self.galera.enabled else ()
+
+    def galera_writer(self) -> Node:
+        return self.node(self.galera.writer or self.galera.nodes[0])
+
+    def rabbit_nodes(self) -> tuple[Node, ...]:
+        return tuple(self.node(n) for n in self.rabbitmq.nodes) if self.rabbitmq.enabled else ()
+
+    def mongo_members(self) -> tuple[tuple[MongoMember, Node], ...]:
+        if not self.mongodb.enabled:
+            return ()
+        return tuple((m, self.node(m.node)) for m in self.mongodb.members)
+
+    def haproxy_nodes(self) -> tuple[Node, ...]:
+        return tuple(self.node(n) for n in self.haproxy.nodes)
+
+    def memcached_nodes(self) -> tuple[Node, ...]:
+        return tuple(self.node(n) for n in self.memcached.nodes)
+
+
+DEFAULT_SERVICES = (
+    "keystone",
+    "glance",
+    "nova",
+    "placement",
+    "neutron",
+    "cinder",
+    "horizon",
+    "heat",
+)
+
+
+def fill_placement(data: dict[str, Any]) -> dict[str, Any]:
+    """Return raw spec data with empty node lists filled in from roles."""
+    data = dict(data)
+    nodes = [n for n in data["nodes"] if isinstance(n, dict)]
+
+    def named(*roles: str) -> list[str]:
+        return [
+            str(n.get("name"))
+            for n in nodes
+            if any(r in (n.get("roles") or []) for r in roles)
+        ]
+
+    controllers = named("controller")
+    arbitrators = named("arbitrator")
+
+    def section(key: str) -> dict[str, Any]:
+        value = data.get(key)
+        return dict(value) if isinstance(value, dict) else ({} if value is None else value)
+
+    coro = section("corosync")
+    if isinstance(coro, dict) and not coro.get("nodes"):
+        coro["nodes"] = named("controller", "network", "arbitrator")
+        data["corosync"] = coro
+
+    galera = section("galera")
+    if isinstance(galera, dict):
+        if not galera.get("nodes"):
+            galera["nodes"] = controllers
+        if "arbitrator" not in galera and arbitrators:
+            galera["arbitrator"] = arbitrators[0]
+        data["galera"] = galera
+
+    rabbit = section("rabbitmq")
+    if isinstance(rabbit, dict) and not rabbit.get("nodes"):
+        rabbit["nodes"] = controllers
+        data["rabbitmq"] = rabbit
+
+    mongo = section("mongodb")
+    if isinstance(mongo, dict):
+        if not mongo.get("members"):
+            # The guide gives the first member priority 3 so it is the usual primary.
+            mongo["members"] = [
+                {"node": name, "priority": 2 if i == 0 else 1} for i, name in enumerate(controllers)
+            ]
+        if "arbiter" not in mongo and arbitrators and len(controllers) % 2 == 0:
+            mongo["arbiter"] = arbitrators[0]
+        data["mongodb"] = mongo
+
+    for key in ("memcached", "haproxy"):
+        sec = section(key)
+        if isinstance(sec, dict) and not sec.get("nodes"):
+            sec["nodes"] = controllers
+            data[key] = sec
+
+    haproxy = data.get("haproxy")
+    openstack = section("openstack")
+    if isinstance(openstack, dict):
+        if not openstack.get("services"):
+            openstack["services"] = list(DEFAULT_SERVICES)
+        data["openstack"] = openstack
+    if isinstance(haproxy, dict) and not haproxy.get("services"):
+        from hastack.spec.catalog import endpoints_for
+
+        services = openstack.get("services", []) if isinstance(openstack, dict) else []
+        haproxy["services"] = [e.name for e in endpoints_for(services)]
+    return data

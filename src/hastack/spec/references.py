@@ -1,0 +1,185 @@
+"""Cross-field rules of a spec: names that must exist, addresses that must fit.
+
+Pure: takes a shape-valid Spec, returns errors anchored at the field to fix.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Network
+
+from hastack.spec.catalog import BY_NAME, KNOWN_SERVICES
+from hastack.spec.errors import Path, SpecError
+from hastack.spec.model import Role, Spec
+
+
+def validate_references(spec: Spec) -> list[SpecError]:
+    return [
+        *_unique_names(spec),
+        *_addresses(spec),
+        *_vips(spec),
+        *_placement(spec),
+        *_services(spec),
+    ]
+
+
+def _unique_names(spec: Spec) -> Iterator[SpecError]:
+    seen: dict[str, int] = {}
+    for i, node in enumerate(spec.nodes):
+        if node.name in seen:
+            yield SpecError(
+                ("nodes", i, "name"),
+                f"node name {node.name!r} is used twice (first at nodes[{seen[node.name]}])",
+                "give every node its own name",
+            )
+        seen.setdefault(node.name, i)
+    vip_names = Counter(v.name for v in spec.vips)
+    for i, vip in enumerate(spec.vips):
+        if vip_names[vip.name] > 1:
+            yield SpecError(("vips", i, "name"), f"VIP name {vip.name!r} is used twice", "rename one")
+
+
+def _in(net: IPv4Network, addr: IPv4Address) -> bool:
+    return addr in net and addr not in (net.network_address, net.broadcast_address)
+
+
+def _addresses(spec: Spec) -> Iterator[SpecError]:
+    owner: dict[IPv4Address, str] = {}
+
+    def claim(addr: IPv4Address, path: Path, what: str) -> Iterator[SpecError]:
+        if addr in owner:
+            yield SpecError(
+                path,
+                f"address {addr} is already used by {owner[addr]}",
+                "every node, heartbeat link and VIP needs an address of its own",
+            )
+        else:
+            owner[addr] = what
+
+    mgmt = spec.networks.management
+    hb_nets = spec.networks.heartbeat
+    corosync = set(spec.corosync.nodes)
+    for i, node in enumerate(spec.nodes):
+        yield from claim(node.address, ("nodes", i, "address"), f"nodes[{i}] ({node.name})")
+        if not _in(mgmt, node.address):
+            yield SpecError(
+                ("nodes", i, "address"),
+                f"{node.address} is not a host address in the management network {mgmt}",
+                "use an address inside networks.management, or widen that network",
+            )
+        for j, addr in enumerate(node.heartbeat):
+            yield from claim(addr, ("nodes", i, "heartbeat", j), f"nodes[{i}].heartbeat[{j}]")
+            if j < len(hb_nets) and not _in(hb_nets[j], addr):
+                yield SpecError(
+                    ("nodes", i, "heartbeat", j),
+                    f"{addr} is not a host address in heartbeat network {j} ({hb_nets[j]})",
+                    f"use an address inside networks.heartbeat[{j}]",
+                )
+        if node.name in corosync and hb_nets and len(node.heartbeat) != len(hb_nets):
+            yield SpecError(
+                ("nodes", i, "heartbeat"),
+                f"node {node.name!r} is a cluster member and has {len(node.heartbeat)} heartbeat "
+                f"address(es), but networks.heartbeat lists {len(hb_nets)} link(s)",
+                "give one heartbeat address per heartbeat network, in the same order",
+            )
+    for i, vip in enumerate(spec.vips):
+        yield from claim(vip.address, ("vips", i, "address"), f"vips[{i}] ({vip.name})")
+
+
+def _vips(spec: Spec) -> Iterator[SpecError]:
+    mgmt = spec.networks.management
+    for i, vip in enumerate(spec.vips):
+        if not _in(mgmt, vip.address):
+            yield SpecError(
+                ("vips", i, "address"),
+                f"VIP {vip.address} is outside its network {mgmt} (networks.{vip.network})",
+                "pick a free host address inside that network: IPaddr2 and keepalived "
+                "can only raise an address on a link that routes it",
+            )
+
+
+def _placement(spec: Spec) -> Iterator[SpecError]:
+    names = {n.name for n in spec.nodes}
+
+    def known(name: str | None, path: Path, what: str) -> Iterator[SpecError]:
+        if name is not None and name not in names:
+            yield SpecError(path, f"{what} {name!r} is not a node of this spec", "use a name from nodes[].name")
+
+    def each(names_: tuple[str, ...], path: Path, what: str) -> Iterator[SpecError]:
+        for j, name in enumerate(names_):
+            yield from known(name, (*path, j), what)
+        for name, count in Counter(names_).items():
+            if count > 1:
+                yield SpecError(path, f"{name!r} is listed {count} times", "list each node once")
+
+    yield from each(spec.corosync.nodes, ("corosync", "nodes"), "cluster member")
+    yield from known(spec.pacemaker.vip_preferred_node, ("pacemaker", "vip_preferred_node"), "node")
+    pref = spec.pacemaker.vip_preferred_node
+    if pref in names and pref not in spec.haproxy.nodes:
+        yield SpecError(
+            ("pacemaker", "vip_preferred_node"),
+            f"{pref!r} does not run haproxy, so it can never hold the VIP",
+            "name one of haproxy.nodes",
+        )
+
+    g = spec.galera
+    if g.enabled:
+        yield from each(g.nodes, ("galera", "nodes"), "galera node")
+        if not g.nodes:
+            yield SpecError(("galera", "nodes"), "galera is enabled but has no nodes",
+                            "list nodes, give some the controller role, or set galera.enabled: false")
+        yield from known(g.arbitrator, ("galera", "arbitrator"), "arbitrator")
+        for key, value in (("writer", g.writer), ("donor", g.donor)):
+            yield from known(value, ("galera", key), key)
+            if value is not None and value in names and value not in g.nodes:
+                yield SpecError(("galera", key), f"{key} {value!r} is not one of galera.nodes",
+                                "name a node that runs galera")
+
+    r = spec.rabbitmq
+    if r.enabled:
+        yield from each(r.nodes, ("rabbitmq", "nodes"), "rabbitmq node")
+        if not r.nodes:
+            yield SpecError(("rabbitmq", "nodes"), "rabbitmq is enabled but has no nodes",
+                            "list nodes, give some the controller role, or set rabbitmq.enabled: false")
+        for j, name in enumerate(r.ram_nodes):
+            if name not in r.nodes:
+                yield SpecError(("rabbitmq", "ram_nodes", j), f"{name!r} is not one of rabbitmq.nodes",
+                                "RAM nodes must be cluster members (better: use none)")
+
+    m = spec.mongodb
+    if m.enabled:
+        member_names = tuple(mm.node for mm in m.members)
+        for j, mm in enumerate(m.members):
+            yield from known(mm.node, ("mongodb", "members", j, "node"), "mongodb member")
+        for name, count in Counter(member_names).items():
+            if count > 1:
+                yield SpecError(("mongodb", "members"), f"{name!r} is a member {count} times",
+                                "list each node once")
+        if not m.members:
+            yield SpecError(("mongodb", "members"), "mongodb is enabled but has no members",
+                            "list members, give some the controller role, or set mongodb.enabled: false")
+        yield from known(m.arbiter, ("mongodb", "arbiter"), "arbiter")
+
+    yield from each(spec.haproxy.nodes, ("haproxy", "nodes"), "haproxy node")
+    if not spec.haproxy.nodes:
+        yield SpecError(("haproxy", "nodes"), "no node runs haproxy",
+                        "list haproxy.nodes or give some nodes the controller role")
+    yield from each(spec.memcached.nodes, ("memcached", "nodes"), "memcached node")
+
+    for i, node in enumerate(spec.nodes):
+        if node.has(Role.ARBITRATOR) and len(node.roles) > 1 and node.has(Role.COMPUTE):
+            yield SpecError(("nodes", i, "roles"),
+                            "an arbitrator must not also be a compute node",
+                            "keep the voting node small and separate: its only job is to break ties")
+
+
+def _services(spec: Spec) -> Iterator[SpecError]:
+    for j, name in enumerate(spec.haproxy.services):
+        if name not in BY_NAME:
+            yield SpecError(("haproxy", "services", j), f"unknown endpoint {name!r}",
+                            "known endpoints: " + ", ".join(sorted(BY_NAME)))
+    for j, name in enumerate(spec.openstack.services):
+        if name not in KNOWN_SERVICES:
+            yield SpecError(("openstack", "services", j), f"unknown OpenStack service {name!r}",
+                            "known services: " + ", ".join(sorted(KNOWN_SERVICES)))

@@ -1,0 +1,117 @@
+"""Timing profiles: every failure-detection knob of the stack in one place.
+
+A profile is a named set of defaults; a spec may override single values.
+Keeping them together is what lets the checks compare one layer's detection
+time with another's (a health check slower than the failover it guards).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ProfileName = Literal["default", "fast"]
+
+# Values and where they come from:
+# - default: each component's own upstream default (corosync 3.1 token 3000,
+#   galera evs 5 s/15 s, mongo electionTimeoutMillis 10000, rabbit ticktime 60,
+#   keepalived advert_int 1). haproxy checks are 1 s x 3, not Kolla's 2 s x 5:
+#   a check slower than galera's own 5 s failover would be the bottleneck.
+# - fast: measured on a 2-core lab (ANCHORS.md): token 1000 + coefficient 0
+#   gave ~3.3 s VIP failover, keepalived 0.1 s ~0.4 s, evs suspect 1 s caused
+#   false suspicion under CPU load 1 run in 5, so galera stays at 2 s here.
+PROFILES: dict[str, dict[str, Any]] = {
+    "default": {
+        "corosync_token_ms": 3000,
+        "corosync_token_coefficient_ms": 650,
+        "corosync_consensus_ms": None,
+        "pacemaker_monitor_s": 5,
+        "haproxy_inter_ms": 1000,
+        "haproxy_rise": 2,
+        "haproxy_fall": 3,
+        "galera_keepalive_ms": 1000,
+        "galera_suspect_ms": 5000,
+        "galera_inactive_ms": 15000,
+        "mongo_election_timeout_ms": 10000,
+        "mongo_heartbeat_ms": 2000,
+        "rabbit_net_ticktime_s": 60,
+        "keepalived_advert_ms": 1000,
+    },
+    "fast": {
+        "corosync_token_ms": 1000,
+        "corosync_token_coefficient_ms": 0,
+        "corosync_consensus_ms": None,
+        "pacemaker_monitor_s": 2,
+        "haproxy_inter_ms": 200,
+        "haproxy_rise": 2,
+        "haproxy_fall": 2,
+        "galera_keepalive_ms": 500,
+        "galera_suspect_ms": 2000,
+        "galera_inactive_ms": 4000,
+        "mongo_election_timeout_ms": 2000,
+        "mongo_heartbeat_ms": 500,
+        "rabbit_net_ticktime_s": 15,
+        "keepalived_advert_ms": 100,
+    },
+}
+
+
+class Timing(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    profile: ProfileName = "default"
+    corosync_token_ms: int = Field(ge=200, le=60_000)
+    corosync_token_coefficient_ms: int = Field(ge=0, le=10_000)
+    # None: corosync's own rule, 1.2 x the effective token.
+    corosync_consensus_ms: int | None = Field(ge=200, le=120_000)
+    pacemaker_monitor_s: int = Field(ge=1, le=3600)
+    haproxy_inter_ms: int = Field(ge=100, le=600_000)
+    haproxy_rise: int = Field(ge=1, le=100)
+    haproxy_fall: int = Field(ge=1, le=100)
+    galera_keepalive_ms: int = Field(ge=100, le=60_000)
+    galera_suspect_ms: int = Field(ge=500, le=600_000)
+    galera_inactive_ms: int = Field(ge=1000, le=600_000)
+    mongo_election_timeout_ms: int = Field(ge=500, le=600_000)
+    mongo_heartbeat_ms: int = Field(ge=100, le=60_000)
+    rabbit_net_ticktime_s: int = Field(ge=1, le=3600)
+    keepalived_advert_ms: int = Field(ge=10, le=255_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_profile(cls, data: Any) -> Any:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            return data
+        profile = data.get("profile", "default")
+        base = PROFILES.get(profile) if isinstance(profile, str) else None
+        if base is None:
+            return data  # pydantic reports the bad profile name itself
+        return {**base, **data}
+
+    # Fields are filled from the profile by the validator above; this keeps
+    # `Timing()` type-correct for mypy without repeating the default values.
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+
+    def effective_token_ms(self, voters: int) -> int:
+        """Token timeout as corosync computes it for `voters` nodes."""
+        extra = max(voters - 2, 0) * self.corosync_token_coefficient_ms
+        return self.corosync_token_ms + extra
+
+    def consensus_ms(self, voters: int) -> int:
+        if self.corosync_consensus_ms is not None:
+            return self.corosync_consensus_ms
+        return int(self.effective_token_ms(voters) * 1.2)
+
+    def corosync_failover_ms(self, voters: int) -> int:
+        """Time for a new membership after a crash: token loss then consensus."""
+        return self.effective_token_ms(voters) + self.consensus_ms(voters)
+
+    def haproxy_detect_ms(self) -> int:
+        return self.haproxy_inter_ms * self.haproxy_fall
+
+    def keepalived_failover_ms(self) -> int:
+        # VRRP master-down interval: 3 adverts plus skew (<1 advert).
+        return self.keepalived_advert_ms * 4
