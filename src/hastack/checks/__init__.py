@@ -23,13 +23,13 @@ def run_checks(spec: Spec) -> list[Finding]:
     findings = [_finding(r, hit) for r in RULES.values() for hit in r.fn(spec)]
     used: set[int] = set()
     out: list[Finding] = []
-    for f in findings:
+    for found in findings:
         for i, w in enumerate(spec.waivers):
-            if w.code == f.code and w.subject in (None, f.subject):
-                f = f.waive(w.reason)
+            if w.code == found.code and w.subject in (None, found.subject):
+                found = found.waive(w.reason)  # noqa: PLW2901  (the waived copy replaces it)
                 used.add(i)
                 break
-        out.append(f)
+        out.append(found)
     for i, w in enumerate(spec.waivers):
         if w.code not in RULES:
             out.append(Finding("HA001", Severity.ERROR, f"waivers[{i}]", f"unknown check code {w.code}",

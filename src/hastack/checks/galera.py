@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from hastack.checks.finding import Hit, Severity, rule
-from hastack.spec.model import SstMethod, Spec
+from hastack.spec.model import Spec, SstMethod
 
 E, W = Severity.ERROR, Severity.WARNING
 
@@ -74,8 +74,10 @@ def ignore_sb(spec: Spec) -> Iterator[Hit]:
 
 
 @rule("HA207", E, "galera evs timeouts out of order",
-      why="""Galera refuses to start unless keepalive_period < suspect_timeout / 3 and
-      suspect_timeout <= inactive_timeout.""",
+      why="""Galera refuses to start unless keepalive_period < suspect_timeout / 3
+      ("value PT2S is out of range [PT0.1S,PT1.66667S)" for a 5 s suspect
+      timeout); a suspect timeout above the inactive timeout drops nodes before
+      they are even suspected.""",
       fix="Adjust timing.galera_keepalive_ms, galera_suspect_ms and galera_inactive_ms.")
 def evs_order(spec: Spec) -> Iterator[Hit]:
     t = spec.timing

@@ -21,7 +21,8 @@ def l3_ha(spec: Spec) -> Iterator[Hit]:
 
 
 @rule("HA702", W, "routers cannot move off a dead L3 agent",
-      why="Without l3_ha and allow_automatic_l3agent_failover a router stays on a dead agent until an operator moves it.",
+      why="""Without l3_ha and allow_automatic_l3agent_failover a router stays on a
+      dead agent until an operator moves it.""",
       fix="Enable openstack.neutron.allow_automatic_l3agent_failover (or l3_ha).")
 def l3_failover(spec: Spec) -> Iterator[Hit]:
     n = spec.openstack.neutron

@@ -48,7 +48,8 @@ def single_member(spec: Spec) -> Iterator[Hit]:
       why="""The guide runs two corosync rings so that one failed switch or NIC does not
       look like a dead node; with one link a network blip means a failover (and
       a fence).""",
-      fix="List two networks under networks.heartbeat and a heartbeat address per network on each member.")
+      fix="""List two networks under networks.heartbeat and a heartbeat address per
+      network on each member.""")
 def single_link(spec: Spec) -> Iterator[Hit]:
     if len(spec.networks.heartbeat) < 2:
         yield Hit("corosync", f"{max(len(spec.networks.heartbeat), 1)} link(s)")
@@ -68,7 +69,8 @@ def shared_links(spec: Spec) -> Iterator[Hit]:
 
 
 @rule("HA106", E, "multiple heartbeat links without knet",
-      why="corosync 3 supports one link only with the udp and udpu transports; the second ring would be ignored or refused.",
+      why="""corosync 3 supports one link only with the udp and udpu transports; the
+      second ring would be ignored or refused.""",
       fix="Use corosync.transport: knet (the default).")
 def links_need_knet(spec: Spec) -> Iterator[Hit]:
     if spec.corosync.transport != "knet" and len(spec.networks.heartbeat) > 1:
@@ -118,7 +120,8 @@ def unfenced(spec: Spec) -> Iterator[Hit]:
 @rule("HA113", E, "two-node fencing race",
       why="""With two voters both nodes can shoot each other at the same time after a
       link failure and the cluster ends with no node running.""",
-      fix="Give one node's fence device a delay (fence.delay: 10) so the other side always wins the race, or add an arbitrator.")
+      fix="""Give one node's fence device a delay (fence.delay: 10) so the other side
+      always wins the race, or add an arbitrator.""")
 def fence_race(spec: Spec) -> Iterator[Hit]:
     if _voters(spec) == 2 and spec.pacemaker.fencing:
         nodes = spec.corosync_nodes()
@@ -164,7 +167,8 @@ def compute_fencing(spec: Spec) -> Iterator[Hit]:
 
 
 @rule("HA131", INFO, "arbitrator also runs services",
-      why="The voting node should stay small and independent: a service on it competes with its only job, breaking ties.",
+      why="""The voting node should stay small and independent: a service on it
+      competes with its only job, breaking ties.""",
       fix="Keep the arbitrator out of haproxy, rabbitmq and memcached lists.")
 def busy_arbitrator(spec: Spec) -> Iterator[Hit]:
     for node in spec.with_role(Role.ARBITRATOR):

@@ -66,19 +66,19 @@ def required(spec: Spec) -> dict[str, Callable[[], str]]:
 
 @dataclass(frozen=True)
 class Secrets(Mapping[str, str]):
-    values: Mapping[str, str]
+    data: Mapping[str, str]
 
     def __getitem__(self, key: str) -> str:
-        return self.values[key]
+        return self.data[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.values)
+        return iter(self.data)
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.data)
 
     def __repr__(self) -> str:
-        return f"Secrets({sorted(self.values)} values hidden)"
+        return f"Secrets({sorted(self.data)} values hidden)"
 
     __str__ = __repr__
 

@@ -39,7 +39,7 @@ def _read(path: Path) -> dict[str, str]:
 
 def _write(path: Path, secrets: Secrets, spec_name: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    body = HEADER.format(spec=spec_name) + yaml.safe_dump(dict(secrets.values), sort_keys=True)
+    body = HEADER.format(spec=spec_name) + yaml.safe_dump(dict(secrets.data), sort_keys=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)

@@ -120,8 +120,8 @@ def build_cib(spec: Spec) -> ET.Element:
                           node=m.name, score="-INFINITY")
     for vip in managed_vips(spec):
         rid = f"vip-{vip.name}"
-        ET.SubElement(cons, "rsc_colocation", id=f"{rid}-with-haproxy", rsc=rid,
-                      **{"with-rsc": HAPROXY}, score="INFINITY")
+        ET.SubElement(cons, "rsc_colocation", {"id": f"{rid}-with-haproxy", "rsc": rid,
+                                               "with-rsc": HAPROXY, "score": "INFINITY"})
         ET.SubElement(cons, "rsc_order", id=f"haproxy-before-{rid}", first=HAPROXY, then=rid,
                       kind="Mandatory")
         for m in cluster:

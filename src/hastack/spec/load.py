@@ -65,8 +65,9 @@ def _clean_loc(loc: tuple[Any, ...]) -> Path:
     return tuple(p for p in loc if isinstance(p, int) or "[" not in str(p))
 
 
-def _from_pydantic(exc: ValidationError, known_fields: set[str]) -> list[SpecError]:
+def _from_pydantic(exc: ValidationError, known_fields: set[str], marks: Marks) -> list[SpecError]:
     out: list[SpecError] = []
+    echoes: list[SpecError] = []
     for err in exc.errors(include_url=False):
         path = _clean_loc(tuple(err["loc"]))
         kind = err["type"]
@@ -88,8 +89,11 @@ def _from_pydantic(exc: ValidationError, known_fields: set[str]) -> list[SpecErr
             hint = "use one of the values listed"
         elif kind.startswith("ip_v4"):
             hint = "write a dotted IPv4 address such as 10.20.0.11 (networks as 10.20.0.0/24)"
-        out.append(SpecError(path, message, hint))
-    return out
+        # A value the placement defaults copied (a bad node name repeated in
+        # corosync.nodes) is an echo of an error reported where it was written.
+        echo = kind != "missing" and path not in marks
+        (echoes if echo else out).append(SpecError(path, message, hint))
+    return out or echoes
 
 
 def parse_spec(text: str, source: str = "<spec>") -> model.Spec:
@@ -113,6 +117,7 @@ def parse_spec(text: str, source: str = "<spec>") -> model.Spec:
             [SpecError((), "the spec must be a YAML mapping (cluster:, networks:, nodes:, vips:)",
                        "start from examples/three-controller.yaml", source, 1, 1)]
         )
+    assert root is not None  # a document that is a mapping has a root node
     marks: Marks = {}
     _marks(root, (), marks, errors)
     errors = [e.located(source, e.line, e.column) for e in errors]
@@ -120,7 +125,7 @@ def parse_spec(text: str, source: str = "<spec>") -> model.Spec:
     try:
         spec = model.Spec.model_validate(data)
     except ValidationError as exc:
-        errors.extend(_from_pydantic(exc, _all_field_names()))
+        errors.extend(_from_pydantic(exc, _all_field_names(), marks))
     if spec is not None:
         errors.extend(validate_references(spec))
     if errors:

@@ -1,0 +1,1 @@
+"""Per-component facts: the command that reads them and a pure parser of its output."""

@@ -1,0 +1,93 @@
+"""Pacemaker state from `crm_mon -1 --output-as=xml`: a pure parser."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+CRM_MON = ("crm_mon", "-1", "--output-as=xml")
+
+
+@dataclass(frozen=True)
+class NodeState:
+    name: str
+    online: bool
+    standby: bool
+    unclean: bool
+    is_dc: bool
+
+
+@dataclass(frozen=True)
+class ResourceState:
+    id: str
+    agent: str
+    role: str
+    active: bool
+    failed: bool
+    nodes: tuple[str, ...]
+    clone: str | None = None
+
+
+@dataclass(frozen=True)
+class PacemakerState:
+    nodes: tuple[NodeState, ...]
+    resources: tuple[ResourceState, ...]
+    stonith_enabled: bool
+    no_quorum_policy: str
+    has_quorum: bool | None
+
+    def where(self, rid: str) -> tuple[str, ...]:
+        """Nodes an active resource (or every instance of a clone) runs on."""
+        return tuple(
+            n for r in self.resources if rid in (r.id, r.clone) and r.active for n in r.nodes
+        )
+
+    def online(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.nodes if n.online)
+
+
+def _bool(value: str | None) -> bool:
+    return value == "true"
+
+
+def _resource(el: ET.Element, clone: str | None) -> ResourceState:
+    return ResourceState(
+        id=el.get("id", ""),
+        agent=el.get("resource_agent", ""),
+        role=el.get("role", ""),
+        active=_bool(el.get("active")),
+        failed=_bool(el.get("failed")),
+        nodes=tuple(n.get("name", "") for n in el.findall("node")),
+        clone=clone,
+    )
+
+
+def parse_crm_mon(xml: str) -> PacemakerState:
+    root = ET.fromstring(xml)
+    summary = root.find("summary")
+    opts = summary.find("cluster_options") if summary is not None else None
+    dc = summary.find("current_dc") if summary is not None else None
+    nodes = tuple(
+        NodeState(
+            name=n.get("name", ""),
+            online=_bool(n.get("online")),
+            standby=_bool(n.get("standby")),
+            unclean=_bool(n.get("unclean")),
+            is_dc=_bool(n.get("is_dc")),
+        )
+        for n in root.iterfind("nodes/node")
+    )
+    resources: list[ResourceState] = []
+    for el in root.iterfind("resources/*"):
+        if el.tag == "resource":
+            resources.append(_resource(el, None))
+        elif el.tag in ("clone", "group", "bundle"):
+            resources.extend(_resource(r, el.get("id")) for r in el.iter("resource"))
+    quorum = dc.get("with_quorum") if dc is not None and dc.get("present") == "true" else None
+    return PacemakerState(
+        nodes=nodes,
+        resources=tuple(resources),
+        stonith_enabled=_bool(opts.get("stonith-enabled")) if opts is not None else False,
+        no_quorum_policy=opts.get("no-quorum-policy", "") if opts is not None else "",
+        has_quorum=None if quorum is None else quorum == "true",
+    )

@@ -1,0 +1,1 @@
+"""The lab: real hosts on one machine (network namespaces, containers)."""

@@ -1,0 +1,106 @@
+"""The command line: exit codes, JSON, friendly errors, secrets never printed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from hastack.cli import main
+from tests.helpers import SEED, THREE
+
+
+def run(*args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(main, list(args))
+    return res.exit_code, res.output
+
+
+def copy_spec(tmp_path: Path, src: Path = THREE, text: str | None = None) -> Path:
+    dst = tmp_path / src.name
+    if text is None:
+        shutil.copy(src, dst)
+    else:
+        dst.write_text(text)
+    return dst
+
+
+def test_check_clean_and_seed_exit_zero() -> None:
+    assert run("check", str(THREE))[0] == 0
+    code, out = run("check", str(SEED))
+    assert code == 0 and "HA202" in out and "why:" in out and "fix:" in out
+
+
+def test_check_fail_on_warning() -> None:
+    assert run("check", str(SEED), "--fail-on", "warning")[0] == 1
+
+
+def test_check_json(tmp_path: Path) -> None:
+    code, out = run("check", str(SEED), "--format", "json")
+    doc = json.loads(out)
+    assert code == 0 and doc["ok"] is True and doc["counts"]["warning"] == 3
+    assert {f["code"] for f in doc["findings"]} == {"HA202", "HA303", "HA402"}
+
+
+def test_check_errors_exit_one(tmp_path: Path) -> None:
+    spec = copy_spec(tmp_path, text=THREE.read_text().replace("fencing: true", "fencing: false"))
+    code, out = run("check", str(spec))
+    assert code == 1 and "HA110" in out
+
+
+def test_bad_spec_exit_two_with_location(tmp_path: Path) -> None:
+    spec = copy_spec(tmp_path, text=THREE.read_text().replace("address: 10.77.0.10", "address: 10.99.0.10"))
+    code, out = run("check", str(spec))
+    assert code == 2
+    assert f"{spec}:" in out and "vips[0].address" in out and "fix:" in out
+    assert "Traceback" not in out
+
+
+def test_bad_spec_json(tmp_path: Path) -> None:
+    spec = copy_spec(tmp_path, text=THREE.read_text().replace("name: ctl2", "name: ctl 2"))
+    code, out = run("check", str(spec), "--format", "json")
+    doc = json.loads(out)
+    assert code == 2 and doc["input_errors"][0]["field"] == "nodes[1].name"
+    assert doc["input_errors"][0]["line"] > 1
+
+
+def test_list_rules() -> None:
+    code, out = run("check", "--list", "--format", "json")
+    assert code == 0 and len(json.loads(out)) >= 15
+
+
+def test_render_writes_tree_and_never_prints_secrets(tmp_path: Path) -> None:
+    spec = copy_spec(tmp_path)
+    out_dir = tmp_path / "out"
+    code, out = run("render", str(spec), "-o", str(out_dir))
+    assert code == 0, out
+    secrets_text = (tmp_path / "three-controller.secrets.yaml").read_text()
+    values = [line.split(": ", 1)[1] for line in secrets_text.splitlines() if ": " in line]
+    assert values and not any(v in out for v in values)
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    assert manifest["ctl1"]["/etc/corosync/authkey"]["mode"] == "0400"
+    authkey = out_dir / "ctl1/etc/corosync/authkey"
+    assert authkey.stat().st_mode & 0o777 == 0o400
+    # Second render: same secrets, same bytes.
+    first = (out_dir / "ctl1/etc/haproxy/haproxy.cfg").read_bytes()
+    code, out = run("render", str(spec), "-o", str(out_dir), "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["secrets_generated"] == []
+    assert (out_dir / "ctl1/etc/haproxy/haproxy.cfg").read_bytes() == first
+
+
+def test_render_refuses_blocking_findings(tmp_path: Path) -> None:
+    spec = copy_spec(tmp_path, text=THREE.read_text().replace("fencing: true", "fencing: false"))
+    code, out = run("render", str(spec), "-o", str(tmp_path / "out"))
+    assert code == 1 and "HA110" in out and "waive" in out
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "three-controller.secrets.yaml").exists()
+
+
+def test_render_with_waiver(tmp_path: Path) -> None:
+    text = THREE.read_text().replace("fencing: true", "fencing: false")
+    text += "\nwaivers:\n  - {code: HA110, reason: \"no fence device in this test rig\"}\n"
+    spec = copy_spec(tmp_path, text=text)
+    code, out = run("render", str(spec), "-o", str(tmp_path / "out"))
+    assert code == 0, out

@@ -1,0 +1,26 @@
+"""crm_mon XML parser, on real output (crm_simulate of the rendered CIBs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hastack.components.pacemaker import parse_crm_mon
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_three_controllers_all_up() -> None:
+    state = parse_crm_mon((FIXTURES / "crm_mon_simulated_three_controller.xml").read_text())
+    assert state.online() == ("ctl1", "ctl2", "ctl3")
+    assert state.stonith_enabled and state.no_quorum_policy == "stop"
+    assert state.where("vip-internal") == ("ctl1",)
+    assert sorted(state.where("haproxy-clone")) == ["ctl1", "ctl2", "ctl3"]
+    assert state.where("fence-ctl1") == ("ctl2",)
+    assert not any(r.failed for r in state.resources)
+
+
+def test_seed_after_ctl1_failed() -> None:
+    state = parse_crm_mon((FIXTURES / "crm_mon_simulated_seed_ctl1_failed.xml").read_text())
+    assert set(state.online()) == {"ctl2", "arb1"}
+    assert state.where("vip-internal") == ("ctl2",)
+    assert state.where("haproxy-clone") == ("ctl2",)

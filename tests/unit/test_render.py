@@ -1,0 +1,212 @@
+"""Rendering: complete, deterministic, secrets only in private files."""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import json
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from hastack.render import render_all
+from hastack.render.files import Tree
+from hastack.render.pacemaker import build_cib
+from hastack.spec.load import load_spec
+from hastack.spec.model import Spec
+from tests.helpers import SEED, THREE, secrets_for, variant
+
+
+@pytest.fixture(params=[THREE, SEED], ids=["three", "seed"])
+def spec(request: pytest.FixtureRequest) -> Spec:
+    return load_spec(request.param)
+
+
+def files(tree: Tree, host: str, path: str) -> str:
+    return tree[host][path].content.decode()
+
+
+def test_render_is_deterministic(spec: Spec) -> None:
+    secrets = secrets_for(spec)
+    a, b = render_all(spec, secrets), render_all(spec, secrets)
+    assert {h: {p: f.content for p, f in fs.items()} for h, fs in a.items()} == {
+        h: {p: f.content for p, f in fs.items()} for h, fs in b.items()
+    }
+
+
+def test_no_secret_in_a_world_readable_file(spec: Spec) -> None:
+    secrets = secrets_for(spec)
+    values = list(secrets.data.values())
+    values += [base64.b64decode(secrets["corosync_authkey"])[:32].hex()]
+    for host, fs in render_all(spec, secrets).items():
+        for path, f in fs.items():
+            body = f.content.decode(errors="replace")
+            leaked = [v[:6] + "..." for v in values if v in body]
+            if leaked:
+                assert f.secret, f"{host}:{path} (mode {f.mode:o}) holds secrets {leaked}"
+
+
+def test_every_component_lands_on_its_hosts() -> None:
+    spec = load_spec(SEED)
+    tree = render_all(spec, secrets_for(spec))
+    assert "/etc/default/garb" in tree["arb1"]
+    assert "/etc/mysql/mariadb.conf.d/60-galera.cnf" not in tree["arb1"]
+    assert "/etc/haproxy/haproxy.cfg" not in tree["arb1"]
+    assert "/etc/corosync/corosync.conf" in tree["arb1"]
+    assert "/etc/corosync/corosync.conf" not in tree["compute1"]
+    assert "/etc/mongod.conf" in tree["arb1"]
+    assert set(tree["compute1"]) == {
+        "/etc/nova/nova.conf.d/50-hastack-ha.conf", "/etc/neutron/neutron.conf.d/50-hastack-ha.conf"}
+
+
+def test_corosync_two_links_and_shared_key(spec: Spec) -> None:
+    tree = render_all(spec, secrets_for(spec))
+    members = spec.corosync.nodes
+    confs = {files(tree, m, "/etc/corosync/corosync.conf") for m in members}
+    assert len(confs) == 1
+    conf = confs.pop()
+    assert "transport: knet" in conf and "linknumber: 1" in conf
+    assert conf.count("ring1_addr:") == len(members)
+    assert "two_node" not in conf  # three voters in both examples
+    keys = {tree[m]["/etc/corosync/authkey"].content for m in members}
+    assert len(keys) == 1 and len(keys.pop()) == 256
+    assert tree[members[0]]["/etc/corosync/authkey"].mode == 0o400
+
+
+def test_two_voters_get_two_node_mode() -> None:
+    spec = variant(corosync={"nodes": ["ctl1", "ctl2"]})
+    conf = files(render_all(spec, secrets_for(spec)), "ctl1", "/etc/corosync/corosync.conf")
+    assert "two_node: 1" in conf
+
+
+def test_haproxy_one_writer_and_http_check() -> None:
+    spec = load_spec(THREE)
+    cfg = files(render_all(spec, secrets_for(spec)), "ctl2", "/etc/haproxy/haproxy.cfg")
+    galera = cfg.split("listen galera-internal")[1].split("\nlisten ")[0]
+    servers = [line.split() for line in galera.splitlines() if line.strip().startswith("server ")]
+    assert [s[1] for s in servers] == ["ctl1", "ctl2", "ctl3"]
+    assert ["backup" in s for s in servers] == [False, True, True]
+    assert "option httpchk GET /galera" in galera and all("port" in s for s in servers)
+    assert "contimeout" not in cfg and "balance source\n    server ctl1 10.77.0.11:3306" not in cfg
+    assert "stats auth hastack:" in cfg and "admin:admin" not in cfg
+    assert "bind 10.77.0.12:1993" in cfg  # stats on the node's own management address
+    assert "inter 1000ms rise 2 fall 3" in cfg
+
+
+def test_haproxy_multi_writer_when_asked() -> None:
+    spec = variant(galera={"writers": "all"})
+    cfg = files(render_all(spec, secrets_for(spec)), "ctl1", "/etc/haproxy/haproxy.cfg")
+    galera = cfg.split("listen galera-internal")[1].split("\nlisten ")[0]
+    assert " backup" not in galera
+
+
+def test_galera_config(spec: Spec) -> None:
+    tree = render_all(spec, secrets_for(spec))
+    nodes = spec.galera.nodes
+    cnf = files(tree, nodes[1], "/etc/mysql/mariadb.conf.d/60-galera.cnf")
+    addrs = ",".join(str(spec.node(n).address) for n in nodes)
+    assert f"wsrep_cluster_address = gcomm://{addrs}" in cnf
+    assert "server_id = 2" in cnf and "wsrep_sst_method = mariabackup" in cnf
+    assert "evs.suspect_timeout=PT5S" in cnf and "pc.recovery=TRUE" in cnf
+    assert "\ninnodb_locks_unsafe_for_binlog" not in cnf  # only named in the comment
+    sst = tree[nodes[0]]["/etc/mysql/mariadb.conf.d/61-galera-sst.cnf"]
+    assert sst.mode == 0o640 and sst.group == "mysql"
+    sql = files(tree, nodes[0], "/etc/hastack/galera-bootstrap.sql")
+    assert "GRANT ALL PRIVILEGES ON *.*" not in sql
+    assert "CREATE DATABASE IF NOT EXISTS `nova_api`" in sql
+
+
+def test_fast_profile_reaches_galera_and_garbd() -> None:
+    spec = variant(SEED, timing={"profile": "fast"})
+    tree = render_all(spec, secrets_for(spec))
+    assert "evs.suspect_timeout=PT2S" in files(tree, "ctl1", "/etc/mysql/mariadb.conf.d/60-galera.cnf")
+    assert "evs.suspect_timeout=PT2S" in files(tree, "arb1", "/etc/default/garb")
+
+
+def test_mongo_replset_priorities_and_arbiter() -> None:
+    spec = load_spec(SEED)
+    tree = render_all(spec, secrets_for(spec))
+    rs = json.loads(files(tree, "ctl1", "/etc/hastack/mongodb-replset.json"))
+    assert [m.get("priority") for m in rs["members"]] == [3, 1, None]
+    assert rs["members"][2] == {"_id": 2, "host": "10.77.0.13:27017", "arbiterOnly": True}
+    assert rs["settings"]["electionTimeoutMillis"] == 10000
+    conf = yaml.safe_load(files(tree, "arb1", "/etc/mongod.conf"))
+    assert conf["replication"]["replSetName"] == "rs0"
+    assert conf["net"]["bindIp"] == "127.0.0.1,10.77.0.13"
+
+
+def test_rabbitmq_no_guest_quorum_and_peers() -> None:
+    spec = load_spec(THREE)
+    tree = render_all(spec, secrets_for(spec))
+    conf = files(tree, "ctl3", "/etc/rabbitmq/rabbitmq.conf")
+    assert "cluster_formation.classic_config.nodes.3 = rabbit@ctl3" in conf
+    assert "cluster_partition_handling = pause_minority" in conf
+    defs = json.loads(files(tree, "ctl3", "/etc/rabbitmq/definitions.json"))
+    assert "guest" not in {u["name"] for u in defs["users"]}
+    assert all("ha-mode" not in p["definition"] for p in defs["policies"])
+    assert "NODENAME=rabbit@ctl3" in files(tree, "ctl3", "/etc/rabbitmq/rabbitmq-env.conf")
+
+
+def test_mirrored_policy_when_waived() -> None:
+    spec = variant(rabbitmq={"queue_type": "mirrored"})
+    defs = json.loads(files(render_all(spec, secrets_for(spec)), "ctl1", "/etc/rabbitmq/definitions.json"))
+    assert any(p["definition"].get("ha-mode") == "all" for p in defs["policies"])
+
+
+def test_openstack_fragments() -> None:
+    spec = load_spec(THREE)
+    secrets = secrets_for(spec)
+    tree = render_all(spec, secrets)
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.read_string(files(tree, "ctl1", "/etc/nova/nova.conf.d/50-hastack-ha.conf"))
+    url = urlsplit(cp["DEFAULT"]["transport_url"])
+    assert url.scheme == "rabbit"
+    assert [h.split("@")[1] for h in url.netloc.split(",")] == [
+        "10.77.0.11:5672", "10.77.0.12:5672", "10.77.0.13:5672"]
+    assert cp["oslo_messaging_rabbit"]["rabbit_quorum_queue"] == "true"
+    db = urlsplit(cp["database"]["connection"])
+    assert db.hostname == "10.77.0.10" and db.path == "/nova"
+    assert urlsplit(cp["api_database"]["connection"]).path == "/nova_api"
+    assert cp["cache"]["memcache_servers"] == "10.77.0.10:11211"
+    neutron = configparser.ConfigParser(interpolation=None)
+    neutron.read_string(files(tree, "ctl2", "/etc/neutron/neutron.conf.d/50-hastack-ha.conf"))
+    assert neutron["DEFAULT"]["l3_ha"] == "true"
+    assert neutron["DEFAULT"]["max_l3_agents_per_router"] == "3"
+    compute = configparser.ConfigParser(interpolation=None)
+    compute.read_string(files(tree, "compute1", "/etc/nova/nova.conf.d/50-hastack-ha.conf"))
+    assert "database" not in compute  # computes never reach the database directly
+
+
+def test_keepalived_replaces_pacemaker_vip() -> None:
+    spec = variant(vip_manager="keepalived", waivers=[{"code": "HA120", "reason": "operator prefers VRRP"}])
+    tree = render_all(spec, secrets_for(spec))
+    conf = files(tree, "ctl2", "/etc/keepalived/keepalived.conf")
+    assert "unicast_peer" in conf and "10.77.0.11" in conf and "nopreempt" in conf
+    assert "priority 140" in conf
+    assert "vip-internal" not in files(tree, "ctl1", "/etc/hastack/cib.xml")
+    assert "/etc/keepalived/keepalived.conf" not in render_all(load_spec(THREE), secrets_for(spec))["ctl1"]
+
+
+def test_cib_constraints() -> None:
+    spec = load_spec(SEED)
+    cib = build_cib(spec)
+    locs = {(c.get("rsc"), c.get("node"), c.get("score")) for c in cib.iter("rsc_location")}
+    assert ("vip-internal", "arb1", "-INFINITY") in locs
+    assert ("haproxy-clone", "arb1", "-INFINITY") in locs
+    assert ("vip-internal", "ctl1", "100") in locs
+    for node in ("ctl1", "ctl2", "arb1"):
+        assert (f"fence-{node}", node, "-INFINITY") in locs
+    props = {nv.get("name"): nv.get("value") for nv in cib.iter("nvpair")}
+    assert props["stonith-enabled"] == "true" and props["no-quorum-policy"] == "stop"
+    [order] = list(cib.iter("rsc_order"))
+    assert (order.get("first"), order.get("then")) == ("haproxy-clone", "vip-internal")
+
+
+def test_fence_delay_becomes_pcmk_delay_base() -> None:
+    data_spec = load_spec(SEED)
+    nodes = [n.model_copy(update={"fence": n.fence.model_copy(update={"delay": 10})}) if n.name == "ctl1" and n.fence
+             else n for n in data_spec.nodes]
+    spec = data_spec.model_copy(update={"nodes": tuple(nodes)})
+    props = {nv.get("id"): nv.get("value") for nv in build_cib(spec).iter("nvpair")}
+    assert props["fence-ctl1-ia-pcmk_delay_base"] == "10s"
