@@ -1,0 +1,70 @@
+"""Galera state from `SHOW GLOBAL STATUS LIKE 'wsrep_%'`, and what haproxy should do with it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+STATUS_SQL = "SHOW GLOBAL STATUS LIKE 'wsrep_%'"
+
+
+@dataclass(frozen=True)
+class GaleraState:
+    cluster_size: int
+    cluster_status: str  # Primary / non-Primary / Disconnected
+    local_state: str  # Synced, Donor/Desynced, Joining, Joined, Initialized
+    ready: bool
+    connected: bool
+    cluster_state_uuid: str
+    last_committed: int
+
+    @property
+    def primary(self) -> bool:
+        return self.cluster_status == "Primary"
+
+
+def parse_wsrep_status(rows: Iterable[tuple[str, str]] | Mapping[str, str]) -> GaleraState:
+    v = dict(rows.items() if isinstance(rows, Mapping) else rows)
+
+    def num(key: str) -> int:
+        try:
+            return int(v.get(key, "0") or 0)
+        except ValueError:
+            return 0
+
+    return GaleraState(
+        cluster_size=num("wsrep_cluster_size"),
+        cluster_status=v.get("wsrep_cluster_status", "Disconnected"),
+        local_state=v.get("wsrep_local_state_comment", ""),
+        ready=v.get("wsrep_ready") == "ON",
+        connected=v.get("wsrep_connected") == "ON",
+        cluster_state_uuid=v.get("wsrep_cluster_state_uuid", ""),
+        last_committed=num("wsrep_last_committed"),
+    )
+
+
+@dataclass(frozen=True)
+class Health:
+    serve: bool
+    reason: str
+
+
+def writer_health(state: GaleraState, donor_serves: bool = False) -> Health:
+    """Whether haproxy may send queries to this node (HTTP 200) or not (503).
+
+    A TCP check sees an open port; this sees galera: only a node in the
+    primary component, ready and synced gets traffic. A donor may serve when
+    asked (mariabackup keeps it consistent) so a two-node cluster does not
+    lose its only reader during an SST.
+    """
+    if not state.connected:
+        return Health(False, "not connected to the group")
+    if not state.primary:
+        return Health(False, f"not in the primary component ({state.cluster_status})")
+    if not state.ready:
+        return Health(False, "wsrep not ready")
+    if state.local_state == "Synced":
+        return Health(True, f"synced, cluster size {state.cluster_size}")
+    if state.local_state.startswith("Donor") and donor_serves:
+        return Health(True, "donor, serving by choice")
+    return Health(False, f"state {state.local_state or 'unknown'}")

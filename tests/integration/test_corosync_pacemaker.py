@@ -1,0 +1,108 @@
+"""corosync parses the rendered config; pacemaker's scheduler places the rendered CIB."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from hastack.components.pacemaker import PacemakerState, parse_crm_mon
+from hastack.lab.netns import netns
+from hastack.render.corosync import link_addresses
+from hastack.spec.load import load_spec
+from tests.helpers import SEED
+from tests.integration.conftest import Rendered, render_to, require
+
+
+def _conf_with_local_key(r: Rendered, host: str, tmp: Path) -> Path:
+    conf = r.path(host, "/etc/corosync/corosync.conf").read_text()
+    key = r.path(host, "/etc/corosync/authkey")
+    out = tmp / f"corosync-{host}.conf"
+    out.write_text(conf.replace("keyfile: /etc/corosync/authkey", f"keyfile: {key}"))
+    return out
+
+
+def test_corosync_accepts_the_config_on_every_member(rendered: Rendered, tmp_path: Path) -> None:
+    corosync = require("corosync")
+    for node in rendered.spec.corosync_nodes():
+        conf = _conf_with_local_key(rendered, node.name, tmp_path)
+        # corosync -t finds the local node by its ring addresses: give the
+        # namespace exactly this node's addresses.
+        with netns("coro", link_addresses(rendered.spec, node)) as ns:
+            res = ns.run([corosync, "-t", "-c", str(conf)])
+        assert res.returncode == 0, f"{node.name}: {res.stdout}{res.stderr}"
+
+
+def test_corosync_test_mode_really_parses(rendered: Rendered, tmp_path: Path) -> None:
+    corosync = require("corosync")
+    node = rendered.spec.corosync_nodes()[0]
+    conf = _conf_with_local_key(rendered, node.name, tmp_path)
+    with netns("coro", ["10.99.0.1"]) as ns:  # not a member's address
+        res = ns.run([corosync, "-t", "-c", str(conf)])
+    assert res.returncode != 0 and "No valid name found for local host" in res.stdout + res.stderr
+    broken = tmp_path / "broken.conf"
+    broken.write_text(conf.read_text().replace("transport: knet", "transport: knet\n    token: soon"))
+    with netns("coro", link_addresses(rendered.spec, node)) as ns:
+        res = ns.run([corosync, "-t", "-c", str(broken)])
+    assert res.returncode != 0
+
+
+def _simulate(cib: Path, out: Path, *args: str) -> None:
+    res = subprocess.run([require("crm_simulate"), "-x", str(cib), *args, "-S", "-O", str(out)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def _crm_mon(cib: Path) -> PacemakerState:
+    res = subprocess.run([require("crm_mon"), "-1", "--output-as=xml"], capture_output=True, text=True,
+                         timeout=60, check=False, env={**os.environ, "CIB_file": str(cib)})
+    assert res.returncode == 0, res.stderr
+    return parse_crm_mon(res.stdout)
+
+
+def _all_up(r: Rendered, tmp: Path) -> Path:
+    cib = r.path(r.spec.corosync.nodes[0], "/etc/hastack/cib.xml")
+    up = tmp / "up.xml"
+    args = [a for n in r.spec.corosync.nodes for a in ("-u", n)]
+    _simulate(cib, up, *args, "-q", "1")
+    return up
+
+
+def test_cib_verifies_and_places_resources(rendered: Rendered, tmp_path: Path) -> None:
+    spec = rendered.spec
+    up = _all_up(rendered, tmp_path)
+    res = subprocess.run([require("crm_verify"), "--xml-file", str(up), "-V"], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr  # no error and no warning
+    state = _crm_mon(up)
+    assert set(state.online()) == set(spec.corosync.nodes)
+    assert state.stonith_enabled and state.no_quorum_policy == "stop"
+    [holder] = state.where("vip-internal")
+    assert holder == (spec.pacemaker.vip_preferred_node or holder)
+    assert holder in spec.haproxy.nodes
+    assert sorted(state.where("haproxy-clone")) == sorted(spec.haproxy.nodes)
+    for node in spec.corosync.nodes:
+        assert state.where(f"fence-{node}") not in ((), (node,)), f"fence-{node} must run, and not on {node}"
+    assert not any(r.failed for r in state.resources)
+
+
+def test_vip_moves_to_a_survivor_never_to_the_voting_node(tmp_path: Path) -> None:
+    r = render_to(load_spec(SEED), tmp_path / "out")
+    up = _all_up(r, tmp_path)
+    assert _crm_mon(up).where("vip-internal") == ("ctl1",)
+    failed = tmp_path / "failed.xml"
+    _simulate(up, failed, "-f", "ctl1")
+    state = _crm_mon(failed)
+    assert "ctl1" not in state.online()
+    assert state.where("vip-internal") == ("ctl2",)
+    assert state.where("haproxy-clone") == ("ctl2",)
+
+
+def test_crm_verify_rejects_a_broken_cib(tmp_path: Path) -> None:
+    r = render_to(load_spec(SEED), tmp_path / "out")
+    cib = r.path("ctl1", "/etc/hastack/cib.xml").read_text()
+    broken = tmp_path / "broken.xml"
+    broken.write_text(cib.replace('with-rsc="haproxy-clone"', 'with-rsc="no-such-resource"'))
+    res = subprocess.run([require("crm_verify"), "--xml-file", str(broken)], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert res.returncode != 0
