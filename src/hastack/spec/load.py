@@ -15,6 +15,9 @@ from hastack.spec.references import validate_references
 
 Marks = dict[Path, tuple[int, int]]
 
+# libyaml's loader is ~3x faster and keeps the node marks we report lines from.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 # Regex constraints explained in words: what the operator can act on.
 _PATTERN_HELP = {
     r"^[a-z][a-z0-9-]{0,62}$": "a lower-case name: letters, digits and '-', starting with a letter, at most 63",
@@ -88,6 +91,7 @@ def _from_pydantic(exc: ValidationError, known_fields: set[str], marks: Marks) -
         elif kind in ("enum", "literal_error"):
             hint = "use one of the values listed"
         elif kind.startswith("ip_v4"):
+            message = f"{err['input']!r} is not a valid IPv4 {'network' if 'network' in kind else 'address'}"
             hint = "write a dotted IPv4 address such as 10.20.0.11 (networks as 10.20.0.0/24)"
         # A value the placement defaults copied (a bad node name repeated in
         # corosync.nodes) is an echo of an error reported where it was written.
@@ -99,7 +103,7 @@ def _from_pydantic(exc: ValidationError, known_fields: set[str], marks: Marks) -
 def parse_spec(text: str, source: str = "<spec>") -> model.Spec:
     """Parse spec text. Pure: no file access. Raises SpecLoadError."""
     errors: list[SpecError] = []
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
