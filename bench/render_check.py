@@ -13,6 +13,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,10 +60,10 @@ def main() -> int:
     rows: dict[str, list[float]] = {"load": [], "check": [], "render": [], "total": []}
     files = 0
     for _ in range(args.runs):
-        spec, t_load = timed(lambda: parse_spec(text, "bench.yaml"))
-        findings, t_check = timed(lambda: run_checks(spec))
+        spec, t_load = timed(partial(parse_spec, text, "bench.yaml"))
+        findings, t_check = timed(partial(run_checks, spec))
         secrets = complete(spec, {})[0]
-        tree, t_render = timed(lambda: render_all(spec, secrets))
+        tree, t_render = timed(partial(render_all, spec, secrets))
         files = sum(len(f) for f in tree.values())
         for key, value in (("load", t_load), ("check", t_check), ("render", t_render),
                            ("total", t_load + t_check + t_render)):

@@ -108,6 +108,29 @@ def _list_rules(fmt: str) -> None:
 
 
 @main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default="/etc/hastack/agent.yaml",
+              show_default=True)
+def agent(config_path: Path) -> None:
+    """Run the node agent: GET /galera answers 200 while this node may take queries, else 503."""
+    import logging
+
+    from pydantic import ValidationError
+
+    from hastack.agent.config import load
+    from hastack.agent.server import make_server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        cfg = load(config_path)
+    except (OSError, ValidationError) as exc:
+        err.print(f"agent: cannot use {config_path}: {exc}", markup=False)
+        sys.exit(EXIT_INPUT)
+    server = make_server(cfg)
+    logging.getLogger("hastack.agent").info("serving /galera on %s:%d", cfg.listen, cfg.port)
+    server.serve_forever()
+
+
+@main.command()
 @click.argument("spec", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Directory to write one folder per host into.")

@@ -8,12 +8,17 @@ Everything runs in one namespace holding the three nodes' addresses.
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pymysql
 import pytest
+import yaml
 
 from hastack.components.galera import STATUS_SQL, GaleraState, parse_wsrep_status, writer_health
 from hastack.lab.netns import Netns, netns
@@ -85,7 +90,9 @@ class Node:
         )
 
     def start(self, *extra: str) -> subprocess.Popen[bytes]:
-        return self.daemons.spawn(self.ns.argv([require("mariadbd"), f"--defaults-file={self.cnf}", *extra]))
+        # `ip netns exec` execs mariadbd itself: this process is the server.
+        self.proc = self.daemons.spawn(self.ns.argv([require("mariadbd"), f"--defaults-file={self.cnf}", *extra]))
+        return self.proc
 
     def query(self, sql: str) -> list[tuple[str, ...]]:
         conn = pymysql.connect(unix_socket=str(self.socket), user="root", connect_timeout=2, autocommit=True)
@@ -110,57 +117,156 @@ class Node:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else "(no log)"
 
 
+@dataclass
+class SeedCluster:
+    r: Rendered
+    ns: Netns
+    ctl1: Node
+    ctl2: Node
+    daemons: Daemons
+    base: Path
+
+
 @pytest.fixture
-def seed_ns(tmp_path: Path) -> Iterator[tuple[Rendered, Netns]]:
+def seed_cluster(tmp_path: Path, daemons: Daemons) -> Iterator[SeedCluster]:
+    """The seed topology from the rendered files, as deploy will form it.
+
+    ctl1 bootstraps, the bootstrap SQL runs there, garbd joins from the
+    rendered /etc/default/garb, and ctl2 joins with an empty datadir: a full
+    SST by mariabackup with the generated SST user. One namespace holds the
+    three nodes' addresses and the VIP.
+    """
     r = render_to(load_spec(SEED), tmp_path / "out")
-    addrs = [str(r.spec.node(n).address) for n in ("ctl1", "ctl2", "arb1")]
+    addrs = [str(r.spec.node(n).address) for n in ("ctl1", "ctl2", "arb1")] + [str(r.spec.vips[0].address)]
     with netns("galera", addrs) as ns:
-        yield r, ns
+        base = tmp_path / "nodes"
+        ctl1, ctl2 = Node(r, "ctl1", ns, base, daemons), Node(r, "ctl2", ns, base, daemons)
+        subprocess.run([require("mariadb-install-db"), "--no-defaults", f"--datadir={ctl1.datadir}",
+                        "--user=root", "--skip-test-db"], check=True, capture_output=True, timeout=120)
+        ctl1.start("--wsrep-new-cluster")
+        wait_until(lambda: ctl1.synced(1), 60, f"ctl1 to bootstrap\n{ctl1.log_tail()}")
+        conn = pymysql.connect(unix_socket=str(ctl1.socket), user="root",
+                               client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
+        with conn.cursor() as cur:
+            cur.execute(r.path("ctl1", "/etc/hastack/galera-bootstrap.sql").read_text())
+            while cur.nextset():
+                pass
+        conn.close()
+        garb = r.path("arb1", "/etc/default/garb")
+        log = tmp_path / "garbd.log"
+        daemons.spawn(ns.argv(["bash", "-c", f'set -a; . {garb}; cd {tmp_path}; exec {require("garbd")} '
+                               f'-a "gcomm://$GALERA_NODES" -g "$GALERA_GROUP" -o "$GALERA_OPTIONS" -l {log}']))
+        wait_until(lambda: ctl1.synced(2), 30, f"garbd to join\n{log.read_text() if log.exists() else ''}")
+        ctl2.start()
+        wait_until(lambda: ctl2.synced(3), 180, f"ctl2 to join by SST\n{ctl2.log_tail()}")
+        yield SeedCluster(r, ns, ctl1, ctl2, daemons, tmp_path)
 
 
-def test_seed_galera_cluster_forms_from_rendered_files(seed_ns: tuple[Rendered, Netns], tmp_path: Path,
-                                                       daemons: Daemons) -> None:
-    r, ns = seed_ns
-    base = tmp_path / "nodes"
-    ctl1, ctl2 = Node(r, "ctl1", ns, base, daemons), Node(r, "ctl2", ns, base, daemons)
-    subprocess.run([require("mariadb-install-db"), "--no-defaults", f"--datadir={ctl1.datadir}", "--user=root",
-                    "--skip-test-db"], check=True, capture_output=True, timeout=120)
-    ctl1.start("--wsrep-new-cluster")
-    wait_until(lambda: ctl1.synced(1), 60, f"ctl1 to bootstrap\n{ctl1.log_tail()}")
-    first = ctl1.state()
+def test_seed_galera_cluster_forms_from_rendered_files(seed_cluster: SeedCluster) -> None:
+    c = seed_cluster
+    assert "mariabackup SST completed on joiner" in c.ctl2.log.read_text()
+    first = c.ctl1.state()
     assert first is not None and writer_health(first).serve
-
-    # Users and databases, as deploy will run them on the bootstrap node.
-    conn = pymysql.connect(unix_socket=str(ctl1.socket), user="root",
-                           client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
-    with conn.cursor() as cur:
-        cur.execute(r.path("ctl1", "/etc/hastack/galera-bootstrap.sql").read_text())
-        while cur.nextset():
-            pass
-    conn.close()
-
-    # garbd exactly as Debian's garb service runs it: the rendered file sourced.
-    garb = r.path("arb1", "/etc/default/garb")
-    garbd = require("garbd")
-    log = tmp_path / "garbd.log"
-    daemons.spawn(ns.argv(["bash", "-c", f'set -a; . {garb}; cd {tmp_path}; exec {garbd} '
-                           f'-a "gcomm://$GALERA_NODES" -g "$GALERA_GROUP" -o "$GALERA_OPTIONS" -l {log}']))
-    wait_until(lambda: ctl1.synced(2), 30, f"garbd to join\n{log.read_text() if log.exists() else ''}")
-
-    # ctl2 joins with an empty datadir: a full SST by mariabackup, authenticated
-    # with the generated SST user from 61-galera-sst.cnf.
-    ctl2.start()
-    wait_until(lambda: ctl2.synced(3), 180, f"ctl2 to join by SST\n{ctl2.log_tail()}")
-    assert "mariabackup SST completed on joiner" in ctl2.log.read_text()
-
-    ctl1.query("CREATE TABLE nova.probe (id INT PRIMARY KEY, v VARCHAR(16))")
-    ctl1.query("INSERT INTO nova.probe VALUES (1, 'written-on-ctl1')")
-    assert ctl2.query("SELECT v FROM nova.probe WHERE id = 1") == [("written-on-ctl1",)]
-    users = {u for (u,) in ctl2.query("SELECT user FROM mysql.user")}
+    c.ctl1.query("CREATE TABLE nova.probe (id INT PRIMARY KEY, v VARCHAR(16))")
+    c.ctl1.query("INSERT INTO nova.probe VALUES (1, 'written-on-ctl1')")
+    assert c.ctl2.query("SELECT v FROM nova.probe WHERE id = 1") == [("written-on-ctl1",)]
+    users = {u for (u,) in c.ctl2.query("SELECT user FROM mysql.user")}
     assert {"hastack_sst", "hastack_monitor", "nova", "keystone"} <= users
-    both = [ctl1.state(), ctl2.state()]
+    both = [c.ctl1.state(), c.ctl2.state()]
     assert all(s is not None and s.primary and s.cluster_size == 3 for s in both)
     assert len({s.cluster_state_uuid for s in both if s}) == 1
+
+
+HTTP_GET = """
+import sys, urllib.request, urllib.error
+try:
+    print(urllib.request.urlopen(sys.argv[1], timeout=2).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+except OSError:
+    print(0)
+"""
+
+# Writes through the VIP for a bounded time; prints every acknowledged id with its time.
+WRITER = """
+import json, sys, time, pymysql
+host, password, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+acks, conn, i, end = [], None, 0, time.monotonic() + seconds
+while time.monotonic() < end:
+    try:
+        if conn is None:
+            conn = pymysql.connect(host=host, user="nova", password=password, database="nova",
+                                   connect_timeout=1, read_timeout=2, write_timeout=2, autocommit=True)
+        i += 1
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO w (id) VALUES (%s)", (i,))
+        acks.append((i, time.monotonic()))
+    except pymysql.MySQLError:
+        conn = None
+        time.sleep(0.05)
+print(json.dumps(acks))
+"""
+
+
+def test_haproxy_moves_writes_to_the_backup_when_the_writer_dies(seed_cluster: SeedCluster) -> None:
+    """The data path as rendered: client -> VIP -> haproxy -> agent check -> galera."""
+    c = seed_cluster
+    spec, ns = c.r.spec, c.ns
+    hastack = str(Path(sys.executable).parent / "hastack")
+    for node in (c.ctl1, c.ctl2):
+        cfg = yaml.safe_load(c.r.path(node.name, "/etc/hastack/agent.yaml").read_text())
+        cfg["mysql_socket"] = str(node.socket)
+        path = c.base / f"agent-{node.name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        c.daemons.spawn(ns.argv([hastack, "agent", "--config", str(path)]), c.base / f"agent-{node.name}.log")
+
+    def status(node: str) -> int:
+        url = f"http://{spec.node(node).address}:{spec.haproxy.health_port}/galera"
+        return int(ns.run([sys.executable, "-c", HTTP_GET, url]).stdout.strip() or 0)
+
+    wait_until(lambda: status("ctl1") == 200 and status("ctl2") == 200, 30, "both agents to answer 200")
+
+    # haproxy with the rendered config; only runtime paths move to the test folder.
+    cfg = c.r.path("ctl1", "/etc/haproxy/haproxy.cfg").read_text()
+    cfg = cfg.replace("/run/haproxy/admin.sock", str(c.base / "haproxy.sock"))
+    cfg = cfg.replace("/run/haproxy.pid", str(c.base / "haproxy.pid"))
+    (c.base / "haproxy.cfg").write_text(cfg)
+    c.daemons.spawn(ns.argv([require("haproxy"), "-db", "-f", str(c.base / "haproxy.cfg")]), c.base / "haproxy.log")
+
+    vip = str(spec.vips[0].address)
+    password = c.r.secrets["db_nova_password"]
+    c.ctl1.query("CREATE TABLE nova.w (id INT PRIMARY KEY)")
+
+    def through_vip() -> str | None:
+        res = ns.run([sys.executable, "-c", "import pymysql,sys; c = pymysql.connect(host=sys.argv[1], "
+                      "user='nova', password=sys.argv[2], connect_timeout=1); cur = c.cursor(); "
+                      "cur.execute('SELECT @@wsrep_node_name'); print(cur.fetchone()[0])", vip, password])
+        return res.stdout.strip() or None
+
+    wait_until(lambda: through_vip() == "ctl1", 30, "the VIP to reach the writer ctl1")
+
+    writer = subprocess.Popen(ns.argv([sys.executable, "-c", WRITER, vip, password, "16"]),
+                              stdout=subprocess.PIPE, text=True)
+    time.sleep(4)  # let the workload run before the fault: part of the scenario, not a wait for state
+    killed_at = time.monotonic()
+    c.ctl1.proc.kill()  # the writer's mariadbd dies at once
+    out, _ = writer.communicate(timeout=60)
+    acks = json.loads(out)
+
+    assert status("ctl1") == 503  # the agent lives on and reports its dead server
+    assert status("ctl2") == 200
+    assert through_vip() == "ctl2"
+    before = [t for _, t in acks if t < killed_at]
+    after = [t for _, t in acks if t > killed_at]
+    assert before and after, "writes must flow before the fault and resume after it"
+    gap = after[0] - max(before)
+    print(f"\nwriter killed: writes through the VIP resumed after {gap:.2f} s "
+          f"(haproxy inter {spec.timing.haproxy_inter_ms} ms x fall {spec.timing.haproxy_fall})")
+    assert gap < 15
+    # RPO: every acknowledged write is on the survivor.
+    stored = {i for (i,) in c.ctl2.query("SELECT id FROM nova.w")}
+    lost = [i for i, _ in acks if i not in stored]
+    assert lost == []
 
 
 def test_garbd_refuses_what_HA207_flags(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hastack.credentials.model import Secrets
+from hastack.render.agent import render_agent
 from hastack.render.corosync import render_corosync
 from hastack.render.files import RenderedFile, Tree
 from hastack.render.galera import render_galera
@@ -27,6 +28,7 @@ RENDERERS: dict[str, Renderer] = {
     "haproxy": render_haproxy,
     "keepalived": render_keepalived,
     "openstack": render_openstack,
+    "agent": render_agent,
 }
 
 

@@ -1,0 +1,1 @@
+"""The per-node agent: health endpoints that haproxy polls."""

@@ -1,0 +1,84 @@
+"""HTTP health endpoints for haproxy: GET /galera answers 200 or 503 with the reason.
+
+The decision is `components.galera.writer_health` (pure); this module only
+probes MariaDB over its local socket and serves the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import asdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pymysql
+
+from hastack.agent.config import AgentConfig
+from hastack.components.galera import STATUS_SQL, GaleraState, Health, parse_wsrep_status, writer_health
+
+log = logging.getLogger("hastack.agent")
+
+
+class GaleraProbe:
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg
+        self._lock = threading.Lock()
+        self._cached: tuple[float, Health, GaleraState | None] | None = None
+
+    def _probe(self) -> tuple[Health, GaleraState | None]:
+        try:
+            conn = pymysql.connect(unix_socket=self.cfg.mysql_socket, user=self.cfg.mysql_user,
+                                   password=self.cfg.mysql_password, connect_timeout=1, read_timeout=2)
+        except pymysql.MySQLError as exc:
+            return Health(False, f"cannot connect to mariadb: {exc.args[-1] if exc.args else exc}"), None
+        try:
+            with conn.cursor() as cur:
+                cur.execute(STATUS_SQL)
+                state = parse_wsrep_status(cur.fetchall())
+        except pymysql.MySQLError as exc:
+            return Health(False, f"status query failed: {exc}"), None
+        finally:
+            conn.close()
+        return writer_health(state, self.cfg.donor_serves), state
+
+    def check(self) -> tuple[Health, GaleraState | None]:
+        with self._lock:
+            now = time.monotonic()
+            if self._cached and now - self._cached[0] < self.cfg.cache_ms / 1000:
+                return self._cached[1], self._cached[2]
+            health, state = self._probe()
+            self._cached = (time.monotonic(), health, state)
+            return health, state
+
+
+def make_server(cfg: AgentConfig) -> ThreadingHTTPServer:
+    probe = GaleraProbe(cfg)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.rstrip("/") == "/galera":
+                health, state = probe.check()
+                body = {"serve": health.serve, "reason": health.reason,
+                        "state": asdict(state) if state else None}
+                self._send(200 if health.serve else 503, body)
+            elif self.path.rstrip("/") in ("", "/health"):
+                self._send(200, {"agent": "ok"})
+            else:
+                self._send(404, {"error": f"no endpoint {self.path}"})
+
+        def _send(self, code: int, body: dict[str, object]) -> None:
+            data = (json.dumps(body) + "\n").encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:
+            log.debug("%s " + format, self.address_string(), *args)
+
+    server = ThreadingHTTPServer((cfg.listen, cfg.port), Handler)
+    server.daemon_threads = True
+    return server

@@ -1,0 +1,42 @@
+"""The hastack agent on every galera node: its config and systemd unit."""
+
+from __future__ import annotations
+
+import yaml
+
+from hastack.agent.config import PATH, AgentConfig
+from hastack.credentials.model import Secrets
+from hastack.render.files import RenderedFile, text
+from hastack.render.galera import MONITOR_USER
+from hastack.spec.model import Spec
+
+UNIT = "/etc/systemd/system/hastack-agent.service"
+UNIT_BODY = """\
+# Rendered by hastack: health endpoints haproxy polls (GET /galera on :{port}).
+[Unit]
+Description=hastack agent (galera health for haproxy)
+After=network-online.target mariadb.service
+
+[Service]
+ExecStart=/usr/local/bin/hastack agent --config {path}
+Restart=always
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def render_agent(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
+    if not spec.galera.enabled or spec.galera.health_check != "http":
+        return {}
+    out: dict[str, list[RenderedFile]] = {}
+    for node in spec.galera_nodes():
+        cfg = AgentConfig(listen=str(node.address), port=spec.haproxy.health_port, mysql_user=MONITOR_USER,
+                          mysql_password=secrets["galera_monitor_password"])
+        body = "# Rendered by hastack; holds the monitor password.\n" + yaml.safe_dump(cfg.model_dump())
+        out[node.name] = [
+            text(PATH, body, 0o600),
+            text(UNIT, UNIT_BODY.format(port=spec.haproxy.health_port, path=PATH)),
+        ]
+    return out
