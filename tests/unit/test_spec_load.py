@@ -11,6 +11,10 @@ from hastack.spec.load import load_spec, parse_spec
 from tests.helpers import SEED, THREE, raw, spec_from
 
 
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, ln in enumerate(text.splitlines(), 1) if needle in ln)
+
+
 def errors_of(text: str) -> list[str]:
     with pytest.raises(SpecLoadError) as exc:
         parse_spec(text, "bad.yaml")
@@ -47,8 +51,7 @@ def test_yaml_syntax_error_has_line() -> None:
 def test_unknown_field_names_line_and_suggests() -> None:
     text = THREE.read_text().replace("  fencing: true", "  fenceing: true")
     [msg] = errors_of(text)
-    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "fenceing" in ln)
-    assert msg.startswith(f"bad.yaml:{line}:")
+    assert msg.startswith(f"bad.yaml:{line_of(text, 'fenceing')}:")
     assert "pacemaker.fenceing: unknown field 'fenceing'" in msg
     assert "did you mean 'fencing'" in msg
 
@@ -92,8 +95,7 @@ def test_injection_in_fence_params_is_rejected(value: str) -> None:
 def test_error_points_at_the_offending_line() -> None:
     text = THREE.read_text().replace("address: 10.77.0.12", "address: 10.77.0.300")
     [msg] = errors_of(text)
-    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "10.77.0.300" in ln)
-    assert msg.startswith(f"bad.yaml:{line}:")
+    assert msg.startswith(f"bad.yaml:{line_of(text, '10.77.0.300')}:")
     assert "nodes[1].address" in msg
 
 
@@ -192,3 +194,18 @@ def test_all_errors_reported_at_once_in_file_order() -> None:
 def test_unreadable_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SpecLoadError, match="cannot read the spec"):
         load_spec(tmp_path / "missing.yaml")
+
+
+def test_enabled_component_without_nodes() -> None:
+    data = raw()
+    for n in data["nodes"]:
+        n["roles"] = ["network"] if "controller" in n["roles"] else n["roles"]
+    for key in ("galera", "mongodb"):
+        data[key] = {}
+    with pytest.raises(SpecLoadError) as exc:
+        spec_from(data)
+    by_field = {e.field: e for e in exc.value.errors}
+    assert "galera is enabled but has no nodes" in by_field["galera.nodes"].message
+    assert "galera.enabled: false" in by_field["galera.nodes"].hint
+    assert "mongodb is enabled but has no members" in by_field["mongodb.members"].message
+    assert "rabbitmq.nodes" in by_field and "haproxy.nodes" in by_field

@@ -113,6 +113,11 @@ def _placement(spec: Spec) -> Iterator[SpecError]:
             if count > 1:
                 yield SpecError(path, f"{name!r} is listed {count} times", "list each node once")
 
+    def placed(section: str, key: str, items: tuple[object, ...]) -> Iterator[SpecError]:
+        if not items:
+            yield SpecError((section, key), f"{section} is enabled but has no {key}",
+                            f"list {key}, give some nodes the controller role, or set {section}.enabled: false")
+
     yield from each(spec.corosync.nodes, ("corosync", "nodes"), "cluster member")
     yield from known(spec.pacemaker.vip_preferred_node, ("pacemaker", "vip_preferred_node"), "node")
     pref = spec.pacemaker.vip_preferred_node
@@ -126,9 +131,7 @@ def _placement(spec: Spec) -> Iterator[SpecError]:
     g = spec.galera
     if g.enabled:
         yield from each(g.nodes, ("galera", "nodes"), "galera node")
-        if not g.nodes:
-            yield SpecError(("galera", "nodes"), "galera is enabled but has no nodes",
-                            "list nodes, give some the controller role, or set galera.enabled: false")
+        yield from placed("galera", "nodes", g.nodes)
         yield from known(g.arbitrator, ("galera", "arbitrator"), "arbitrator")
         for key, value in (("writer", g.writer), ("donor", g.donor)):
             yield from known(value, ("galera", key), key)
@@ -139,9 +142,7 @@ def _placement(spec: Spec) -> Iterator[SpecError]:
     r = spec.rabbitmq
     if r.enabled:
         yield from each(r.nodes, ("rabbitmq", "nodes"), "rabbitmq node")
-        if not r.nodes:
-            yield SpecError(("rabbitmq", "nodes"), "rabbitmq is enabled but has no nodes",
-                            "list nodes, give some the controller role, or set rabbitmq.enabled: false")
+        yield from placed("rabbitmq", "nodes", r.nodes)
         for j, name in enumerate(r.ram_nodes):
             if name not in r.nodes:
                 yield SpecError(("rabbitmq", "ram_nodes", j), f"{name!r} is not one of rabbitmq.nodes",
@@ -156,9 +157,7 @@ def _placement(spec: Spec) -> Iterator[SpecError]:
             if count > 1:
                 yield SpecError(("mongodb", "members"), f"{name!r} is a member {count} times",
                                 "list each node once")
-        if not m.members:
-            yield SpecError(("mongodb", "members"), "mongodb is enabled but has no members",
-                            "list members, give some the controller role, or set mongodb.enabled: false")
+        yield from placed("mongodb", "members", m.members)
         yield from known(m.arbiter, ("mongodb", "arbiter"), "arbiter")
 
     yield from each(spec.haproxy.nodes, ("haproxy", "nodes"), "haproxy node")
