@@ -1,0 +1,1 @@
+"""Hosts: run commands and place files on a machine. The same path for lab and production."""

@@ -1,0 +1,107 @@
+"""The lab image: a Debian bookworm rootfs with every component baked in, cached.
+
+Built once with debootstrap from this machine's own mirror, then reused: a
+lab host is a throwaway copy of it. The cache key is the package list and the
+builder version, so a change to either builds a new image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hastack.lab.aptsources import machine_mirror
+
+BUILDER_VERSION = "1"
+SUITE = "bookworm"
+CACHE = Path(os.environ.get("HASTACK_CACHE", "/var/lib/hastack"))
+
+# debootstrap itself: enough to boot systemd and accept SSH.
+BASE = ("systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "iputils-ping", "ca-certificates",
+        "python3", "python3-venv", "libcurl4", "procps", "psmisc", "socat", "chrony", "nftables", "iptables")
+# Then, inside the chroot: the components (services stay disabled until deploy).
+COMPONENTS = ("corosync", "pacemaker", "pacemaker-cli-utils", "resource-agents", "crmsh", "haproxy",
+              "keepalived", "mariadb-server", "mariadb-backup", "galera-4", "galera-arbitrator-4",
+              "rabbitmq-server", "memcached", "rsyslog")
+SERVICES_OFF = ("mariadb", "rabbitmq-server", "haproxy", "keepalived", "corosync", "pacemaker", "memcached",
+                "garb", "chrony")
+
+
+class ImageError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Image:
+    path: Path
+    key: str
+
+    @property
+    def ready(self) -> bool:
+        return (self.path / ".hastack-image-ready").exists()
+
+
+def image_key() -> str:
+    return hashlib.sha256(" ".join((BUILDER_VERSION, SUITE, *BASE, *COMPONENTS)).encode()).hexdigest()[:12]
+
+
+def image(cache: Path = CACHE) -> Image:
+    key = image_key()
+    return Image(cache / "images" / f"{SUITE}-{key}", key)
+
+
+Progress = Callable[[str], None]
+
+
+def _run(argv: list[str], log: Path, step: str, timeout: float) -> None:
+    with log.open("a") as out:
+        out.write(f"\n$ {' '.join(argv)}\n")
+        out.flush()
+        res = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False)
+    if res.returncode != 0:
+        tail = log.read_text(errors="replace").splitlines()[-25:]
+        raise ImageError(f"{step} failed (exit {res.returncode}); last lines of {log}:\n" + "\n".join(tail))
+
+
+def build(mongod: Path | None, progress: Progress = print, cache: Path = CACHE) -> Image:
+    """Build the image unless the cached one is ready. mongod: the binary to bake in."""
+    img = image(cache)
+    if img.ready:
+        progress(f"image {img.path} is cached")
+        return img
+    mirror = machine_mirror(SUITE)
+    if mirror is None:
+        raise ImageError(f"no apt source on this machine serves {SUITE} main; the image needs one")
+    work = img.path.with_name(img.path.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    log = img.path.with_name(img.path.name + ".log")
+    log.write_text("")
+    t0 = time.monotonic()
+    progress(f"debootstrap {SUITE} (log: {log})")
+    _run(["debootstrap", "--variant=minbase", f"--include={','.join(BASE)}", SUITE, str(work), mirror],
+         log, "debootstrap", 1800)
+    policy = work / "usr/sbin/policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")  # no service starts inside the chroot
+    policy.chmod(0o755)
+    progress(f"installing {len(COMPONENTS)} component packages")
+    env = ["env", "DEBIAN_FRONTEND=noninteractive"]
+    _run(["chroot", str(work), *env, "apt-get", "install", "-y", "--no-install-recommends", *COMPONENTS],
+         log, "component install", 1800)
+    _run(["chroot", str(work), "systemctl", "disable", *SERVICES_OFF], log, "disabling services", 300)
+    _run(["chroot", str(work), "apt-get", "clean"], log, "apt-get clean", 300)
+    policy.unlink()
+    if mongod is not None:
+        shutil.copy2(mongod, work / "usr/local/bin/mongod")
+    (work / "etc/hostname").write_text("lab\n")
+    (work / ".hastack-image-ready").write_text(img.key + "\n")
+    shutil.rmtree(img.path, ignore_errors=True)
+    work.rename(img.path)
+    progress(f"image ready in {time.monotonic() - t0:.0f} s: {img.path}")
+    return img
