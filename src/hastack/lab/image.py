@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hastack.lab.aptsources import machine_mirror
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 SUITE = "bookworm"
 CACHE = Path(os.environ.get("HASTACK_CACHE", "/var/lib/hastack"))
 
@@ -69,6 +69,19 @@ def _run(argv: list[str], log: Path, step: str, timeout: float) -> None:
         raise ImageError(f"{step} failed (exit {res.returncode}); last lines of {log}:\n" + "\n".join(tail))
 
 
+def _lab_tweaks(root: Path) -> None:
+    """What a container host needs that a real server does not."""
+    # chronyd may not set the clock of a container (it is the machine's clock):
+    # run it with -x so the time-sync resource still runs and serves.
+    (root / "etc/default/chrony").write_text('DAEMON_OPTS="-F 1 -x"\n')
+    dropin = root / "etc/systemd/system/chrony.service.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "hastack-lab.conf").write_text("[Unit]\n# lab: chronyd -x needs no CAP_SYS_TIME\nConditionCapability=\n")
+    # Each host makes its own host keys when the lab boots it.
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+
+
 def build(mongod: Path | None, progress: Progress = print, cache: Path = CACHE) -> Image:
     """Build the image unless the cached one is ready. mongod: the binary to bake in."""
     img = image(cache)
@@ -95,7 +108,9 @@ def build(mongod: Path | None, progress: Progress = print, cache: Path = CACHE) 
     _run(["chroot", str(work), *env, "apt-get", "install", "-y", "--no-install-recommends", *COMPONENTS],
          log, "component install", 1800)
     _run(["chroot", str(work), "systemctl", "disable", *SERVICES_OFF], log, "disabling services", 300)
+    _run(["chroot", str(work), "systemctl", "enable", "systemd-networkd"], log, "enabling networkd", 300)
     _run(["chroot", str(work), "apt-get", "clean"], log, "apt-get clean", 300)
+    _lab_tweaks(work)
     policy.unlink()
     if mongod is not None:
         shutil.copy2(mongod, work / "usr/local/bin/mongod")

@@ -47,7 +47,7 @@ def netns(label: str, addresses: Sequence[str] = ()) -> Iterator[Netns]:
             _ip("-n", name, "addr", "add", f"{addr}/32", "dev", "lo")
         yield Netns(name)
     finally:
-        _end_processes(name)
+        end_processes(name)
         subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True, timeout=30)
 
 
@@ -56,7 +56,7 @@ def _pids(name: str) -> list[int]:
     return [int(p) for p in res.stdout.split()]
 
 
-def _end_processes(name: str, grace: float = 10.0) -> None:
+def end_processes(name: str, grace: float = 10.0) -> None:
     """End what still runs in the namespace (daemons a validator left, like epmd).
 
     Only processes inside this namespace, which this module created, are touched.

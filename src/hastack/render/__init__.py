@@ -11,6 +11,7 @@ from hastack.render.files import RenderedFile, Tree
 from hastack.render.galera import render_galera
 from hastack.render.haproxy import render_haproxy
 from hastack.render.keepalived import render_keepalived
+from hastack.render.memcached import render_memcached
 from hastack.render.mongodb import render_mongodb
 from hastack.render.openstack import render_openstack
 from hastack.render.pacemaker import render_pacemaker
@@ -25,6 +26,7 @@ RENDERERS: dict[str, Renderer] = {
     "galera": render_galera,
     "rabbitmq": render_rabbitmq,
     "mongodb": render_mongodb,
+    "memcached": render_memcached,
     "haproxy": render_haproxy,
     "keepalived": render_keepalived,
     "openstack": render_openstack,

@@ -18,7 +18,7 @@ Description=hastack agent (galera health for haproxy)
 After=network-online.target mariadb.service
 
 [Service]
-ExecStart=/usr/local/bin/hastack agent --config {path}
+ExecStart=/usr/local/bin/hastack-agent --config {path}
 Restart=always
 RestartSec=1
 

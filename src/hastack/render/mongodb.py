@@ -18,6 +18,30 @@ from hastack.spec.model import Spec
 CONF = "/etc/mongod.conf"
 KEYFILE = "/etc/mongodb/keyfile"
 REPLSET = "/etc/hastack/mongodb-replset.json"
+UNIT = "/etc/systemd/system/mongod.service"
+# mongod comes from the wheel, not a package: hastack brings its unit.
+UNIT_BODY = """\
+# Rendered by hastack.
+[Unit]
+Description=MongoDB replica set member
+After=network-online.target
+
+[Service]
+User=mongodb
+Group=mongodb
+StateDirectory=mongodb
+LogsDirectory=mongodb
+ExecStart=/usr/local/bin/mongod --config /etc/mongod.conf
+LimitNOFILE=64000
+# mongod locks the pages that hold keys (secure allocator).
+LimitMEMLOCK=infinity
+AmbientCapabilities=CAP_IPC_LOCK
+Restart=on-failure
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+"""
 PORT = 27017
 
 
@@ -66,5 +90,6 @@ def render_mongodb(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]
             text(CONF, conf),
             text(KEYFILE, secrets["mongodb_keyfile"] + "\n", 0o400, owner="mongodb", group="mongodb"),
             text(REPLSET, rs),
+            text(UNIT, UNIT_BODY),
         ]
     return out

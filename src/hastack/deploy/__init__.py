@@ -1,0 +1,1 @@
+"""Deploy: put a rendered spec on its hosts over SSH and form every cluster, in order."""

@@ -1,0 +1,56 @@
+"""The deploy's phases, in order, with the hosts each touches. Pure: Spec -> Phases.
+
+The apply step walks these phases; `--dry-run` prints them with the file
+changes the hosts report. Order is what the components need: a quorate
+corosync before the CIB; a bootstrapped galera node before joiners; the
+first rabbit node before the others find it; members up before
+replSetInitiate; the galera agent before haproxy polls it; the VIP last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from hastack.spec.model import Node, Spec, VipManager
+
+
+@dataclass(frozen=True)
+class Phase:
+    key: str
+    hosts: tuple[str, ...]
+    what: str
+
+
+def names(nodes: Iterable[Node]) -> tuple[str, ...]:
+    return tuple(n.name for n in nodes)
+
+
+def phases(spec: Spec) -> tuple[Phase, ...]:
+    out = [Phase("files", names(spec.nodes), "push every rendered file (0600 first, then owner/mode, then rename)")]
+    galera = names(spec.galera_nodes()) if spec.galera.enabled else ()
+    if galera:
+        out.append(Phase("agent", galera, "install the hastack agent (galera health for haproxy)"))
+    if spec.vip_manager is VipManager.PACEMAKER:
+        out.append(Phase("corosync", names(spec.corosync_nodes()),
+                         "start corosync and pacemaker; wait for quorum with every member"))
+    if galera:
+        arb = (spec.galera.arbitrator,) if spec.galera.arbitrator else ()
+        out.append(Phase("galera", galera + arb,
+                         f"bootstrap on {spec.galera_writer().name} if no node runs, join the rest one by one"
+                         " (SST by " + spec.galera.sst_method.value + ")" + (", start garbd" if arb else "")))
+    if spec.rabbitmq.enabled and spec.rabbit_nodes():
+        out.append(Phase("rabbitmq", names(spec.rabbit_nodes()),
+                         "start the first node, then the others (classic peer discovery joins them)"))
+    if spec.mongodb.enabled and spec.mongo_members():
+        members = tuple(n.name for _, n in spec.mongo_members())
+        arb = (spec.mongodb.arbiter,) if spec.mongodb.arbiter else ()
+        out.append(Phase("mongodb", members + arb, "start mongod on every member, replSetInitiate once, admin user"))
+    if spec.memcached_nodes():
+        out.append(Phase("memcached", names(spec.memcached_nodes()), "start memcached on its address"))
+    if spec.vip_manager is VipManager.PACEMAKER:
+        out.append(Phase("cib", names(spec.corosync_nodes())[:1],
+                         "load the CIB (VIP, haproxy clone, fencing, constraints); wait for the VIP"))
+    else:
+        out.append(Phase("keepalived", names(spec.haproxy_nodes()), "start haproxy and keepalived"))
+    return tuple(out)

@@ -1,0 +1,412 @@
+"""Apply the deploy phases over SSH. Each phase probes first and acts only where needed.
+
+Idempotent by construction: every action is guarded by a fact (a file's
+hash, a unit's state, the live cluster's membership), and the report lists
+what changed. A second deploy on a healthy cluster reports nothing changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shlex
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pymongo
+import pymongo.errors
+
+from hastack.components.corosync import QUORUM_CMD, parse_quorum
+from hastack.components.galera import STATUS_SQL, GaleraState, parse_wsrep_status
+from hastack.components.mongodb import ReplSet, parse_replset_status
+from hastack.components.pacemaker import parse_crm_mon
+from hastack.components.rabbitmq import CLUSTER_CMD, parse_cluster_status
+from hastack.credentials.model import Secrets
+from hastack.deploy import bundle as agent_bundle
+from hastack.deploy.plan import Phase, phases
+from hastack.hosts.files import Change
+from hastack.hosts.ssh import HostError, SshHost
+from hastack.render.files import RenderedFile, Tree
+from hastack.spec.model import Spec
+
+T = TypeVar("T")
+Progress = Callable[[str], None]
+
+CIB_PATH = "/etc/hastack/cib.xml"
+GALERA_SQL = "/etc/hastack/galera-bootstrap.sql"
+REPLSET_PATH = "/etc/hastack/mongodb-replset.json"
+MONGO_ADMIN = "hastack_admin"
+# Daemons pacemaker owns must not also be started by systemd at boot.
+PACEMAKER_OWNED = ("haproxy",)
+# Socket activation would hold galera's port before mariadbd binds its own address.
+GALERA_SOCKETS = ("mariadb.socket", "mariadb-extra.socket")
+
+
+class DeployError(Exception):
+    """A step failed: names the host, the step and what was seen."""
+
+
+@dataclass
+class Report:
+    changes: list[str] = field(default_factory=list)  # "host: what changed"
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def changed(self, host: str, what: str) -> None:
+        self.changes.append(f"{host}: {what}")
+
+
+async def wait_for(probe: Callable[[], Awaitable[T | None]], timeout: float, what: str,
+                   interval: float = 0.5) -> T:
+    """Poll `probe` until it returns a value; bounded, and says what it waited for."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while True:
+        try:
+            value = await probe()
+            if value is not None:
+                return value
+        except (HostError, pymongo.errors.PyMongoError, ValueError) as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise DeployError(f"timed out after {timeout:.0f} s waiting for {what}" + (f"; last error: {last}"
+                                                                                       if last else ""))
+        await asyncio.sleep(interval)
+
+
+class Deployer:
+    def __init__(self, spec: Spec, secrets: Secrets, tree: Tree, hosts: Mapping[str, SshHost],
+                 progress: Progress) -> None:
+        self.spec, self.secrets, self.tree, self.hosts = spec, secrets, tree, hosts
+        self.progress = progress
+        self.report = Report()
+        self.pushed: dict[str, dict[str, Change]] = {}
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def h(self, name: str) -> SshHost:
+        return self.hosts[name]
+
+    def file_changed(self, host: str, *paths: str) -> bool:
+        return any(self.pushed.get(host, {}).get(p, Change.NONE) is not Change.NONE for p in paths)
+
+    async def active(self, host: str, unit: str) -> bool:
+        res = await self.h(host).run(["systemctl", "is-active", "--quiet", unit], check=False)
+        return res.rc == 0
+
+    async def ensure_running(self, host: str, unit: str, restart_if: bool = False, enable: bool = True) -> None:
+        """Start (or restart when its config changed) a unit; record what was done."""
+        running = await self.active(host, unit)
+        restart_if = restart_if or self.file_changed(host, f"/etc/systemd/system/{unit}.service")
+        if enable:
+            await self.h(host).run(["systemctl", "enable", "--quiet", unit])
+        if running and not restart_if:
+            return
+        verb = "restart" if running else "start"
+        try:
+            await self.h(host).run(["systemctl", verb, unit], timeout=600)
+        except HostError as exc:
+            journal = await self.h(host).run(f"journalctl -u {shlex.quote(unit)} -n 20 --no-pager", check=False)
+            raise DeployError(f"{host}: systemctl {verb} {unit} failed:\n{exc}\n{journal.stdout}") from exc
+        self.report.changed(host, f"{verb}ed {unit}")
+
+    async def gather(self, coros: list[Awaitable[T]]) -> list[T]:
+        return list(await asyncio.gather(*coros))
+
+    # -- phases ------------------------------------------------------------------------------------
+    async def run(self, only: tuple[str, ...] = ()) -> Report:
+        for phase in phases(self.spec):
+            if only and phase.key not in only:
+                continue
+            t0 = time.monotonic()
+            self.progress(f"{phase.key}: {phase.what} [{', '.join(phase.hosts)}]")
+            await getattr(self, f"phase_{phase.key}")(phase)
+            self.report.timings[phase.key] = time.monotonic() - t0
+        return self.report
+
+    async def phase_files(self, phase: Phase) -> None:
+        async def push(host: str) -> None:
+            files = self.tree.get(host, {})
+            await self.ensure_users(host, files.values())
+            changes: dict[str, Change] = {}
+            for path, f in sorted(files.items()):
+                changes[path] = await self.h(host).put(f)
+                if changes[path] is not Change.NONE:
+                    self.report.changed(host, f"{path} ({changes[path].value})")
+            self.pushed[host] = changes
+            if any(c is not Change.NONE for p, c in changes.items() if p.startswith("/etc/systemd/system/")):
+                await self.h(host).run(["systemctl", "daemon-reload"])
+            if self.file_changed(host, "/etc/sysctl.d/60-hastack.conf"):
+                await self.h(host).run(["sysctl", "-q", "-p", "/etc/sysctl.d/60-hastack.conf"])
+            for unit in PACEMAKER_OWNED:
+                await self.h(host).run(["systemctl", "disable", "--quiet", unit], check=False)
+
+        await self.gather([push(h) for h in phase.hosts])
+
+    async def ensure_users(self, host: str, files: Iterable[RenderedFile]) -> None:
+        """Users and groups that own rendered files, made as the service's package would.
+
+        mongod comes from a wheel, and OpenStack's own packages may come after
+        hastack: their config fragments still need their group to exist.
+        """
+        files = list(files)
+        groups = sorted({f.group for f in files} - {"root"})
+        users = sorted({f.owner for f in files} - {"root"})
+        script = [f"getent group {g} >/dev/null || groupadd --system {g}" for g in groups]
+        script += [f"id -u {u} >/dev/null 2>&1 || useradd --system --gid {u if u in groups else 'nogroup'} "
+                   f"--home-dir /var/lib/{u} --no-create-home --shell /usr/sbin/nologin {u}" for u in users]
+        if script:
+            await self.h(host).run(" && ".join(script))
+
+    async def phase_agent(self, phase: Phase) -> None:
+        bundle = agent_bundle.build_bundle()
+
+        async def install(host: str) -> None:
+            h = self.h(host)
+            stamp = await h.run(f"cat {agent_bundle.STAMP} 2>/dev/null", check=False)
+            if stamp.stdout.strip() != bundle.sha256:
+                ver = await h.run(["python3", "-c", "import sys; print(*sys.version_info[:2])"])
+                remote = tuple(int(x) for x in ver.stdout.split())
+                if remote != bundle.python:
+                    raise DeployError(f"{host}: python3 is {remote}, the agent bundle is built for "
+                                      f"{bundle.python}; install a matching python3 there")
+                await h.put(RenderedFile("/opt/hastack/bundle.tar.gz", bundle.data, 0o644))
+                await h.run(f"rm -rf {agent_bundle.ROOT} && mkdir -p {agent_bundle.ROOT} && "
+                            f"tar -xzf /opt/hastack/bundle.tar.gz -C {agent_bundle.ROOT} && "
+                            f"rm /opt/hastack/bundle.tar.gz")
+                await h.put(RenderedFile(agent_bundle.LAUNCHER, agent_bundle.LAUNCHER_BODY.encode(), 0o755))
+                await h.run(f"echo {bundle.sha256} > {agent_bundle.STAMP}")
+                self.report.changed(host, "installed the hastack agent")
+            # Started in the galera phase, once mariadb runs; restarted here if its config moved.
+
+        await self.gather([install(h) for h in phase.hosts])
+
+    async def phase_corosync(self, phase: Phase) -> None:
+        async def start(host: str) -> None:
+            changed = self.file_changed(host, "/etc/corosync/corosync.conf", "/etc/corosync/authkey")
+            await self.ensure_running(host, "corosync", restart_if=changed)
+            await self.ensure_running(host, "pacemaker")
+
+        await self.gather([start(h) for h in phase.hosts])
+        first = self.h(phase.hosts[0])
+        want = set(phase.hosts)
+
+        async def quorate() -> bool | None:
+            q = parse_quorum((await first.run(QUORUM_CMD, check=False)).stdout)
+            return True if q.quorate and set(q.names) >= want else None
+
+        await wait_for(quorate, 120, f"corosync quorum with {', '.join(sorted(want))}")
+
+        async def pacemaker_ready() -> bool | None:
+            res = await first.run("crm_mon -1 --output-as=xml", check=False)
+            if res.rc != 0:
+                return None
+            mon = parse_crm_mon(res.stdout)
+            return True if any(n.is_dc for n in mon.nodes) and set(mon.online()) >= want else None
+
+        await wait_for(pacemaker_ready, 180, "pacemaker to elect a DC with every node online")
+
+    async def galera_state(self, host: str) -> GaleraState | None:
+        if not await self.active(host, "mariadb"):
+            return None
+        res = await self.h(host).run(["mariadb", "-N", "-B", "-e", STATUS_SQL], check=False)
+        if res.rc != 0:
+            return None
+        rows = [tuple(line.split("\t", 1)) for line in res.stdout.splitlines() if "\t" in line]
+        return parse_wsrep_status([(k, v) for k, v in rows])
+
+    async def phase_galera(self, phase: Phase) -> None:
+        nodes = [n.name for n in self.spec.galera_nodes()]
+        writer = self.spec.galera_writer().name
+        await self.gather([self.h(n).run(["systemctl", "disable", "--now", "--quiet", *GALERA_SOCKETS], check=False)
+                           for n in nodes])
+        states = dict(zip(nodes, await self.gather([self.galera_state(n) for n in nodes]), strict=True))
+        primary = [n for n, s in states.items() if s is not None and s.primary]
+        if not primary:
+            grastates = await self.gather([self.h(n).run("cat /var/lib/mysql/grastate.dat", check=False)
+                                           for n in nodes])
+            used = [n for n, g in zip(nodes, grastates, strict=True) if _grastate_has_history(g.stdout)]
+            if used:
+                raise DeployError(
+                    "no galera node is running, but " + ", ".join(used) + " hold cluster history (grastate.dat):"
+                    " this is an outage, not a first deploy. Choosing the node to bootstrap is "
+                    "`hastack recover galera`'s job; deploy will not guess.")
+            self.progress(f"galera: bootstrapping a new cluster on {writer}")
+            try:
+                await self.h(writer).run(["galera_new_cluster"], timeout=300)
+            except HostError as exc:
+                journal = await self.h(writer).run("journalctl -u mariadb -n 30 --no-pager", check=False)
+                raise DeployError(f"{writer}: galera_new_cluster failed:\n{exc}\n{journal.stdout}") from exc
+            await self.h(writer).run(f"mariadb < {GALERA_SQL}")
+            self.report.changed(writer, "bootstrapped galera and created its users")
+            primary = [writer]
+        elif self.file_changed(primary[0], GALERA_SQL):
+            await self.h(primary[0]).run(f"mariadb < {GALERA_SQL}")
+            self.report.changed(primary[0], "applied galera users and databases")
+        # Joiners one at a time: each SST takes the donor out of rotation while it runs.
+        for node in nodes:
+            if node in primary and not self.file_changed(node, "/etc/mysql/mariadb.conf.d/60-galera.cnf"):
+                continue
+            st = states.get(node)
+            if st is not None and st.primary and st.local_state == "Synced":
+                if self.file_changed(node, "/etc/mysql/mariadb.conf.d/60-galera.cnf") and node != primary[0]:
+                    await self.ensure_running(node, "mariadb", restart_if=True)
+                continue
+            if node not in primary:
+                self.progress(f"galera: {node} joins (state transfer)")
+                await self.ensure_running(node, "mariadb")
+            await self.wait_synced(node)
+        for node in nodes:
+            await self.h(node).run(["systemctl", "enable", "--quiet", "mariadb"])
+        expected = len(nodes)
+        arb = self.spec.galera.arbitrator
+        if arb:
+            await self.ensure_running(arb, "garb", restart_if=self.file_changed(arb, "/etc/default/garb"))
+            expected += 1
+
+        async def sized() -> int | None:
+            st = await self.galera_state(nodes[0])
+            return st.cluster_size if st and st.cluster_size == expected else None
+
+        await wait_for(sized, 120, f"galera cluster size {expected}")
+        if self.spec.galera.health_check == "http":
+            await self.gather([self.ensure_running(n, "hastack-agent", restart_if=self.file_changed(
+                n, "/etc/hastack/agent.yaml") or any("installed the hastack agent" in c and c.startswith(n + ":")
+                                                      for c in self.report.changes)) for n in nodes])
+
+    async def wait_synced(self, node: str) -> None:
+        async def synced() -> bool | None:
+            st = await self.galera_state(node)
+            return True if st and st.primary and st.local_state == "Synced" else None
+
+        await wait_for(synced, 600, f"galera on {node} to be Synced in the primary component")
+
+    async def phase_rabbitmq(self, phase: Phase) -> None:
+        nodes = list(phase.hosts)
+        want = {f"rabbit@{n}" for n in nodes}
+        cfg = ("/etc/rabbitmq/rabbitmq.conf", "/etc/rabbitmq/rabbitmq-env.conf", "/etc/rabbitmq/enabled_plugins",
+               "/var/lib/rabbitmq/.erlang.cookie", "/etc/rabbitmq/definitions.json")
+        # One by one: the first forms the cluster; each next one finds it by classic peer discovery.
+        for node in nodes:
+            await self.ensure_running(node, "rabbitmq-server", restart_if=self.file_changed(node, *cfg))
+
+        async def clustered() -> bool | None:
+            res = await self.h(nodes[0]).run(CLUSTER_CMD, check=False)
+            if res.rc != 0:
+                return None
+            return True if parse_cluster_status(res.stdout).complete(want) else None
+
+        await wait_for(clustered, 180, f"rabbitmq cluster of {', '.join(sorted(want))} without partitions")
+
+    @contextlib.asynccontextmanager
+    async def mongo(self, host: str, admin: bool = False) -> AsyncIterator[pymongo.MongoClient[dict[str, Any]]]:
+        """A client to mongod on `host`'s loopback, through the SSH connection.
+
+        Over SSH, so deploy needs no route to the database port, and on
+        loopback, so the first user can be made under the localhost exception.
+        """
+        listener = await self.h(host).conn.forward_local_port("127.0.0.1", 0, "127.0.0.1", 27017)
+        auth: dict[str, Any] = ({"username": MONGO_ADMIN, "password": self.secrets["mongodb_admin_password"],
+                                 "authSource": "admin"} if admin else {})
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+            "127.0.0.1", listener.get_port(), directConnection=True, serverSelectionTimeoutMS=3000, **auth)
+        try:
+            yield client
+        finally:
+            # Off the event loop: close() waits on pymongo's monitor, whose
+            # socket is this loop's SSH tunnel.
+            await asyncio.to_thread(client.close)
+            listener.close()
+
+    async def phase_mongodb(self, phase: Phase) -> None:
+        members = [n.name for _, n in self.spec.mongo_members()]
+        await self.gather([self.ensure_running(h, "mongod", restart_if=self.file_changed(
+            h, "/etc/mongod.conf", "/etc/mongodb/keyfile")) for h in phase.hosts])
+        first = members[0]
+        async with self.mongo(first) as client:
+            cmd = client.admin.command
+            await wait_for(lambda: asyncio.to_thread(cmd, "ping"), 60, f"mongod on {first}")
+            state = await asyncio.to_thread(_mongo_setup_state, client)
+            if state == "uninitiated":
+                config = json.loads(self.tree[first][REPLSET_PATH].content)
+                self.progress(f"mongodb: replSetInitiate on {first}")
+                await asyncio.to_thread(cmd, "replSetInitiate", config)
+                self.report.changed(first, "initiated the replica set")
+            if state in ("uninitiated", "no-users"):
+                async def writable() -> bool | None:
+                    hello = await asyncio.to_thread(cmd, "hello")
+                    return True if hello.get("isWritablePrimary") else None
+
+                await wait_for(writable, 120, f"{first} to become the mongo primary")
+                await asyncio.to_thread(cmd, "createUser", MONGO_ADMIN, pwd=self.secrets["mongodb_admin_password"],
+                                        roles=[{"role": "root", "db": "admin"}])
+                self.report.changed(first, f"created mongo user {MONGO_ADMIN}")
+        rs = await wait_for(lambda: self.mongo_healthy(first), 180, "every mongo member healthy")
+        self.progress(f"mongodb: primary {rs.primary}")
+
+    async def mongo_healthy(self, host: str) -> ReplSet | None:
+        async with self.mongo(host, admin=True) as client:
+            rs = parse_replset_status(await asyncio.to_thread(client.admin.command, "replSetGetStatus"))
+        want = len(self.spec.mongo_members()) + (1 if self.spec.mongodb.arbiter else 0)
+        return rs if rs.healthy() and len(rs.members) == want else None
+
+    async def phase_memcached(self, phase: Phase) -> None:
+        await self.gather([self.ensure_running(h, "memcached", restart_if=self.file_changed(h, "/etc/memcached.conf"))
+                           for h in phase.hosts])
+
+    async def phase_cib(self, phase: Phase) -> None:
+        host = phase.hosts[0]
+        h = self.h(host)
+        desired = self.tree[host][CIB_PATH].content
+        configuration = ET.tostring(ET.fromstring(desired).find("configuration"))  # type: ignore[arg-type]
+        live = await h.run("cibadmin --query --scope resources", check=False)
+        want_ids = {el.get("id") for el in ET.fromstring(desired).iter("primitive")}
+        have_ids = {el.get("id") for el in ET.fromstring(live.stdout).iter("primitive")} if live.rc == 0 else set()
+        if want_ids - have_ids or any(self.file_changed(n, CIB_PATH) for n in phase.hosts):
+            await h.run(["cibadmin", "--replace", "--scope", "configuration", "--xml-pipe"],
+                        input=configuration.decode())
+            self.report.changed(host, "loaded the CIB configuration")
+        # Pacemaker reloads haproxy only when told; a changed haproxy.cfg is reloaded here.
+        for node in self.spec.haproxy_nodes():
+            if self.file_changed(node.name, "/etc/haproxy/haproxy.cfg") and await self.active(node.name, "haproxy"):
+                await self.h(node.name).run(["systemctl", "reload", "haproxy"])
+                self.report.changed(node.name, "reloaded haproxy")
+        vips = {v.name for v in self.spec.vips}
+
+        async def placed() -> bool | None:
+            mon = parse_crm_mon((await h.run("crm_mon -1 --output-as=xml", check=False)).stdout)
+            ok = all(mon.where(f"vip-{v}") for v in vips) and set(mon.where("haproxy-clone")) >= {
+                n.name for n in self.spec.haproxy_nodes()}
+            return True if ok else None
+
+        await wait_for(placed, 180, "pacemaker to start the VIP and haproxy on every haproxy node")
+
+    async def phase_keepalived(self, phase: Phase) -> None:
+        for host in phase.hosts:
+            await self.ensure_running(host, "haproxy", restart_if=self.file_changed(host, "/etc/haproxy/haproxy.cfg"))
+            await self.ensure_running(host, "keepalived", restart_if=self.file_changed(
+                host, "/etc/keepalived/keepalived.conf"))
+
+
+def _grastate_has_history(text: str) -> bool:
+    """A grastate.dat that names a cluster: this node has been in one."""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "uuid" and value.strip().strip("0-"):
+            return True
+    return False
+
+
+def _mongo_setup_state(client: pymongo.MongoClient[dict[str, Any]]) -> str:
+    """uninitiated, no-users (the localhost exception still open) or ready (users exist)."""
+    try:
+        client.admin.command("replSetGetStatus")
+    except pymongo.errors.OperationFailure as exc:
+        if exc.code == 94:  # NotYetInitialized
+            return "uninitiated"
+        if exc.code == 13:  # Unauthorized: a user exists, the localhost exception is closed
+            return "ready"
+        raise
+    return "no-users"

@@ -1,0 +1,69 @@
+"""One deploy: secrets, render, connect, then the phases (or, dry, the plan and the file diff)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from hastack.credentials.model import Secrets
+from hastack.deploy.plan import Phase, phases
+from hastack.deploy.run import Deployer, Progress, Report
+from hastack.hosts.files import FACT_CMD, Change, diff, parse_file_fact
+from hastack.hosts.ssh import SshHost
+from hastack.render import render_all
+from hastack.render.files import Tree
+from hastack.spec.model import Spec
+
+
+@dataclass(frozen=True)
+class Access:
+    key: Path
+    user: str = "root"
+
+
+@contextlib.asynccontextmanager
+async def connected(spec: Spec, access: Access) -> AsyncIterator[dict[str, SshHost]]:
+    hosts = {n.name: SshHost(n.name, str(n.address), str(access.key), user=access.user) for n in spec.nodes}
+    async with contextlib.AsyncExitStack() as stack:
+        async def enter(h: SshHost) -> None:
+            try:
+                await stack.enter_async_context(h)
+            except (TimeoutError, OSError) as exc:
+                raise ConnectionError(f"{h.name}: cannot reach {access.user}@{h.address} over SSH: {exc}") from exc
+
+        await asyncio.gather(*(enter(h) for h in hosts.values()))
+        yield hosts
+
+
+async def deploy(spec: Spec, secrets: Secrets, access: Access, progress: Progress) -> Report:
+    tree = render_all(spec, secrets)
+    async with connected(spec, access) as hosts:
+        return await Deployer(spec, secrets, tree, hosts, progress).run()
+
+
+async def dry_run(spec: Spec, secrets: Secrets, access: Access) -> tuple[tuple[Phase, ...], dict[str, dict[str, str]]]:
+    """The phases, and per host what each rendered file would undergo (read-only)."""
+    tree = render_all(spec, secrets)
+    async with connected(spec, access) as hosts:
+        diffs = await asyncio.gather(*(_file_diff(hosts[h], tree) for h in hosts))
+    return phases(spec), dict(zip(hosts, diffs, strict=True))
+
+
+async def _file_diff(host: SshHost, tree: Tree) -> dict[str, str]:
+    files = tree.get(host.name, {})
+    out: dict[str, str] = {}
+    for path, f in sorted(files.items()):
+        res = await host.run(FACT_CMD.format(path=shlex.quote(path)), check=False)
+        change = diff(f, parse_file_fact(res.stdout))
+        if change is not Change.NONE:
+            out[path] = change.value
+    return out
+
+
+def summary(report: Report) -> Mapping[str, object]:
+    return {"changed": bool(report.changes), "changes": report.changes,
+            "phase_seconds": {k: round(v, 2) for k, v in report.timings.items()}}

@@ -1,0 +1,115 @@
+"""Where a spec's nodes live in the lab: bridges, links, addresses, boot files.
+
+Pure: a `Layout` is computed from the spec alone, so `lab up`, `lab down` and
+the tests agree on every name without asking the machine. The machine side
+of each bridge takes the highest free address of its network (the deploy
+reaches the hosts from there); the client host takes the next one down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+from hastack.spec.model import Spec
+
+# Linux caps interface names at 15 characters: "hs" + 5 hex + "-" + 7.
+_IFNAMSIZ = 15
+
+
+@dataclass(frozen=True)
+class Link:
+    """One network of the lab: a bridge on the machine, a veth per host."""
+
+    index: int  # 0 = management, 1.. = heartbeat rings
+    network: IPv4Network
+    bridge: str
+    gateway: IPv4Address  # the machine's own address on the bridge
+
+
+@dataclass(frozen=True)
+class HostIf:
+    link: int
+    inside: str  # name inside the container (the spec's interface for management)
+    outside: str  # host-side veth, attached to the link's bridge
+    address: IPv4Address
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str
+    index: int
+    interfaces: tuple[HostIf, ...]
+
+    @property
+    def address(self) -> IPv4Address:
+        return self.interfaces[0].address
+
+
+@dataclass(frozen=True)
+class Layout:
+    cluster: str
+    tag: str  # short, stable id of this lab: keeps two labs' names apart
+    links: tuple[Link, ...]
+    hosts: tuple[LabHost, ...]
+    client_netns: str
+    client_veth: str
+    client_address: IPv4Address
+
+    @property
+    def management(self) -> Link:
+        return self.links[0]
+
+    def host(self, name: str) -> LabHost:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+
+def _top_free(network: IPv4Network, used: set[IPv4Address], skip: int = 0) -> IPv4Address:
+    free = (a for a in reversed(list(network.hosts())) if a not in used)
+    for _ in range(skip):
+        next(free)
+    return next(free)
+
+
+def layout(spec: Spec) -> Layout:
+    tag = hashlib.sha256(spec.cluster.encode()).hexdigest()[:5]
+    nets = (spec.networks.management, *spec.networks.heartbeat)
+    used: list[set[IPv4Address]] = [set() for _ in nets]
+    used[0] |= {v.address for v in spec.vips}
+    for node in spec.nodes:
+        used[0].add(node.address)
+        for i, hb in enumerate(node.heartbeat, start=1):
+            used[i].add(hb)
+    links = tuple(Link(i, net, f"hs{tag}-br{i}", _top_free(net, used[i])) for i, net in enumerate(nets))
+    hosts = []
+    for n, node in enumerate(spec.nodes):
+        ifs = [HostIf(0, node.interface, f"hs{tag}-{n}m", node.address)]
+        ifs += [HostIf(i, f"hb{i}", f"hs{tag}-{n}h{i}", hb) for i, hb in enumerate(node.heartbeat, start=1)]
+        hosts.append(LabHost(node.name, n, tuple(ifs)))
+    names = [i.outside for h in hosts for i in h.interfaces] + [link.bridge for link in links]
+    if any(len(n) > _IFNAMSIZ for n in names):  # only past 999 nodes
+        raise ValueError("the lab supports at most 999 hosts")
+    return Layout(spec.cluster, tag, links, tuple(hosts), client_netns=f"hs{tag}-client",
+                  client_veth=f"hs{tag}-cl", client_address=_top_free(nets[0], used[0], skip=1))
+
+
+def boot_files(lay: Layout, host: LabHost, authorized_key: str) -> dict[str, str]:
+    """Files written into a host's root before it boots: who it is and how it is reached."""
+    hosts_lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
+    hosts_lines += [f"{h.address} {h.name}" for h in lay.hosts]
+    files = {
+        "/etc/hostname": f"{host.name}\n",
+        "/etc/hosts": "# Written by hastack lab.\n" + "\n".join(hosts_lines) + "\n",
+        "/root/.ssh/authorized_keys": authorized_key.strip() + "\n",
+    }
+    for hif in host.interfaces:
+        link = lay.links[hif.link]
+        files[f"/etc/systemd/network/10-{hif.inside}.network"] = (
+            f"# Written by hastack lab.\n[Match]\nName={hif.inside}\n\n[Network]\n"
+            f"Address={hif.address}/{link.network.prefixlen}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
+        )
+    return files
