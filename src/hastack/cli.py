@@ -10,13 +10,14 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hastack import __version__
 from hastack.checks import RULES, Finding, Severity, run_checks
 from hastack.credentials.model import Secrets
 from hastack.credentials.store import SecretsError, load_or_create
-from hastack.deploy.session import Access
+from hastack.hosts.fleet import Access
 from hastack.render import render_all
 from hastack.render.write import write_tree
 from hastack.spec.errors import SpecLoadError
@@ -182,7 +183,7 @@ def lab_up(spec: Path, hosts_only: bool) -> None:
     t0 = time.monotonic()
     try:
         img = lab_image.build(mongod, progress=_progress)
-        up(layout(model), img, progress=_progress)
+        up(layout(model), img, spec, progress=_progress)
     except (LabError, lab_image.ImageError) as exc:
         err.print(f"[bold red]lab up failed:[/] {exc}", highlight=False)
         sys.exit(EXIT_FAILED)
@@ -191,7 +192,8 @@ def lab_up(spec: Path, hosts_only: bool) -> None:
         return
     _deploy(spec, model, dry_run=False, as_json=False)
     _progress(f"lab up done in {time.monotonic() - t0:.0f} s")
-    _status(spec, model, as_json=False)
+    if not _status(spec, model, as_json=False):
+        sys.exit(EXIT_FAILED)
 
 
 @lab.command("down")
@@ -216,6 +218,17 @@ def _mongod_binary() -> Path | None:
         return None
     path = Path(next(iter(found.submodule_search_locations))) / "bin" / "mongod"
     return path if path.exists() else None
+
+
+def _on_hosts(model: Spec) -> Spec:
+    """The spec as deployed: for a running lab, its fence devices are the lab power switch's."""
+    from hastack.lab.fence import lab_fencing
+    from hastack.lab.layout import layout
+    from hastack.lab.runtime import LabDirs
+
+    if not LabDirs.of(model.cluster).state.exists():
+        return model
+    return lab_fencing(model, layout(model))
 
 
 def _access(model: Spec, ssh_key: Path | None) -> Access:
@@ -271,6 +284,7 @@ def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, ssh_key: P
 
     _refuse_blocking(spec, model, as_json, "deployed")
     secrets = _secrets(spec, model)[0]
+    model = _on_hosts(model)
     access = _access(model, ssh_key)
     try:
         if dry_run:
@@ -307,5 +321,53 @@ def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, ssh_key: P
         out.print(f"deploy: nothing to change; every host and cluster already matches the spec ({took:.1f} s)")
 
 
-def _status(spec: Path, model: Spec, *, as_json: bool) -> None:
-    pass
+@main.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--ssh-key", type=click.Path(path_type=Path), default=None, help="Private key for root on every node.")
+@click.option("--json", "as_json", is_flag=True, help="Print verdicts and raw facts as JSON.")
+def status(spec: Path, ssh_key: Path | None, as_json: bool) -> None:
+    """Probe every host and cluster in parallel; exit 0 only if every component is healthy."""
+    model = _load(spec, as_json)
+    if not _status(spec, model, as_json=as_json, ssh_key=ssh_key):
+        sys.exit(EXIT_FAILED)
+
+
+def _json_default(o: object) -> object:
+    return sorted(str(x) for x in o) if isinstance(o, (set, frozenset)) else str(o)
+
+
+def _status(spec: Path, model: Spec, *, as_json: bool, ssh_key: Path | None = None) -> bool:
+    import asyncio
+    import dataclasses
+
+    from hastack.status.gather import probe
+    from hastack.status.model import host_view, verdict
+
+    secrets = _secrets(spec, model)[0]
+    model = _on_hosts(model)
+    access = _access(model, ssh_key)
+    t0 = time.monotonic()
+    facts = asyncio.run(probe(model, secrets, access))
+    took = time.monotonic() - t0
+    rows, hosts = verdict(model, facts), host_view(model, facts)
+    healthy = all(r.healthy for r in rows)
+    if as_json:
+        print(json.dumps({"cluster": model.cluster, "healthy": healthy, "probe_seconds": round(took, 2),
+                          "components": [dataclasses.asdict(r) for r in rows],
+                          "hosts": [dataclasses.asdict(h) for h in hosts],
+                          "facts": dataclasses.asdict(facts)}, indent=2, default=_json_default))
+        return healthy
+    ht = Table("host", "ssh", "corosync", "pacemaker", "galera", "rabbitmq", "mongodb", "vip", title="hosts")
+    for h in hosts:
+        ht.add_row(h.host, "ok" if h.reachable else "[red]UNREACHABLE[/]", h.corosync, h.pacemaker, h.galera,
+                   h.rabbitmq, h.mongodb, h.vips)
+    out.print(ht)
+    ct = Table("component", "health", "state", title="clusters")
+    for r in rows:
+        mark = "[green]healthy[/]" if r.healthy else "[bold red]PROBLEM[/]"
+        detail = escape(r.summary) + "".join(f"\n  [red]{escape(p)}[/]" for p in r.problems)
+        ct.add_row(r.component, mark, detail)
+    out.print(ct)
+    verdict_text = "[green]every component healthy[/]" if healthy else "[bold red]NOT healthy[/]"
+    out.print(f"{model.cluster}: {verdict_text} (probed in {took:.2f} s)")
+    return healthy

@@ -29,12 +29,24 @@ class ResourceState:
 
 
 @dataclass(frozen=True)
+class FailedAction:
+    """One line of crm_mon's "Failed Resource Actions": it stays until cleaned up."""
+
+    resource: str
+    task: str
+    node: str
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class PacemakerState:
     nodes: tuple[NodeState, ...]
     resources: tuple[ResourceState, ...]
     stonith_enabled: bool
     no_quorum_policy: str
     has_quorum: bool | None
+    failures: tuple[FailedAction, ...] = ()
 
     def where(self, rid: str) -> tuple[str, ...]:
         """Nodes an active resource (or every instance of a clone) runs on."""
@@ -83,6 +95,16 @@ def parse_crm_mon(xml: str) -> PacemakerState:
             resources.append(_resource(el, None))
         elif el.tag in ("clone", "group", "bundle"):
             resources.extend(_resource(r, el.get("id")) for r in el.iter("resource"))
+    failures = tuple(
+        FailedAction(
+            resource=f.get("op_key", "").rsplit("_", 2)[0],
+            task=f.get("task", ""),
+            node=f.get("node", ""),
+            status=f.get("status", ""),
+            reason=f.get("exitreason", "") or f.get("exitstatus", ""),
+        )
+        for f in root.iterfind("failures/failure")
+    )
     quorum = dc.get("with_quorum") if dc is not None and dc.get("present") == "true" else None
     return PacemakerState(
         nodes=nodes,
@@ -90,4 +112,5 @@ def parse_crm_mon(xml: str) -> PacemakerState:
         stonith_enabled=_bool(opts.get("stonith-enabled")) if opts is not None else False,
         no_quorum_policy=opts.get("no-quorum-policy", "") if opts is not None else "",
         has_quorum=None if quorum is None else quorum == "true",
+        failures=failures,
     )

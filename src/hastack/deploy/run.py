@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import asyncssh
 import pymongo
 import pymongo.errors
 
@@ -122,7 +123,11 @@ class Deployer:
                 continue
             t0 = time.monotonic()
             self.progress(f"{phase.key}: {phase.what} [{', '.join(phase.hosts)}]")
-            await getattr(self, f"phase_{phase.key}")(phase)
+            try:
+                await getattr(self, f"phase_{phase.key}")(phase)
+            except (pymongo.errors.PyMongoError, asyncssh.Error, OSError) as exc:
+                # Name the step; the operator needs where it broke, not a traceback.
+                raise DeployError(f"phase {phase.key} on {', '.join(phase.hosts)}: {exc}") from exc
             self.report.timings[phase.key] = time.monotonic() - t0
         return self.report
 
@@ -325,9 +330,15 @@ class Deployer:
         await self.gather([self.ensure_running(h, "mongod", restart_if=self.file_changed(
             h, "/etc/mongod.conf", "/etc/mongodb/keyfile")) for h in phase.hosts])
         first = members[0]
+
+        async def answers(host: str) -> None:
+            async with self.mongo(host) as client:
+                await wait_for(lambda: asyncio.to_thread(client.admin.command, "ping"), 60, f"mongod on {host}")
+
+        # replSetInitiate checks that every member answers: wait for all first.
+        await self.gather([answers(h) for h in phase.hosts])
         async with self.mongo(first) as client:
             cmd = client.admin.command
-            await wait_for(lambda: asyncio.to_thread(cmd, "ping"), 60, f"mongod on {first}")
             state = await asyncio.to_thread(_mongo_setup_state, client)
             if state == "uninitiated":
                 config = json.loads(self.tree[first][REPLSET_PATH].content)

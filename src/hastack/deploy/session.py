@@ -3,40 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shlex
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping
 
 from hastack.credentials.model import Secrets
 from hastack.deploy.plan import Phase, phases
 from hastack.deploy.run import Deployer, Progress, Report
 from hastack.hosts.files import FACT_CMD, Change, diff, parse_file_fact
+from hastack.hosts.fleet import Access, connected
 from hastack.hosts.ssh import SshHost
 from hastack.render import render_all
 from hastack.render.files import Tree
 from hastack.spec.model import Spec
-
-
-@dataclass(frozen=True)
-class Access:
-    key: Path
-    user: str = "root"
-
-
-@contextlib.asynccontextmanager
-async def connected(spec: Spec, access: Access) -> AsyncIterator[dict[str, SshHost]]:
-    hosts = {n.name: SshHost(n.name, str(n.address), str(access.key), user=access.user) for n in spec.nodes}
-    async with contextlib.AsyncExitStack() as stack:
-        async def enter(h: SshHost) -> None:
-            try:
-                await stack.enter_async_context(h)
-            except (TimeoutError, OSError) as exc:
-                raise ConnectionError(f"{h.name}: cannot reach {access.user}@{h.address} over SSH: {exc}") from exc
-
-        await asyncio.gather(*(enter(h) for h in hosts.values()))
-        yield hosts
 
 
 async def deploy(spec: Spec, secrets: Secrets, access: Access, progress: Progress) -> Report:

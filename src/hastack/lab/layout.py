@@ -97,18 +97,34 @@ def layout(spec: Spec) -> Layout:
                   client_veth=f"hs{tag}-cl", client_address=_top_free(nets[0], used[0], skip=1))
 
 
-def boot_files(lay: Layout, host: LabHost, authorized_key: str) -> dict[str, str]:
-    """Files written into a host's root before it boots: who it is and how it is reached."""
+# The lab power switch listens on the management gateway at this port.
+POWER_PORT = 7410
+# Where the lab's fence agent finds the power switch's token on every host.
+POWER_TOKEN_PATH = "/etc/hastack/lab-power.token"
+FENCE_AGENT_PATH = "/usr/sbin/fence_hastack_lab"
+
+
+@dataclass(frozen=True)
+class BootFile:
+    body: str
+    mode: int = 0o644
+
+
+def boot_files(lay: Layout, host: LabHost, authorized_key: str, power_token: str, fence_agent: str
+               ) -> dict[str, BootFile]:
+    """Files written into a host's root before it boots: who it is, how it is reached, how it is fenced."""
     hosts_lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
     hosts_lines += [f"{h.address} {h.name}" for h in lay.hosts]
     files = {
-        "/etc/hostname": f"{host.name}\n",
-        "/etc/hosts": "# Written by hastack lab.\n" + "\n".join(hosts_lines) + "\n",
-        "/root/.ssh/authorized_keys": authorized_key.strip() + "\n",
+        "/etc/hostname": BootFile(f"{host.name}\n"),
+        "/etc/hosts": BootFile("# Written by hastack lab.\n" + "\n".join(hosts_lines) + "\n"),
+        "/root/.ssh/authorized_keys": BootFile(authorized_key.strip() + "\n", 0o600),
+        POWER_TOKEN_PATH: BootFile(power_token.strip() + "\n", 0o600),
+        FENCE_AGENT_PATH: BootFile(fence_agent, 0o755),
     }
     for hif in host.interfaces:
         link = lay.links[hif.link]
-        files[f"/etc/systemd/network/10-{hif.inside}.network"] = (
+        files[f"/etc/systemd/network/10-{hif.inside}.network"] = BootFile(
             f"# Written by hastack lab.\n[Match]\nName={hif.inside}\n\n[Network]\n"
             f"Address={hif.address}/{link.network.prefixlen}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
         )

@@ -9,19 +9,23 @@ ends exactly those, then removes the links the layout names.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from hastack.lab.image import CACHE, Image
-from hastack.lab.layout import LabHost, Layout, boot_files
+from hastack.lab.layout import POWER_PORT, LabHost, Layout, boot_files
 from hastack.lab.netns import end_processes
 
 Progress = Callable[[str], None]
@@ -42,6 +46,14 @@ class LabDirs:
     @property
     def key(self) -> Path:
         return self.root / "id_ed25519"
+
+    @property
+    def power_token(self) -> Path:
+        return self.root / "power.token"
+
+    @property
+    def power_log(self) -> Path:
+        return self.root / "power.log"
 
     @property
     def state(self) -> Path:
@@ -74,33 +86,72 @@ def _mounted(path: Path) -> bool:
         return any(line.split()[1] == target for line in fh)
 
 
-def _alive(pid: int) -> bool:
+def _cmdline(pid: int) -> bytes:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"systemd-nspawn")
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
-def load_state(dirs: LabDirs) -> dict[str, dict[str, int]]:
+def alive(pid: int, prefix: bytes = b"systemd-nspawn") -> bool:
+    """Is this PID still the process we started (not a reused PID)?"""
+    return _cmdline(pid).startswith(prefix)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            for line in status.read_text().splitlines():
+                if line.startswith("PPid:"):
+                    if int(line.split()[1]) == pid:
+                        out.append(int(status.parent.name))
+                    break
+    return out
+
+
+@dataclass
+class LabState:
+    """What `lab up` started, so that `lab down` and the power switch end exactly that."""
+
+    hosts: dict[str, int] = field(default_factory=dict)  # host -> nspawn PID
+    power: int | None = None  # the power switch's PID
+    image: str | None = None  # the image the hosts boot from
+
+    def as_json(self) -> str:
+        return json.dumps({"hosts": self.hosts, "power": self.power, "image": self.image}, indent=2) + "\n"
+
+
+def load_state(dirs: LabDirs) -> LabState:
     if not dirs.state.exists():
-        return {"hosts": {}}
-    data: dict[str, dict[str, int]] = json.loads(dirs.state.read_text())
-    return data
+        return LabState()
+    data = json.loads(dirs.state.read_text())
+    return LabState(hosts=dict(data.get("hosts", {})), power=data.get("power"), image=data.get("image"))
 
 
-def save_state(dirs: LabDirs, state: dict[str, dict[str, int]]) -> None:
-    tmp = dirs.state.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    tmp.replace(dirs.state)
+@contextlib.contextmanager
+def locked_state(dirs: LabDirs) -> Iterator[LabState]:
+    """Read, change and write state.json under a lock: the CLI and the power switch both write it."""
+    dirs.root.mkdir(parents=True, exist_ok=True)
+    with open(dirs.root / "state.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = load_state(dirs)
+        yield state
+        tmp = dirs.state.with_suffix(".tmp")
+        tmp.write_text(state.as_json())
+        tmp.replace(dirs.state)
 
 
-def ensure_key(dirs: LabDirs) -> str:
+def ensure_access(dirs: LabDirs) -> None:
+    """The lab's SSH key and power switch token: generated once, 0600, never printed."""
     dirs.root.mkdir(parents=True, exist_ok=True)
     dirs.root.chmod(0o700)
     if not dirs.key.exists():
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"hastack-lab-{dirs.root.name}", "-f", str(dirs.key))
-    return dirs.key.with_suffix(".pub").read_text()
+    if not dirs.power_token.exists():
+        fd = os.open(dirs.power_token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32) + "\n")
 
 
 def ensure_bridges(lay: Layout) -> None:
@@ -124,28 +175,32 @@ def ensure_client(lay: Layout) -> None:
     sh("ip", "-n", ns, "link", "set", "lo", "up")
 
 
-def _prepare_root(dirs: LabDirs, img: Image, lay: Layout, host: LabHost, pubkey: str) -> Path:
+def _prepare_root(dirs: LabDirs, image: Path, lay: Layout, host: LabHost) -> Path:
     base = dirs.host(host.name)
     root = dirs.rootfs(host.name)
     for d in ("upper", "work", "root"):
         (base / d).mkdir(parents=True, exist_ok=True)
     if not _mounted(root):
         sh("mount", "-t", "overlay", "overlay", "-o",
-           f"lowerdir={img.path},upperdir={base / 'upper'},workdir={base / 'work'}", str(root))
-    for path, body in boot_files(lay, host, pubkey).items():
+           f"lowerdir={image},upperdir={base / 'upper'},workdir={base / 'work'}", str(root))
+    agent = (resources.files("hastack.lab") / "fence_hastack_lab").read_text()
+    files = boot_files(lay, host, dirs.key.with_suffix(".pub").read_text(), dirs.power_token.read_text(), agent)
+    for path, f in files.items():
         target = root / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(body)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f.body)
+        target.chmod(f.mode)
     (root / "root/.ssh").chmod(0o700)
-    (root / "root/.ssh/authorized_keys").chmod(0o600)
     if not any((root / "etc/ssh").glob("ssh_host_*_key")):
         sh("ssh-keygen", "-A", "-f", str(root))  # each host its own host keys
     return root
 
 
-def boot(dirs: LabDirs, img: Image, lay: Layout, host: LabHost, pubkey: str) -> int:
+def boot(dirs: LabDirs, image: Path, lay: Layout, host: LabHost) -> int:
     """Boot one host; returns the nspawn PID once its links are on their bridges."""
-    root = _prepare_root(dirs, img, lay, host, pubkey)
+    root = _prepare_root(dirs, image, lay, host)
     argv = ["systemd-nspawn", "--register=no", "--keep-unit", "--boot", "--quiet", "-D", str(root), "-M", host.name,
             # mongod locks its key pages (as a non-root user, through AmbientCapabilities).
             "--capability=CAP_IPC_LOCK",
@@ -182,53 +237,106 @@ def wait_port(address: str, port: int, timeout: float) -> bool:
 
 def stop_host(pid: int, grace: float = 20) -> None:
     """SIGTERM asks nspawn for a clean shutdown of the container; SIGKILL if it hangs."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-        if not _alive(pid):
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if alive(pid):
+        kill_host(pid)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
 
 
-def kill_host(pid: int) -> None:
-    """The whole host at once, as a power cut: no shutdown, no goodbye."""
+def kill_host(pid: int, timeout: float = 10) -> bool:
+    """The whole host at once, as a power cut: no shutdown, no goodbye.
+
+    SIGKILL to nspawn alone leaves the container running (measured: its
+    processes outlive it), so the container's init is killed first: the
+    kernel then kills every process of its PID namespace. True once gone.
+    """
+    for child in _children(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.02)
+    return not alive(pid)
 
 
-def up(lay: Layout, img: Image, progress: Progress, cache: Path = CACHE) -> dict[str, int]:
+def up(lay: Layout, img: Image, spec_path: Path, progress: Progress, cache: Path = CACHE) -> dict[str, int]:
     dirs = LabDirs.of(lay.cluster, cache)
-    pubkey = ensure_key(dirs)
-    state = load_state(dirs)
+    ensure_access(dirs)
     ensure_bridges(lay)
     ensure_client(lay)
+    start_power(dirs, lay, spec_path, progress)
     for host in lay.hosts:
-        pid = state["hosts"].get(host.name)
-        if pid and _alive(pid):
-            progress(f"{host.name}: already running (pid {pid})")
-            continue
-        progress(f"{host.name}: booting at {host.address}")
-        state["hosts"][host.name] = boot(dirs, img, lay, host, pubkey)
-        save_state(dirs, state)
+        with locked_state(dirs) as state:
+            state.image = str(img.path)
+            pid = state.hosts.get(host.name)
+            if pid and alive(pid):
+                progress(f"{host.name}: already running (pid {pid})")
+                continue
+            progress(f"{host.name}: booting at {host.address}")
+            state.hosts[host.name] = boot(dirs, img.path, lay, host)
     for host in lay.hosts:
         if not wait_port(str(host.address), 22, 90):
             tail = dirs.console(host.name).read_text(errors="replace").splitlines()[-15:]
             raise LabError(f"{host.name}: sshd at {host.address}:22 did not answer within 90 s; console:\n"
                            + "\n".join(tail))
     progress(f"{len(lay.hosts)} hosts answer SSH; client namespace {lay.client_netns} at {lay.client_address}")
-    return state["hosts"]
+    return load_state(dirs).hosts
+
+
+POWER_MODULE = "hastack.lab.power"
+
+
+def _power_alive(pid: int | None) -> bool:
+    return pid is not None and POWER_MODULE.encode() in _cmdline(pid)
+
+
+def start_power(dirs: LabDirs, lay: Layout, spec_path: Path, progress: Progress) -> None:
+    """The lab power switch: what the hosts' fence agent calls to cut a host's power."""
+
+    with locked_state(dirs) as state:
+        if _power_alive(state.power):
+            return
+        log = dirs.power_log.open("ab")
+        proc = subprocess.Popen([sys.executable, "-m", POWER_MODULE, str(spec_path.resolve()), str(dirs.root.parent)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        log.close()
+        state.power = proc.pid
+    address = str(lay.management.gateway)
+    if not wait_port(address, POWER_PORT, 15):
+        tail = dirs.power_log.read_text(errors="replace").splitlines()[-10:]
+        raise LabError(f"the lab power switch did not answer on {address}:{POWER_PORT} within 15 s:\n"
+                       + "\n".join(tail))
+    progress(f"power switch (fencing for lab hosts) on {address}:{POWER_PORT}")
+
+
+def stop_power(dirs: LabDirs) -> None:
+    state = load_state(dirs)
+    if _power_alive(state.power):
+        assert state.power is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(state.power, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _power_alive(state.power) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def down(lay: Layout, progress: Progress, cache: Path = CACHE) -> list[str]:
     """Remove everything `up` made; returns what was left that could not be removed."""
     dirs = LabDirs.of(lay.cluster, cache)
+    stop_power(dirs)  # first: nothing may power a host back on while the lab goes down
     state = load_state(dirs)
-    for name, pid in state["hosts"].items():
-        if _alive(pid):
+    for name, pid in state.hosts.items():
+        if alive(pid):
             progress(f"{name}: shutting down (pid {pid})")
             stop_host(pid)
     leftovers: list[str] = []

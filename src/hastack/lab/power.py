@@ -1,0 +1,173 @@
+"""The lab power switch: what a BMC is to a real server, for lab hosts.
+
+`hastack lab up` runs it on the machine, listening on the management bridge's
+gateway address only. The hosts' fence agent (fence_hastack_lab) calls it with
+the lab's token to cut a host's power (the container's whole PID namespace
+killed at once), restore it (boot again), or report it. Every action is
+logged with its caller and time, in the lab directory's power.log: fencing is
+evidence, and this is where it is kept.
+
+    GET  /hosts              -> {"hosts": [...]}
+    GET  /hosts/NAME         -> {"host": NAME, "power": "on"|"off"}
+    POST /hosts/NAME/ACTION  -> ACTION in on, off, reboot
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from hastack.lab.layout import POWER_PORT, Layout, layout
+from hastack.lab.runtime import LabDirs, alive, boot, kill_host, load_state, locked_state
+from hastack.spec.load import load_spec
+
+PORT = POWER_PORT
+ACTIONS = ("on", "off", "reboot")
+# A reboot's "on" comes this long after the power cut, as a server's firmware
+# takes time before the OS boots. A lab host boots in about a second: back in
+# the cluster before the fencer has announced its result, pacemaker on it
+# would learn it was "just fenced" and stay down (measured here).
+POST_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Route:
+    action: str  # list, status, on, off, reboot
+    host: str | None = None
+
+
+def route(method: str, path: str, hosts: tuple[str, ...]) -> Route | None:
+    """Which action a request asks for; None for anything else (404)."""
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    if method == "GET" and parts == ["hosts"]:
+        return Route("list")
+    if len(parts) < 2 or parts[0] != "hosts" or parts[1] not in hosts:
+        return None
+    if method == "GET" and len(parts) == 2:
+        return Route("status", parts[1])
+    if method == "POST" and len(parts) == 3 and parts[2] in ACTIONS:
+        return Route(parts[2], parts[1])
+    return None
+
+
+class Switch:
+    def __init__(self, lay: Layout, dirs: LabDirs) -> None:
+        self.lay, self.dirs = lay, dirs
+        self._lock = threading.Lock()  # one power action at a time
+
+    def power(self, host: str) -> str:
+        pid = load_state(self.dirs).hosts.get(host)
+        return "on" if pid and alive(pid) else "off"
+
+    def off(self, host: str) -> None:
+        pid = load_state(self.dirs).hosts.get(host)
+        if pid and not kill_host(pid):
+            raise RuntimeError(f"{host}: still running 10 s after SIGKILL")
+        # The host's veths die with its network namespace; wait for that so
+        # that a quick "on" does not find the old ones on the bridge.
+        deadline = time.monotonic() + 10
+        names = [i.outside for i in self.lay.host(host).interfaces]
+        while any(Path("/sys/class/net", n).exists() for n in names) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def on(self, host: str) -> None:
+        with locked_state(self.dirs) as state:
+            pid = state.hosts.get(host)
+            if pid and alive(pid):
+                return
+            if state.image is None:
+                raise RuntimeError("the lab state names no image")
+            state.hosts[host] = boot(self.dirs, Path(state.image), self.lay, self.lay.host(host))
+
+    def act(self, r: Route) -> dict[str, object]:
+        if r.action == "list":
+            return {"hosts": [h.name for h in self.lay.hosts]}
+        assert r.host is not None
+        host = r.host
+        with self._lock:
+            if r.action in ("off", "reboot"):
+                self.off(host)
+            if r.action == "on":
+                self.on(host)
+            if r.action == "reboot":
+                timer = threading.Timer(POST_SECONDS, self._boot_later, args=(host,))
+                timer.daemon = True
+                timer.start()
+                return {"host": host, "power": self.power(host), "on_in_seconds": POST_SECONDS}
+            return {"host": host, "power": self.power(host)}
+
+    def _boot_later(self, host: str) -> None:
+        with self._lock:
+            try:
+                self.on(host)
+            except Exception as exc:  # a thread: nowhere to raise to but the log
+                print(f"{time.strftime('%F %T')} {host}: power on after reboot failed: {exc}", file=sys.stderr,
+                      flush=True)
+                return
+        print(f"{time.strftime('%F %T')} {host}: powered on after reboot", file=sys.stderr, flush=True)
+
+
+def _handler(switch: Switch, token: str) -> type[BaseHTTPRequestHandler]:
+    names = tuple(h.name for h in switch.lay.hosts)
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self, method: str) -> None:
+            given = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                self._reply(401, {"error": "bad or missing token"})
+                return
+            r = route(method, self.path, names)
+            if r is None:
+                self._reply(404, {"error": f"no such request: {method} {self.path}"})
+                return
+            try:
+                body = switch.act(r)
+            except Exception as exc:  # the caller (a fence agent) must hear why
+                self._reply(500, {"error": str(exc)})
+                return
+            if r.action in ACTIONS:
+                self.log_message("%s %s by %s: power %s", r.action, r.host, self.client_address[0], body["power"])
+            self._reply(200, body)
+
+        def do_GET(self) -> None:
+            self._serve("GET")
+
+        def do_POST(self) -> None:
+            self._serve("POST")
+
+        def _reply(self, code: int, body: dict[str, object]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            if code != 200:  # monitors poll often: log actions and refusals, not every status
+                super().log_request(code, size)
+
+    return Handler
+
+
+def main(argv: list[str]) -> int:
+    spec_path, cache = Path(argv[0]), Path(argv[1])
+    lay = layout(load_spec(spec_path))
+    dirs = LabDirs(cache / lay.cluster)
+    token = dirs.power_token.read_text().strip()
+    server = ThreadingHTTPServer((str(lay.management.gateway), PORT), _handler(Switch(lay, dirs), token))
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(f"{time.strftime('%F %T')} power switch for {lay.cluster} on {lay.management.gateway}:{PORT}", flush=True)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

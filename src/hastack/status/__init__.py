@@ -1,0 +1,1 @@
+"""`hastack status`: every host and cluster probed in parallel, judged by pure verdicts."""

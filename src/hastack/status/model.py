@@ -1,0 +1,250 @@
+"""What the probes saw, and the verdict per component. Pure: facts in, rows out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from hastack.components.corosync import LinkState, Quorum
+from hastack.components.galera import GaleraState
+from hastack.components.haproxy import ServerState
+from hastack.components.mongodb import ReplSet
+from hastack.components.pacemaker import PacemakerState
+from hastack.components.rabbitmq import RabbitCluster
+from hastack.spec.model import Spec, VipManager
+
+
+@dataclass(frozen=True)
+class Facts:
+    unreachable: dict[str, str] = field(default_factory=dict)  # host -> why
+    quorum: Quorum | None = None
+    links: dict[str, tuple[LinkState, ...]] = field(default_factory=dict)
+    pacemaker: PacemakerState | None = None
+    galera: dict[str, GaleraState | None] = field(default_factory=dict)
+    rabbit: RabbitCluster | None = None
+    rabbit_leaders: dict[str, str] = field(default_factory=dict)  # queue -> leader node
+    mongo: ReplSet | None = None
+    haproxy: dict[str, tuple[ServerState, ...]] = field(default_factory=dict)
+    addresses: dict[str, frozenset[IPv4Address]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # component -> probe error
+
+
+@dataclass(frozen=True)
+class Row:
+    component: str
+    healthy: bool
+    summary: str
+    problems: tuple[str, ...] = ()
+
+
+def _row(component: str, summary: str, problems: list[str]) -> Row:
+    return Row(component, not problems, summary, tuple(problems))
+
+
+def verdict(spec: Spec, f: Facts) -> tuple[Row, ...]:
+    rows = [_hosts(spec, f)]
+    if spec.vip_manager is VipManager.PACEMAKER:
+        rows += [_corosync(spec, f), _pacemaker(spec, f)]
+    rows.append(_vips(spec, f))
+    if spec.galera.enabled and spec.galera_nodes():
+        rows.append(_galera(spec, f))
+    if spec.rabbitmq.enabled and spec.rabbit_nodes():
+        rows.append(_rabbit(spec, f))
+    if spec.mongodb.enabled and spec.mongo_members():
+        rows.append(_mongo(spec, f))
+    if spec.haproxy_nodes():
+        rows.append(_haproxy(f))
+    return tuple(rows)
+
+
+def _hosts(spec: Spec, f: Facts) -> Row:
+    problems = [f"{h}: {why}" for h, why in sorted(f.unreachable.items())]
+    return _row("hosts", f"{len(spec.nodes) - len(f.unreachable)}/{len(spec.nodes)} reachable over SSH", problems)
+
+
+def _corosync(spec: Spec, f: Facts) -> Row:
+    want = {n.name for n in spec.corosync_nodes()}
+    q = f.quorum
+    if q is None:
+        return _row("corosync", "no answer", [f.errors.get("corosync", "no corosync node answered")])
+    problems = [] if q.quorate else ["not quorate"]
+    missing = want - set(q.names)
+    if missing:
+        problems.append("not members: " + ", ".join(sorted(missing)))
+    down = sorted({f"{host}->node{ls.nodeid} link{ls.link}" for host, lst in f.links.items() for ls in lst
+                   if not ls.connected})
+    if down:
+        problems.append("links down: " + ", ".join(down))
+    nlinks = len({ls.link for lst in f.links.values() for ls in lst})
+    return _row("corosync", f"{'quorate' if q.quorate else 'NOT quorate'}, {len(q.members)}/{len(want)} members, "
+                f"votes {q.total_votes}/{q.expected_votes}, {nlinks} link(s)", problems)
+
+
+def _pacemaker(spec: Spec, f: Facts) -> Row:
+    pm = f.pacemaker
+    if pm is None:
+        return _row("pacemaker", "no answer", [f.errors.get("pacemaker", "crm_mon did not answer")])
+    want = {n.name for n in spec.corosync_nodes()}
+    problems = []
+    offline = want - set(pm.online())
+    if offline:
+        problems.append("offline: " + ", ".join(sorted(offline)))
+    failed = sorted({r.id for r in pm.resources if r.failed})
+    if failed:
+        problems.append("failed: " + ", ".join(failed))
+    # Every resource hastack configures is meant to run; a stopped one (a
+    # fence device above all) is a problem even when nothing "failed".
+    stopped = sorted({r.clone or r.id for r in pm.resources if not r.active} - set(failed))
+    if stopped:
+        problems.append("stopped: " + ", ".join(stopped))
+    problems += sorted({f"{a.resource} {a.task} on {a.node}: {a.status} ({a.reason})" for a in pm.failures})
+    if not pm.stonith_enabled:
+        problems.append("fencing is disabled")
+    placed = [f"{r.id}@{','.join(r.nodes)}" for r in pm.resources if r.active and r.clone is None
+              and not r.agent.startswith("stonith")]
+    dc = next((n.name for n in pm.nodes if n.is_dc), "none")
+    return _row("pacemaker", f"DC {dc}; {len(pm.online())} online; " + " ".join(placed), problems)
+
+
+def _vips(spec: Spec, f: Facts) -> Row:
+    problems, parts = [], []
+    for vip in spec.vips:
+        holders = sorted(h for h, addrs in f.addresses.items() if vip.address in addrs)
+        parts.append(f"{vip.name} {vip.address} on {','.join(holders) or 'nobody'}")
+        if len(holders) != 1:
+            problems.append(f"{vip.name}: {len(holders)} holders ({', '.join(holders) or 'none'})")
+    return _row("vip", "; ".join(parts), problems)
+
+
+def _galera(spec: Spec, f: Facts) -> Row:
+    nodes = [n.name for n in spec.galera_nodes()]
+    expected = len(nodes) + (1 if spec.galera.arbitrator else 0)
+    problems = []
+    states = []
+    for n in nodes:
+        st = f.galera.get(n)
+        if st is None:
+            problems.append(f"{n}: not running")
+            states.append(f"{n}=down")
+            continue
+        states.append(f"{n}={st.local_state}")
+        if not st.primary or st.local_state != "Synced":
+            problems.append(f"{n}: {st.cluster_status}/{st.local_state}")
+    sizes = {st.cluster_size for st in f.galera.values() if st is not None and st.primary}
+    size = max(sizes) if sizes else 0
+    if size != expected:
+        problems.append(f"cluster size {size}, expected {expected}")
+    writer = _galera_writer(f)
+    return _row("galera", f"size {size}/{expected}; writer {writer or 'none'}; " + " ".join(states), problems)
+
+
+def _galera_writer(f: Facts) -> str | None:
+    """The server haproxy sends writes to: the UP non-backup galera server (any haproxy agrees)."""
+    for servers in f.haproxy.values():
+        for s in servers:
+            if s.proxy.startswith("galera") and not s.backup and s.status.startswith("UP"):
+                return s.server
+    return None
+
+
+def _rabbit(spec: Spec, f: Facts) -> Row:
+    want = {f"rabbit@{n.name}" for n in spec.rabbit_nodes()}
+    r = f.rabbit
+    if r is None:
+        return _row("rabbitmq", "no answer", [f.errors.get("rabbitmq", "no rabbit node answered")])
+    problems = []
+    if set(r.running) != want:
+        problems.append("not running: " + ", ".join(sorted(want - set(r.running))))
+    if r.partitions:
+        problems.append("partitioned: " + ", ".join(r.partitions))
+    problems += [f"alarm {a}" for a in r.alarms]
+    leaders = ", ".join(f"{q}@{n.split('@')[-1]}" for q, n in sorted(f.rabbit_leaders.items())[:5])
+    more = f" (+{len(f.rabbit_leaders) - 5})" if len(f.rabbit_leaders) > 5 else ""
+    return _row("rabbitmq", f"{len(r.running)}/{len(want)} running; {len(f.rabbit_leaders)} quorum queue(s)"
+                + (f": {leaders}{more}" if leaders else ""), problems)
+
+
+def _mongo(spec: Spec, f: Facts) -> Row:
+    rs = f.mongo
+    if rs is None:
+        return _row("mongodb", "no answer", [f.errors.get("mongodb", "no member answered")])
+    want = len(spec.mongo_members()) + (1 if spec.mongodb.arbiter else 0)
+    problems = [f"{m.name}: {m.state}" for m in rs.members
+                if not m.healthy or m.state not in ("PRIMARY", "SECONDARY", "ARBITER")]
+    if rs.primary is None:
+        problems.append("no primary")
+    if len(rs.members) != want:
+        problems.append(f"{len(rs.members)} members, expected {want}")
+    by_addr = {str(n.address): n.name for n in spec.nodes}
+
+    def name(member: str) -> str:
+        return by_addr.get(member.rsplit(":", 1)[0], member)
+
+    roles = " ".join(f"{name(m.name)}={m.state}" for m in rs.members)
+    primary = name(rs.primary) if rs.primary else "none"
+    return _row("mongodb", f"{rs.name} primary {primary}; {roles}", problems)
+
+
+# Backends of the clusters hastack deploys; the OpenStack APIs' backends are
+# reported, not judged: hastack does not install the API services themselves.
+INFRA_PROXIES = ("galera-", "memcached-", "rabbitmq-", "mongodb-")
+
+
+def _haproxy(f: Facts) -> Row:
+    problems = []
+    for host, servers in sorted(f.haproxy.items()):
+        down = [f"{s.proxy}/{s.server}" for s in servers
+                if s.proxy.startswith(INFRA_PROXIES) and not s.status.startswith(("UP", "no check"))]
+        if down:
+            problems.append(f"{host}: down {', '.join(down)}")
+    infra = [x for s in f.haproxy.values() for x in s if x.proxy.startswith(INFRA_PROXIES)]
+    apis = {x.proxy for s in f.haproxy.values() for x in s if not x.proxy.startswith(INFRA_PROXIES)}
+    apis_up = {x.proxy for s in f.haproxy.values() for x in s
+               if not x.proxy.startswith(INFRA_PROXIES) and x.status.startswith("UP")}
+    up = sum(1 for x in infra if x.status.startswith("UP"))
+    return _row("haproxy", f"{len(f.haproxy)} instance(s); cluster servers {up}/{len(infra)} up; "
+                f"API backends with a server up {len(apis_up)}/{len(apis)}", problems)
+
+
+@dataclass(frozen=True)
+class HostView:
+    """One host's part in every cluster, as the probes saw it ('-' where it has none)."""
+
+    host: str
+    reachable: bool
+    corosync: str
+    pacemaker: str
+    galera: str
+    rabbitmq: str
+    mongodb: str
+    vips: str
+
+
+def host_view(spec: Spec, f: Facts) -> tuple[HostView, ...]:
+    cor = {n.name for n in spec.corosync_nodes()} if spec.vip_manager is VipManager.PACEMAKER else set()
+    members = set(f.quorum.names) if f.quorum else set()
+    pm_nodes = {n.name: n for n in f.pacemaker.nodes} if f.pacemaker else {}
+    gal = {n.name for n in spec.galera_nodes()} if spec.galera.enabled else set()
+    rab = {n.name for n in spec.rabbit_nodes()} if spec.rabbitmq.enabled else set()
+    mongo = {m.name.rsplit(":", 1)[0]: m.state for m in f.mongo.members} if f.mongo else {}
+    mon = {n.name for _, n in spec.mongo_members()} if spec.mongodb.enabled else set()
+    if spec.mongodb.enabled and spec.mongodb.arbiter:
+        mon.add(spec.mongodb.arbiter)
+    rows = []
+    for node in spec.nodes:
+        h = node.name
+        pm = pm_nodes.get(h)
+        gs = f.galera.get(h)
+        rows.append(HostView(
+            host=h,
+            reachable=h not in f.unreachable,
+            corosync=("member" if h in members else "ABSENT") if h in cor else "-",
+            pacemaker=("-" if h not in cor else "?" if pm is None else "DC" if pm.online and pm.is_dc
+                       else "online" if pm.online else "UNCLEAN" if pm.unclean else "OFFLINE"),
+            galera=("-" if h not in gal else "down" if gs is None else gs.local_state),
+            rabbitmq=("-" if h not in rab else "?" if f.rabbit is None
+                      else "running" if f"rabbit@{h}" in f.rabbit.running else "STOPPED"),
+            mongodb=("-" if h not in mon else mongo.get(str(node.address), "?" if f.mongo is None else "ABSENT")),
+            vips=",".join(v.name for v in spec.vips if v.address in f.addresses.get(h, frozenset())) or "-",
+        ))
+    return tuple(rows)
