@@ -22,7 +22,7 @@ from hastack.render import render_all
 from hastack.render.write import write_tree
 from hastack.spec.errors import SpecLoadError
 from hastack.spec.load import load_spec
-from hastack.spec.model import Spec
+from hastack.spec.model import Spec, VipManager
 
 # Exit codes: 0 fine, 1 the spec has blocking findings, 2 the input is unusable.
 EXIT_FINDINGS = 1
@@ -192,7 +192,8 @@ def lab_up(spec: Path, hosts_only: bool) -> None:
         return
     _deploy(spec, model, dry_run=False, as_json=False)
     _progress(f"lab up done in {time.monotonic() - t0:.0f} s")
-    if not _status(spec, model, as_json=False):
+    smoked = _smoke(spec, model, as_json=False)
+    if not _status(spec, model, as_json=False) or not smoked:
         sys.exit(EXIT_FAILED)
 
 
@@ -208,6 +209,72 @@ def lab_down(spec: Path) -> None:
         err.print(f"[bold red]lab down left behind:[/] {', '.join(left)}")
         sys.exit(EXIT_FAILED)
     _progress("lab is down; nothing left behind")
+
+
+@lab.command("wipe")
+@click.argument("host")
+@click.argument("spec", type=click.Path(path_type=Path), default=DEFAULT_LAB_SPEC)
+def lab_wipe(host: str, spec: Path) -> None:
+    """Replace HOST with a blank one: power cut, disk discarded, fresh boot. `hastack deploy` brings it back."""
+    from hastack.lab.layout import layout
+    from hastack.lab.runtime import LabError, wipe
+
+    model = _load(spec, False)
+    lay = layout(model)
+    if host not in {h.name for h in lay.hosts}:
+        err.print(f"[bold red]no host {host!r} in {spec}[/]: hosts are {', '.join(h.name for h in lay.hosts)}")
+        sys.exit(EXIT_INPUT)
+    try:
+        fenced = (model.vip_manager is VipManager.PACEMAKER and model.pacemaker.fencing
+                  and host in {n.name for n in model.corosync_nodes()})
+        pid = wipe(lay, host, progress=_progress, fence_wait=90 if fenced else 0)
+    except LabError as exc:
+        err.print(f"[bold red]lab wipe failed:[/] {exc}", highlight=False)
+        sys.exit(EXIT_FAILED)
+    _progress(f"{host}: blank and booted (pid {pid}); run `hastack deploy {spec}` to bring it back into its clusters")
+
+
+@lab.command("smoke")
+@click.argument("spec", type=click.Path(path_type=Path), default=DEFAULT_LAB_SPEC)
+@click.option("--json", "as_json", is_flag=True, help="Print each check with its evidence as JSON.")
+def lab_smoke(spec: Path, as_json: bool) -> None:
+    """From the lab's client host: a galera row through the VIP, a confirmed quorum-queue message, a majority write."""
+    if not _smoke(spec, _load(spec, as_json), as_json=as_json):
+        sys.exit(EXIT_FAILED)
+
+
+def _smoke(spec: Path, model: Spec, *, as_json: bool) -> bool:
+    import subprocess
+
+    from hastack.deploy.run import MONGO_ADMIN
+    from hastack.lab.layout import layout
+    from hastack.workload.smoke import target
+
+    secrets = _secrets(spec, model)[0]
+    ns = layout(model).client_netns
+    if not Path("/run/netns", ns).exists():
+        err.print(f"[bold red]no lab client host {ns}[/]: run `hastack lab up {spec}` first")
+        sys.exit(EXIT_INPUT)
+    payload = target(model, secrets, MONGO_ADMIN).model_dump_json()
+    # Secrets go on stdin, never on a command line.
+    res = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "hastack.workload.smoke"],
+                         input=payload, capture_output=True, text=True, timeout=180, check=False)
+    try:
+        checks = json.loads(res.stdout)
+    except json.JSONDecodeError:
+        err.print(f"[bold red]the smoke test did not report[/] (exit {res.returncode}):\n{res.stderr[-2000:]}",
+                  markup=True, highlight=False)
+        return False
+    ok = all(c["ok"] for c in checks)
+    if as_json:
+        print(json.dumps({"ok": ok, "client": ns, "checks": checks}, indent=2))
+        return ok
+    table = Table("check", "result", "seconds", "what was seen", title=f"smoke test from the client host {ns}")
+    for c in checks:
+        table.add_row(c["name"], "[green]ok[/]" if c["ok"] else "[bold red]FAILED[/]", f"{c['seconds']:.2f}",
+                      escape(c["detail"]))
+    out.print(table)
+    return ok
 
 
 def _mongod_binary() -> Path | None:

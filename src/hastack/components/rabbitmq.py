@@ -1,4 +1,4 @@
-"""RabbitMQ cluster membership from `rabbitmqctl cluster_status --formatter json`."""
+"""RabbitMQ cluster membership and quorum queues, from rabbitmqctl's JSON output."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 
 CLUSTER_CMD = "rabbitmqctl -q cluster_status --formatter json"
+QUEUES_CMD = "rabbitmqctl -q list_queues name type leader members online --formatter json"
 
 
 @dataclass(frozen=True)
@@ -30,4 +31,24 @@ def parse_cluster_status(text: str) -> RabbitCluster:
         ram_nodes=tuple(sorted(data.get("ram_nodes", []))),
         partitions=tuple(sorted(k for k, v in (data.get("partitions") or {}).items() if v)),
         alarms=tuple(alarms),
+    )
+
+
+@dataclass(frozen=True)
+class QuorumQueue:
+    name: str
+    leader: str
+    members: tuple[str, ...]
+    online: tuple[str, ...]
+
+    @property
+    def degraded(self) -> bool:
+        """A member is not running: the queue has lost redundancy (not yet availability)."""
+        return set(self.online) != set(self.members)
+
+
+def parse_quorum_queues(text: str) -> tuple[QuorumQueue, ...]:
+    return tuple(
+        QuorumQueue(str(q["name"]), str(q.get("leader", "")), tuple(q.get("members", [])), tuple(q.get("online", [])))
+        for q in json.loads(text or "[]") if q.get("type") == "quorum"
     )

@@ -50,6 +50,7 @@ def required(spec: Spec) -> dict[str, Callable[[], str]]:
     if spec.galera.enabled:
         need["galera_sst_password"] = _password
         need["galera_monitor_password"] = _password
+        need["galera_probe_password"] = _password
     if spec.rabbitmq.enabled:
         need["rabbitmq_erlang_cookie"] = _erlang_cookie
         need["rabbitmq_password"] = _password

@@ -94,6 +94,8 @@ class Switch:
         with self._lock:
             if r.action in ("off", "reboot"):
                 self.off(host)
+                with locked_state(self.dirs) as state:
+                    state.fenced[host] = time.time()
             if r.action == "on":
                 self.on(host)
             if r.action == "reboot":

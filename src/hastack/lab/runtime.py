@@ -117,16 +117,19 @@ class LabState:
     hosts: dict[str, int] = field(default_factory=dict)  # host -> nspawn PID
     power: int | None = None  # the power switch's PID
     image: str | None = None  # the image the hosts boot from
+    fenced: dict[str, float] = field(default_factory=dict)  # host -> when the power switch last cut it
 
     def as_json(self) -> str:
-        return json.dumps({"hosts": self.hosts, "power": self.power, "image": self.image}, indent=2) + "\n"
+        return json.dumps({"hosts": self.hosts, "power": self.power, "image": self.image, "fenced": self.fenced},
+                          indent=2) + "\n"
 
 
 def load_state(dirs: LabDirs) -> LabState:
     if not dirs.state.exists():
         return LabState()
     data = json.loads(dirs.state.read_text())
-    return LabState(hosts=dict(data.get("hosts", {})), power=data.get("power"), image=data.get("image"))
+    return LabState(hosts=dict(data.get("hosts", {})), power=data.get("power"), image=data.get("image"),
+                    fenced=dict(data.get("fenced", {})))
 
 
 @contextlib.contextmanager
@@ -290,6 +293,48 @@ def up(lay: Layout, img: Image, spec_path: Path, progress: Progress, cache: Path
                            + "\n".join(tail))
     progress(f"{len(lay.hosts)} hosts answer SSH; client namespace {lay.client_netns} at {lay.client_address}")
     return load_state(dirs).hosts
+
+
+def wipe(lay: Layout, name: str, progress: Progress, fence_wait: float = 0, cache: Path = CACHE) -> int:
+    """A host replaced: power cut, its disk discarded, booted blank from the image. Returns the new PID.
+
+    A cluster fences a member that vanished; a blank host booted before that
+    would be the one fenced. With `fence_wait`, the host stays off until the
+    power switch has been asked to fence it (or the wait ends), as a
+    replacement server is racked after its predecessor was fenced.
+    """
+    dirs = LabDirs.of(lay.cluster, cache)
+    host = lay.host(name)
+    with locked_state(dirs) as state:
+        if state.image is None:
+            raise LabError(f"no lab is up for {lay.cluster}")
+        image = Path(state.image)
+        pid = state.hosts.get(name)
+        cut = time.time()
+        if pid and not kill_host(pid):
+            raise LabError(f"{name}: still running 10 s after SIGKILL")
+        deadline = time.monotonic() + 10
+        while any(_link_exists(i.outside) for i in host.interfaces) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        root = dirs.rootfs(name)
+        if _mounted(root):
+            sh("umount", str(root))
+        for d in ("upper", "work"):
+            shutil.rmtree(dirs.host(name) / d, ignore_errors=True)
+        progress(f"{name}: powered off, disk wiped")
+    if fence_wait:
+        progress(f"{name}: waiting up to {fence_wait:.0f} s for the cluster to fence it")
+        deadline = time.monotonic() + fence_wait
+        while load_state(dirs).fenced.get(name, 0) < cut and time.monotonic() < deadline:
+            time.sleep(0.2)
+    with locked_state(dirs) as state:
+        pid = state.hosts.get(name)
+        if not (pid and alive(pid)):  # a fence "reboot" may have powered it on already
+            progress(f"{name}: booting blank from the image")
+            state.hosts[name] = boot(dirs, image, lay, host)
+    if not wait_port(str(host.address), 22, 90):
+        raise LabError(f"{name}: sshd did not answer within 90 s after the wipe")
+    return load_state(dirs).hosts[name]
 
 
 POWER_MODULE = "hastack.lab.power"

@@ -15,6 +15,9 @@ GARBD = "/etc/default/garb"
 BOOTSTRAP_SQL = "/etc/hastack/galera-bootstrap.sql"
 SST_USER = "hastack_sst"
 MONITOR_USER = "hastack_monitor"
+# hastack's own workloads (lab smoke test, chaos) write here, never in an OpenStack database.
+PROBE_USER = "hastack_probe"
+PROBE_DB = "hastack"
 PORT = 4567
 
 
@@ -66,6 +69,9 @@ def bootstrap_sql(spec: Spec, secrets: Secrets) -> str:
         f"GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR ON *.* TO '{SST_USER}'@'localhost';",
         f"CREATE USER IF NOT EXISTS '{MONITOR_USER}'@'localhost' IDENTIFIED BY {mon};",
         f"GRANT USAGE ON *.* TO '{MONITOR_USER}'@'localhost';",
+        f"CREATE DATABASE IF NOT EXISTS `{PROBE_DB}`;",
+        f"CREATE USER IF NOT EXISTS '{PROBE_USER}'@'%' IDENTIFIED BY {_sql_quote(secrets['galera_probe_password'])};",
+        f"GRANT ALL PRIVILEGES ON `{PROBE_DB}`.* TO '{PROBE_USER}'@'%';",
     ]
     for service in spec.openstack.services:
         user = db_user(service)

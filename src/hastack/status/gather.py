@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -21,18 +21,22 @@ from hastack.spec.model import Spec, VipManager
 from hastack.status.model import Facts
 
 T = TypeVar("T")
-QUEUES_CMD = "rabbitmqctl -q list_queues name type leader --formatter json"
 PROBE_TIMEOUT = 10.0
 # A host that has not answered SSH in this long is reported unreachable, not waited for.
 CONNECT_TIMEOUT = 3.0
 
 
 async def _first(hosts: list[SshHost], probe: Callable[[SshHost], Awaitable[T | None]]) -> T | None:
-    """The answer of the first host (in spec order) that gives one."""
-    results = await asyncio.gather(*(probe(h) for h in hosts), return_exceptions=True)
-    for r in results:
-        if r is not None and not isinstance(r, BaseException):
-            return r
+    """The answer of the first host (in spec order) that gives one.
+
+    One host at a time: a cluster-wide view needs one answer, and the CLIs
+    (rabbitmqctl boots an Erlang VM) are too heavy to run everywhere at once.
+    """
+    for h in hosts:
+        with contextlib.suppress(HostError, asyncssh.Error, OSError):
+            r = await probe(h)
+            if r is not None:
+                return r
     return None
 
 
@@ -94,10 +98,9 @@ async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreac
         text = await _first(rab, lambda h: out(h, rabbitmq.CLUSTER_CMD))
         return rabbitmq.parse_cluster_status(text) if text else None
 
-    async def leaders() -> dict[str, str]:
-        text = await _first(rab, lambda h: out(h, QUEUES_CMD))
-        rows = json.loads(text) if text else []
-        return {r["name"]: r.get("leader", "") for r in rows if r.get("type") == "quorum"}
+    async def queues() -> tuple[rabbitmq.QuorumQueue, ...] | None:
+        text = await _first(rab, lambda h: out(h, rabbitmq.QUEUES_CMD))
+        return rabbitmq.parse_quorum_queues(text) if text is not None else None
 
     async def mongo() -> Any:
         for h in mon:  # any member's view will do; the first that answers
@@ -115,8 +118,8 @@ async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreac
         texts = await asyncio.gather(*(out(h, network.ADDR_CMD) for h in up.values()))
         return {n: network.parse_addresses(t) for n, t in zip(up, texts, strict=True) if t}
 
-    names = ("quorum", "links", "pacemaker", "galera", "rabbit", "rabbit_leaders", "mongo", "haproxy", "addresses")
-    results = await asyncio.gather(quorum(), links(), pacemaker(), galera(), rabbit(), leaders(), mongo(), stats(),
+    names = ("quorum", "links", "pacemaker", "galera", "rabbit", "rabbit_queues", "mongo", "haproxy", "addresses")
+    results = await asyncio.gather(quorum(), links(), pacemaker(), galera(), rabbit(), queues(), mongo(), stats(),
                                    addresses(), return_exceptions=True)
     values: dict[str, Any] = {}
     for name, r in zip(names, results, strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
@@ -10,7 +11,7 @@ from hastack.components.galera import GaleraState
 from hastack.components.haproxy import ServerState
 from hastack.components.mongodb import ReplSet
 from hastack.components.pacemaker import PacemakerState
-from hastack.components.rabbitmq import RabbitCluster
+from hastack.components.rabbitmq import QuorumQueue, RabbitCluster
 from hastack.spec.model import Spec, VipManager
 
 
@@ -22,7 +23,7 @@ class Facts:
     pacemaker: PacemakerState | None = None
     galera: dict[str, GaleraState | None] = field(default_factory=dict)
     rabbit: RabbitCluster | None = None
-    rabbit_leaders: dict[str, str] = field(default_factory=dict)  # queue -> leader node
+    rabbit_queues: tuple[QuorumQueue, ...] = ()
     mongo: ReplSet | None = None
     haproxy: dict[str, tuple[ServerState, ...]] = field(default_factory=dict)
     addresses: dict[str, frozenset[IPv4Address]] = field(default_factory=dict)
@@ -53,7 +54,7 @@ def verdict(spec: Spec, f: Facts) -> tuple[Row, ...]:
     if spec.mongodb.enabled and spec.mongo_members():
         rows.append(_mongo(spec, f))
     if spec.haproxy_nodes():
-        rows.append(_haproxy(f))
+        rows.append(_haproxy(spec, f))
     return tuple(rows)
 
 
@@ -158,10 +159,16 @@ def _rabbit(spec: Spec, f: Facts) -> Row:
     if r.partitions:
         problems.append("partitioned: " + ", ".join(r.partitions))
     problems += [f"alarm {a}" for a in r.alarms]
-    leaders = ", ".join(f"{q}@{n.split('@')[-1]}" for q, n in sorted(f.rabbit_leaders.items())[:5])
-    more = f" (+{len(f.rabbit_leaders) - 5})" if len(f.rabbit_leaders) > 5 else ""
-    return _row("rabbitmq", f"{len(r.running)}/{len(want)} running; {len(f.rabbit_leaders)} quorum queue(s)"
-                + (f": {leaders}{more}" if leaders else ""), problems)
+    qs = f.rabbit_queues
+    degraded = [q for q in qs if q.degraded]
+    if degraded:
+        problems.append("quorum queues with a member down: " + ", ".join(
+            f"{q.name} ({', '.join(sorted(set(q.members) - set(q.online)))})" for q in degraded[:5])
+            + (f" (+{len(degraded) - 5})" if len(degraded) > 5 else ""))
+    leaders = Counter(q.leader.split("@")[-1] for q in qs)
+    spread = ", ".join(f"{n} {c}" for n, c in sorted(leaders.items()))
+    return _row("rabbitmq", f"{len(r.running)}/{len(want)} running; {len(qs)} quorum queue(s)"
+                + (f", leaders: {spread}" if qs else ""), problems)
 
 
 def _mongo(spec: Spec, f: Facts) -> Row:
@@ -190,8 +197,9 @@ def _mongo(spec: Spec, f: Facts) -> Row:
 INFRA_PROXIES = ("galera-", "memcached-", "rabbitmq-", "mongodb-")
 
 
-def _haproxy(f: Facts) -> Row:
-    problems = []
+def _haproxy(spec: Spec, f: Facts) -> Row:
+    silent = sorted({n.name for n in spec.haproxy_nodes()} - set(f.haproxy))
+    problems = [f"no stats from {', '.join(silent)}"] if silent else []
     for host, servers in sorted(f.haproxy.items()):
         down = [f"{s.proxy}/{s.server}" for s in servers
                 if s.proxy.startswith(INFRA_PROXIES) and not s.status.startswith(("UP", "no check"))]

@@ -1,0 +1,237 @@
+"""The end-to-end smoke test, run on the client host: through the VIP, as a user would.
+
+- galera: a row written through haproxy (VIP:3306) is read back on every node;
+- rabbitmq: a message published with confirms to a quorum queue through the
+  VIP is consumed;
+- mongodb: a document written with majority write concern is read from each
+  secondary.
+
+`python -m hastack.workload.smoke` reads its target (addresses, credentials)
+as JSON on stdin, so no secret is ever on a command line, and prints one JSON
+result per check. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from hastack.render.galera import PROBE_DB, PROBE_USER
+from hastack.render.mongodb import PORT as MONGO_PORT
+from hastack.spec.model import Spec
+
+SMOKE_QUEUE = "hastack.smoke"
+READ_TIMEOUT = 15.0
+
+
+class Target(BaseModel):
+    """Where the checks go and with which credentials (built by `target`, sent on stdin)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    vip: str
+    galera_nodes: dict[str, str] = {}  # name -> address
+    galera_password: str = ""
+    # As oslo.messaging connects: the VIP when the spec routes AMQP through
+    # haproxy, else every node of transport_url in turn.
+    rabbit_hosts: tuple[str, ...] = ()
+    rabbit_user: str = ""
+    rabbit_password: str = ""
+    rabbit_vhost: str = "/"
+    mongo_members: dict[str, str] = {}
+    mongo_replset: str = ""
+    mongo_user: str = ""
+    mongo_password: str = ""
+
+
+def target(spec: Spec, secrets: dict[str, str] | Any, mongo_user: str) -> Target:
+    vip = str(spec.vips[0].address)
+    kw: dict[str, Any] = {"vip": vip}
+    if spec.galera.enabled and spec.galera_nodes():
+        kw |= {"galera_nodes": {n.name: str(n.address) for n in spec.galera_nodes()},
+               "galera_password": secrets["galera_probe_password"]}
+    if spec.rabbitmq.enabled and spec.rabbit_nodes():
+        hosts = (vip,) if spec.rabbitmq.via_haproxy else tuple(str(n.address) for n in spec.rabbit_nodes())
+        kw |= {"rabbit_hosts": hosts, "rabbit_user": spec.rabbitmq.user,
+               "rabbit_password": secrets["rabbitmq_password"], "rabbit_vhost": spec.rabbitmq.vhost}
+    if spec.mongodb.enabled and spec.mongo_members():
+        kw |= {"mongo_members": {n.name: str(n.address) for _, n in spec.mongo_members()},
+               "mongo_replset": spec.mongodb.replica_set, "mongo_user": mongo_user,
+               "mongo_password": secrets["mongodb_admin_password"]}
+    return Target(**kw)
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool = False
+    detail: str = ""
+    seconds: float = 0.0
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+def _until(probe: Callable[[], bool], timeout: float) -> bool:
+    """Poll a read until it sees the write; bounded (replication is not instant everywhere)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if probe():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
+def galera(t: Target) -> Check:
+    import pymysql
+
+    c = Check("galera")
+    token = uuid.uuid4().hex
+    conn = pymysql.connect(host=t.vip, port=3306, user=PROBE_USER, password=t.galera_password, database=PROBE_DB,
+                           connect_timeout=5, read_timeout=10, write_timeout=10, autocommit=True)
+    with conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS smoke (id BIGINT AUTO_INCREMENT PRIMARY KEY, token CHAR(32) NOT NULL,"
+                    " at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))")
+        cur.execute("INSERT INTO smoke (token) VALUES (%s)", (token,))
+        cur.execute("SELECT @@hostname")
+        row = cur.fetchone()
+        c.evidence["writer"] = row[0] if row else None
+    seen: dict[str, bool] = {}
+    for name, address in t.galera_nodes.items():
+        node = pymysql.connect(host=address, port=3306, user=PROBE_USER, password=t.galera_password,
+                               database=PROBE_DB, connect_timeout=5, read_timeout=10, autocommit=True)
+        with node, node.cursor() as cur:
+            # Causal read: the node applies what the cluster committed before answering.
+            cur.execute("SET SESSION wsrep_sync_wait = 1")
+
+            def found(cur: Any = cur) -> bool:
+                return bool(cur.execute("SELECT 1 FROM smoke WHERE token = %s", (token,)))
+
+            seen[name] = _until(found, READ_TIMEOUT)
+    c.evidence["read_back"] = seen
+    c.ok = bool(seen) and all(seen.values())
+    missing = [n for n, ok in seen.items() if not ok]
+    c.detail = (f"row written through the VIP (writer {c.evidence['writer']}) read back on "
+                f"{len(seen) - len(missing)}/{len(seen)} nodes")
+    if missing:
+        c.detail += f"; missing on {', '.join(missing)}"
+    return c
+
+
+def rabbitmq(t: Target) -> Check:
+    import pika  # type: ignore[import-untyped]
+
+    c = Check("rabbitmq")
+    body = uuid.uuid4().hex.encode()
+    conn, refused = None, []
+    for host in t.rabbit_hosts:  # in transport_url order, as oslo.messaging fails over
+        try:
+            conn = pika.BlockingConnection(pika.ConnectionParameters(
+                host=host, port=5672, virtual_host=t.rabbit_vhost,
+                credentials=pika.PlainCredentials(t.rabbit_user, t.rabbit_password),
+                socket_timeout=5, blocked_connection_timeout=10, connection_attempts=1))
+            c.evidence["connected_to"] = host
+            break
+        except pika.exceptions.AMQPConnectionError as exc:
+            refused.append(f"{host}: {exc!r}")
+    if conn is None:
+        raise ConnectionError("no rabbit node accepted a connection: " + "; ".join(refused))
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        q = ch.queue_declare(SMOKE_QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
+        c.evidence["queue_type"] = "quorum"
+        c.evidence["depth_before"] = q.method.message_count
+        # With confirms on, basic_publish returns only once the broker confirmed
+        # (for a quorum queue: a majority of its members wrote it); it raises otherwise.
+        ch.basic_publish("", SMOKE_QUEUE, body, pika.BasicProperties(delivery_mode=2), mandatory=True)
+        c.evidence["confirmed"] = True
+        got = None
+        deadline = time.monotonic() + READ_TIMEOUT
+        while got != body and time.monotonic() < deadline:
+            method, _, payload = ch.basic_get(SMOKE_QUEUE, auto_ack=False)
+            if method is None:
+                conn.sleep(0.1)
+                continue
+            ch.basic_ack(method.delivery_tag)
+            got = payload
+        c.ok = got == body
+        c.detail = (f"published with a confirm to quorum queue {SMOKE_QUEUE} (via {c.evidence['connected_to']}) "
+                    "and consumed" if c.ok else "confirmed message was not consumed within the bound")
+    finally:
+        conn.close()
+    return c
+
+
+def mongodb(t: Target) -> Check:
+    import pymongo
+    from pymongo.write_concern import WriteConcern
+
+    c = Check("mongodb")
+    hosts = ",".join(f"{a}:{MONGO_PORT}" for a in t.mongo_members.values())
+    uri = f"mongodb://{hosts}/?replicaSet={t.mongo_replset}"
+    token = uuid.uuid4().hex
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        uri, username=t.mongo_user, password=t.mongo_password, authSource="admin", serverSelectionTimeoutMS=10000)
+    with client:
+        coll = client["hastack"].get_collection("smoke", write_concern=WriteConcern(w="majority", wtimeout=10000))
+        coll.insert_one({"token": token, "at": time.time()})
+        c.evidence["acknowledged_by"] = "majority"
+        hello = client.admin.command("hello")
+        primary = hello.get("primary", "")
+        secondaries = {n: a for n, a in t.mongo_members.items() if f"{a}:{MONGO_PORT}" != primary}
+    seen: dict[str, bool] = {}
+    for name, address in secondaries.items():
+        direct: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+            address, MONGO_PORT, directConnection=True, username=t.mongo_user, password=t.mongo_password,
+            authSource="admin", readPreference="secondaryPreferred", serverSelectionTimeoutMS=5000)
+        with direct:
+            sec = direct["hastack"]["smoke"]
+
+            def found(sec: Any = sec) -> bool:
+                return sec.find_one({"token": token}) is not None
+
+            seen[name] = _until(found, READ_TIMEOUT)
+    c.evidence["primary"] = primary
+    c.evidence["read_on_secondaries"] = seen
+    c.ok = bool(seen) and all(seen.values())
+    by_address = {f"{a}:{MONGO_PORT}": n for n, a in t.mongo_members.items()}
+    c.detail = (f"majority write (primary {by_address.get(primary, primary)}) read on "
+                f"{sum(seen.values())}/{len(seen)} secondaries")
+    return c
+
+
+CHECKS: dict[str, Callable[[Target], Check]] = {"galera": galera, "rabbitmq": rabbitmq, "mongodb": mongodb}
+
+
+def run(t: Target) -> list[Check]:
+    wanted = [("galera", bool(t.galera_nodes)), ("rabbitmq", bool(t.rabbit_hosts)), ("mongodb", bool(t.mongo_members))]
+    out = []
+    for name, enabled in wanted:
+        if not enabled:
+            continue
+        t0 = time.monotonic()
+        try:
+            c = CHECKS[name](t)
+        except Exception as exc:  # each check reports its own failure; the others still run
+            c = Check(name, False, f"{type(exc).__name__}: {exc}")
+        c.seconds = round(time.monotonic() - t0, 3)
+        out.append(c)
+    return out
+
+
+def main() -> int:
+    t = Target.model_validate_json(sys.stdin.read())
+    checks = run(t)
+    print(json.dumps([asdict(c) for c in checks]))
+    return 0 if all(c.ok for c in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

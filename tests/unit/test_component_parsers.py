@@ -1,0 +1,101 @@
+"""Parsers of the probes' output, on real output captured from the three-controller lab."""
+
+from __future__ import annotations
+
+import json
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from bson import json_util
+
+from hastack.components.corosync import parse_links, parse_quorum
+from hastack.components.galera import parse_wsrep_status
+from hastack.components.haproxy import parse_show_stat
+from hastack.components.mongodb import parse_replset_status
+from hastack.components.network import parse_addresses
+from hastack.components.pacemaker import parse_crm_mon
+from hastack.components.rabbitmq import parse_cluster_status, parse_quorum_queues
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
+def test_corosync_quorum() -> None:
+    q = parse_quorum(fixture("corosync_quorumtool_s.txt"))
+    assert q.quorate
+    assert (q.expected_votes, q.total_votes) == (3, 3)
+    assert sorted(q.names) == ["ctl1", "ctl2", "ctl3"]
+
+
+def test_corosync_links_both_rings_connected() -> None:
+    links = parse_links(fixture("corosync_cfgtool_s.txt"))
+    # The local node is not a peer; two peers on each of the two knet links.
+    assert sorted((ls.link, ls.nodeid) for ls in links) == [(0, 2), (0, 3), (1, 2), (1, 3)]
+    assert all(ls.connected for ls in links)
+
+
+def test_corosync_link_down_is_seen() -> None:
+    up, down_ = "nodeid:          3:\tconnected", "nodeid:          3:\tdisconnected"
+    text = fixture("corosync_cfgtool_s.txt").replace(up, down_, 1)
+    down = [ls for ls in parse_links(text) if not ls.connected]
+    assert [(ls.link, ls.nodeid) for ls in down] == [(0, 3)]
+
+
+def test_galera_status() -> None:
+    rows = [tuple(line.split("\t", 1)) for line in fixture("galera_wsrep_status.tsv").splitlines()]
+    st = parse_wsrep_status(rows)  # type: ignore[arg-type]
+    assert st.cluster_size == 3 and st.primary and st.local_state == "Synced" and st.ready
+
+
+def test_haproxy_stat() -> None:
+    servers = parse_show_stat(fixture("haproxy_show_stat.csv"))
+    galera = [s for s in servers if s.proxy.startswith("galera")]
+    assert [s.server for s in galera if not s.backup] == ["ctl1"]  # one writer, the others backups
+    assert sorted(s.server for s in galera if s.backup) == ["ctl2", "ctl3"]
+    assert all(s.status.startswith("UP") for s in galera)
+    assert not any(s.server in ("FRONTEND", "BACKEND") for s in servers)
+
+
+def test_vip_is_a_secondary_address() -> None:
+    addrs = parse_addresses(fixture("ip_o_4_addr.txt"))
+    assert IPv4Address("10.77.0.10") in addrs and IPv4Address("10.77.1.11") in addrs
+    assert IPv4Address("10.77.0.12") not in addrs
+
+
+def test_rabbit_cluster_and_queues() -> None:
+    c = parse_cluster_status(fixture("rabbitmq_cluster_status.json"))
+    assert c.complete({"rabbit@ctl1", "rabbit@ctl2", "rabbit@ctl3"})
+    assert c.ram_nodes == () and c.partitions == () and c.alarms == ()
+    (q,) = parse_quorum_queues(fixture("rabbitmq_list_queues.json"))
+    assert q.name == "hastack.smoke" and q.leader == "rabbit@ctl1" and not q.degraded
+    rows = json.loads(fixture("rabbitmq_list_queues.json"))
+    rows[0]["online"] = ["rabbit@ctl1", "rabbit@ctl2"]
+    assert parse_quorum_queues(json.dumps(rows))[0].degraded
+
+
+def test_rabbit_classic_queues_are_not_quorum_queues() -> None:
+    text = json.dumps([{"name": "q1", "type": "classic", "leader": "", "members": [], "online": []}])
+    assert parse_quorum_queues(text) == ()
+
+
+def test_mongo_replset() -> None:
+    rs = parse_replset_status(json_util.loads(fixture("mongo_replsetgetstatus.json")))
+    assert rs.name == "rs0" and rs.primary == "10.77.0.11:27017" and rs.healthy()
+    assert [m.state for m in rs.members] == ["PRIMARY", "SECONDARY", "SECONDARY"]
+
+
+def test_crm_mon_live_lab_fencing_running() -> None:
+    pm = parse_crm_mon(fixture("crm_mon_lab_healthy.xml"))
+    fences = [r for r in pm.resources if r.agent == "stonith:fence_hastack_lab"]
+    assert len(fences) == 3 and all(r.active for r in fences)
+    assert pm.failures == ()
+
+
+def test_crm_mon_failed_actions() -> None:
+    pm = parse_crm_mon(fixture("crm_mon_fence_not_installed.xml"))
+    assert {(a.resource, a.node) for a in pm.failures} >= {("fence-ctl2", "ctl1"), ("fence-ctl1", "ctl3")}
+    assert all(a.status == "Not installed" and "fence_ipmilan" in a.reason for a in pm.failures)
+    assert not any(r.active for r in pm.resources if r.id.startswith("fence-"))

@@ -1,0 +1,124 @@
+"""The lab's pure parts: layout, boot files, the power switch's routes, fencing for the lab, the fence agent."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from importlib import resources
+from ipaddress import IPv4Address
+
+import pytest
+
+from hastack.lab.fence import AGENT, lab_fencing
+from hastack.lab.layout import FENCE_AGENT_PATH, POWER_PORT, POWER_TOKEN_PATH, boot_files, layout
+from hastack.lab.power import Route, route
+from hastack.spec.load import load_spec
+from hastack.workload.smoke import target
+from tests.helpers import SEED, THREE, secrets_for
+
+AGENT_SCRIPT = resources.files("hastack.lab") / "fence_hastack_lab"
+
+
+def test_layout_names_fit_and_are_stable() -> None:
+    spec = load_spec(THREE)
+    lay = layout(spec)
+    assert lay == layout(load_spec(THREE))
+    names = [link.bridge for link in lay.links] + [i.outside for h in lay.hosts for i in h.interfaces]
+    names += [lay.client_veth]
+    assert all(len(n) <= 15 for n in names) and len(set(names)) == len(names)
+    assert len(lay.links) == 3  # management + the two heartbeat rings
+    ctl1 = lay.host("ctl1")
+    assert [i.inside for i in ctl1.interfaces] == ["eth0", "hb1", "hb2"]
+    assert ctl1.address == IPv4Address("10.77.0.11")
+    assert lay.management.gateway == IPv4Address("10.77.0.254")
+    assert lay.client_address == IPv4Address("10.77.0.253")
+    assert lay.client_address not in {h.address for h in lay.hosts}
+
+
+def test_seed_layout_has_every_node() -> None:
+    spec = load_spec(SEED)
+    assert {h.name for h in layout(spec).hosts} == {n.name for n in spec.nodes}
+
+
+def test_boot_files_keep_secrets_private() -> None:
+    lay = layout(load_spec(THREE))
+    files = boot_files(lay, lay.host("ctl2"), "ssh-ed25519 AAAA test", "tok3n", "#!/usr/bin/python3\n")
+    assert files["/etc/hostname"].body == "ctl2\n"
+    assert "10.77.0.13 ctl3" in files["/etc/hosts"].body
+    assert files[POWER_TOKEN_PATH].mode == 0o600 and files["/root/.ssh/authorized_keys"].mode == 0o600
+    assert files[FENCE_AGENT_PATH].mode == 0o755
+    assert "Address=10.77.1.12/24" in files["/etc/systemd/network/10-hb1.network"].body
+
+
+@pytest.mark.parametrize(("method", "path", "want"), [
+    ("GET", "/hosts", Route("list")),
+    ("GET", "/hosts/ctl1", Route("status", "ctl1")),
+    ("POST", "/hosts/ctl1/reboot", Route("reboot", "ctl1")),
+    ("POST", "/hosts/ctl1/off?x=1", Route("off", "ctl1")),
+    ("POST", "/hosts/nosuch/off", None),
+    ("GET", "/hosts/ctl1/off", None),
+    ("POST", "/hosts/ctl1/explode", None),
+    ("DELETE", "/hosts/ctl1", None),
+])
+def test_power_routes(method: str, path: str, want: Route | None) -> None:
+    assert route(method, path, ("ctl1", "ctl2")) == want
+
+
+def test_lab_fencing_keeps_delays_and_only_fenced_nodes() -> None:
+    seed = load_spec(SEED)
+    first = seed.nodes[0]
+    assert first.fence is not None
+    # A two-node tie-breaker delay on one node, a node without a device.
+    nodes = (first.model_copy(update={"fence": first.fence.model_copy(update={"delay": 10})}),
+             *(n.model_copy(update={"fence": None}) if n.name == "compute2" else n for n in seed.nodes[1:]))
+    spec = seed.model_copy(update={"nodes": nodes})
+    lab = lab_fencing(spec, layout(spec))
+    for before, after in zip(spec.nodes, lab.nodes, strict=True):
+        if before.fence is None:
+            assert after.fence is None
+            continue
+        assert after.fence is not None and after.fence.agent == AGENT
+        assert after.fence.delay == before.fence.delay
+        assert after.fence.params == {"ip": str(layout(spec).management.gateway), "ipport": str(POWER_PORT)}
+    assert lab.nodes[0].fence is not None and lab.nodes[0].fence.delay == 10
+    assert next(n for n in lab.nodes if n.name == "compute2").fence is None
+
+
+def run_agent(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(AGENT_SCRIPT), *args], input=stdin, capture_output=True, text=True,
+                          timeout=30, check=False)
+
+
+def test_agent_metadata_is_what_pacemaker_reads() -> None:
+    res = run_agent("-o", "metadata")
+    assert res.returncode == 0
+    root = ET.fromstring(res.stdout)
+    assert root.get("name") == "fence_hastack_lab"
+    params = {p.get("name") for p in root.iter("parameter")}
+    assert {"action", "ip", "ipport", "plug"} <= params  # "plug": pacemaker passes the target as plug=
+    assert {a.get("name") for a in root.iter("action")} >= {"on", "off", "reboot", "status", "monitor", "metadata"}
+
+
+def test_agent_refuses_without_target_or_switch() -> None:
+    assert run_agent(stdin="action=off\nip=127.0.0.1\n").returncode == 1  # no plug
+    assert run_agent(stdin="action=monitor\n").returncode == 1  # no ip
+    assert run_agent(stdin="action=validate-all\nip=127.0.0.1\nplug=ctl1\n").returncode == 0
+
+
+def test_agent_reports_an_unreachable_switch(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    token = tmp_path / "token"
+    token.write_text("t\n")
+    # Port 9 on loopback: nothing listens; the agent must fail, not claim success.
+    res = run_agent(stdin=f"action=off\nip=127.0.0.1\nipport=9\nplug=ctl1\ntoken_file={token}\n")
+    assert res.returncode == 1 and "ctl1" in res.stderr
+
+
+def test_smoke_target_follows_the_spec() -> None:
+    spec = load_spec(THREE)
+    t = target(spec, secrets_for(spec), "hastack_admin")
+    assert t.vip == "10.77.0.10"
+    assert set(t.galera_nodes) == {"ctl1", "ctl2", "ctl3"}
+    # Quorum-queue clients list every node (transport_url), not the VIP, unless the spec says so.
+    assert t.rabbit_hosts == ("10.77.0.11", "10.77.0.12", "10.77.0.13")
+    assert t.mongo_replset == "rs0" and len(t.mongo_members) == 3

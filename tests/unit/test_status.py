@@ -1,0 +1,117 @@
+"""Status verdicts: facts (parsed from real lab output) in, rows out."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from bson import json_util
+
+from hastack.components.corosync import parse_links, parse_quorum
+from hastack.components.galera import parse_wsrep_status
+from hastack.components.haproxy import parse_show_stat
+from hastack.components.mongodb import parse_replset_status
+from hastack.components.network import parse_addresses
+from hastack.components.pacemaker import parse_crm_mon
+from hastack.components.rabbitmq import parse_cluster_status, parse_quorum_queues
+from hastack.lab.fence import lab_fencing
+from hastack.lab.layout import layout
+from hastack.spec.load import load_spec
+from hastack.spec.model import Spec
+from hastack.status.model import Facts, Row, host_view, verdict
+from tests.helpers import THREE
+
+FIX = Path(__file__).parent / "fixtures"
+
+
+def text(name: str) -> str:
+    return (FIX / name).read_text()
+
+
+def healthy_facts() -> Facts:
+    """What the probes of the healthy three-controller lab returned (ctl1 holds the VIP)."""
+    rows = [tuple(line.split("\t", 1)) for line in text("galera_wsrep_status.tsv").splitlines()]
+    gal = parse_wsrep_status(rows)  # type: ignore[arg-type]
+    ctl1_addrs = parse_addresses(text("ip_o_4_addr.txt"))
+    stats = parse_show_stat(text("haproxy_show_stat.csv"))
+    links = parse_links(text("corosync_cfgtool_s.txt"))
+    return Facts(
+        quorum=parse_quorum(text("corosync_quorumtool_s.txt")),
+        links={"ctl1": links},
+        pacemaker=parse_crm_mon(text("crm_mon_lab_healthy.xml")),
+        galera={"ctl1": gal, "ctl2": gal, "ctl3": gal},
+        rabbit=parse_cluster_status(text("rabbitmq_cluster_status.json")),
+        rabbit_queues=parse_quorum_queues(text("rabbitmq_list_queues.json")),
+        mongo=parse_replset_status(json_util.loads(text("mongo_replsetgetstatus.json"))),
+        haproxy={"ctl1": stats, "ctl2": stats, "ctl3": stats},
+        addresses={"ctl1": ctl1_addrs},
+    )
+
+
+def spec() -> Spec:
+    s = load_spec(THREE)
+    return lab_fencing(s, layout(s))
+
+
+def rows_by_name(facts: Facts) -> dict[str, Row]:
+    return {r.component: r for r in verdict(spec(), facts)}
+
+
+def test_healthy_lab_is_healthy_everywhere() -> None:
+    rows = verdict(spec(), healthy_facts())
+    assert [r.component for r in rows] == ["hosts", "corosync", "pacemaker", "vip", "galera", "rabbitmq", "mongodb",
+                                           "haproxy"]
+    assert all(r.healthy for r in rows), [r for r in rows if not r.healthy]
+    galera = next(r for r in rows if r.component == "galera")
+    assert "writer ctl1" in galera.summary and "size 3/3" in galera.summary
+
+
+def test_host_view() -> None:
+    view = {h.host: h for h in host_view(spec(), healthy_facts())}
+    assert view["ctl1"].vips == "internal" and view["ctl2"].vips == "-"
+    assert view["ctl1"].mongodb == "PRIMARY" and view["ctl3"].mongodb == "SECONDARY"
+    assert view["ctl2"].rabbitmq == "running" and view["compute1"].galera == "-"
+    assert view["ctl1"].pacemaker in ("DC", "online")
+
+
+def test_unreachable_host_and_missing_galera_node() -> None:
+    f = dataclasses.replace(healthy_facts(), unreachable={"ctl3": "timeout"},
+                            galera={"ctl1": healthy_facts().galera["ctl1"], "ctl2": healthy_facts().galera["ctl2"]})
+    rows = {r.component: r for r in verdict(spec(), f)}
+    assert not rows["hosts"].healthy and "ctl3: timeout" in rows["hosts"].problems
+    assert not rows["galera"].healthy and "ctl3: not running" in rows["galera"].problems
+
+
+def test_two_vip_holders_is_a_problem() -> None:
+    f = healthy_facts()
+    f = dataclasses.replace(f, addresses={"ctl1": f.addresses["ctl1"], "ctl2": f.addresses["ctl1"]})
+    row = next(r for r in verdict(spec(), f) if r.component == "vip")
+    assert not row.healthy and "2 holders" in row.problems[0]
+
+
+def test_fence_device_not_running_is_a_problem() -> None:
+    f = dataclasses.replace(healthy_facts(), pacemaker=parse_crm_mon(text("crm_mon_fence_not_installed.xml")))
+    row = next(r for r in verdict(spec(), f) if r.component == "pacemaker")
+    assert not row.healthy
+    assert any(p.startswith("stopped: fence-ctl1") for p in row.problems)
+
+
+def test_degraded_quorum_queue_and_partition() -> None:
+    q = json.loads(text("rabbitmq_list_queues.json"))
+    q[0]["online"] = ["rabbit@ctl1", "rabbit@ctl2"]
+    c = json.loads(text("rabbitmq_cluster_status.json"))
+    c["partitions"] = {"rabbit@ctl3": ["rabbit@ctl1"]}
+    f = dataclasses.replace(healthy_facts(), rabbit_queues=parse_quorum_queues(json.dumps(q)),
+                            rabbit=parse_cluster_status(json.dumps(c)))
+    row = next(r for r in verdict(spec(), f) if r.component == "rabbitmq")
+    assert not row.healthy
+    assert any("hastack.smoke (rabbit@ctl3)" in p for p in row.problems)
+    assert any(p.startswith("partitioned") for p in row.problems)
+
+
+def test_no_answer_is_never_healthy() -> None:
+    rows = verdict(spec(), Facts(errors={"mongodb": "ctl1: auth failed"}))
+    bad = {r.component for r in rows if not r.healthy}
+    assert {"corosync", "pacemaker", "vip", "galera", "rabbitmq", "mongodb", "haproxy"} <= bad
+    assert next(r for r in rows if r.component == "mongodb").problems == ("ctl1: auth failed",)
