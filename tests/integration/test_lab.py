@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,25 @@ import pytest
 from hastack.lab.layout import layout
 from hastack.lab.runtime import LabDirs, load_state
 from hastack.spec.load import load_spec
-from tests.helpers import THREE
+from tests.helpers import SEED, THREE
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
 
-CLUSTER = "labtest"
+
+
+@dataclass(frozen=True)
+class Case:
+    example: Path
+    cluster: str
+    net: str  # replaces the example's 10.77.
+    fence: str  # the host fenced
+    wipe: str  # the host wiped and redeployed
+
+
+CASES = [Case(THREE, "labtest", "10.79.", fence="ctl2", wipe="ctl3"),
+         # The guide's topology: two data nodes and a voting node; the wiped
+         # data node comes back by SST from the only other one.
+         Case(SEED, "labseed", "10.81.", fence="ctl2", wipe="ctl2")]
 # The installed command, as a user runs it.
 HASTACK = [str(Path(sys.executable).parent / "hastack")]
 
@@ -62,13 +77,19 @@ def ssh(dirs: LabDirs, address: str, command: str, timeout: float = 120) -> subp
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
+@pytest.fixture(scope="module", params=CASES, ids=[c.example.stem for c in CASES])
+def case(request: pytest.FixtureRequest) -> Case:
+    c: Case = request.param
+    return c
+
+
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def lab(case: Case, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     if shutil.which("systemd-nspawn") is None or shutil.which("debootstrap") is None:
         pytest.fail("the lab needs systemd-nspawn and debootstrap: run scripts/setup")
-    text = THREE.read_text().replace("cluster: openstack", f"cluster: {CLUSTER}").replace("10.77.", "10.79.")
-    spec = tmp_path_factory.mktemp("lab") / "cluster.yaml"
-    spec.write_text(text)
+    text = case.example.read_text().replace("cluster: openstack", f"cluster: {case.cluster}")
+    spec = tmp_path_factory.mktemp(case.cluster) / "cluster.yaml"
+    spec.write_text(text.replace("10.77.", case.net))
     try:
         res = cli("lab", "up", str(spec), timeout=1500)
         assert res.returncode == 0, (f"lab up failed (exit {res.returncode}):\n"
@@ -85,13 +106,19 @@ def test_status_reports_every_cluster_healthy(lab: Path) -> None:
     rows = {c["component"]: c for c in status["components"]}
     assert set(rows) == {"hosts", "corosync", "pacemaker", "vip", "galera", "rabbitmq", "mongodb", "haproxy"}
     facts = status["facts"]
-    assert sorted(m["name"] for m in facts["quorum"]["members"]) == ["ctl1", "ctl2", "ctl3"]
-    assert {len(v) for v in facts["links"].values()} == {4}  # 2 peers x 2 knet links, from every node
+    spec = load_spec(lab)
+    voters = sorted(n.name for n in spec.corosync_nodes())
+    assert sorted(m["name"] for m in facts["quorum"]["members"]) == voters
+    # Every peer on both knet links (the guide's two rings), from every node.
+    assert {len(v) for v in facts["links"].values()} == {2 * (len(voters) - 1)}
     fences = [r for r in facts["pacemaker"]["resources"] if r["agent"] == "stonith:fence_hastack_lab"]
-    assert len(fences) == 3 and all(r["active"] for r in fences)  # fencing on, devices running
+    assert len(fences) == len(voters) and all(r["active"] for r in fences)  # fencing on, devices running
+    # Data nodes plus garbd where the spec has one: three votes either way.
     assert {s["cluster_size"] for s in facts["galera"].values()} == {3}
-    assert sorted(facts["rabbit"]["running"]) == ["rabbit@ctl1", "rabbit@ctl2", "rabbit@ctl3"]
-    assert sorted(m["state"] for m in facts["mongo"]["members"]) == ["PRIMARY", "SECONDARY", "SECONDARY"]
+    assert sorted(facts["rabbit"]["running"]) == sorted(f"rabbit@{n.name}" for n in spec.rabbit_nodes())
+    states = sorted(m["state"] for m in facts["mongo"]["members"])
+    assert states == (["ARBITER", "PRIMARY", "SECONDARY"] if spec.mongodb.arbiter else
+                      ["PRIMARY", "SECONDARY", "SECONDARY"])
     vip_holders = [h["host"] for h in status["hosts"] if h["vips"] != "-"]
     assert len(vip_holders) == 1
 
@@ -100,9 +127,11 @@ def test_smoke_from_the_client_host(lab: Path) -> None:
     rc, smoke = cli_json("lab", "smoke", str(lab))
     assert rc == 0 and smoke["ok"], smoke
     checks = {c["name"]: c for c in smoke["checks"]}
-    assert checks["galera"]["evidence"]["read_back"] == {"ctl1": True, "ctl2": True, "ctl3": True}
+    spec = load_spec(lab)
+    assert checks["galera"]["evidence"]["read_back"] == {n.name: True for n in spec.galera_nodes()}
     assert checks["rabbitmq"]["evidence"]["confirmed"] and checks["rabbitmq"]["evidence"]["queue_type"] == "quorum"
-    assert list(checks["mongodb"]["evidence"]["read_on_secondaries"].values()) == [True, True]
+    secondaries = checks["mongodb"]["evidence"]["read_on_secondaries"]
+    assert len(secondaries) == len(spec.mongo_members()) - 1 and all(secondaries.values())
 
 
 def test_second_deploy_changes_nothing(lab: Path) -> None:
@@ -111,23 +140,23 @@ def test_second_deploy_changes_nothing(lab: Path) -> None:
     assert report["changed"] is False, report["changes"]
 
 
-def test_fencing_powers_a_host_off_and_it_rejoins(lab: Path) -> None:
+def test_fencing_powers_a_host_off_and_it_rejoins(lab: Path, case: Case) -> None:
     spec = load_spec(lab)
     dirs = LabDirs.of(spec.cluster)
-    before = load_state(dirs).hosts["ctl2"]
-    res = ssh(dirs, str(spec.node("ctl1").address), "stonith_admin --reboot ctl2 --timeout 90")
+    before = load_state(dirs).hosts[case.fence]
+    res = ssh(dirs, str(spec.node("ctl1").address), f"stonith_admin --reboot {case.fence} --timeout 90")
     assert res.returncode == 0, res.stderr
-    assert "reboot ctl2 by" in dirs.power_log.read_text()
+    assert f"reboot {case.fence} by" in dirs.power_log.read_text()
     wait_healthy(lab, 240)
-    assert load_state(dirs).hosts["ctl2"] != before  # a new container: the old one was powered off
+    assert load_state(dirs).hosts[case.fence] != before  # a new container: the old one was powered off
 
 
-def test_wiped_host_is_brought_back_by_deploy(lab: Path) -> None:
-    res = cli("lab", "wipe", "ctl3", str(lab), timeout=300)
+def test_wiped_host_is_brought_back_by_deploy(lab: Path, case: Case) -> None:
+    res = cli("lab", "wipe", case.wipe, str(lab), timeout=300)
     assert res.returncode == 0, res.stderr
     rc, report = cli_json("deploy", str(lab), timeout=900)
     assert rc == 0 and report["ok"], report
-    assert any(c.startswith("ctl3: started mariadb") for c in report["changes"])
+    assert any(c.startswith(f"{case.wipe}: started mariadb") for c in report["changes"])
     wait_healthy(lab, 240)
     rc, smoke = cli_json("lab", "smoke", str(lab))
     assert rc == 0 and smoke["ok"], smoke

@@ -26,6 +26,7 @@ class ResourceState:
     failed: bool
     nodes: tuple[str, ...]
     clone: str | None = None
+    orphaned: bool = False  # left from an older configuration; stopped by definition
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ def _resource(el: ET.Element, clone: str | None) -> ResourceState:
         failed=_bool(el.get("failed")),
         nodes=tuple(n.get("name", "") for n in el.findall("node")),
         clone=clone,
+        orphaned=_bool(el.get("orphaned")),
     )
 
 

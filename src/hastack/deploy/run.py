@@ -32,6 +32,7 @@ from hastack.deploy.plan import Phase, phases
 from hastack.hosts.files import Change
 from hastack.hosts.ssh import HostError, SshHost
 from hastack.render.files import RenderedFile, Tree
+from hastack.render.galera import GARBD, GARBD_DROPIN
 from hastack.spec.model import Spec
 
 T = TypeVar("T")
@@ -268,14 +269,20 @@ class Deployer:
         expected = len(nodes)
         arb = self.spec.galera.arbitrator
         if arb:
-            await self.ensure_running(arb, "garb", restart_if=self.file_changed(arb, "/etc/default/garb"))
+            await self.ensure_running(arb, "garb", restart_if=self.file_changed(arb, GARBD, GARBD_DROPIN))
             expected += 1
 
         async def sized() -> int | None:
             st = await self.galera_state(nodes[0])
             return st.cluster_size if st and st.cluster_size == expected else None
 
-        await wait_for(sized, 120, f"galera cluster size {expected}")
+        try:
+            await wait_for(sized, 120, f"galera cluster size {expected}")
+        except DeployError as exc:
+            if not arb:
+                raise
+            journal = await self.h(arb).run("journalctl -u garb -n 15 --no-pager", check=False)
+            raise DeployError(f"{exc}\n{arb}: garbd's journal:\n{journal.stdout}") from exc
         if self.spec.galera.health_check == "http":
             await self.gather([self.ensure_running(n, "hastack-agent", restart_if=self.file_changed(
                 n, "/etc/hastack/agent.yaml") or any("installed the hastack agent" in c and c.startswith(n + ":")

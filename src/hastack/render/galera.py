@@ -12,6 +12,7 @@ from hastack.spec.timing import Timing
 CONF = "/etc/mysql/mariadb.conf.d/60-galera.cnf"
 SST_CONF = "/etc/mysql/mariadb.conf.d/61-galera-sst.cnf"
 GARBD = "/etc/default/garb"
+GARBD_DROPIN = "/etc/systemd/system/garb.service.d/50-hastack.conf"
 BOOTSTRAP_SQL = "/etc/hastack/galera-bootstrap.sql"
 SST_USER = "hastack_sst"
 MONITOR_USER = "hastack_monitor"
@@ -123,5 +124,7 @@ def render_galera(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]
             group=spec.galera.cluster_name,
             options=";".join([f"gmcast.listen_addr=tcp://{arb.address}:{PORT}", *evs_options(spec.timing)]),
         )
-        out.setdefault(arb.name, []).append(text(GARBD, garb))
+        dropin = ("# Rendered by hastack: Debian's unit runs garbd as nobody, who may write nowhere;\n"
+                  "# systemd makes /var/lib/garbd for it.\n[Service]\nStateDirectory=garbd\n")
+        out.setdefault(arb.name, []).extend([text(GARBD, garb), text(GARBD_DROPIN, dropin)])
     return out

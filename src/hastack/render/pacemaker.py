@@ -85,7 +85,9 @@ def build_cib(spec: Spec) -> ET.Element:
     clone = ET.SubElement(res, "clone", id=HAPROXY)
     _primitive(clone, "haproxy", "systemd", "haproxy")
     _ops(clone[0], "haproxy", monitor)
-    _nvset(clone, "meta_attributes", f"{HAPROXY}-meta", {"interleave": "true"})
+    # clone-max: one instance per haproxy node, none left "Stopped" on a node banned from it.
+    _nvset(clone, "meta_attributes", f"{HAPROXY}-meta",
+           {"interleave": "true", "clone-max": str(len(spec.haproxy_nodes()))})
 
     if spec.pacemaker.time_sync != "none":
         ts = ET.SubElement(res, "clone", id="time-sync-clone")

@@ -95,7 +95,7 @@ def _pacemaker(spec: Spec, f: Facts) -> Row:
         problems.append("failed: " + ", ".join(failed))
     # Every resource hastack configures is meant to run; a stopped one (a
     # fence device above all) is a problem even when nothing "failed".
-    stopped = sorted({r.clone or r.id for r in pm.resources if not r.active} - set(failed))
+    stopped = sorted({r.clone or r.id for r in pm.resources if not r.active and not r.orphaned} - set(failed))
     if stopped:
         problems.append("stopped: " + ", ".join(stopped))
     problems += sorted({f"{a.resource} {a.task} on {a.node}: {a.status} ({a.reason})" for a in pm.failures})
