@@ -117,6 +117,7 @@ def main() -> int:
             env = {**base, "HASTACK_CACHE": scratch}
             try:
                 cold.append(lab_up(spec, env))
+                print(f"{spec.name}: cold lab up {cold[-1]:.0f} s", flush=True)
             finally:
                 lab_down(spec, env)
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -131,6 +132,7 @@ def main() -> int:
             before = mem_available_kib()
             try:
                 warm.append(lab_up(spec, base))
+                print(f"{spec.name}: warm lab up {warm[-1]:.0f} s", flush=True)
                 if i == 0:
                     pss = lab_pss_kib(spec, base)
                     drop = before - mem_available_kib()

@@ -331,6 +331,63 @@ def _refuse_blocking(spec_path: Path, model: Spec, as_json: bool, verb: str) -> 
     sys.exit(EXIT_FINDINGS)
 
 
+_STREAM_NAMES = {"db": "database commits via the VIP", "amqp": "confirmed publishes (quorum queue)",
+                 "mongo": "majority writes", "vip": "VIP connects (every 50 ms)"}
+
+
+@main.command()
+@click.argument("scenario", required=False)
+@click.argument("spec", type=click.Path(path_type=Path), default=DEFAULT_LAB_SPEC)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--list", "list_scenarios", is_flag=True, help="List the scenarios and exit.")
+def chaos(scenario: str | None, spec: Path, as_json: bool, list_scenarios: bool) -> None:
+    """Break SPEC's lab on purpose under load and judge the history: RTO, RPO, invariants."""
+    import dataclasses
+
+    from hastack.chaos.run import ChaosError, run
+    from hastack.chaos.scenarios import SCENARIOS, NoTarget
+
+    if list_scenarios or scenario is None:
+        for s in SCENARIOS.values():
+            out.print(f"[bold]{s.name:<14}[/] {escape(s.summary)}")
+        sys.exit(0 if list_scenarios else EXIT_INPUT)
+    if scenario not in SCENARIOS:
+        err.print(f"[bold red]no scenario {scenario!r}[/]: choose one of {', '.join(SCENARIOS)} (`--list` says what "
+                  "each does)")
+        sys.exit(EXIT_INPUT)
+    model = _load(spec, as_json)
+    from hastack.lab.runtime import LabDirs
+
+    if not LabDirs.of(model.cluster).state.exists():
+        err.print(f"[bold red]no lab is up for {spec}[/]: chaos runs against a lab (`hastack lab up {spec}`)")
+        sys.exit(EXIT_INPUT)
+    secrets = _secrets(spec, model)[0]
+    model = _on_hosts(model)
+    try:
+        report = run(SCENARIOS[scenario], model, secrets, _access(model, None), _progress)
+    except (ChaosError, NoTarget) as exc:
+        err.print(f"[bold red]chaos {scenario}:[/] {escape(str(exc))}")
+        sys.exit(EXIT_FAILED)
+    if as_json:
+        print(json.dumps({**dataclasses.asdict(report), "ok": report.ok}, indent=2))
+    else:
+        st = Table("stream", "ops", "acknowledged", "gap (RTO)", "lost (RPO)",
+                   title=f"{scenario} on {report.target}: what the client host saw")
+        for r in report.judgement.streams:
+            gap = "never back" if r.rto_s is None else f"{r.rto_s:.2f} s"
+            st.add_row(_STREAM_NAMES.get(r.stream, r.stream), str(r.attempted), str(r.acked), gap,
+                       str(len(r.lost)) if r.stream != "vip" else "-")
+        out.print(st)
+        it = Table("invariant", "holds", "evidence", title="invariants")
+        for i in report.judgement.invariants:
+            it.add_row(i.name, "[green]yes[/]" if i.ok else "[bold red]NO[/]", escape(i.detail))
+        out.print(it)
+        verdict_text = "[green]every invariant holds[/]" if report.ok else "[bold red]an invariant was broken[/]"
+        out.print(f"chaos {scenario}: {verdict_text}")
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
+
+
 @main.command()
 @click.argument("spec", type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Print the plan and the files that would change; touch nothing.")
@@ -433,6 +490,7 @@ def _status(spec: Path, model: Spec, *, as_json: bool, ssh_key: Path | None = No
     for r in rows:
         mark = "[green]healthy[/]" if r.healthy else "[bold red]PROBLEM[/]"
         detail = escape(r.summary) + "".join(f"\n  [red]{escape(p)}[/]" for p in r.problems)
+        detail += "".join(f"\n  [yellow]{escape(n)}[/]" for n in r.notes)
         ct.add_row(r.component, mark, detail)
     out.print(ct)
     verdict_text = "[green]every component healthy[/]" if healthy else "[bold red]NOT healthy[/]"

@@ -151,6 +151,20 @@ def test_fencing_powers_a_host_off_and_it_rejoins(lab: Path, case: Case) -> None
     assert load_state(dirs).hosts[case.fence] != before  # a new container: the old one was powered off
 
 
+@pytest.mark.parametrize("scenario", ["host-crash", "stack-crash", "service-crash"])
+def test_chaos_loses_nothing_and_heals(lab: Path, scenario: str) -> None:
+    rc, report = cli_json("chaos", scenario, str(lab), timeout=900)
+    failed = [i for i in report["judgement"]["invariants"] if not i["ok"]]
+    assert rc == 0 and report["ok"], failed
+    streams = {s["stream"]: s for s in report["judgement"]["streams"]}
+    assert set(streams) == {"db", "amqp", "mongo", "vip"}
+    assert all(s["rto_s"] is not None and not s["lost"] for s in streams.values()), streams
+    names = {i["name"] for i in report["judgement"]["invariants"]}
+    assert {"db: nothing lost", "amqp: nothing lost", "mongo: nothing lost", "vip: at most one holder",
+            "galera: one primary component", "healthy again"} <= names
+    wait_healthy(lab, 240)
+
+
 def test_wiped_host_is_brought_back_by_deploy(lab: Path, case: Case) -> None:
     res = cli("lab", "wipe", case.wipe, str(lab), timeout=300)
     assert res.returncode == 0, res.stderr

@@ -7,12 +7,15 @@ import sys
 import xml.etree.ElementTree as ET
 from importlib import resources
 from ipaddress import IPv4Address
+from pathlib import Path
 
 import pytest
 
+from hastack.lab import power
 from hastack.lab.fence import AGENT, lab_fencing
-from hastack.lab.layout import FENCE_AGENT_PATH, POWER_PORT, POWER_TOKEN_PATH, boot_files, layout
-from hastack.lab.power import Route, route
+from hastack.lab.layout import FENCE_AGENT_PATH, POWER_PORT, POWER_TOKEN_PATH, Layout, boot_files, layout
+from hastack.lab.power import Route, Switch, route
+from hastack.lab.runtime import LabDirs, load_state
 from hastack.spec.load import load_spec
 from hastack.workload.smoke import target
 from tests.helpers import SEED, THREE, secrets_for
@@ -34,6 +37,15 @@ def test_layout_names_fit_and_are_stable() -> None:
     assert lay.management.gateway == IPv4Address("10.77.0.254")
     assert lay.client_address == IPv4Address("10.77.0.253")
     assert lay.client_address not in {h.address for h in lay.hosts}
+
+
+def test_bridge_macs_are_fixed_unicast_and_distinct() -> None:
+    macs = [link.mac for link in layout(load_spec(THREE)).links]
+    assert macs == [link.mac for link in layout(load_spec(THREE)).links]
+    assert len(set(macs)) == len(macs)
+    for mac in macs:
+        first = int(mac.split(":")[0], 16)
+        assert len(mac.split(":")) == 6 and first & 0x02 and not first & 0x01  # locally administered, unicast
 
 
 def test_seed_layout_has_every_node() -> None:
@@ -122,3 +134,37 @@ def test_smoke_target_follows_the_spec() -> None:
     # Quorum-queue clients list every node (transport_url), not the VIP, unless the spec says so.
     assert t.rabbit_hosts == ("10.77.0.11", "10.77.0.12", "10.77.0.13")
     assert t.mongo_replset == "rs0" and len(t.mongo_members) == 3
+
+
+class _RecordingSwitch(Switch):
+    """The switch's decisions without hosts: power actions are recorded."""
+
+    def __init__(self, lay: Layout, dirs: LabDirs) -> None:
+        super().__init__(lay, dirs)
+        self.calls: list[tuple[str, str]] = []
+
+    def off(self, host: str) -> None:
+        self.calls.append(("off", host))
+
+    def on(self, host: str) -> None:
+        self.calls.append(("on", host))
+
+    def power(self, host: str) -> str:
+        return "unknown"
+
+
+def test_reboot_powers_on_later_unless_an_off_follows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(power, "POST_SECONDS", 0.05)
+    sw = _RecordingSwitch(layout(load_spec(THREE)), LabDirs(tmp_path))
+    sw.act(Route("reboot", "ctl1"))
+    sw._pending["ctl1"].join(5)
+    assert sw.calls == [("off", "ctl1"), ("on", "ctl1")]
+    assert load_state(LabDirs(tmp_path)).fenced.keys() == {"ctl1"}
+
+    sw.calls.clear()
+    sw.act(Route("reboot", "ctl2"))
+    timer = sw._pending["ctl2"]
+    sw.act(Route("off", "ctl2"))  # the fencer's "off" wins over the earlier reboot's "on"
+    timer.join(5)
+    assert sw.calls == [("off", "ctl2"), ("off", "ctl2")]
+    assert "ctl2" not in sw._pending

@@ -201,6 +201,11 @@ def test_cib_constraints() -> None:
     assert props["stonith-enabled"] == "true" and props["no-quorum-policy"] == "stop"
     [order] = list(cib.iter("rsc_order"))
     assert (order.get("first"), order.get("then")) == ("haproxy-clone", "vip-internal")
+    # A fence device that failed to start everywhere is tried again, not left off for good.
+    metas = {p.get("id"): {nv.get("name"): nv.get("value") for nv in p.iter("nvpair") if "-meta-" in nv.get("id", "")}
+             for p in cib.iter("primitive") if p.get("class") == "stonith"}
+    assert set(metas) == {"fence-ctl1", "fence-ctl2", "fence-arb1"}
+    assert all(m == {"failure-timeout": "120s"} for m in metas.values())
 
 
 def test_fence_delay_becomes_pcmk_delay_base() -> None:

@@ -20,7 +20,7 @@ from hastack.lab.layout import layout
 from hastack.spec.load import load_spec
 from hastack.spec.model import Spec
 from hastack.status.model import Facts, Row, host_view, verdict
-from tests.helpers import THREE
+from tests.helpers import SEED, THREE
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -115,3 +115,25 @@ def test_no_answer_is_never_healthy() -> None:
     bad = {r.component for r in rows if not r.healthy}
     assert {"corosync", "pacemaker", "vip", "galera", "rabbitmq", "mongodb", "haproxy"} <= bad
     assert next(r for r in rows if r.component == "mongodb").problems == ("ctl1: auth failed",)
+
+
+def seed_pacemaker_row(fixture: str) -> Row:
+    s = load_spec(SEED)
+    f = Facts(pacemaker=parse_crm_mon(text(fixture)))
+    return next(r for r in verdict(lab_fencing(s, layout(s)), f) if r.component == "pacemaker")
+
+
+def test_failure_since_recovered_is_a_note_not_a_problem() -> None:
+    # crm_resource --fail on a running fence device: pacemaker restarted it, crm_mon still lists the failure.
+    row = seed_pacemaker_row("crm_mon_fence_failure_recovered.xml")
+    assert row.healthy and row.problems == ()
+    assert row.notes == ("recovered since: fence-ctl1 asyncmon on arb1: complete (Simulated failure) "
+                         "at 2026-11-25 10:10:25Z",)
+
+
+def test_fence_devices_stopped_after_switch_outage_are_problems() -> None:
+    # The lab power switch away for a minute: every device failed its start on every allowed node.
+    row = seed_pacemaker_row("crm_mon_fence_switch_down.xml")
+    assert not row.healthy and row.notes == ()
+    assert "stopped: fence-arb1, fence-ctl1, fence-ctl2" in row.problems
+    assert "fence-ctl1 start on arb1: complete (error)" in row.problems

@@ -38,6 +38,7 @@ class FailedAction:
     node: str
     status: str
     reason: str
+    when: str = ""  # crm_mon's last-rc-change, as it prints it
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,16 @@ class PacemakerState:
         return tuple(
             n for r in self.resources if rid in (r.id, r.clone) and r.active for n in r.nodes
         )
+
+    def stopped(self) -> tuple[str, ...]:
+        """Configured resources (a clone by its name) with an instance not running; leftovers of an older CIB aside."""
+        return tuple(sorted({r.clone or r.id for r in self.resources if not r.active and not r.orphaned}))
+
+    def recovered(self, rid: str) -> bool:
+        """Whether a resource with a failure on record runs again (every instance, for a clone)."""
+        rid = rid.split(":", 1)[0]  # an anonymous clone's instance, "haproxy:1"
+        mine = [r for r in self.resources if rid in (r.id, r.clone)]
+        return bool(mine) and all((r.active or r.orphaned) and not r.failed for r in mine)
 
     def online(self) -> tuple[str, ...]:
         return tuple(n.name for n in self.nodes if n.online)
@@ -104,6 +115,7 @@ def parse_crm_mon(xml: str) -> PacemakerState:
             node=f.get("node", ""),
             status=f.get("status", ""),
             reason=f.get("exitreason", "") or f.get("exitstatus", ""),
+            when=f.get("last-rc-change", ""),
         )
         for f in root.iterfind("failures/failure")
     )

@@ -204,15 +204,20 @@ class Deployer:
             return True if q.quorate and set(q.names) >= want else None
 
         await wait_for(quorate, 120, f"corosync quorum with {', '.join(sorted(want))}")
+        # Pacemaker's DC election (up to dc-deadtime, 20 s) runs meanwhile;
+        # the cib phase waits for it, after the databases have formed.
 
-        async def pacemaker_ready() -> bool | None:
+    async def pacemaker_ready(self, hosts: tuple[str, ...]) -> None:
+        first, want = self.h(hosts[0]), set(hosts)
+
+        async def ready() -> bool | None:
             res = await first.run("crm_mon -1 --output-as=xml", check=False)
             if res.rc != 0:
                 return None
             mon = parse_crm_mon(res.stdout)
             return True if any(n.is_dc for n in mon.nodes) and set(mon.online()) >= want else None
 
-        await wait_for(pacemaker_ready, 180, "pacemaker to elect a DC with every node online")
+        await wait_for(ready, 180, "pacemaker to elect a DC with every node online")
 
     async def galera_state(self, host: str) -> GaleraState | None:
         if not await self.active(host, "mariadb"):
@@ -375,6 +380,7 @@ class Deployer:
                            for h in phase.hosts])
 
     async def phase_cib(self, phase: Phase) -> None:
+        await self.pacemaker_ready(tuple(n.name for n in self.spec.corosync_nodes()))
         host = phase.hosts[0]
         h = self.h(host)
         desired = self.tree[host][CIB_PATH].content
@@ -395,11 +401,17 @@ class Deployer:
 
         async def placed() -> bool | None:
             mon = parse_crm_mon((await h.run("crm_mon -1 --output-as=xml", check=False)).stdout)
-            ok = all(mon.where(f"vip-{v}") for v in vips) and set(mon.where("haproxy-clone")) >= {
-                n.name for n in self.spec.haproxy_nodes()}
-            return True if ok else None
+            # Every resource, fence devices too: a deploy ends with the cluster
+            # running what it configured, not with part of it still starting.
+            waiting = [f"vip-{v}" for v in vips if not mon.where(f"vip-{v}")]
+            waiting += [f"haproxy on {n.name}" for n in self.spec.haproxy_nodes()
+                        if n.name not in mon.where("haproxy-clone")]
+            waiting += mon.stopped()
+            if waiting:
+                raise ValueError("not running yet: " + ", ".join(dict.fromkeys(waiting)))
+            return True
 
-        await wait_for(placed, 180, "pacemaker to start the VIP and haproxy on every haproxy node")
+        await wait_for(placed, 180, "pacemaker to start the VIP, haproxy on every haproxy node and every resource")
 
     async def phase_keepalived(self, phase: Phase) -> None:
         for host in phase.hosts:

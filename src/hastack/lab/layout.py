@@ -27,6 +27,15 @@ class Link:
     bridge: str
     gateway: IPv4Address  # the machine's own address on the bridge
 
+    @property
+    def mac(self) -> str:
+        """The bridge's own MAC, fixed. Left alone, Linux gives a bridge its
+        lowest port's MAC, so a host's veth leaving (a fence, a wipe) changes
+        the gateway's MAC under every other host's ARP cache: their fence
+        agents then miss the power switch for up to ~20 s (seen in CI)."""
+        digest = hashlib.sha256(self.bridge.encode()).digest()
+        return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))  # 02: locally administered, unicast
+
 
 @dataclass(frozen=True)
 class HostIf:

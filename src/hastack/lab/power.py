@@ -61,6 +61,9 @@ class Switch:
     def __init__(self, lay: Layout, dirs: LabDirs) -> None:
         self.lay, self.dirs = lay, dirs
         self._lock = threading.Lock()  # one power action at a time
+        # A reboot's pending "on", per host: a later action replaces it, or
+        # an "off" asked by the fencer would be undone seconds later.
+        self._pending: dict[str, threading.Timer] = {}
 
     def power(self, host: str) -> str:
         pid = load_state(self.dirs).hosts.get(host)
@@ -92,6 +95,8 @@ class Switch:
         assert r.host is not None
         host = r.host
         with self._lock:
+            if (pending := self._pending.pop(host, None)) is not None:
+                pending.cancel()
             if r.action in ("off", "reboot"):
                 self.off(host)
                 with locked_state(self.dirs) as state:
@@ -101,12 +106,16 @@ class Switch:
             if r.action == "reboot":
                 timer = threading.Timer(POST_SECONDS, self._boot_later, args=(host,))
                 timer.daemon = True
+                self._pending[host] = timer
                 timer.start()
                 return {"host": host, "power": self.power(host), "on_in_seconds": POST_SECONDS}
             return {"host": host, "power": self.power(host)}
 
     def _boot_later(self, host: str) -> None:
         with self._lock:
+            if self._pending.get(host) is not threading.current_thread():
+                return  # cancelled, or replaced by a later action
+            del self._pending[host]
             try:
                 self.on(host)
             except Exception as exc:  # a thread: nowhere to raise to but the log

@@ -162,7 +162,8 @@ def ensure_bridges(lay: Layout) -> None:
         if not _link_exists(link.bridge):
             sh("ip", "link", "add", link.bridge, "type", "bridge")
             sh("ip", "addr", "add", f"{link.gateway}/{link.network.prefixlen}", "dev", link.bridge)
-        sh("ip", "link", "set", link.bridge, "up")
+        # Set on every `lab up`: an explicitly set MAC stays when ports come and go.
+        sh("ip", "link", "set", link.bridge, "address", link.mac, "up")
 
 
 def ensure_client(lay: Layout) -> None:
@@ -238,17 +239,20 @@ def wait_port(address: str, port: int, timeout: float) -> bool:
     return False
 
 
-def stop_host(pid: int, grace: float = 20) -> None:
-    """SIGTERM asks nspawn for a clean shutdown of the container; SIGKILL if it hangs."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+def stop_hosts(pids: list[int], grace: float = 20) -> None:
+    """SIGTERM asks nspawn for a clean shutdown of each container, all at
+    once (one by one, a lab took a minute to go down); SIGKILL for any that hang."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while alive(pid) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if alive(pid):
-        kill_host(pid)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+    for pid in pids:
+        if alive(pid):
+            kill_host(pid)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 def kill_host(pid: int, timeout: float = 10) -> bool:
@@ -379,11 +383,10 @@ def down(lay: Layout, progress: Progress, cache: Path = CACHE) -> list[str]:
     """Remove everything `up` made; returns what was left that could not be removed."""
     dirs = LabDirs.of(lay.cluster, cache)
     stop_power(dirs)  # first: nothing may power a host back on while the lab goes down
-    state = load_state(dirs)
-    for name, pid in state.hosts.items():
-        if alive(pid):
-            progress(f"{name}: shutting down (pid {pid})")
-            stop_host(pid)
+    running = {name: pid for name, pid in load_state(dirs).hosts.items() if alive(pid)}
+    if running:
+        progress("shutting down " + ", ".join(f"{name} (pid {pid})" for name, pid in running.items()))
+        stop_hosts(list(running.values()))
     leftovers: list[str] = []
     for host in lay.hosts:
         root = dirs.rootfs(host.name)

@@ -45,6 +45,10 @@ def _primitive(parent: ET.Element, rid: str, cls: str, type_: str, provider: str
     return ET.SubElement(parent, "primitive", attrs)
 
 
+# How long a fence device's failure counts against a node before pacemaker tries it again.
+FENCE_FAILURE_TIMEOUT_S = 120
+
+
 def managed_vips(spec: Spec) -> tuple[Vip, ...]:
     # With keepalived as the VIP manager pacemaker keeps fencing and haproxy only.
     return spec.vips if spec.vip_manager is VipManager.PACEMAKER else ()
@@ -106,6 +110,10 @@ def build_cib(spec: Spec) -> ET.Element:
             if node.fence.delay:
                 attrs["pcmk_delay_base"] = f"{node.fence.delay}s"
             _nvset(p, "instance_attributes", f"{rid}-ia", attrs)
+            # A failed start is fatal on that node; a power-switch outage fails
+            # the device everywhere and, without this, fencing stays off for
+            # good once the switch is back (seen in the lab). Retry instead.
+            _nvset(p, "meta_attributes", f"{rid}-meta", {"failure-timeout": f"{FENCE_FAILURE_TIMEOUT_S}s"})
             ops = ET.SubElement(p, "operations")
             ET.SubElement(ops, "op", id=f"{rid}-monitor", name="monitor", interval="60s")
             fenced.append(node.name)

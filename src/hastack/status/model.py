@@ -36,10 +36,11 @@ class Row:
     healthy: bool
     summary: str
     problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # worth knowing, not unhealthy: a failure since recovered
 
 
-def _row(component: str, summary: str, problems: list[str]) -> Row:
-    return Row(component, not problems, summary, tuple(problems))
+def _row(component: str, summary: str, problems: list[str], notes: list[str] | None = None) -> Row:
+    return Row(component, not problems, summary, tuple(problems), tuple(notes or ()))
 
 
 def verdict(spec: Spec, f: Facts) -> tuple[Row, ...]:
@@ -95,16 +96,26 @@ def _pacemaker(spec: Spec, f: Facts) -> Row:
         problems.append("failed: " + ", ".join(failed))
     # Every resource hastack configures is meant to run; a stopped one (a
     # fence device above all) is a problem even when nothing "failed".
-    stopped = sorted({r.clone or r.id for r in pm.resources if not r.active and not r.orphaned} - set(failed))
+    stopped = sorted(set(pm.stopped()) - set(failed))
     if stopped:
         problems.append("stopped: " + ", ".join(stopped))
-    problems += sorted({f"{a.resource} {a.task} on {a.node}: {a.status} ({a.reason})" for a in pm.failures})
+    # crm_mon lists a failure until someone cleans it up. One whose resource
+    # runs again is history (a fence device's monitor that once timed out):
+    # shown, but the cluster is not unhealthy for it today.
+    notes, failures = set(), set()
+    for a in pm.failures:
+        line = f"{a.resource} {a.task} on {a.node}: {a.status} ({a.reason})"
+        if pm.recovered(a.resource):
+            notes.add(f"recovered since: {line}" + (f" at {a.when}" if a.when else ""))
+        else:
+            failures.add(line)
+    problems += sorted(failures)
     if not pm.stonith_enabled:
         problems.append("fencing is disabled")
     placed = [f"{r.id}@{','.join(r.nodes)}" for r in pm.resources if r.active and r.clone is None
               and not r.agent.startswith("stonith")]
     dc = next((n.name for n in pm.nodes if n.is_dc), "none")
-    return _row("pacemaker", f"DC {dc}; {len(pm.online())} online; " + " ".join(placed), problems)
+    return _row("pacemaker", f"DC {dc}; {len(pm.online())} online; " + " ".join(placed), problems, sorted(notes))
 
 
 def _vips(spec: Spec, f: Facts) -> Row:
@@ -135,11 +146,11 @@ def _galera(spec: Spec, f: Facts) -> Row:
     size = max(sizes) if sizes else 0
     if size != expected:
         problems.append(f"cluster size {size}, expected {expected}")
-    writer = _galera_writer(f)
+    writer = galera_writer(f)
     return _row("galera", f"size {size}/{expected}; writer {writer or 'none'}; " + " ".join(states), problems)
 
 
-def _galera_writer(f: Facts) -> str | None:
+def galera_writer(f: Facts) -> str | None:
     """The server haproxy sends writes to: the UP non-backup galera server (any haproxy agrees)."""
     for servers in f.haproxy.values():
         for s in servers:

@@ -1,0 +1,114 @@
+"""RTO and RPO per chaos scenario and timing profile: medians of several runs on the lab.
+
+For each profile the example spec is brought up (as its own lab, cluster
+`benchchaos`, networks 10.83.x, so a developer's lab is left alone), each
+scenario runs `--runs` times with `hastack chaos SCENARIO --json`, and the
+lab goes down. The table gives, per scenario and profile, the median gap
+each workload stream saw, the median time until every cluster was healthy
+again, and the total lost (acknowledged writes and confirmed messages
+missing at the end) over all runs.
+
+    .venv/bin/python bench/chaos.py [--spec examples/three-controller.yaml] [--runs 3]
+                                    [--profile default --profile fast] [--scenario host-crash ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+HASTACK = str(Path(sys.executable).parent / "hastack")
+STREAMS = ("vip", "db", "amqp", "mongo")
+
+
+def hastack(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([HASTACK, *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def bench_spec(example: Path, profile: str, into: Path) -> Path:
+    data = yaml.safe_load(example.read_text().replace("10.77.", "10.83."))
+    data["cluster"] = "benchchaos"
+    data["timing"] = {"profile": profile}
+    spec = into / f"{profile}.yaml"
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    return spec
+
+
+def wait_healthy(spec: Path, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if hastack("status", str(spec)).returncode == 0:
+            return True
+    return False
+
+
+def med(xs: list[float]) -> str:
+    return f"{statistics.median(xs):.2f}" if xs else "-"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spec", type=Path, default=ROOT / "examples" / "three-controller.yaml")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--profile", action="append", help="default and fast unless given")
+    ap.add_argument("--scenario", action="append", help="every scenario unless given")
+    args = ap.parse_args()
+    profiles = args.profile or ["default", "fast"]
+    scenarios = args.scenario or ["host-crash", "stack-crash", "service-crash"]
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="hastack-bench-chaos-") as tmp:
+        for profile in profiles:
+            spec = bench_spec(args.spec, profile, Path(tmp))
+            up = hastack("lab", "up", str(spec))
+            try:
+                if up.returncode != 0:
+                    print(f"lab up ({profile}) failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}", file=sys.stderr)
+                    return 1
+                for scenario in scenarios:
+                    for i in range(args.runs):
+                        res = hastack("chaos", scenario, str(spec), "--json", timeout=900)
+                        try:
+                            report = json.loads(res.stdout)
+                        except json.JSONDecodeError:
+                            print(f"{profile} {scenario} run {i + 1}: no report (exit {res.returncode}):\n"
+                                  f"{res.stderr[-2000:]}", file=sys.stderr)
+                            continue
+                        results.setdefault((scenario, profile), []).append(report)
+                        seen = {s["stream"]: s["rto_s"] for s in report["judgement"]["streams"]}
+                        print(f"{profile:<8} {scenario:<14} run {i + 1}: ok={report['ok']} healed "
+                              f"{report['healed_s']} s gaps {seen}", flush=True)
+                        # The next run needs a healthy cluster; `chaos` refuses otherwise.
+                        wait_healthy(spec, 300)
+            finally:
+                hastack("lab", "down", str(spec))
+
+    print(f"\n{'scenario':<14} {'profile':<8} " + " ".join(f"{s + ' gap s':>11}" for s in STREAMS)
+          + f" {'healed s':>9} {'lost':>5} {'ok':>5}")
+    for (scenario, profile), reports in results.items():
+        cells = []
+        for stream in STREAMS:
+            gaps = [s["rto_s"] for r in reports for s in r["judgement"]["streams"]
+                    if s["stream"] == stream and s["rto_s"] is not None]
+            cells.append(f"{med(gaps):>11}")
+        healed = [r["healed_s"] for r in reports if r["healed_s"] is not None]
+        lost = sum(len(s["lost"]) for r in reports for s in r["judgement"]["streams"])
+        oks = sum(r["ok"] for r in reports)
+        print(f"{scenario:<14} {profile:<8} " + " ".join(cells) + f" {med(healed):>9} {lost:>5} "
+              f"{oks}/{len(reports):<3}")
+    print("\nmedians of the runs; 'lost' counts acknowledged commits, confirmed messages and majority writes "
+          "missing at the end, over all runs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Fault injection, the chaos workload history and its checker."""

@@ -1,0 +1,121 @@
+"""The history checker: a chaos run's record in, proof or refutation out. Pure.
+
+For each workload stream, the gap users saw (the RTO: from the fault, or the
+last success after it, to the next success; the longest such wait) and what
+was lost (the RPO: acknowledged keys missing from the final read). Then the
+invariants: nothing acknowledged lost, at most one host answering for the
+VIP in any sample, never two galera primary components at once, and every
+cluster healthy again within the scenario's bound.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from itertools import combinations
+
+from hastack.chaos.history import AMQP, DB, MONGO, STREAMS, GaleraSample, History, Op
+
+# Galera samples closer than this are compared as simultaneous.
+GALERA_WINDOW_S = 0.5
+_LOSS_NAMES = {DB: "acknowledged database commits", AMQP: "confirmed messages", MONGO: "majority-acknowledged writes"}
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    stream: str
+    attempted: int
+    acked: int
+    rto_s: float | None  # None: no success after the fault
+    lost: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Invariant:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Judgement:
+    streams: tuple[StreamResult, ...]
+    invariants: tuple[Invariant, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(i.ok for i in self.invariants)
+
+
+def rto(ops: list[Op], fault_at: float) -> float | None:
+    """Longest wait, after the fault, between one acknowledged op and the next."""
+    done = sorted(o.t1 for o in ops if o.ok)
+    before = [t for t in done if t <= fault_at]
+    after = [t for t in done if t > fault_at]
+    if not after:
+        return None
+    last, worst = (before[-1] if before else fault_at), 0.0
+    for t in after:
+        worst = max(worst, t - max(last, fault_at))
+        last = t
+    return worst
+
+
+def split_brains(samples: tuple[GaleraSample, ...]) -> list[tuple[float, tuple[str, ...], tuple[str, ...]]]:
+    """Moments when two primary components with no member in common existed."""
+    windows: dict[int, list[GaleraSample]] = defaultdict(list)
+    for s in samples:
+        if s.primary and s.members:
+            windows[int(s.t / GALERA_WINDOW_S)].append(s)
+    found = []
+    for _, group in sorted(windows.items()):
+        for a, b in combinations(group, 2):
+            if not set(a.members) & set(b.members):
+                found.append((min(a.t, b.t), a.members, b.members))
+    return found
+
+
+def judge(h: History, fault_at: float, healed_at: float | None, bound_s: float) -> Judgement:
+    by_stream: dict[str, list[Op]] = defaultdict(list)
+    for o in h.ops:
+        by_stream[o.stream].append(o)
+    streams, invariants = [], []
+    for name in STREAMS:
+        ops = by_stream.get(name, [])
+        if not ops:
+            continue
+        acked = {o.key for o in ops if o.ok and o.key}
+        lost: tuple[str, ...] = ()
+        if name in _LOSS_NAMES:
+            back = h.readback.get(name)
+            if back is None or not back.complete:
+                why = back.error if back else "no final read"
+                invariants.append(Invariant(f"{name}: read back", False, f"could not read back: {why}"))
+            else:
+                lost = tuple(sorted(acked - back.keys))
+                invariants.append(Invariant(
+                    f"{name}: nothing lost", not lost,
+                    f"{len(acked)} {_LOSS_NAMES[name]}, {len(lost)} missing" + (f": {', '.join(lost[:5])}" if lost
+                                                                                 else "")))
+        streams.append(StreamResult(name, len(ops), sum(o.ok for o in ops), rto(ops, fault_at), lost))
+
+    if h.vip:
+        multi = [s for s in h.vip if len(s.macs) > 1]
+        none = sum(1 for s in h.vip if not s.macs)
+        detail = f"{len(h.vip)} ARP samples, {none} unanswered, {len(multi)} with two or more holders"
+        if multi:
+            detail += f" (first at +{multi[0].t - fault_at:.2f} s: {', '.join(multi[0].macs)})"
+        invariants.append(Invariant("vip: at most one holder", not multi, detail))
+    if h.galera:
+        brains = split_brains(h.galera)
+        detail = (f"{len(h.galera)} samples; " + (f"two primary components at +{brains[0][0] - fault_at:.2f} s: "
+                                                  f"{brains[0][1]} and {brains[0][2]}" if brains else "never two"))
+        invariants.append(Invariant("galera: one primary component", not brains, detail))
+    if healed_at is None:
+        invariants.append(Invariant("healthy again", False, f"not every cluster healthy within {bound_s:.0f} s"))
+    else:
+        took = healed_at - fault_at
+        invariants.append(Invariant("healthy again", took <= bound_s, f"every cluster healthy {took:.1f} s after "
+                                    f"the fault (bound {bound_s:.0f} s)"))
+    return Judgement(tuple(streams), tuple(invariants))
+

@@ -1,0 +1,64 @@
+"""What a chaos run records: every operation of the workload, every VIP and
+galera sample, and what was read back at the end. Plain data, JSON both ways:
+the workload writes it on the client host, the checker judges it here.
+
+Times are CLOCK_MONOTONIC seconds, one clock for the whole machine (the
+client host is a network namespace, not a time namespace), so the fault's
+time taken outside and the operations' times taken inside compare directly.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+# The workload's streams, in report order.
+DB, AMQP, MONGO, VIP = "db", "amqp", "mongo", "vip"
+STREAMS = (DB, AMQP, MONGO, VIP)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Op(_Frozen):
+    """One attempt: a database commit, a confirmed publish, a majority write or a VIP connect."""
+
+    stream: str
+    key: str = ""  # what was written: the row id, message id or document id
+    t0: float
+    t1: float
+    ok: bool  # acknowledged: commit returned, broker confirmed, majority acked, port answered
+    error: str = ""
+
+
+class VipSample(_Frozen):
+    """Who answered an ARP request for the VIP (one MAC per holder)."""
+
+    t: float
+    macs: tuple[str, ...]
+
+
+class GaleraSample(_Frozen):
+    """One node's view: is it in a primary component, and with whom."""
+
+    t: float
+    node: str
+    primary: bool
+    members: tuple[str, ...] = ()  # wsrep_incoming_addresses of its component
+
+
+class Readback(_Frozen):
+    """Everything found at the end, read after the cluster healed."""
+
+    keys: frozenset[str] = frozenset()
+    complete: bool = False  # the read itself succeeded
+    error: str = ""
+
+
+class History(_Frozen):
+    ops: tuple[Op, ...] = ()
+    vip: tuple[VipSample, ...] = ()
+    galera: tuple[GaleraSample, ...] = ()
+    readback: dict[str, Readback] = {}
+    started: float = 0.0
+    ended: float = 0.0

@@ -1,0 +1,146 @@
+"""One chaos run against a lab: workload on, fault in, healed, judged.
+
+The I/O shell around `scenarios` (whom to hit) and `checker` (what the
+history proves). The steps: refuse unless every cluster is healthy; start
+the workload on the client host and wait until every stream succeeds; note
+the time and inject the fault; probe status until every cluster is healthy
+again (bounded); stop the workload, which reads back everything it wrote;
+judge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets as pysecrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hastack.chaos.checker import Judgement, judge
+from hastack.chaos.history import History
+from hastack.chaos.scenarios import Fault, Scenario, pick_target
+from hastack.credentials.model import Secrets
+from hastack.deploy.run import MONGO_ADMIN
+from hastack.hosts.fleet import Access, reachable
+from hastack.lab.layout import layout
+from hastack.lab.runtime import LabDirs, kill_host, load_state
+from hastack.spec.model import Spec
+from hastack.status.gather import probe
+from hastack.status.model import verdict
+from hastack.workload.chaos_load import READBACK_S, ChaosTarget
+from hastack.workload.smoke import target
+
+Progress = Callable[[str], None]
+READY_S = 90.0
+
+
+class ChaosError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class RunReport:
+    scenario: str
+    target: str
+    fault_at: float
+    healed_s: float | None
+    judgement: Judgement
+    history_ops: int
+
+    @property
+    def ok(self) -> bool:
+        return self.judgement.ok
+
+
+def _healthy(spec: Spec, secrets: Secrets, access: Access) -> tuple[bool, object]:
+    facts = asyncio.run(probe(spec, secrets, access))
+    return all(r.healthy for r in verdict(spec, facts)), facts
+
+
+def _readline(stream: object, timeout: float) -> str:
+    """One line from the workload, bounded: a thread, as pipes have no read timeout."""
+    box: list[str] = []
+    th = threading.Thread(target=lambda: box.append(stream.readline()), daemon=True)  # type: ignore[attr-defined]
+    th.start()
+    th.join(timeout)
+    return box[0] if box else ""
+
+
+def _inject(scenario: Scenario, spec: Spec, host: str, access: Access) -> None:
+    if scenario.fault is Fault.KILL_HOST:
+        pid = load_state(LabDirs.of(spec.cluster)).hosts.get(host)
+        if not pid or not kill_host(pid):
+            raise ChaosError(f"{host}: could not kill the host (pid {pid})")
+        return
+
+    async def kill() -> None:
+        async with reachable(spec, access) as (hosts, unreachable):
+            if host in unreachable:
+                raise ChaosError(f"{host}: {unreachable[host]}")
+            res = await hosts[host].run(scenario.kill_command(), check=False)
+            if res.rc != 0:
+                raise ChaosError(f"{host}: `{scenario.kill_command()}` exited {res.rc}: {res.stderr.strip()}")
+
+    asyncio.run(kill())
+
+
+def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progress: Progress) -> RunReport:
+    ok, facts = _healthy(spec, secrets, access)
+    if not ok:
+        raise ChaosError("not every cluster is healthy: a fault on a sick cluster proves nothing "
+                         "(`hastack status` says what is wrong)")
+    host = pick_target(scenario, spec, facts)  # type: ignore[arg-type]
+    lay = layout(spec)
+    run_id = pysecrets.token_hex(6)
+    payload = ChaosTarget(**target(spec, secrets, MONGO_ADMIN).model_dump(), run=run_id,
+                          client_address=str(lay.client_address),
+                          max_seconds=scenario.heal_bound_s + 120).model_dump_json()
+    # Secrets go on stdin, never on a command line.
+    proc = subprocess.Popen(["ip", "netns", "exec", lay.client_netns, sys.executable, "-m",
+                             "hastack.workload.chaos_load"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(payload + "\n")
+        proc.stdin.flush()
+        line = _readline(proc.stdout, READY_S)
+        ready = json.loads(line) if line.startswith("{") else {}
+        if not ready.get("ready"):
+            raise ChaosError(f"the workload did not get going within {READY_S:.0f} s: {line.strip() or 'no answer'}")
+        progress(f"workload running from {lay.client_netns} (run {run_id}): {', '.join(ready['streams'])}")
+        fault_at = time.monotonic()
+        progress(f"{scenario.name}: {host}")
+        _inject(scenario, spec, host, access)
+        healed_at = None
+        deadline = fault_at + scenario.heal_bound_s
+        while time.monotonic() < deadline:
+            if _healthy(spec, secrets, access)[0]:
+                healed_at = time.monotonic()
+                progress(f"every cluster healthy {healed_at - fault_at:.1f} s after the fault")
+                break
+        proc.stdin.write("stop\n")
+        proc.stdin.flush()
+        progress("workload stopped; reading back everything it wrote")
+        line = _readline(proc.stdout, 3 * READBACK_S + 30)
+        if not line.startswith("{"):
+            why = proc.stderr.read()[-2000:] if proc.poll() is not None and proc.stderr else "no answer"
+            raise ChaosError(f"the workload reported no history: {why}")
+        history = History.model_validate_json(line)
+    finally:
+        if proc.poll() is None:  # a run cut short: let the workload clean up its rows and queue, bounded
+            with contextlib.suppress(OSError, ValueError):
+                proc.stdin.write("stop\n")  # type: ignore[union-attr]
+                proc.stdin.flush()  # type: ignore[union-attr]
+            try:
+                proc.wait(READBACK_S + 30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+    judgement = judge(history, fault_at, healed_at, scenario.heal_bound_s)
+    return RunReport(scenario.name, host, fault_at, None if healed_at is None else healed_at - fault_at, judgement,
+                     len(history.ops))

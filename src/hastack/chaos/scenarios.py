@@ -1,0 +1,68 @@
+"""The faults hastack injects, as data, and whom each one hits. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from hastack.spec.model import Spec
+from hastack.status.model import Facts, galera_writer
+
+
+class Fault(Enum):
+    KILL_HOST = "kill-host"  # the whole host at once, as a power cut: no goodbye
+    KILL_PROCESSES = "kill-processes"  # SIGKILL to named processes on the host
+
+
+class Aim(Enum):
+    VIP_HOLDER = "vip-holder"
+    GALERA_WRITER = "galera-writer"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str
+    fault: Fault
+    aim: Aim
+    processes: tuple[str, ...] = ()  # exact process names
+    # Units kept from restarting (masked until the next boot): a crash that
+    # systemd undoes within a second is not the crash this scenario is about.
+    keep_down: tuple[str, ...] = ()
+    heal_bound_s: float = 180.0  # every cluster healthy again within this, or the run fails
+
+    def kill_command(self) -> str:
+        """The shell command run on the target for KILL_PROCESSES."""
+        names = "|".join(self.processes)
+        mask = f"systemctl mask --runtime --quiet {' '.join(self.keep_down)} && " if self.keep_down else ""
+        return f"{mask}pkill --signal KILL --exact '{names}'"
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario("host-crash", "the VIP holder's whole host killed at once; the cluster fences it and it reboots",
+             Fault.KILL_HOST, Aim.VIP_HOLDER),
+    Scenario("stack-crash", "corosync and pacemaker killed on the VIP holder (and kept down) while haproxy and "
+             "the VIP keep running there; fencing must leave exactly one holder", Fault.KILL_PROCESSES,
+             Aim.VIP_HOLDER, processes=("corosync", "pacemakerd", "pacemaker-.*"),
+             keep_down=("corosync", "pacemaker")),
+    Scenario("service-crash", "mariadb killed on the galera writer; systemd restarts it, haproxy moves writes "
+             "to a backup meanwhile", Fault.KILL_PROCESSES, Aim.GALERA_WRITER, processes=("mariadbd",)),
+)}
+
+
+class NoTarget(Exception):
+    pass
+
+
+def pick_target(scenario: Scenario, spec: Spec, facts: Facts) -> str:
+    """The host the fault hits, from what status saw; refuses rather than guessing."""
+    if scenario.aim is Aim.VIP_HOLDER:
+        vip = spec.vips[0].address
+        holders = sorted(h for h, addrs in facts.addresses.items() if vip in addrs)
+        if len(holders) != 1:
+            raise NoTarget(f"the VIP {vip} has {len(holders)} holders ({', '.join(holders) or 'none'})")
+        return holders[0]
+    writer = galera_writer(facts)
+    if writer is None or writer not in {n.name for n in spec.galera_nodes()}:
+        raise NoTarget(f"no galera writer behind haproxy (saw {writer!r})")
+    return writer

@@ -1,0 +1,404 @@
+"""The chaos workload, run on the client host while a fault is injected.
+
+Four streams, each a thread, each op recorded with its start, end and outcome:
+- db: one row per commit through the VIP (haproxy -> the galera writer);
+- amqp: one message per publish with confirms to a quorum queue, connecting
+  as oslo.messaging does (every transport_url node in turn);
+- mongo: one document per insert with majority write concern;
+- vip: every 50 ms an ARP request for the VIP (who holds it: one MAC per
+  holder) and a TCP connect to it (does it answer).
+And a galera sampler per node: is it in a primary component, with whom.
+
+Protocol: the target (smoke.Target plus this run's fields) as one JSON line
+on stdin; `{"ready": ...}` on stdout once every stream has succeeded; then
+"stop" on stdin ends the load; every acknowledged key is read back and the
+whole history is printed as one JSON line. Every loop is bounded by
+`max_seconds` even if "stop" never comes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hastack.chaos.history import AMQP, DB, MONGO, VIP, GaleraSample, History, Op, Readback, VipSample
+from hastack.render.galera import PROBE_DB, PROBE_USER
+from hastack.render.mongodb import PORT as MONGO_PORT
+from hastack.workload.smoke import Target
+
+PACE_S = 0.02  # one op per stream every 20 ms at most: enough resolution, little load on 2 cores
+VIP_EVERY_S = 0.05
+GALERA_EVERY_S = 0.25
+READBACK_S = 90.0  # after "stop": how long the final reads may retry while the cluster settles
+
+
+class ChaosTarget(Target):
+    run: str  # this run's id: table rows, the queue and documents carry it
+    client_address: str
+    interface: str = "eth0"
+    max_seconds: float = 600.0
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ops: list[Op] = []
+        self.vip: list[VipSample] = []
+        self.galera: list[GaleraSample] = []
+        self.first_ok: set[str] = set()
+
+    def op(self, stream: str, key: str, t0: float, ok: bool, error: str = "") -> None:
+        with self.lock:
+            self.ops.append(Op(stream=stream, key=key, t0=t0, t1=time.monotonic(), ok=ok, error=error[:200]))
+            if ok:
+                self.first_ok.add(stream)
+
+
+@dataclass(frozen=True)
+class Load:
+    """What every stream's thread shares: the target, the record, and when to stop."""
+
+    t: ChaosTarget
+    rec: Recorder
+    stop: threading.Event
+    deadline: float
+
+    def loop(self, every: float, body: Callable[[], None]) -> None:
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
+            t0 = time.monotonic()
+            body()
+            self.stop.wait(max(0.0, every - (time.monotonic() - t0)))
+
+    def keyed(self, stream: str, write: Callable[[str], None], reset: Callable[[], None]) -> None:
+        """One write per op, each with its own key; `write` returns once acknowledged and raises otherwise,
+        after which `reset` drops the connection (the next op reconnects)."""
+        seq = 0
+
+        def once() -> None:
+            nonlocal seq
+            seq += 1
+            key = f"{self.t.run}-{seq}"
+            t0 = time.monotonic()
+            try:
+                write(key)
+                self.rec.op(stream, key, t0, True)
+            except Exception as exc:  # any failure is an unacknowledged op
+                self.rec.op(stream, key, t0, False, f"{type(exc).__name__}: {exc}")
+                reset()
+
+        self.loop(PACE_S, once)
+
+
+# -- db ----------------------------------------------------------------------
+
+def _mysql(t: ChaosTarget, host: str, timeout: float = 2.0) -> Any:
+    import pymysql
+
+    return pymysql.connect(host=host, port=3306, user=PROBE_USER, password=t.galera_password, database=PROBE_DB,
+                           connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout, autocommit=True)
+
+
+def db_writer(load: Load) -> None:
+    t = load.t
+    conn: list[Any] = [None]
+
+    def write(key: str) -> None:
+        if conn[0] is None:
+            conn[0] = _mysql(t, t.vip)
+        with conn[0].cursor() as cur:  # autocommit: returns once the cluster committed
+            cur.execute("INSERT INTO chaos (run, k) VALUES (%s, %s)", (t.run, key))
+
+    def reset() -> None:
+        _close(conn[0])
+        conn[0] = None
+
+    load.keyed(DB, write, reset)
+    reset()
+
+
+def _close(conn: Any) -> None:
+    if conn is not None:
+        with contextlib.suppress(Exception):  # closing a dead connection: nothing to report
+            conn.close()
+
+
+def db_setup(t: ChaosTarget) -> None:
+    conn = _mysql(t, t.vip, 5)
+    with conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS chaos (id BIGINT AUTO_INCREMENT PRIMARY KEY, run CHAR(16) NOT NULL,"
+                    " k VARCHAR(40) NOT NULL, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6), KEY (run))")
+
+
+def db_readback(t: ChaosTarget) -> Readback:
+    def read() -> frozenset[str]:
+        conn = _mysql(t, t.vip, 5)
+        with conn, conn.cursor() as cur:
+            cur.execute("SET SESSION wsrep_sync_wait = 1")  # causal: every commit the cluster acknowledged
+            cur.execute("SELECT k FROM chaos WHERE run = %s", (t.run,))
+            keys = frozenset(r[0] for r in cur.fetchall())
+            cur.execute("DELETE FROM chaos WHERE run = %s", (t.run,))
+            return keys
+
+    return _retrying(read)
+
+
+def galera_sampler(load: Load, name: str, address: str) -> None:
+    t, rec = load.t, load.rec
+    conn: list[Any] = [None]
+
+    def once() -> None:
+        try:
+            if conn[0] is None:
+                conn[0] = _mysql(t, address, 0.5)
+            with conn[0].cursor() as cur:
+                cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN "
+                            "('wsrep_cluster_status', 'wsrep_incoming_addresses')")
+                status = dict(cur.fetchall())
+            members = tuple(sorted(a for a in status.get("wsrep_incoming_addresses", "").split(",") if a))
+            sample = GaleraSample(t=time.monotonic(), node=name, primary=status.get("wsrep_cluster_status") ==
+                                  "Primary", members=members)
+            with rec.lock:
+                rec.galera.append(sample)
+        except Exception:  # a node that does not answer has no view to record
+            _close(conn[0])
+            conn[0] = None
+
+    load.loop(GALERA_EVERY_S, once)
+    _close(conn[0])
+
+
+# -- amqp --------------------------------------------------------------------
+
+def _queue(t: ChaosTarget) -> str:
+    return f"hastack.chaos.{t.run}"
+
+
+def _amqp(t: ChaosTarget, start: int) -> tuple[Any, int]:
+    """A connection to the first node that accepts, from `start` on, as oslo.messaging rotates."""
+    import pika  # type: ignore[import-untyped]
+
+    last: Exception | None = None
+    for i in range(len(t.rabbit_hosts)):
+        n = (start + i) % len(t.rabbit_hosts)
+        try:
+            conn = pika.BlockingConnection(pika.ConnectionParameters(
+                host=t.rabbit_hosts[n], port=5672, virtual_host=t.rabbit_vhost,
+                credentials=pika.PlainCredentials(t.rabbit_user, t.rabbit_password), heartbeat=2,
+                socket_timeout=1, blocked_connection_timeout=5, connection_attempts=1))
+            return conn, n
+        except Exception as exc:  # next node
+            last = exc
+    raise ConnectionError(f"no rabbit node accepted a connection: {last!r}")
+
+
+def amqp_publisher(load: Load) -> None:
+    import pika
+
+    t = load.t
+    state: dict[str, Any] = {"conn": None, "ch": None, "node": 0}  # Any: pika has no type hints
+
+    def write(key: str) -> None:
+        if state["ch"] is None:
+            state["conn"], state["node"] = _amqp(t, state["node"])
+            ch = state["conn"].channel()
+            ch.confirm_delivery()
+            state["ch"] = ch
+        # Returns once the broker confirmed (a majority of the quorum queue's members); raises otherwise.
+        state["ch"].basic_publish("", _queue(t), key.encode(), pika.BasicProperties(delivery_mode=2), mandatory=True)
+
+    def reset() -> None:  # the next publish tries the next node, as oslo.messaging rotates
+        _close(state["conn"])
+        state.update(conn=None, ch=None, node=state["node"] + 1)
+
+    load.keyed(AMQP, write, reset)
+    _close(state["conn"])
+
+
+def amqp_setup(t: ChaosTarget) -> None:
+    conn, _ = _amqp(t, 0)
+    with conn:
+        conn.channel().queue_declare(_queue(t), durable=True, arguments={"x-queue-type": "quorum"})
+
+
+def amqp_readback(t: ChaosTarget) -> Readback:
+    def read() -> frozenset[str]:
+        conn, _ = _amqp(t, 0)
+        keys: set[str] = set()
+        with conn:
+            ch = conn.channel()
+            while True:
+                method, _, body = ch.basic_get(_queue(t), auto_ack=True)
+                if method is None:
+                    break
+                keys.add(body.decode())
+            ch.queue_delete(_queue(t))
+        return frozenset(keys)
+
+    return _retrying(read)
+
+
+# -- mongo -------------------------------------------------------------------
+
+def _mongo(t: ChaosTarget) -> Any:
+    import pymongo
+
+    hosts = ",".join(f"{a}:{MONGO_PORT}" for a in t.mongo_members.values())
+    return pymongo.MongoClient(f"mongodb://{hosts}/?replicaSet={t.mongo_replset}", username=t.mongo_user,
+                               password=t.mongo_password, authSource="admin", serverSelectionTimeoutMS=2000,
+                               socketTimeoutMS=3000, connectTimeoutMS=1000, retryWrites=False)
+
+
+def mongo_writer(load: Load) -> None:
+    from pymongo.write_concern import WriteConcern
+
+    client = _mongo(load.t)
+    coll = client["hastack"].get_collection("chaos", write_concern=WriteConcern(w="majority", wtimeout=3000))
+    try:  # the driver finds the new primary itself: nothing to reset
+        load.keyed(MONGO, lambda key: coll.insert_one({"_id": key, "run": load.t.run}), lambda: None)
+    finally:
+        client.close()
+
+
+def mongo_readback(t: ChaosTarget) -> Readback:
+    from pymongo.read_concern import ReadConcern
+
+    def read() -> frozenset[str]:
+        client = _mongo(t)
+        with client:
+            coll = client["hastack"].get_collection("chaos", read_concern=ReadConcern("majority"))
+            keys = frozenset(d["_id"] for d in coll.find({"run": t.run}, {"_id": 1}))
+            coll.delete_many({"run": t.run})
+            return keys
+
+    return _retrying(read)
+
+
+# -- vip ---------------------------------------------------------------------
+
+def arp_request(src_mac: bytes, src_ip: str, target_ip: str) -> bytes:
+    """An Ethernet broadcast ARP who-has for target_ip."""
+    eth = b"\xff" * 6 + src_mac + struct.pack("!H", 0x0806)
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, src_mac, socket.inet_aton(src_ip), b"\x00" * 6,
+                      socket.inet_aton(target_ip))
+    return eth + arp
+
+
+def arp_reply_from(frame: bytes, target_ip: str) -> str | None:
+    """The sender MAC of an ARP reply saying it holds target_ip; None for any other frame."""
+    if len(frame) < 42 or frame[12:14] != b"\x08\x06":
+        return None
+    op = struct.unpack("!H", frame[20:22])[0]
+    sender_mac, sender_ip = frame[22:28], frame[28:32]
+    if op != 2 or sender_ip != socket.inet_aton(target_ip):
+        return None
+    return sender_mac.hex(":")
+
+
+def vip_prober(load: Load) -> None:
+    t, rec = load.t, load.rec
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+    sock.bind((t.interface, 0))
+    sock.settimeout(0.01)
+    with open(f"/sys/class/net/{t.interface}/address") as fh:
+        mac = bytes.fromhex(fh.read().strip().replace(":", ""))
+    request = arp_request(mac, t.client_address, t.vip)
+
+    def once() -> None:
+        t0 = time.monotonic()
+        sock.send(request)
+        holders: set[str] = set()
+        until = t0 + 0.03  # replies on a bridge come within a millisecond; two holders both answer
+        while time.monotonic() < until:
+            try:
+                frame = sock.recv(128)
+            except TimeoutError:
+                continue
+            who = arp_reply_from(frame, t.vip)
+            if who:
+                holders.add(who)
+        with rec.lock:
+            rec.vip.append(VipSample(t=t0, macs=tuple(sorted(holders))))
+        c0 = time.monotonic()
+        try:
+            with socket.create_connection((t.vip, 3306), timeout=0.2):
+                rec.op(VIP, "", c0, True)
+        except OSError as exc:
+            rec.op(VIP, "", c0, False, str(exc))
+
+    try:
+        load.loop(VIP_EVERY_S, once)
+    finally:
+        sock.close()
+
+
+# -- the run -----------------------------------------------------------------
+
+def _retrying(read: Callable[[], frozenset[str]]) -> Readback:
+    deadline = time.monotonic() + READBACK_S
+    while True:
+        try:
+            return Readback(keys=read(), complete=True)
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                return Readback(complete=False, error=f"{type(exc).__name__}: {exc}"[:300])
+            time.sleep(1)
+
+
+def main() -> int:
+    t = ChaosTarget.model_validate_json(sys.stdin.readline())
+    started = time.monotonic()
+    deadline = started + t.max_seconds
+    rec, stop = Recorder(), threading.Event()
+    workers: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = [(VIP, vip_prober, ())]
+    if t.galera_nodes:
+        db_setup(t)
+        workers.append((DB, db_writer, ()))
+        workers += [(f"galera-{n}", galera_sampler, (n, a)) for n, a in t.galera_nodes.items()]
+    if t.rabbit_hosts:
+        amqp_setup(t)
+        workers.append((AMQP, amqp_publisher, ()))
+    if t.mongo_members:
+        workers.append((MONGO, mongo_writer, ()))
+    load = Load(t, rec, stop, deadline)
+    threads = [threading.Thread(target=fn, args=(load, *args), name=name, daemon=True) for name, fn, args in workers]
+    for th in threads:
+        th.start()
+    wanted = {name for name, _, _ in workers if not name.startswith("galera-")}
+    ready_by = time.monotonic() + 60
+    while rec.first_ok < wanted and time.monotonic() < ready_by:
+        time.sleep(0.05)
+    print(json.dumps({"ready": rec.first_ok >= wanted, "streams": sorted(rec.first_ok)}), flush=True)
+    # Runs until told to stop (stdin) or the bound: a reader thread, so the bound holds without input.
+    def wait_for_stop() -> None:
+        sys.stdin.readline()
+        stop.set()
+
+    threading.Thread(target=wait_for_stop, daemon=True).start()
+    stop.wait(max(0.0, deadline - time.monotonic()))
+    stop.set()
+    for th in threads:
+        th.join(10)
+    readback: dict[str, Readback] = {}
+    if t.galera_nodes:
+        readback[DB] = db_readback(t)
+    if t.rabbit_hosts:
+        readback[AMQP] = amqp_readback(t)
+    if t.mongo_members:
+        readback[MONGO] = mongo_readback(t)
+    with rec.lock:
+        history = History(ops=tuple(rec.ops), vip=tuple(rec.vip), galera=tuple(rec.galera), readback=readback,
+                          started=started, ended=time.monotonic())
+    print(history.model_dump_json(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

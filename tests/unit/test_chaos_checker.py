@@ -1,0 +1,97 @@
+"""The chaos history checker and the workload's pure parts: built histories in, proofs and refutations out."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+
+import pytest
+
+from hastack.chaos.checker import judge, rto, split_brains
+from hastack.chaos.history import AMQP, DB, VIP, GaleraSample, History, Op, Readback, VipSample
+from hastack.chaos.scenarios import SCENARIOS, NoTarget, pick_target
+from hastack.spec.load import load_spec
+from hastack.workload.chaos_load import arp_reply_from, arp_request
+from tests.helpers import THREE
+from tests.unit.test_status import healthy_facts
+
+FAULT = 100.0
+
+
+def ops(stream: str, times: list[tuple[float, bool]], step: float = 0.01) -> list[Op]:
+    return [Op(stream=stream, key=f"k{i}", t0=t - step, t1=t, ok=ok) for i, (t, ok) in enumerate(times)]
+
+
+def test_rto_is_the_longest_wait_after_the_fault() -> None:
+    o = ops(DB, [(99.0, True), (99.5, True), (100.5, False), (102.0, False), (103.2, True), (103.4, True)])
+    assert rto(o, FAULT) == pytest.approx(3.2)  # from the fault (after the last success) to the next success
+    assert rto(ops(DB, [(99.0, True), (100.5, False)]), FAULT) is None  # never again
+    assert rto(ops(DB, [(99.99, True), (100.01, True), (100.03, True)]), FAULT) == pytest.approx(0.02)
+
+
+def test_acknowledged_write_missing_from_the_read_is_lost() -> None:
+    o = ops(DB, [(99.0, True), (101.0, True), (101.5, False)])
+    back = Readback(keys=frozenset({"k0", "k2"}), complete=True)  # k2 unacknowledged but there: fine
+    j = judge(History(ops=tuple(o), readback={DB: back}), FAULT, 130.0, 180)
+    [db] = j.streams
+    assert db.lost == ("k1",) and db.acked == 2 and db.attempted == 3
+    inv = {i.name: i for i in j.invariants}
+    assert not inv["db: nothing lost"].ok and "1 missing: k1" in inv["db: nothing lost"].detail
+    assert not j.ok
+
+
+def test_clean_run_passes_every_invariant() -> None:
+    o = ops(AMQP, [(99.0, True), (102.0, True)]) + ops(VIP, [(99.0, True), (100.2, True)])
+    vip = (VipSample(t=99.0, macs=("aa",)), VipSample(t=100.1, macs=()), VipSample(t=100.2, macs=("bb",)))
+    j = judge(History(ops=tuple(o), vip=vip, readback={AMQP: Readback(keys=frozenset({"k0", "k1"}),
+                                                                      complete=True)}), FAULT, 140.0, 180)
+    assert j.ok, j.invariants
+    assert {s.stream: s.rto_s for s in j.streams} == {AMQP: pytest.approx(2.0), VIP: pytest.approx(0.2)}
+
+
+def test_two_vip_holders_and_an_unreadable_stream_refute() -> None:
+    o = ops(DB, [(99.0, True)])
+    vip = (VipSample(t=100.5, macs=("aa", "bb")),)
+    j = judge(History(ops=tuple(o), vip=vip, readback={DB: Readback(error="timeout")}), FAULT, None, 180)
+    bad = {i.name for i in j.invariants if not i.ok}
+    assert bad == {"vip: at most one holder", "db: read back", "healthy again"}
+
+
+def test_split_brain_is_two_disjoint_primary_components_at_once() -> None:
+    a, b, c = "10.0.0.1:3306", "10.0.0.2:3306", "10.0.0.3:3306"
+    normal = (GaleraSample(t=100.0, node="ctl1", primary=True, members=(a, b, c)),
+              GaleraSample(t=100.1, node="ctl3", primary=True, members=(a, b)),  # reconfiguring: overlap
+              GaleraSample(t=100.2, node="ctl3", primary=False, members=(c,)))
+    assert split_brains(normal) == []
+    brain = (*normal, GaleraSample(t=100.3, node="ctl3", primary=True, members=(c,)))
+    assert [m for _, _, m in split_brains(brain)] == [(c,)]
+    assert split_brains((*normal, GaleraSample(t=105.0, node="ctl3", primary=True, members=(c,)))) == []
+
+
+def test_arp_request_and_reply_round_trip() -> None:
+    mac = bytes.fromhex("02aabbccddee")
+    req = arp_request(mac, "10.77.0.253", "10.77.0.10")
+    assert len(req) == 42 and req[:6] == b"\xff" * 6 and req[12:14] == b"\x08\x06"
+    # The holder's reply: swap roles, op 2, sender = the VIP.
+    holder = bytes.fromhex("0a0000000001")
+    reply = (mac + holder + b"\x08\x06" + req[14:20] + b"\x00\x02" + holder + socket.inet_aton("10.77.0.10")
+             + mac + socket.inet_aton("10.77.0.253"))
+    assert arp_reply_from(reply, "10.77.0.10") == "0a:00:00:00:00:01"
+    assert arp_reply_from(reply, "10.77.0.99") is None
+    assert arp_reply_from(req, "10.77.0.10") is None  # a request, not a reply
+
+
+def test_targets_come_from_what_status_saw() -> None:
+    spec, facts = load_spec(THREE), healthy_facts()
+    assert pick_target(SCENARIOS["host-crash"], spec, facts) == "ctl1"
+    assert pick_target(SCENARIOS["service-crash"], spec, facts) == "ctl1"
+    two = dataclasses.replace(facts, addresses={"ctl1": facts.addresses["ctl1"], "ctl2": facts.addresses["ctl1"]})
+    with pytest.raises(NoTarget, match="2 holders"):
+        pick_target(SCENARIOS["stack-crash"], spec, two)
+
+
+def test_kill_commands() -> None:
+    assert SCENARIOS["service-crash"].kill_command() == "pkill --signal KILL --exact 'mariadbd'"
+    stack = SCENARIOS["stack-crash"].kill_command()
+    assert stack.startswith("systemctl mask --runtime --quiet corosync pacemaker && ")
+    assert stack.endswith("pkill --signal KILL --exact 'corosync|pacemakerd|pacemaker-.*'")
