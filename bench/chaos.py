@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from hastack.chaos.scenarios import SCENARIOS
+
 ROOT = Path(__file__).resolve().parent.parent
 HASTACK = str(Path(sys.executable).parent / "hastack")
 STREAMS = ("vip", "db", "amqp", "mongo")
@@ -64,7 +66,7 @@ def main() -> int:
     ap.add_argument("--scenario", action="append", help="every scenario unless given")
     args = ap.parse_args()
     profiles = args.profile or ["default", "fast"]
-    scenarios = args.scenario or ["host-crash", "stack-crash", "service-crash"]
+    scenarios = args.scenario or list(SCENARIOS)
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="hastack-bench-chaos-") as tmp:
         for profile in profiles:

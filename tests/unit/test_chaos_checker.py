@@ -10,6 +10,7 @@ import pytest
 from hastack.chaos.checker import judge, rto, split_brains
 from hastack.chaos.history import AMQP, DB, VIP, GaleraSample, History, Op, Readback, VipSample
 from hastack.chaos.scenarios import SCENARIOS, NoTarget, pick_target
+from hastack.lab.layout import layout
 from hastack.spec.load import load_spec
 from hastack.workload.chaos_load import arp_reply_from, arp_request
 from tests.helpers import THREE
@@ -95,3 +96,11 @@ def test_kill_commands() -> None:
     stack = SCENARIOS["stack-crash"].kill_command()
     assert stack.startswith("systemctl mask --runtime --quiet corosync pacemaker && ")
     assert stack.endswith("pkill --signal KILL --exact 'corosync|pacemakerd|pacemaker-.*'")
+
+
+def test_isolation_cuts_every_link_ring_loss_only_the_rings() -> None:
+    host = layout(load_spec(THREE)).host("ctl1")
+    everything = SCENARIOS["isolation"].links_to_cut(host)
+    rings = SCENARIOS["ring-loss"].links_to_cut(host)
+    assert everything == tuple(i.outside for i in host.interfaces) and len(everything) == 3
+    assert rings == everything[1:]  # management (clients, fencing) stays up

@@ -71,12 +71,27 @@ def _readline(stream: object, timeout: float) -> str:
     return box[0] if box else ""
 
 
-def _inject(scenario: Scenario, spec: Spec, host: str, access: Access) -> None:
+def _inject(scenario: Scenario, spec: Spec, host: str, access: Access) -> Callable[[], None]:
+    """Break `host`; returns what puts the fault's own leftovers back (a reboot by fencing usually has)."""
     if scenario.fault is Fault.KILL_HOST:
         pid = load_state(LabDirs.of(spec.cluster)).hosts.get(host)
         if not pid or not kill_host(pid):
             raise ChaosError(f"{host}: could not kill the host (pid {pid})")
-        return
+        return lambda: None
+    if scenario.fault is Fault.CUT_LINKS:
+        # From outside: the host-side veths. A fenced host boots with new ones;
+        # one never fenced gets its old ones back when the run ends.
+        links = scenario.links_to_cut(layout(spec).host(host))
+
+        def reconnect() -> None:
+            for name in links:
+                subprocess.run(["ip", "link", "set", name, "up"], check=False, capture_output=True)
+
+        for name in links:
+            if subprocess.run(["ip", "link", "set", name, "down"], capture_output=True, check=False).returncode:
+                reconnect()
+                raise ChaosError(f"{host}: could not take {name} down")
+        return reconnect
 
     async def kill() -> None:
         async with reachable(spec, access) as (hosts, unreachable):
@@ -87,6 +102,7 @@ def _inject(scenario: Scenario, spec: Spec, host: str, access: Access) -> None:
                 raise ChaosError(f"{host}: `{scenario.kill_command()}` exited {res.rc}: {res.stderr.strip()}")
 
     asyncio.run(kill())
+    return lambda: None
 
 
 def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progress: Progress) -> RunReport:
@@ -115,14 +131,17 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
         progress(f"workload running from {lay.client_netns} (run {run_id}): {', '.join(ready['streams'])}")
         fault_at = time.monotonic()
         progress(f"{scenario.name}: {host}")
-        _inject(scenario, spec, host, access)
+        undo = _inject(scenario, spec, host, access)
         healed_at = None
         deadline = fault_at + scenario.heal_bound_s
-        while time.monotonic() < deadline:
-            if _healthy(spec, secrets, access)[0]:
-                healed_at = time.monotonic()
-                progress(f"every cluster healthy {healed_at - fault_at:.1f} s after the fault")
-                break
+        try:
+            while time.monotonic() < deadline:
+                if _healthy(spec, secrets, access)[0]:
+                    healed_at = time.monotonic()
+                    progress(f"every cluster healthy {healed_at - fault_at:.1f} s after the fault")
+                    break
+        finally:
+            undo()
         proc.stdin.write("stop\n")
         proc.stdin.flush()
         progress("workload stopped; reading back everything it wrote")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from hastack.lab.layout import LabHost
 from hastack.spec.model import Spec
 from hastack.status.model import Facts, galera_writer
 
@@ -12,6 +13,7 @@ from hastack.status.model import Facts, galera_writer
 class Fault(Enum):
     KILL_HOST = "kill-host"  # the whole host at once, as a power cut: no goodbye
     KILL_PROCESSES = "kill-processes"  # SIGKILL to named processes on the host
+    CUT_LINKS = "cut-links"  # the host's links taken down from outside, as cables pulled
 
 
 class Aim(Enum):
@@ -29,6 +31,7 @@ class Scenario:
     # Units kept from restarting (masked until the next boot): a crash that
     # systemd undoes within a second is not the crash this scenario is about.
     keep_down: tuple[str, ...] = ()
+    heartbeat_only: bool = False  # CUT_LINKS: the corosync rings only, clients still reach the host
     heal_bound_s: float = 180.0  # every cluster healthy again within this, or the run fails
 
     def kill_command(self) -> str:
@@ -36,6 +39,10 @@ class Scenario:
         names = "|".join(self.processes)
         mask = f"systemctl mask --runtime --quiet {' '.join(self.keep_down)} && " if self.keep_down else ""
         return f"{mask}pkill --signal KILL --exact '{names}'"
+
+    def links_to_cut(self, host: LabHost) -> tuple[str, ...]:
+        """CUT_LINKS: the host-side veths to take down (link 0 is management, the rest the rings)."""
+        return tuple(i.outside for i in host.interfaces if i.link > 0 or not self.heartbeat_only)
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
@@ -45,6 +52,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "the VIP keep running there; fencing must leave exactly one holder", Fault.KILL_PROCESSES,
              Aim.VIP_HOLDER, processes=("corosync", "pacemakerd", "pacemaker-.*"),
              keep_down=("corosync", "pacemaker")),
+    Scenario("isolation", "every link of the VIP holder cut (as if unplugged): the others fence it and take "
+             "over", Fault.CUT_LINKS, Aim.VIP_HOLDER),
+    Scenario("ring-loss", "both corosync rings of the VIP holder cut while clients still reach it: the "
+             "majority fences it before taking the VIP, never two holders", Fault.CUT_LINKS, Aim.VIP_HOLDER,
+             heartbeat_only=True),
     Scenario("service-crash", "mariadb killed on the galera writer; systemd restarts it, haproxy moves writes "
              "to a backup meanwhile", Fault.KILL_PROCESSES, Aim.GALERA_WRITER, processes=("mariadbd",)),
 )}
