@@ -28,7 +28,7 @@ from hastack.credentials.model import Secrets
 from hastack.deploy.run import MONGO_ADMIN
 from hastack.hosts.fleet import Access, reachable
 from hastack.lab.layout import layout
-from hastack.lab.runtime import LabDirs, kill_host, load_state
+from hastack.lab.runtime import LabDirs, LabError, load_state, power_cut
 from hastack.spec.model import Spec
 from hastack.status.gather import probe
 from hastack.status.model import verdict
@@ -37,6 +37,8 @@ from hastack.workload.smoke import target
 
 Progress = Callable[[str], None]
 READY_S = 90.0
+# A fault status never saw within this long was absorbed (a quick restart): healthy after it counts.
+UNSEEN_S = 30.0
 
 
 class ChaosError(Exception):
@@ -48,6 +50,7 @@ class RunReport:
     scenario: str
     target: str
     fault_at: float
+    seen_s: float | None  # when status first saw a cluster unhealthy; None: never
     healed_s: float | None
     judgement: Judgement
     history_ops: int
@@ -75,8 +78,12 @@ def _inject(scenario: Scenario, spec: Spec, host: str, access: Access) -> Callab
     """Break `host`; returns what puts the fault's own leftovers back (a reboot by fencing usually has)."""
     if scenario.fault is Fault.KILL_HOST:
         pid = load_state(LabDirs.of(spec.cluster)).hosts.get(host)
-        if not pid or not kill_host(pid):
-            raise ChaosError(f"{host}: could not kill the host (pid {pid})")
+        if not pid:
+            raise ChaosError(f"{host}: the lab has no running host by that name")
+        try:
+            power_cut(pid, layout(spec).host(host))
+        except LabError as exc:
+            raise ChaosError(str(exc)) from exc
         return lambda: None
     if scenario.fault is Fault.CUT_LINKS:
         # From outside: the host-side veths. A fenced host boots with new ones;
@@ -132,12 +139,19 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
         fault_at = time.monotonic()
         progress(f"{scenario.name}: {host}")
         undo = _inject(scenario, spec, host, access)
-        healed_at = None
+        healed_at, seen_at = None, None
         deadline = fault_at + scenario.heal_bound_s
         try:
             while time.monotonic() < deadline:
-                if _healthy(spec, secrets, access)[0]:
-                    healed_at = time.monotonic()
+                healthy = _healthy(spec, secrets, access)[0]
+                now = time.monotonic()
+                if not healthy and seen_at is None:
+                    seen_at = now
+                    progress(f"status sees the fault {seen_at - fault_at:.1f} s after it")
+                # Healthy counts once status has seen the fault: a probe right after it
+                # reports the state from before (corosync takes its token timeout to notice).
+                if healthy and (seen_at is not None or now - fault_at > UNSEEN_S):
+                    healed_at = now
                     progress(f"every cluster healthy {healed_at - fault_at:.1f} s after the fault")
                     break
         finally:
@@ -161,5 +175,5 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
                 proc.kill()
                 proc.wait(10)
     judgement = judge(history, fault_at, healed_at, scenario.heal_bound_s)
-    return RunReport(scenario.name, host, fault_at, None if healed_at is None else healed_at - fault_at, judgement,
-                     len(history.ops))
+    return RunReport(scenario.name, host, fault_at, None if seen_at is None else seen_at - fault_at,
+                     None if healed_at is None else healed_at - fault_at, judgement, len(history.ops))

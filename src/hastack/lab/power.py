@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from hastack.lab.layout import POWER_PORT, Layout, layout
-from hastack.lab.runtime import LabDirs, alive, boot, kill_host, load_state, locked_state
+from hastack.lab.runtime import LabDirs, alive, boot, load_state, locked_state, power_cut
 from hastack.spec.load import load_spec
 
 PORT = POWER_PORT
@@ -70,15 +70,7 @@ class Switch:
         return "on" if pid and alive(pid) else "off"
 
     def off(self, host: str) -> None:
-        pid = load_state(self.dirs).hosts.get(host)
-        if pid and not kill_host(pid):
-            raise RuntimeError(f"{host}: still running 10 s after SIGKILL")
-        # The host's veths die with its network namespace; wait for that so
-        # that a quick "on" does not find the old ones on the bridge.
-        deadline = time.monotonic() + 10
-        names = [i.outside for i in self.lay.host(host).interfaces]
-        while any(Path("/sys/class/net", n).exists() for n in names) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        power_cut(load_state(self.dirs).hosts.get(host), self.lay.host(host))
 
     def on(self, host: str) -> None:
         with locked_state(self.dirs) as state:
