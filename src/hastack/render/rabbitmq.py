@@ -102,6 +102,17 @@ def rabbitmq_conf(spec: Spec, address: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+DROPIN = "/etc/systemd/system/rabbitmq-server.service.d/50-hastack.conf"
+# RabbitMQ 3.10 on Erlang 25.1+ (Debian 12) can hang for good in global:sync
+# while a rebooted node starts (rabbitmq-server#6034, fixed in 3.11.1); seen in
+# the lab after fencing. Debian's unit waits 600 s before giving up: fail the
+# start sooner so that Restart=on-failure tries again. A start with its peers
+# up takes 10-25 s here.
+UNIT_OVERRIDE = ("# Rendered by hastack; do not edit by hand.\n"
+                 "# A start stuck in global:sync (rabbitmq-server#6034) is retried, not waited on for 10 minutes.\n"
+                 "[Service]\nTimeoutStartSec=180\nRestart=on-failure\nRestartSec=5\n")
+
+
 def render_rabbitmq(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
     if not spec.rabbitmq.enabled:
         return {}
@@ -122,5 +133,6 @@ def render_rabbitmq(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile
             text(DEFINITIONS, defs, 0o640, group="rabbitmq"),
             text(PLUGINS, plugins),
             text(COOKIE, secrets["rabbitmq_erlang_cookie"], 0o400, owner="rabbitmq", group="rabbitmq"),
+            text(DROPIN, UNIT_OVERRIDE),
         ]
     return out
