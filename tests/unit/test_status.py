@@ -137,3 +137,15 @@ def test_fence_devices_stopped_after_switch_outage_are_problems() -> None:
     assert not row.healthy and row.notes == ()
     assert "stopped: fence-arb1, fence-ctl1, fence-ctl2" in row.problems
     assert "fence-ctl1 start on arb1: complete (error)" in row.problems
+
+
+def test_rabbit_node_up_without_its_app_is_a_problem() -> None:
+    # Captured on the lab: ctl2 rebooted by fencing, its Erlang VM up, the rabbit app stuck in
+    # global:sync (rabbitmq-server#6034): in running_nodes, with no listener.
+    stuck = parse_cluster_status(text("rabbitmq_cluster_status_boot_stuck.json"))
+    assert "rabbit@ctl2" in stuck.running and stuck.serving == ("rabbit@ctl1", "rabbit@ctl3")
+    f = dataclasses.replace(healthy_facts(), rabbit=stuck)
+    row = next(r for r in verdict(spec(), f) if r.component == "rabbitmq")
+    assert not row.healthy and row.summary.startswith("2/3 running")
+    assert "up but not serving AMQP (rabbit app not started): rabbit@ctl2" in row.problems
+    assert {h.host: h.rabbitmq for h in host_view(spec(), f)}["ctl2"] == "BOOTING"

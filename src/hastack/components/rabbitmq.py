@@ -16,6 +16,10 @@ class RabbitCluster:
     ram_nodes: tuple[str, ...]
     partitions: tuple[str, ...]  # nodes reporting a partition
     alarms: tuple[str, ...]
+    # Nodes with an AMQP listener. A node whose Erlang VM runs but whose rabbit
+    # app has not started (booting, or stuck: rabbitmq-server#6034) is in
+    # running_nodes with no listener at all.
+    serving: tuple[str, ...] = ()
 
     def complete(self, expected: set[str]) -> bool:
         return set(self.running) == expected and not self.partitions
@@ -31,6 +35,9 @@ def parse_cluster_status(text: str) -> RabbitCluster:
         ram_nodes=tuple(sorted(data.get("ram_nodes", []))),
         partitions=tuple(sorted(k for k, v in (data.get("partitions") or {}).items() if v)),
         alarms=tuple(alarms),
+        serving=tuple(sorted(
+            n for n, ls in listeners.items() if any(ls_.get("protocol") == "amqp" for ls_ in ls)
+        )) if isinstance(listeners := data.get("listeners"), dict) else tuple(sorted(data.get("running_nodes", []))),
     )
 
 

@@ -167,6 +167,9 @@ def _rabbit(spec: Spec, f: Facts) -> Row:
     problems = []
     if set(r.running) != want:
         problems.append("not running: " + ", ".join(sorted(want - set(r.running))))
+    booting = sorted(set(r.running) - set(r.serving))
+    if booting:
+        problems.append("up but not serving AMQP (rabbit app not started): " + ", ".join(booting))
     if r.partitions:
         problems.append("partitioned: " + ", ".join(r.partitions))
     problems += [f"alarm {a}" for a in r.alarms]
@@ -178,7 +181,7 @@ def _rabbit(spec: Spec, f: Facts) -> Row:
             + (f" (+{len(degraded) - 5})" if len(degraded) > 5 else ""))
     leaders = Counter(q.leader.split("@")[-1] for q in qs)
     spread = ", ".join(f"{n} {c}" for n, c in sorted(leaders.items()))
-    return _row("rabbitmq", f"{len(r.running)}/{len(want)} running; {len(qs)} quorum queue(s)"
+    return _row("rabbitmq", f"{len(set(r.serving) & set(r.running))}/{len(want)} running; {len(qs)} quorum queue(s)"
                 + (f", leaders: {spread}" if qs else ""), problems)
 
 
@@ -262,7 +265,8 @@ def host_view(spec: Spec, f: Facts) -> tuple[HostView, ...]:
                        else "online" if pm.online else "UNCLEAN" if pm.unclean else "OFFLINE"),
             galera=("-" if h not in gal else "down" if gs is None else gs.local_state),
             rabbitmq=("-" if h not in rab else "?" if f.rabbit is None
-                      else "running" if f"rabbit@{h}" in f.rabbit.running else "STOPPED"),
+                      else "running" if f"rabbit@{h}" in f.rabbit.serving
+                      else "BOOTING" if f"rabbit@{h}" in f.rabbit.running else "STOPPED"),
             mongodb=("-" if h not in mon else mongo.get(str(node.address), "?" if f.mongo is None else "ABSENT")),
             vips=",".join(v.name for v in spec.vips if v.address in f.addresses.get(h, frozenset())) or "-",
         ))
