@@ -32,7 +32,7 @@ class Scenario:
     # systemd undoes within a second is not the crash this scenario is about.
     keep_down: tuple[str, ...] = ()
     heartbeat_only: bool = False  # CUT_LINKS: the corosync rings only, clients still reach the host
-    heal_bound_s: float = 180.0  # every cluster healthy again within this, or the run fails
+    heal_bound_s: float = 240.0  # every cluster healthy again within this, or the run fails
 
     def kill_command(self) -> str:
         """The shell command run on the target for KILL_PROCESSES."""

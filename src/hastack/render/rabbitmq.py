@@ -109,8 +109,9 @@ DROPIN = "/etc/systemd/system/rabbitmq-server.service.d/50-hastack.conf"
 # start sooner so that Restart=on-failure tries again. A start with its peers
 # up takes 10-25 s here.
 UNIT_OVERRIDE = ("# Rendered by hastack; do not edit by hand.\n"
-                 "# A start stuck in global:sync (rabbitmq-server#6034) is retried, not waited on for 10 minutes.\n"
-                 "[Service]\nTimeoutStartSec=180\nRestart=on-failure\nRestartSec=5\n")
+                 "# A start stuck in global:sync (rabbitmq-server#6034) is retried after 90 s,\n"
+                 "# not waited on for 10 minutes.\n"
+                 "[Service]\nTimeoutStartSec=90\nRestart=on-failure\nRestartSec=5\n")
 
 
 def render_rabbitmq(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
