@@ -390,6 +390,62 @@ def chaos(scenario: str | None, spec: Path, as_json: bool, list_scenarios: bool)
 
 @main.command()
 @click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--only", "only", type=click.Choice(["galera", "rabbitmq", "mongodb"]), multiple=True,
+              help="Recover only this cluster (repeatable); default every one, galera first.")
+@click.option("--force", is_flag=True,
+              help="Proceed without nodes that cannot be read (their last commits may be lost).")
+@click.option("--bootstrap", "bootstrap", default=None, metavar="NODE",
+              help="Bootstrap galera from NODE instead of the most advanced node (with --force if it is behind).")
+@click.option("--forget", "forget", multiple=True, metavar="NODE",
+              help="A rabbitmq node gone for good: remove it from the cluster (repeatable).")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds before giving up.")
+@click.option("--ssh-key", type=click.Path(path_type=Path), default=None, help="Private key for root on every node.")
+@click.option("--json", "as_json", is_flag=True, help="Print every round's evidence and actions as JSON.")
+def recover(spec: Path, *, only: tuple[str, ...], force: bool, bootstrap: str | None, forget: tuple[str, ...],
+            timeout: float, ssh_key: Path | None, as_json: bool) -> None:
+    """Bring galera, rabbitmq and mongodb back after an outage, showing the evidence before each act."""
+    import asyncio
+    import dataclasses
+
+    from hastack.recovery.run import COMPONENTS, RecoverError, Round
+    from hastack.recovery.run import recover as run_recover
+
+    model = _load(spec, as_json)
+    secrets = _secrets(spec, model)[0]
+    model = _on_hosts(model)
+    access = _access(model, ssh_key)
+
+    def show(r: Round) -> None:
+        if as_json:
+            return
+        t = Table(*(k for k in (r.evidence[0] if r.evidence else {})),
+                  title=f"{r.component} at {r.at_s:.1f} s: {r.outcome}")
+        for row in r.evidence:
+            t.add_row(*("-" if v is None else escape(str(v)) for v in row.values()))
+        out.print(t)
+        out.print(f"  {escape(r.reason)}")
+        for a in r.actions:
+            out.print(f"  -> {escape(a)}")
+
+    try:
+        report = asyncio.run(run_recover(model, secrets, access, _progress, show, only=only or COMPONENTS,
+                                         force=force, bootstrap=bootstrap, forget=forget, timeout=timeout))
+    except (RecoverError, OSError) as exc:
+        err.print(f"[bold red]recover failed:[/] {escape(str(exc))}")
+        sys.exit(EXIT_FAILED)
+    if as_json:
+        print(json.dumps({**dataclasses.asdict(report), "ok": report.ok}, indent=2))
+    else:
+        for comp, why in report.refused.items():
+            err.print(f"[bold red]{comp}: not recovered:[/] {escape(why)}")
+        text = "[green]every cluster whole[/]" if report.ok else "[bold red]not recovered[/]"
+        out.print(f"recover: {text} ({report.seconds:.1f} s)")
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Print the plan and the files that would change; touch nothing.")
 @click.option("--ssh-key", type=click.Path(path_type=Path), default=None, help="Private key for root on every node.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")

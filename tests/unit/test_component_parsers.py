@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -69,16 +68,17 @@ def test_rabbit_cluster_and_queues() -> None:
     c = parse_cluster_status(fixture("rabbitmq_cluster_status.json"))
     assert c.complete({"rabbit@ctl1", "rabbit@ctl2", "rabbit@ctl3"})
     assert c.ram_nodes == () and c.partitions == () and c.alarms == ()
-    (q,) = parse_quorum_queues(fixture("rabbitmq_list_queues.json"))
-    assert q.name == "hastack.smoke" and q.leader == "rabbit@ctl1" and not q.degraded
-    rows = json.loads(fixture("rabbitmq_list_queues.json"))
-    rows[0]["online"] = ["rabbit@ctl1", "rabbit@ctl2"]
-    assert parse_quorum_queues(json.dumps(rows))[0].degraded
+    lost_a, lost_b, smoke = parse_quorum_queues(fixture("rabbitmq_quorum_leaders_after_power_loss.tsv"))
+    # Raft's own answer: after the power loss two queues had no leader, the long-lived one had.
+    assert smoke.name == "hastack.smoke" and smoke.leader == "rabbit@ctl2" and not smoke.degraded
+    assert smoke.members == ("rabbit@ctl1", "rabbit@ctl3", "rabbit@ctl2") and smoke.vhost == "/"
+    assert lost_a.leader == "" and lost_b.leader == "" and lost_a.name.startswith("hastack.chaos.")
+    line = "/\tq1\trabbit@ctl1\trabbit@ctl1,rabbit@ctl2,rabbit@ctl3\trabbit@ctl1,rabbit@ctl2\n"
+    assert parse_quorum_queues(line)[0].degraded
 
 
-def test_rabbit_classic_queues_are_not_quorum_queues() -> None:
-    text = json.dumps([{"name": "q1", "type": "classic", "leader": "", "members": [], "online": []}])
-    assert parse_quorum_queues(text) == ()
+def test_rabbit_eval_closing_ok_is_not_a_queue() -> None:
+    assert parse_quorum_queues("ok\n") == ()
 
 
 def test_mongo_replset() -> None:

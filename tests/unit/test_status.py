@@ -42,7 +42,7 @@ def healthy_facts() -> Facts:
         pacemaker=parse_crm_mon(text("crm_mon_lab_healthy.xml")),
         galera={"ctl1": gal, "ctl2": gal, "ctl3": gal},
         rabbit=parse_cluster_status(text("rabbitmq_cluster_status.json")),
-        rabbit_queues=parse_quorum_queues(text("rabbitmq_list_queues.json")),
+        rabbit_queues=parse_quorum_queues(text("rabbitmq_quorum_leaders_after_power_loss.tsv"))[2:],
         mongo=parse_replset_status(json_util.loads(text("mongo_replsetgetstatus.json"))),
         haproxy={"ctl1": stats, "ctl2": stats, "ctl3": stats},
         addresses={"ctl1": ctl1_addrs},
@@ -98,16 +98,25 @@ def test_fence_device_not_running_is_a_problem() -> None:
 
 
 def test_degraded_quorum_queue_and_partition() -> None:
-    q = json.loads(text("rabbitmq_list_queues.json"))
-    q[0]["online"] = ["rabbit@ctl1", "rabbit@ctl2"]
+    smoke = parse_quorum_queues(text("rabbitmq_quorum_leaders_after_power_loss.tsv"))[2]
     c = json.loads(text("rabbitmq_cluster_status.json"))
     c["partitions"] = {"rabbit@ctl3": ["rabbit@ctl1"]}
-    f = dataclasses.replace(healthy_facts(), rabbit_queues=parse_quorum_queues(json.dumps(q)),
-                            rabbit=parse_cluster_status(json.dumps(c)))
+    f = dataclasses.replace(healthy_facts(), rabbit_queues=(dataclasses.replace(
+        smoke, online=("rabbit@ctl1", "rabbit@ctl2")),), rabbit=parse_cluster_status(json.dumps(c)))
     row = next(r for r in verdict(spec(), f) if r.component == "rabbitmq")
     assert not row.healthy
     assert any("hastack.smoke (rabbit@ctl3)" in p for p in row.problems)
     assert any(p.startswith("partitioned") for p in row.problems)
+
+
+def test_leaderless_quorum_queue_is_a_problem_though_every_node_runs() -> None:
+    # Real output after a power loss of every node: every member online, two queues with no leader.
+    f = dataclasses.replace(healthy_facts(), rabbit_queues=parse_quorum_queues(
+        text("rabbitmq_quorum_leaders_after_power_loss.tsv")))
+    row = next(r for r in verdict(spec(), f) if r.component == "rabbitmq")
+    assert not row.healthy
+    assert any(p.startswith("quorum queues with no leader: hastack.chaos.") for p in row.problems)
+    assert "leaders: ctl2 1" in row.summary
 
 
 def test_no_answer_is_never_healthy() -> None:

@@ -16,9 +16,11 @@ import json
 import secrets as pysecrets
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from hastack.chaos.checker import Judgement, judge
@@ -28,10 +30,12 @@ from hastack.credentials.model import Secrets
 from hastack.deploy.run import MONGO_ADMIN
 from hastack.hosts.fleet import Access, reachable
 from hastack.lab.layout import layout
-from hastack.lab.runtime import LabDirs, LabError, load_state, power_cut
+from hastack.lab.runtime import LabDirs, LabError, load_state, power_cut, power_off, power_on
+from hastack.recovery.run import Report as RecoveryReport
+from hastack.recovery.run import Round, recover
 from hastack.spec.model import Spec
 from hastack.status.gather import probe
-from hastack.status.model import verdict
+from hastack.status.model import Facts, verdict
 from hastack.workload.chaos_load import READBACK_S, ChaosTarget
 from hastack.workload.smoke import target
 
@@ -54,15 +58,26 @@ class RunReport:
     healed_s: float | None
     judgement: Judgement
     history_ops: int
+    recovery: RecoveryReport | None = None  # what `hastack recover` saw and did, when the scenario runs it
 
     @property
     def ok(self) -> bool:
         return self.judgement.ok
 
 
-def _healthy(spec: Spec, secrets: Secrets, access: Access) -> tuple[bool, object]:
+def _healthy(spec: Spec, secrets: Secrets, access: Access) -> tuple[bool, Facts]:
     facts = asyncio.run(probe(spec, secrets, access))
     return all(r.healthy for r in verdict(spec, facts)), facts
+
+
+def _recover(spec: Spec, secrets: Secrets, access: Access, progress: Progress, timeout: float) -> RecoveryReport:
+    def show(r: Round) -> None:
+        progress(f"recover {r.component}: {r.outcome}: {r.reason}"
+                 + (f" -> {'; '.join(r.actions)}" if r.actions else ""))
+
+    report = asyncio.run(recover(spec, secrets, access, progress, show, timeout=max(timeout, 30)))
+    progress(f"recover: {'every cluster whole' if report.ok else 'NOT recovered'} in {report.seconds:.1f} s")
+    return report
 
 
 def _readline(stream: object, timeout: float) -> str:
@@ -76,6 +91,19 @@ def _readline(stream: object, timeout: float) -> str:
 
 def _inject(scenario: Scenario, spec: Spec, host: str, access: Access) -> Callable[[], None]:
     """Break `host`; returns what puts the fault's own leftovers back (a reboot by fencing usually has)."""
+    if scenario.fault is Fault.POWER_LOSS:
+        lay, dirs = layout(spec), LabDirs.of(spec.cluster)
+        names = [h.name for h in lay.hosts]
+        try:
+            # Every host at once, as a room losing power: one thread per host.
+            with ThreadPoolExecutor(len(names)) as pool:
+                list(pool.map(lambda n: power_off(dirs, lay, n), names))
+            time.sleep(scenario.off_s)  # the outage itself: part of the scenario, not a wait for state
+            for n in names:
+                power_on(dirs, lay, n)
+        except LabError as exc:
+            raise ChaosError(str(exc)) from exc
+        return lambda: None
     if scenario.fault is Fault.KILL_HOST:
         pid = load_state(LabDirs.of(spec.cluster)).hosts.get(host)
         if not pid:
@@ -117,16 +145,18 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
     if not ok:
         raise ChaosError("not every cluster is healthy: a fault on a sick cluster proves nothing "
                          "(`hastack status` says what is wrong)")
-    host = pick_target(scenario, spec, facts)  # type: ignore[arg-type]
+    host = pick_target(scenario, spec, facts)
     lay = layout(spec)
     run_id = pysecrets.token_hex(6)
     payload = ChaosTarget(**target(spec, secrets, MONGO_ADMIN).model_dump(), run=run_id,
                           client_address=str(lay.client_address),
                           max_seconds=scenario.heal_bound_s + 120).model_dump_json()
-    # Secrets go on stdin, never on a command line.
+    # Secrets go on stdin, never on a command line. Its stderr (client libraries
+    # log every failed connection) goes to a file: an unread pipe would fill and stall it.
+    errlog = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in the finally below)
     proc = subprocess.Popen(["ip", "netns", "exec", lay.client_netns, sys.executable, "-m",
                              "hastack.workload.chaos_load"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=errlog, text=True)
     try:
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(payload + "\n")
@@ -141,7 +171,11 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
         undo = _inject(scenario, spec, host, access)
         healed_at, seen_at = None, None
         deadline = fault_at + scenario.heal_bound_s
+        recovery = None
         try:
+            if scenario.recover:
+                progress(f"power back {time.monotonic() - fault_at:.1f} s after the fault; hastack recover")
+                recovery = _recover(spec, secrets, access, progress, deadline - time.monotonic())
             while time.monotonic() < deadline:
                 healthy = _healthy(spec, secrets, access)[0]
                 now = time.monotonic()
@@ -161,8 +195,8 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
         progress("workload stopped; reading back everything it wrote")
         line = _readline(proc.stdout, 3 * READBACK_S + 30)
         if not line.startswith("{"):
-            why = proc.stderr.read()[-2000:] if proc.poll() is not None and proc.stderr else "no answer"
-            raise ChaosError(f"the workload reported no history: {why}")
+            errlog.seek(0)
+            raise ChaosError(f"the workload reported no history: {errlog.read()[-2000:] or 'no answer'}")
         history = History.model_validate_json(line)
     finally:
         if proc.poll() is None:  # a run cut short: let the workload clean up its rows and queue, bounded
@@ -174,6 +208,7 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+        errlog.close()
     judgement = judge(history, fault_at, healed_at, scenario.heal_bound_s)
     return RunReport(scenario.name, host, fault_at, None if seen_at is None else seen_at - fault_at,
-                     None if healed_at is None else healed_at - fault_at, judgement, len(history.ops))
+                     None if healed_at is None else healed_at - fault_at, judgement, len(history.ops), recovery)

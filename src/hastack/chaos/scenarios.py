@@ -14,11 +14,13 @@ class Fault(Enum):
     KILL_HOST = "kill-host"  # the whole host at once, as a power cut: no goodbye
     KILL_PROCESSES = "kill-processes"  # SIGKILL to named processes on the host
     CUT_LINKS = "cut-links"  # the host's links taken down from outside, as cables pulled
+    POWER_LOSS = "power-loss"  # every host off at once, on again after the power returns
 
 
 class Aim(Enum):
     VIP_HOLDER = "vip-holder"
     GALERA_WRITER = "galera-writer"
+    EVERY_HOST = "every-host"
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,9 @@ class Scenario:
     keep_down: tuple[str, ...] = ()
     heartbeat_only: bool = False  # CUT_LINKS: the corosync rings only, clients still reach the host
     heal_bound_s: float = 240.0  # every cluster healthy again within this, or the run fails
+    # `hastack recover` runs once the hosts are back: the operator's one command after an outage.
+    recover: bool = False
+    off_s: float = 5.0  # POWER_LOSS: how long the power stays off
 
     def kill_command(self) -> str:
         """The shell command run on the target for KILL_PROCESSES."""
@@ -57,9 +62,15 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("ring-loss", "both corosync rings of the VIP holder cut while clients still reach it: the "
              "majority fences it before taking the VIP, never two holders", Fault.CUT_LINKS, Aim.VIP_HOLDER,
              heartbeat_only=True),
+    Scenario("power-loss", "every host of the lab off at once (the whole room), on again 5 s later; "
+             "`hastack recover` brings every cluster back without a person choosing a node",
+             Fault.POWER_LOSS, Aim.EVERY_HOST, recover=True),
     Scenario("service-crash", "mariadb killed on the galera writer; systemd restarts it, haproxy moves writes "
              "to a backup meanwhile", Fault.KILL_PROCESSES, Aim.GALERA_WRITER, processes=("mariadbd",)),
 )}
+
+
+EVERY_HOST = "every host"
 
 
 class NoTarget(Exception):
@@ -68,6 +79,8 @@ class NoTarget(Exception):
 
 def pick_target(scenario: Scenario, spec: Spec, facts: Facts) -> str:
     """The host the fault hits, from what status saw; refuses rather than guessing."""
+    if scenario.aim is Aim.EVERY_HOST:
+        return EVERY_HOST
     if scenario.aim is Aim.VIP_HOLDER:
         vip = spec.vips[0].address
         holders = sorted(h for h, addrs in facts.addresses.items() if vip in addrs)

@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 
 CLUSTER_CMD = "rabbitmqctl -q cluster_status --formatter json"
-QUEUES_CMD = "rabbitmqctl -q list_queues name type leader members online --formatter json"
+# Every quorum queue with the leader Raft itself reports (ra:members, 1 s per queue), not the
+# leader the queue record names: after a power loss of every node, list_queues showed a stale
+# leader and "running" for a queue whose members were all followers at term 0, forever.
+# Tab-separated: vhost, name, leader ("" when none answers), members, members on running nodes.
+QUEUES_EVAL = (
+    'Running = rabbit_nodes:all_running(), '
+    'J = fun(L) -> string:join([atom_to_list(X) || X <- L], ",") end, '
+    'lists:foreach(fun(Q) -> {resource, V, queue, N} = amqqueue:get_name(Q), '
+    'Members = maps:get(nodes, amqqueue:get_type_state(Q), []), '
+    'L = case catch ra:members(amqqueue:get_pid(Q), 1000) of {ok, _, {_, Node}} -> atom_to_list(Node); '
+    '_ -> "" end, '
+    'io:format("~ts\\t~ts\\t~ts\\t~ts\\t~ts~n", [V, N, L, J(Members), '
+    'J([M || M <- Members, lists:member(M, Running)])]) end, '
+    '[Q || Q <- rabbit_amqqueue:list(), amqqueue:get_type(Q) =:= rabbit_quorum_queue]).')
+QUEUES_CMD = f"rabbitmqctl -q eval {shlex.quote(QUEUES_EVAL)}"
 
 
 @dataclass(frozen=True)
@@ -44,9 +59,10 @@ def parse_cluster_status(text: str) -> RabbitCluster:
 @dataclass(frozen=True)
 class QuorumQueue:
     name: str
-    leader: str
+    leader: str  # "" when no member answers as leader
     members: tuple[str, ...]
     online: tuple[str, ...]
+    vhost: str = "/"
 
     @property
     def degraded(self) -> bool:
@@ -55,7 +71,13 @@ class QuorumQueue:
 
 
 def parse_quorum_queues(text: str) -> tuple[QuorumQueue, ...]:
-    return tuple(
-        QuorumQueue(str(q["name"]), str(q.get("leader", "")), tuple(q.get("members", [])), tuple(q.get("online", [])))
-        for q in json.loads(text or "[]") if q.get("type") == "quorum"
-    )
+    """QUEUES_CMD's lines; the closing `ok` of rabbitmqctl eval is not a queue."""
+    queues = []
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) != 5:
+            continue
+        vhost, name, leader, members, online = parts
+        queues.append(QuorumQueue(name, leader, tuple(m for m in members.split(",") if m),
+                                  tuple(m for m in online.split(",") if m), vhost))
+    return tuple(queues)

@@ -315,7 +315,9 @@ class Deployer:
                 return None
             return True if parse_cluster_status(res.stdout).complete(want) else None
 
-        await wait_for(clustered, 180, f"rabbitmq cluster of {', '.join(sorted(want))} without partitions")
+        # 360 s: a node that joins while its only peer is paused (pause_minority in a
+        # two-node cluster) may need a second start (the unit retries after 90 s).
+        await wait_for(clustered, 360, f"rabbitmq cluster of {', '.join(sorted(want))} without partitions")
 
     @contextlib.asynccontextmanager
     async def mongo(self, host: str, admin: bool = False) -> AsyncIterator[pymongo.MongoClient[dict[str, Any]]]:

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from hastack.lab.layout import POWER_PORT, Layout, layout
-from hastack.lab.runtime import LabDirs, alive, boot, load_state, locked_state, power_cut
+from hastack.lab.runtime import LabDirs, alive, load_state, locked_state, power_off, power_on
 from hastack.spec.load import load_spec
 
 PORT = POWER_PORT
@@ -70,16 +70,10 @@ class Switch:
         return "on" if pid and alive(pid) else "off"
 
     def off(self, host: str) -> None:
-        power_cut(load_state(self.dirs).hosts.get(host), self.lay.host(host))
+        power_off(self.dirs, self.lay, host)
 
     def on(self, host: str) -> None:
-        with locked_state(self.dirs) as state:
-            pid = state.hosts.get(host)
-            if pid and alive(pid):
-                return
-            if state.image is None:
-                raise RuntimeError("the lab state names no image")
-            state.hosts[host] = boot(self.dirs, Path(state.image), self.lay, self.lay.host(host))
+        power_on(self.dirs, self.lay, host)
 
     def act(self, r: Route) -> dict[str, object]:
         if r.action == "list":

@@ -300,6 +300,23 @@ def power_cut(pid: int | None, host: LabHost) -> None:
         raise LabError(f"{host.name}: links {', '.join(left)} could not be removed")
 
 
+def power_off(dirs: LabDirs, lay: Layout, name: str) -> None:
+    """Cut one host's power (see power_cut): the power switch's "off"."""
+    power_cut(load_state(dirs).hosts.get(name), lay.host(name))
+
+
+def power_on(dirs: LabDirs, lay: Layout, name: str) -> int:
+    """Boot one host if it is off; its nspawn PID either way: the power switch's "on"."""
+    with locked_state(dirs) as state:
+        pid = state.hosts.get(name)
+        if pid and alive(pid):
+            return pid
+        if state.image is None:
+            raise LabError("the lab state names no image")
+        state.hosts[name] = boot(dirs, Path(state.image), lay, lay.host(name))
+        return state.hosts[name]
+
+
 def up(lay: Layout, img: Image, spec_path: Path, progress: Progress, cache: Path = CACHE) -> dict[str, int]:
     dirs = LabDirs.of(lay.cluster, cache)
     ensure_access(dirs)

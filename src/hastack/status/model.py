@@ -179,7 +179,12 @@ def _rabbit(spec: Spec, f: Facts) -> Row:
         problems.append("quorum queues with a member down: " + ", ".join(
             f"{q.name} ({', '.join(sorted(set(q.members) - set(q.online)))})" for q in degraded[:5])
             + (f" (+{len(degraded) - 5})" if len(degraded) > 5 else ""))
-    leaders = Counter(q.leader.split("@")[-1] for q in qs)
+    # No leader: the queue takes no publish and gives no message, whatever list_queues says.
+    leaderless = [q.name for q in qs if not q.leader]
+    if leaderless:
+        problems.append("quorum queues with no leader: " + ", ".join(leaderless[:5])
+                        + (f" (+{len(leaderless) - 5})" if len(leaderless) > 5 else ""))
+    leaders = Counter(q.leader.split("@")[-1] for q in qs if q.leader)
     spread = ", ".join(f"{n} {c}" for n, c in sorted(leaders.items()))
     return _row("rabbitmq", f"{len(set(r.serving) & set(r.running))}/{len(want)} running; {len(qs)} quorum queue(s)"
                 + (f", leaders: {spread}" if qs else ""), problems)

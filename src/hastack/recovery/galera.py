@@ -1,0 +1,260 @@
+"""Which galera node to bootstrap after an outage, and in what order the rest rejoin. Pure.
+
+The facts come from `grastate.dat`, `galera_recovery` (mariadbd
+--wsrep-recover) and wsrep status; the decision is a list of steps plus the
+evidence table it was made from. It refuses rather than guesses: a node that
+cannot be read may hold the latest commits, and two histories (different
+cluster UUIDs) need a person.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+
+from hastack.components.galera import GaleraState
+
+NO_UUID = "00000000-0000-0000-0000-000000000000"
+RECOVERED = re.compile(r"--wsrep[-_]start[-_]position=([0-9a-f-]{36}):(-?\d+)")
+
+
+@dataclass(frozen=True)
+class GraState:
+    """/var/lib/mysql/grastate.dat: the position a clean stop wrote, or seqno -1 after a crash."""
+
+    uuid: str
+    seqno: int
+    safe_to_bootstrap: bool
+
+    @property
+    def has_history(self) -> bool:
+        return self.uuid.strip("0-") != ""
+
+
+def parse_grastate(text: str) -> GraState | None:
+    """None when the file is missing or empty (a node never started)."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and not key.lstrip().startswith("#"):
+            values[key.strip()] = value.strip()
+    if "uuid" not in values:
+        return None
+    try:
+        seqno = int(values.get("seqno", "-1"))
+    except ValueError:
+        seqno = -1
+    return GraState(values["uuid"], seqno, values.get("safe_to_bootstrap", "0") == "1")
+
+
+@dataclass(frozen=True)
+class Position:
+    uuid: str
+    seqno: int
+
+
+def parse_recovered(text: str) -> Position | None:
+    """`galera_recovery` prints --wsrep_start_position=UUID:SEQNO (the last commit InnoDB holds)."""
+    m = RECOVERED.search(text)
+    return Position(m.group(1), int(m.group(2))) if m else None
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    name: str
+    reachable: bool = True
+    running: bool = False  # mariadbd has a process
+    state: GaleraState | None = None  # wsrep status, when it answered SQL
+    grastate: GraState | None = None
+    recovered: Position | None = None  # from --wsrep-recover, read only when not running
+    starting_s: float | None = None  # how long its unit has been starting (activating); None: not starting
+    error: str = ""  # why something could not be read
+
+    @property
+    def primary(self) -> bool:
+        return self.state is not None and self.state.primary
+
+    def position(self) -> Position | None:
+        """The last commit this node holds, from the best source available."""
+        if self.state is not None and self.state.cluster_state_uuid and self.state.last_committed >= 0:
+            return Position(self.state.cluster_state_uuid, self.state.last_committed)
+        if self.grastate is not None and self.grastate.seqno >= 0:
+            return Position(self.grastate.uuid, self.grastate.seqno)
+        return self.recovered
+
+    def source(self) -> str:
+        if self.state is not None and self.state.cluster_state_uuid and self.state.last_committed >= 0:
+            return "wsrep status"
+        if self.grastate is not None and self.grastate.seqno >= 0:
+            return "grastate.dat"
+        return "wsrep-recover" if self.recovered else "-"
+
+
+class Step(Enum):
+    READ = "read"  # stop a mariadbd that runs without answering, to read its position
+    STOP = "stop"  # stop a mariadbd waiting outside any primary component
+    MARK_SAFE = "mark-safe"  # safe_to_bootstrap: 1 in grastate.dat
+    BOOTSTRAP = "bootstrap"  # galera_new_cluster
+    JOIN = "join"  # start mariadb; it joins the primary component (IST or SST)
+    GARBD = "garbd"  # (re)start the arbitrator once a primary component exists
+
+
+@dataclass(frozen=True)
+class Action:
+    step: Step
+    node: str
+
+    def __str__(self) -> str:
+        return f"{self.step.value} {self.node}"
+
+
+class Outcome(Enum):
+    HEALTHY = "healthy"  # every node in the primary component: nothing to do
+    REJOIN = "rejoin"  # a primary component exists: the others join it
+    BOOTSTRAP = "bootstrap"  # no primary component: start one from the most advanced node
+    READ = "read"  # positions cannot be read while these run: stop them first, then decide again
+    WAIT = "wait"  # nodes are joining on their own: look again shortly
+    REFUSE = "refuse"
+
+
+@dataclass(frozen=True)
+class EvidenceRow:
+    node: str
+    reachable: bool
+    running: bool
+    state: str
+    uuid: str
+    seqno: int | None
+    source: str
+    safe_to_bootstrap: bool | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    reason: str
+    actions: tuple[Action, ...] = ()
+    evidence: tuple[EvidenceRow, ...] = field(default_factory=tuple)
+    chosen: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.outcome is Outcome.REFUSE
+
+
+def evidence(nodes: tuple[NodeFacts, ...], chosen: str | None = None) -> tuple[EvidenceRow, ...]:
+    rows = []
+    for n in nodes:
+        pos = n.position()
+        state = (f"{n.state.cluster_status}/{n.state.local_state}" if n.state is not None
+                 else ("running, no answer" if n.running else "stopped"))
+        rows.append(EvidenceRow(
+            n.name, n.reachable, n.running, state if n.reachable else "unreachable",
+            pos.uuid if pos else (n.grastate.uuid if n.grastate else "-"), pos.seqno if pos else None,
+            n.source(), n.grastate.safe_to_bootstrap if n.grastate else None,
+            "chosen" if n.name == chosen else n.error))
+    return tuple(rows)
+
+
+def decide(nodes: tuple[NodeFacts, ...], *, writer: str, arbitrator: str | None = None,  # noqa: PLR0911
+           force: bool = False, choose: str | None = None, patient: bool = False,
+           grace_s: float = 45.0) -> Decision:
+    """The recovery for the galera nodes `nodes` (in spec order).
+
+    `force` proceeds without the nodes that cannot be read; `choose` names
+    the bootstrap node instead of the most advanced one, and needs `force`
+    when another node holds later commits. `patient`: a node that cannot be
+    read yet may still be booting, so wait for it rather than refuse.
+    `grace_s`: how long a starting node is left to find its peers on its own.
+    """
+    names = [n.name for n in nodes]
+    if choose is not None and choose not in names:
+        return Decision(Outcome.REFUSE, f"{choose} is not a galera node ({', '.join(names)})", (),
+                        evidence(nodes))
+    garbd = (Action(Step.GARBD, arbitrator),) if arbitrator else ()
+    primary = [n for n in nodes if n.primary]
+    if primary:
+        # A node that answers outside the primary component is restarted; one
+        # that runs without answering yet is joining (an SST): left alone.
+        astray = [n for n in nodes if n.reachable and n.running and n.state is not None and not n.primary]
+        down = [n for n in nodes if n.reachable and not n.running]
+        joining = [n.name for n in nodes if n.reachable and n.running and n.state is None]
+        acts = [Action(Step.STOP, n.name) for n in astray]
+        acts += [Action(Step.JOIN, n.name) for n in [*astray, *down]]
+        size = max(n.state.cluster_size for n in primary if n.state)
+        if acts:
+            return Decision(Outcome.REJOIN, f"a primary component (size {size}) runs on "
+                            f"{', '.join(n.name for n in primary)}; "
+                            f"{', '.join(n.name for n in [*astray, *down])} rejoin it", (*acts, *garbd),
+                            evidence(nodes))
+        if joining:
+            return Decision(Outcome.WAIT, f"{', '.join(joining)} joining the primary component (size {size})",
+                            (), evidence(nodes))
+        return Decision(Outcome.HEALTHY, f"every reachable node is in the primary component (size {size})",
+                        garbd, evidence(nodes))
+
+    unreadable = [n for n in nodes if not n.reachable]
+    if unreadable and patient:
+        return Decision(Outcome.WAIT, f"no primary component; waiting for {', '.join(n.name for n in unreadable)} "
+                        "to answer (booting?)", (), evidence(nodes))
+    if unreadable and not force:
+        return Decision(Outcome.REFUSE, f"no primary component, and {', '.join(n.name for n in unreadable)} "
+                        "cannot be read: it may hold the latest commits. Bring it back, or run with --force "
+                        "to bootstrap from the others (commits only it holds are lost)", (), evidence(nodes))
+    readable = [n for n in nodes if n.reachable]
+    blind = [n for n in readable if n.running and n.position() is None]
+    # A node starting after a crash waits for its last primary component's
+    # members (pc.recovery): when they all come back, galera restores it by
+    # itself, with no node chosen. Give that its chance before stopping them.
+    young = [n.name for n in blind if n.starting_s is not None and n.starting_s < grace_s]
+    if young:
+        return Decision(Outcome.WAIT, f"no primary component yet; {', '.join(young)} starting (under "
+                        f"{grace_s:.0f} s): pc.recovery may restore it by itself", (), evidence(nodes))
+    if blind:
+        return Decision(Outcome.READ, f"no primary component; {', '.join(n.name for n in blind)} run without "
+                        "answering, so their position cannot be read: stop them, then decide",
+                        tuple(Action(Step.READ, n.name) for n in blind), evidence(nodes))
+    unknown = [n for n in readable if n.position() is None and n.grastate is not None and n.grastate.has_history]
+    if unknown and not force:
+        return Decision(Outcome.REFUSE, f"the position of {', '.join(n.name for n in unknown)} cannot be read "
+                        "(seqno -1 and --wsrep-recover failed); it may hold the latest commits. Read its error "
+                        "log, or run with --force to bootstrap from the others", (), evidence(nodes))
+    known = [n for n in readable if (p := n.position()) is not None and p.uuid.strip("0-")]
+    if not known:
+        return Decision(Outcome.REFUSE, "no node holds galera history: this is a first deploy "
+                        "(`hastack deploy`), not a recovery", (), evidence(nodes))
+    histories = sorted({n.position().uuid for n in known})  # type: ignore[union-attr]
+    if len(histories) > 1:
+        by = ", ".join(f"{u}: {', '.join(n.name for n in known if n.position().uuid == u)}"  # type: ignore[union-attr]
+                       for u in histories)
+        return Decision(Outcome.REFUSE, f"the nodes hold different histories ({by}); choosing one discards "
+                        "the other: a person decides, with --bootstrap NODE --force", (), evidence(nodes))
+
+    def rank(n: NodeFacts) -> tuple[int, bool, bool, int]:
+        # Most commits first; on a tie, the node galera itself marked safe, then the writer.
+        return (n.position().seqno, bool(n.grastate and n.grastate.safe_to_bootstrap),  # type: ignore[union-attr]
+                n.name == writer, -names.index(n.name))
+
+    best = max(known, key=rank)
+    chosen = best
+    if choose is not None:
+        chosen = next(n for n in nodes if n.name == choose)
+        if chosen not in known:
+            return Decision(Outcome.REFUSE, f"{choose} has no readable position; it cannot be bootstrapped",
+                            (), evidence(nodes))
+        behind = best.position().seqno - chosen.position().seqno  # type: ignore[union-attr]
+        if behind > 0 and not force:
+            return Decision(Outcome.REFUSE, f"{choose} is {behind} transaction(s) behind {best.name}: "
+                            "bootstrapping it loses them; --force if that is meant", (), evidence(nodes))
+    acts = [Action(Step.STOP, n.name) for n in readable if n.running]
+    if not (chosen.grastate and chosen.grastate.safe_to_bootstrap):
+        acts.append(Action(Step.MARK_SAFE, chosen.name))
+    acts.append(Action(Step.BOOTSTRAP, chosen.name))
+    acts += [Action(Step.JOIN, n.name) for n in readable if n is not chosen]
+    pos = chosen.position()
+    assert pos is not None
+    why = (f"no primary component; {chosen.name} holds the most commits (seqno {pos.seqno}, "
+           f"{chosen.source()})" if chosen is best else f"no primary component; {chosen.name} chosen by the operator")
+    return Decision(Outcome.BOOTSTRAP, why, (*acts, *garbd), evidence(nodes, chosen.name), chosen.name)

@@ -1,0 +1,96 @@
+"""MongoDB replica set repair: members started again, a member's priority changed. Pure.
+
+A replica set elects on its own once a majority of voters run; what it
+cannot do is start a mongod that is down. Priority changes are the guide's
+own operation (`rs.conf()`, edit, `rs.reconfig()`): here a new config
+document from the current one, its version bumped, checked before it is sent.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from hastack.components.mongodb import ReplSet
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    name: str
+    reachable: bool = True
+    unit: str = "inactive"  # systemd ActiveState of mongod
+    error: str = ""
+
+
+class Outcome(Enum):
+    HEALTHY = "healthy"
+    REPAIR = "repair"
+    WAIT = "wait"  # every mongod runs: an election or initial sync is under way
+    REFUSE = "refuse"
+
+
+@dataclass(frozen=True)
+class EvidenceRow:
+    node: str
+    reachable: bool
+    unit: str
+    member: str  # its state as the replica set sees it
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    reason: str
+    start: tuple[str, ...] = ()
+    evidence: tuple[EvidenceRow, ...] = ()
+
+    @property
+    def refused(self) -> bool:
+        return self.outcome is Outcome.REFUSE
+
+
+def decide(nodes: tuple[NodeFacts, ...], rs: ReplSet | None, ports: Mapping[str, str]) -> Decision:
+    """`nodes` are the hosts of members and arbiter; `ports` maps a host to its member name (host:port)."""
+    seen = {m.name: m for m in rs.members} if rs else {}
+    ev = tuple(EvidenceRow(n.name, n.reachable, n.unit if n.reachable else "unreachable",
+                           seen[ports[n.name]].state if ports.get(n.name) in seen else "-") for n in nodes)
+    start = tuple(n.name for n in nodes if n.reachable and n.unit in ("inactive", "failed"))
+    if start:
+        return Decision(Outcome.REPAIR, f"mongod is down on {', '.join(start)}", start, ev)
+    if rs is not None and rs.healthy():
+        return Decision(Outcome.HEALTHY, f"primary {rs.primary}; every member healthy", (), ev)
+    if not any(n.reachable for n in nodes):
+        return Decision(Outcome.REFUSE, "no member can be reached", (), ev)
+    return Decision(Outcome.WAIT, "every reachable mongod runs; waiting for "
+                    + ("an election" if rs is None or rs.primary is None else "members to catch up"), (), ev)
+
+
+class PriorityError(ValueError):
+    pass
+
+
+def with_priority(config: Mapping[str, Any], member: str, priority: float) -> dict[str, Any]:
+    """The replica set config with `member`'s priority set and the version bumped (for replSetReconfig)."""
+    if priority < 0 or priority > 1000:
+        raise PriorityError(f"priority {priority} is outside 0..1000")
+    new = copy.deepcopy(dict(config))
+    hits = [m for m in new.get("members", []) if m.get("host") == member or str(m.get("host", "")).split(":")[0]
+            == member]
+    if not hits:
+        hosts = ", ".join(str(m.get("host")) for m in new.get("members", []))
+        raise PriorityError(f"{member} is not a member ({hosts})")
+    m = hits[0]
+    if m.get("arbiterOnly"):
+        raise PriorityError(f"{m['host']} is an arbiter: it never becomes primary, its priority stays 0")
+    if priority > 0 and m.get("votes", 1) == 0:
+        raise PriorityError(f"{m['host']} has no vote: a non-voting member must keep priority 0")
+    electable = [x for x in new["members"] if not x.get("arbiterOnly") and
+                 (priority if x is m else x.get("priority", 1)) > 0]
+    if not electable:
+        raise PriorityError("no member could be elected primary with that change")
+    m["priority"] = priority
+    new["version"] = int(new.get("version", 1)) + 1
+    return new

@@ -1,0 +1,161 @@
+"""Bringing a RabbitMQ cluster back together after an outage or a partition. Pure.
+
+After every node stopped, each one waits at boot for the peers it last saw
+(Mnesia's table wait): started together they find each other; if the peers
+never come, they give up and systemd reports them failed. The decider reads
+each node's unit state and cluster view and says which nodes to start,
+restart or force-boot, with the evidence; it waits while nodes are booting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from hastack.components.rabbitmq import RabbitCluster
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    name: str  # host name; the Erlang node is rabbit@name
+    reachable: bool = True
+    unit: str = "inactive"  # systemd ActiveState: active, activating, deactivating, failed, inactive
+    view: RabbitCluster | None = None  # cluster_status from this node, when it answered
+    error: str = ""
+
+    @property
+    def node(self) -> str:
+        return f"rabbit@{self.name}"
+
+    @property
+    def serving(self) -> bool:
+        return self.view is not None and self.node in self.view.serving
+
+    @property
+    def down(self) -> bool:
+        return self.unit in ("inactive", "failed")
+
+
+class Step(Enum):
+    START = "start"  # reset-failed + start the unit
+    RESTART = "restart"  # a node on the wrong side of a partition
+    FORCE_BOOT = "force-boot"  # rabbitmqctl force_boot: start without waiting for the peers
+    FORGET = "forget"  # forget_cluster_node: a node that is gone for good
+
+
+@dataclass(frozen=True)
+class Action:
+    step: Step
+    node: str
+    on: str = ""  # FORGET: the node that runs the command
+
+    def __str__(self) -> str:
+        return f"{self.step.value} {self.node}" + (f" (on {self.on})" if self.on else "")
+
+
+class Outcome(Enum):
+    HEALTHY = "healthy"
+    REPAIR = "repair"
+    WAIT = "wait"
+    REFUSE = "refuse"
+
+
+@dataclass(frozen=True)
+class EvidenceRow:
+    node: str
+    reachable: bool
+    unit: str
+    serving: bool
+    sees: str  # running nodes in its view
+    partitions: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    reason: str
+    actions: tuple[Action, ...] = ()
+    evidence: tuple[EvidenceRow, ...] = ()
+
+    @property
+    def refused(self) -> bool:
+        return self.outcome is Outcome.REFUSE
+
+
+def _short(nodes: tuple[str, ...]) -> str:
+    return ", ".join(n.removeprefix("rabbit@") for n in nodes) or "-"
+
+
+def evidence(nodes: tuple[NodeFacts, ...]) -> tuple[EvidenceRow, ...]:
+    return tuple(EvidenceRow(n.name, n.reachable, n.unit if n.reachable else "unreachable", n.serving,
+                             _short(n.view.running) if n.view else "-",
+                             _short(n.view.partitions) if n.view else "-", n.error) for n in nodes)
+
+
+def decide(nodes: tuple[NodeFacts, ...], *, force: bool = False, forget: tuple[str, ...] = (),  # noqa: PLR0911
+           patient: bool = False) -> Decision:
+    """What brings the nodes `nodes` (spec order) back into one cluster.
+
+    `forget` names nodes gone for good: removed from the cluster by a node
+    that serves. `force` allows a force-boot while a node cannot be reached;
+    `patient` waits for such a node instead (it may be booting).
+    """
+    ev = evidence(nodes)
+    names = [n.name for n in nodes]
+    unknown = [f for f in forget if f not in names]
+    if unknown:
+        return Decision(Outcome.REFUSE, f"{', '.join(unknown)}: not rabbitmq nodes ({', '.join(names)})", (), ev)
+    present = tuple(n for n in nodes if n.name not in forget)
+    want = {n.node for n in present}
+    serving = [n for n in present if n.serving]
+    views = [n.view for n in present if n.view is not None]
+    if serving:
+        anchor = serving[0]
+        assert anchor.view is not None
+        acts: list[Action] = []
+        if forget:
+            members = set(anchor.view.disk_nodes) | set(anchor.view.ram_nodes)
+            acts += [Action(Step.FORGET, f"rabbit@{f}", on=anchor.name) for f in forget if f"rabbit@{f}" in members]
+        # A partition: the side that serves the most nodes stays; the other side restarts and rejoins.
+        if any(v.partitions for v in views):
+            sides = sorted({tuple(sorted(set(v.running) & want)) for v in views}, key=lambda s: (-len(s), s))
+            keep = set(sides[0])
+            acts += [Action(Step.RESTART, n.name) for n in present if n.reachable and n.node not in keep]
+            return Decision(Outcome.REPAIR, f"partitioned: {' | '.join(_short(s) for s in sides)}; "
+                            f"{_short(sides[0])} stays, the rest restart and rejoin", tuple(acts), ev)
+        starts = [Action(Step.START, n.name) for n in present if n.reachable and n.down]
+        acts += starts
+        if acts:
+            return Decision(Outcome.REPAIR, f"{_short(tuple(sorted(n.node for n in serving)))} serve; "
+                            + ", ".join(str(a) for a in acts), tuple(acts), ev)
+        if all(set(v.running) == want and set(v.serving) == want for v in views) and len(views) == len(present):
+            return Decision(Outcome.HEALTHY, f"{len(want)} nodes running, no partitions", (), ev)
+        return Decision(Outcome.WAIT, "nodes still booting: "
+                        + _short(tuple(sorted(want - set(anchor.view.serving)))), (), ev)
+    # Nothing serves. Nodes that boot wait for the peers they last saw: start those.
+    booting = [n for n in present if n.reachable and not n.down]
+    down = [n for n in present if n.reachable and n.down]
+    unreachable = [n.name for n in present if not n.reachable]
+    if booting and down:
+        return Decision(Outcome.REPAIR, f"{', '.join(n.name for n in booting)} wait for peers that are down: "
+                        f"start {', '.join(n.name for n in down)}", tuple(Action(Step.START, n.name) for n in down),
+                        ev)
+    if booting:  # they find each other, or give up (a failed unit) and are force-booted next time
+        return Decision(Outcome.WAIT, f"{', '.join(n.name for n in booting)} booting, waiting for "
+                        + ("each other" if not unreachable else ", ".join(unreachable)), (), ev)
+    if not down:
+        return Decision(Outcome.REFUSE, "no rabbitmq node can be reached", (), ev)
+    if unreachable and patient:
+        return Decision(Outcome.WAIT, f"nothing serves; waiting for {', '.join(unreachable)} to answer (booting?)",
+                        (), ev)
+    if unreachable and not force:
+        return Decision(Outcome.REFUSE, f"nothing serves and {', '.join(unreachable)} cannot be reached: the "
+                        "others wait for it. Bring it back, or --force to force-boot without it", (), ev)
+    # Every reachable node stopped (gave up waiting): force-boot the first, then start the rest.
+    first = down[0]
+    acts = [Action(Step.FORCE_BOOT, first.name), Action(Step.START, first.name)]
+    acts += [Action(Step.START, n.name) for n in down if n is not first]
+    return Decision(Outcome.REPAIR, f"no node serves and none is booting: force-boot {first.name} "
+                    "(quorum queues keep their data in every member's log), then start the others",
+                    tuple(acts), ev)

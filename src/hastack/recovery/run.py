@@ -1,0 +1,331 @@
+"""`hastack recover`: gather facts over SSH, decide (pure), show the evidence, act, look again.
+
+Patroni's loop, bounded: each round reads every node afresh and the decider
+says what to do next; a round acts only on what it just saw. The loop ends
+when every cluster is whole, when a decider refuses (the evidence says why),
+or when the time bound runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncssh
+
+from hastack.components.galera import STATUS_SQL, parse_wsrep_status
+from hastack.components.rabbitmq import CLUSTER_CMD, parse_cluster_status
+from hastack.credentials.model import Secrets
+from hastack.hosts.fleet import Access, reachable
+from hastack.hosts.ssh import HostError, SshHost
+from hastack.recovery import galera, mongodb, rabbitmq
+from hastack.render.mongodb import PORT as MONGO_PORT
+from hastack.spec.model import Spec
+
+Progress = Callable[[str], None]
+COMPONENTS = ("galera", "rabbitmq", "mongodb")
+GRASTATE = "/var/lib/mysql/grastate.dat"
+# Between two looks while nodes boot or join on their own.
+POLL_S = 2.0
+# Seconds a unit has been starting, printed only while it is (activating).
+STARTING_FOR = ('[ "$(systemctl show -p ActiveState --value {unit})" = activating ] && '
+                'echo $(( $(date +%s) - $(date -d "$(systemctl show -p InactiveExitTimestamp --value {unit})" +%s) ))')
+
+
+class RecoverError(Exception):
+    pass
+
+
+@dataclass
+class Round:
+    """One look and what was done about it: the evidence, kept for the report."""
+
+    component: str
+    outcome: str
+    reason: str
+    actions: list[str]
+    evidence: list[dict[str, Any]]
+    at_s: float
+
+
+@dataclass
+class Report:
+    rounds: list[Round] = field(default_factory=list)
+    healthy: dict[str, bool] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused and all(self.healthy.values())
+
+
+async def _unit(h: SshHost, unit: str) -> str:
+    res = await h.run(["systemctl", "show", "-p", "ActiveState", "--value", unit], check=False, timeout=15)
+    return res.stdout.strip() or "unknown"
+
+
+# -- galera --------------------------------------------------------------------------------------------
+
+async def galera_facts(spec: Spec, hosts: dict[str, SshHost], unreachable: dict[str, str]) -> tuple[
+        galera.NodeFacts, ...]:
+    async def one(name: str) -> galera.NodeFacts:
+        if name in unreachable:
+            return galera.NodeFacts(name, reachable=False, error=unreachable[name])
+        h = hosts[name]
+        running = (await h.run("pidof mariadbd", check=False, timeout=15)).rc == 0
+        starting = await h.run(STARTING_FOR.format(unit="mariadb"), check=False, timeout=15)
+        starting_s = float(starting.stdout) if starting.rc == 0 and starting.stdout.strip().isdigit() else None
+        state = None
+        if running:
+            res = await h.run(["mariadb", "-N", "-B", "--connect-timeout=5", "-e", STATUS_SQL], check=False,
+                              timeout=20)
+            if res.rc == 0:
+                state = galera_state(res.stdout)
+        gra = galera.parse_grastate((await h.run(f"cat {GRASTATE}", check=False, timeout=15)).stdout)
+        recovered, error = None, ""
+        if not running and gra is not None and gra.has_history and gra.seqno < 0:
+            # The last commit InnoDB holds: mariadbd --wsrep-recover, as the unit's own start does.
+            res = await h.run("galera_recovery", check=False, timeout=300)
+            recovered = galera.parse_recovered(res.stdout)
+            if recovered is None:
+                error = "wsrep-recover failed: " + (res.stderr.strip().splitlines() or ["no output"])[-1][:200]
+        return galera.NodeFacts(name, True, running, state, gra, recovered, error=error, starting_s=starting_s)
+
+    return tuple(await asyncio.gather(*(one(n.name) for n in spec.galera_nodes())))
+
+
+def galera_state(text: str) -> Any:
+    return parse_wsrep_status([tuple(line.split("\t", 1)) for line in text.splitlines() if "\t" in line])  # type: ignore[misc]
+
+
+async def _galera_primary_size(h: SshHost) -> int | None:
+    res = await h.run(["mariadb", "-N", "-B", "--connect-timeout=5", "-e", STATUS_SQL], check=False, timeout=20)
+    if res.rc != 0:
+        return None
+    st = galera_state(res.stdout)
+    return st.cluster_size if st.primary and st.local_state == "Synced" else None
+
+
+async def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        # A probe's transport error inside a wait: the next poll tries again.
+        with contextlib.suppress(HostError, asyncssh.Error, OSError):
+            value = await check()
+            if value:
+                return value
+        if time.monotonic() > deadline:
+            raise RecoverError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.5)
+
+
+async def apply_galera(spec: Spec, d: galera.Decision, hosts: dict[str, SshHost], progress: Progress) -> None:
+    expected = len(spec.galera_nodes()) + (1 if spec.galera.arbitrator else 0)
+    for a in d.actions:
+        h = hosts.get(a.node)
+        if h is None:
+            raise RecoverError(f"{a.node}: not reachable for `{a}`")
+        if a.step in (galera.Step.STOP, galera.Step.READ):
+            # The decision is seconds old: if a primary component formed meanwhile, stop nothing and look again.
+            members = [hosts[n.name] for n in spec.galera_nodes() if n.name in hosts]
+            if any(await asyncio.gather(*(_galera_primary_size(m) for m in members))):
+                progress("galera: a primary component formed meanwhile; deciding again")
+                return
+            progress(f"galera: {a}")
+            # A mariadbd waiting for a primary component ignores SIGTERM for a minute or more (measured);
+            # it serves nothing and holds no open transaction, so KILL after 10 s is safe (InnoDB recovers).
+            await h.run("timeout 10 systemctl stop mariadb || { systemctl kill -s KILL mariadb; "
+                        "systemctl stop mariadb; }", check=False, timeout=60)
+            continue
+        progress(f"galera: {a}")
+        if a.step is galera.Step.MARK_SAFE:
+            await h.run(f"sed -i 's/^safe_to_bootstrap:.*/safe_to_bootstrap: 1/' {GRASTATE}", timeout=15)
+        elif a.step is galera.Step.BOOTSTRAP:
+            await h.run("systemctl reset-failed mariadb; galera_new_cluster", timeout=300)
+            await _until(functools.partial(_galera_primary_size, h), 120, f"{a.node} to form a primary component")
+        elif a.step is galera.Step.JOIN:
+            # One at a time: each may need a state transfer from a donor.
+            await h.run("systemctl reset-failed mariadb; systemctl start mariadb", timeout=900)
+            await _until(functools.partial(_galera_primary_size, h), 600,
+                         f"{a.node} to be Synced in the primary component")
+        elif a.step is galera.Step.GARBD:
+            members = [hosts[n.name] for n in spec.galera_nodes() if n.name in hosts]
+            size = next((s for s in await asyncio.gather(*(_galera_primary_size(m) for m in members)) if s), None)
+            if size is not None and size < expected:
+                await h.run("systemctl reset-failed garb; systemctl restart garb", timeout=60)
+                await _until(functools.partial(_size_at_least, members[0], expected), 60,
+                             f"garbd on {a.node} in the cluster")
+
+
+async def _size_at_least(h: SshHost, n: int) -> bool:
+    size = await _galera_primary_size(h)
+    return size is not None and size >= n
+
+
+# -- rabbitmq ------------------------------------------------------------------------------------------
+
+async def rabbit_facts(spec: Spec, hosts: dict[str, SshHost], unreachable: dict[str, str]) -> tuple[
+        rabbitmq.NodeFacts, ...]:
+    async def one(name: str) -> rabbitmq.NodeFacts:
+        if name in unreachable:
+            return rabbitmq.NodeFacts(name, reachable=False, error=unreachable[name])
+        h = hosts[name]
+        unit = await _unit(h, "rabbitmq-server")
+        view, error = None, ""
+        if unit == "active":
+            res = await h.run(CLUSTER_CMD, check=False, timeout=30)
+            if res.rc == 0:
+                view = parse_cluster_status(res.stdout)
+            else:
+                error = (res.stderr.strip().splitlines() or ["cluster_status failed"])[-1][:200]
+        return rabbitmq.NodeFacts(name, True, unit, view, error)
+
+    return tuple(await asyncio.gather(*(one(n.name) for n in spec.rabbit_nodes())))
+
+
+async def apply_rabbit(d: rabbitmq.Decision, hosts: dict[str, SshHost], progress: Progress) -> None:
+    # Starts do not block: a booting node waits for its peers, so they must boot together.
+    commands = {rabbitmq.Step.START: "systemctl reset-failed rabbitmq-server; systemctl start --no-block "
+                                     "rabbitmq-server",
+                rabbitmq.Step.RESTART: "systemctl restart --no-block rabbitmq-server",
+                rabbitmq.Step.FORCE_BOOT: "rabbitmqctl force_boot"}
+    for a in d.actions:
+        progress(f"rabbitmq: {a}")
+        if a.step is rabbitmq.Step.FORGET:
+            await hosts[a.on].run(["rabbitmqctl", "forget_cluster_node", a.node], timeout=120)
+        else:
+            await hosts[a.node].run(commands[a.step], timeout=120)
+
+
+# -- mongodb -------------------------------------------------------------------------------------------
+
+def mongo_hosts(spec: Spec) -> dict[str, str]:
+    """Host -> the member name the replica set knows it by."""
+    port = MONGO_PORT
+    names = {n.name: f"{n.address}:{port}" for _, n in spec.mongo_members()}
+    if spec.mongodb.arbiter:
+        arb = spec.node(spec.mongodb.arbiter)
+        names[arb.name] = f"{arb.address}:{port}"
+    return names
+
+
+async def mongo_facts(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreachable: dict[str, str]
+                      ) -> tuple[tuple[mongodb.NodeFacts, ...], Any]:
+    from hastack.status.gather import _mongo
+
+    names = list(mongo_hosts(spec))
+
+    async def one(name: str) -> mongodb.NodeFacts:
+        if name in unreachable:
+            return mongodb.NodeFacts(name, reachable=False, error=unreachable[name])
+        return mongodb.NodeFacts(name, True, await _unit(hosts[name], "mongod"))
+
+    facts = tuple(await asyncio.gather(*(one(n) for n in names)))
+    rs = None
+    for n in [m.name for _, m in spec.mongo_members()]:
+        if n in hosts and n not in unreachable:
+            try:
+                rs = await _mongo(hosts[n], secrets["mongodb_admin_password"])
+                if rs.primary:
+                    break
+            except Exception:  # a member that does not answer yet: ask the next
+                continue
+    return facts, rs
+
+
+# -- the loop ------------------------------------------------------------------------------------------
+
+Show = Callable[[Round], None]
+Act = Callable[[dict[str, SshHost]], Any]
+# outcome, reason, actions, evidence rows, and what carries the actions out (None: nothing to do)
+Look = tuple[str, str, list[str], list[dict[str, Any]], Act | None]
+
+
+async def recover(spec: Spec, secrets: Secrets, access: Access, progress: Progress, show: Show, *,
+                  only: tuple[str, ...] = COMPONENTS, force: bool = False, bootstrap: str | None = None,
+                  forget: tuple[str, ...] = (), timeout: float = 600, host_grace: float = 60) -> Report:
+    """`host_grace`: for this long, a host that does not answer is waited for (it may be booting);
+    after it, a decider that needs the host refuses unless `force`."""
+    report = Report()
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    wanted = [c for c in COMPONENTS if c in only and _enabled(spec, c)]
+    for comp in wanted:
+        last: tuple[str, str] | None = None
+        while True:
+            async with reachable(spec, access, timeout=5) as (hosts, unreachable):
+                patient = time.monotonic() - t0 < host_grace
+                outcome, reason, actions, ev, act = await _look(comp, spec, secrets, hosts, unreachable, progress,
+                                                                force=force, bootstrap=bootstrap, forget=forget,
+                                                                patient=patient)
+                rnd = Round(comp, outcome, reason, actions, ev, round(time.monotonic() - t0, 1))
+                if (outcome, reason) != last:  # a wait that saw nothing new is not shown again
+                    report.rounds.append(rnd)
+                    show(rnd)
+                last = (outcome, reason)
+                if outcome == "refuse":
+                    report.refused[comp] = reason
+                    report.healthy[comp] = False
+                    break
+                if outcome == "healthy" and not actions:
+                    report.healthy[comp] = True
+                    break
+                if time.monotonic() > deadline:
+                    report.refused[comp] = f"not whole after {timeout:.0f} s: {reason}"
+                    report.healthy[comp] = False
+                    break
+                if act is not None:
+                    await act(hosts)
+                    if outcome == "healthy":
+                        report.healthy[comp] = True
+                        break
+                    continue
+            await asyncio.sleep(POLL_S)
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def _enabled(spec: Spec, comp: str) -> bool:
+    if comp == "galera":
+        return spec.galera.enabled and bool(spec.galera_nodes())
+    if comp == "rabbitmq":
+        return spec.rabbitmq.enabled and bool(spec.rabbit_nodes())
+    return spec.mongodb.enabled and bool(spec.mongo_members())
+
+
+async def _look(comp: str, spec: Spec, secrets: Secrets, hosts: dict[str, SshHost],  # noqa: PLR0917
+                unreachable: dict[str, str], progress: Progress, *, force: bool, bootstrap: str | None,
+                forget: tuple[str, ...], patient: bool) -> Look:
+    """Facts, decision, evidence and the act for one component. Acting is left to the caller."""
+    import dataclasses
+
+    def rows(ev: tuple[Any, ...]) -> list[dict[str, Any]]:
+        return [dataclasses.asdict(r) for r in ev]
+
+    if comp == "galera":
+        gf = await galera_facts(spec, hosts, unreachable)
+        gd = galera.decide(gf, writer=spec.galera_writer().name, arbitrator=spec.galera.arbitrator, force=force,
+                           choose=bootstrap, patient=patient)
+        act = (lambda hs: apply_galera(spec, gd, hs, progress)) if gd.actions else None
+        return gd.outcome.value, gd.reason, [str(a) for a in gd.actions], rows(gd.evidence), act
+    if comp == "rabbitmq":
+        rf = await rabbit_facts(spec, hosts, unreachable)
+        rd = rabbitmq.decide(rf, force=force, forget=forget, patient=patient)
+        act = (lambda hs: apply_rabbit(rd, hs, progress)) if rd.actions else None
+        return rd.outcome.value, rd.reason, [str(a) for a in rd.actions], rows(rd.evidence), act
+    mf, rs = await mongo_facts(spec, secrets, hosts, unreachable)
+    md = mongodb.decide(mf, rs, mongo_hosts(spec))
+
+    async def start(hs: dict[str, SshHost]) -> None:
+        for n in md.start:
+            progress(f"mongodb: start {n}")
+            await hs[n].run("systemctl reset-failed mongod; systemctl start --no-block mongod", timeout=60)
+
+    return (md.outcome.value, md.reason, [f"start {n}" for n in md.start], rows(md.evidence),
+            start if md.start else None)
