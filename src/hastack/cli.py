@@ -388,6 +388,46 @@ def chaos(scenario: str | None, spec: Path, as_json: bool, list_scenarios: bool)
         sys.exit(EXIT_FAILED)
 
 
+@main.group()
+def mongo() -> None:
+    """MongoDB replica set operations."""
+
+
+@mongo.command("priority")
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.argument("node")
+@click.argument("priority", type=float)
+@click.option("--ssh-key", type=click.Path(path_type=Path), default=None, help="Private key for root on every node.")
+@click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
+def mongo_priority(spec: Path, node: str, priority: float, ssh_key: Path | None, as_json: bool) -> None:
+    """Set NODE's replica set priority (the guide's rs.conf() / rs.reconfig()), through the primary.
+
+    The spec's `mongodb.members[].priority` is what deploy uses for a new replica set; put the
+    same value there so that a redeploy of a fresh set agrees.
+    """
+    import asyncio
+    import dataclasses
+
+    from hastack.recovery.run import RecoverError, set_mongo_priority
+
+    model = _load(spec, as_json)
+    secrets = _secrets(spec, model)[0]
+    model = _on_hosts(model)
+    try:
+        change = asyncio.run(set_mongo_priority(model, secrets, _access(model, ssh_key), node, priority))
+    except (RecoverError, OSError) as exc:
+        err.print(f"[bold red]mongo priority:[/] {escape(str(exc))}")
+        sys.exit(EXIT_FAILED)
+    if as_json:
+        print(json.dumps(dataclasses.asdict(change), indent=2))
+        return
+    t = Table("member", "priority before", "priority after", title=f"replica set config version {change.version}")
+    for m, p in change.before.items():
+        t.add_row(m, f"{p:g}", f"{change.after[m]:g}")
+    out.print(t)
+    out.print(f"reconfigured through the primary {change.primary}; elections follow the new priorities")
+
+
 @main.command()
 @click.argument("spec", type=click.Path(path_type=Path))
 @click.option("--only", "only", type=click.Choice(["galera", "rabbitmq", "mongodb"]), multiple=True,
@@ -420,8 +460,16 @@ def recover(spec: Path, *, only: tuple[str, ...], force: bool, bootstrap: str | 
             return
         t = Table(*(k for k in (r.evidence[0] if r.evidence else {})),
                   title=f"{r.component} at {r.at_s:.1f} s: {r.outcome}")
+        def cell(v: object) -> str:
+            if v is None:
+                return "-"
+            if isinstance(v, bool):
+                return "yes" if v else "no"
+            text = str(v)
+            return text[:8] if len(text) == 36 and text.count("-") == 4 else escape(text)  # a UUID: its head
+
         for row in r.evidence:
-            t.add_row(*("-" if v is None else escape(str(v)) for v in row.values()))
+            t.add_row(*(cell(v) for v in row.values()))
         out.print(t)
         out.print(f"  {escape(r.reason)}")
         for a in r.actions:

@@ -66,7 +66,10 @@ def wait_healthy(spec: Path, timeout: float) -> dict[str, Any]:
             return status
         if time.monotonic() > deadline:
             bad = [c for c in status["components"] if not c["healthy"]]
-            pytest.fail(f"not healthy within {timeout:.0f} s: {json.dumps(bad, indent=1)}")
+            # The power switch's log says whether fencing (or a fence monitor) reached it.
+            log = LabDirs.of(load_spec(spec).cluster).power_log
+            tail = "\n".join(log.read_text().splitlines()[-15:]) if log.exists() else "(no power log)"
+            pytest.fail(f"not healthy within {timeout:.0f} s: {json.dumps(bad, indent=1)}\npower switch:\n{tail}")
         time.sleep(2)
 
 
@@ -151,17 +154,92 @@ def test_fencing_powers_a_host_off_and_it_rejoins(lab: Path, case: Case) -> None
     assert load_state(dirs).hosts[case.fence] != before  # a new container: the old one was powered off
 
 
-@pytest.mark.parametrize("scenario", ["host-crash", "stack-crash", "isolation", "ring-loss", "service-crash"])
+@pytest.mark.parametrize("scenario", ["host-crash", "stack-crash", "isolation", "ring-loss", "service-crash",
+                                      "power-loss"])
 def test_chaos_loses_nothing_and_heals(lab: Path, scenario: str) -> None:
     rc, report = cli_json("chaos", scenario, str(lab), timeout=900)
     failed = [i for i in report["judgement"]["invariants"] if not i["ok"]]
     assert rc == 0 and report["ok"], failed
+    if scenario == "power-loss":  # `hastack recover` ran, and brought every cluster back by itself
+        rec = report["recovery"]
+        assert not rec["refused"] and set(rec["healthy"]) == {"galera", "rabbitmq", "mongodb"}, rec
+        assert all(rec["healthy"].values()), rec
     streams = {s["stream"]: s for s in report["judgement"]["streams"]}
     assert set(streams) == {"db", "amqp", "mongo", "vip"}
     assert all(s["rto_s"] is not None and not s["lost"] for s in streams.values()), streams
     names = {i["name"] for i in report["judgement"]["invariants"]}
     assert {"db: nothing lost", "amqp: nothing lost", "mongo: nothing lost", "vip: at most one holder",
             "galera: one primary component", "healthy again"} <= names
+    wait_healthy(lab, 240)
+
+
+def test_mongo_priority_moves_the_primary_and_back(lab: Path) -> None:
+    """The guide's priority change (rs.reconfig): the member made most eligible takes over, then gives back."""
+    spec = load_spec(lab)
+    member = {n.name: f"{n.address}:27017" for _, n in spec.mongo_members()}
+    priority = {m.node: m.priority for m in spec.mongodb.members} or dict.fromkeys(member, 1.0)
+
+    def primary() -> str | None:
+        _, status = cli_json("status", str(lab))
+        members = (status["facts"].get("mongo") or {}).get("members", [])  # None mid-election
+        return next((m["name"] for m in members if m["state"] == "PRIMARY"), None)
+
+    def primary_within(timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
+        while (found := primary()) in (None, before) and time.monotonic() < deadline:
+            time.sleep(1)
+        return found
+
+    before = primary()
+    other = next(n for n, a in member.items() if a != before)
+    rc, change = cli_json("mongo", "priority", str(lab), other, "50")
+    assert rc == 0 and change["after"][member[other]] == 50, change
+    assert primary_within(60) == member[other]
+    rc, _ = cli_json("mongo", "priority", str(lab), other, f"{priority.get(other, 1.0):g}")
+    assert rc == 0
+    wait_healthy(lab, 120)
+
+
+def test_recover_after_a_full_galera_shutdown(lab: Path) -> None:
+    """The guide's "bootstrap after a full shutdown": the node that stopped last holds the most commits.
+
+    Each node is stopped in turn with a row written on the survivors in between, so
+    every node holds a different last commit; deploy must refuse to guess, and
+    `hastack recover` must bootstrap the last one and bring every row to every node.
+    """
+    spec = load_spec(lab)
+    dirs = LabDirs.of(spec.cluster)
+    nodes = list(spec.galera_nodes())
+    addr = {n.name: str(n.address) for n in nodes}
+    sql = "mariadb -N -B -e {}".format
+
+    def on(node: str, command: str) -> str:
+        res = ssh(dirs, addr[node], command)
+        assert res.returncode == 0, f"{node}: {command}: {res.stderr}"
+        return res.stdout.strip()
+
+    on(nodes[0].name, sql("'CREATE DATABASE IF NOT EXISTS hastack_recover; CREATE TABLE IF NOT EXISTS "
+                          "hastack_recover.t (id INT PRIMARY KEY, node VARCHAR(32))'"))
+    try:
+        for i, n in enumerate(nodes):
+            on(n.name, sql(f"'INSERT INTO hastack_recover.t VALUES ({i}, \"{n.name}\")'"))
+            on(n.name, "systemctl stop mariadb")
+        last = nodes[-1].name
+        if not spec.galera.arbitrator:  # with garbd still in the component, no data node left it last
+            assert "safe_to_bootstrap: 1" in on(last, "cat /var/lib/mysql/grastate.dat")
+        rc, refused = cli_json("deploy", str(lab))
+        assert rc != 0 and "hastack recover" in refused["error"]
+        rc, report = cli_json("recover", str(lab), "--only", "galera", timeout=600)
+        assert rc == 0 and report["ok"], report
+        boot = next(r for r in report["rounds"] if r["outcome"] == "bootstrap")
+        assert f"bootstrap {last}" in boot["actions"] and len(boot["evidence"]) == len(nodes)
+        seqnos = {e["node"]: e["seqno"] for e in boot["evidence"]}
+        assert seqnos[last] == max(seqnos.values()) and len(set(seqnos.values())) == len(nodes)
+        for n in nodes:  # every row on every node
+            rows = on(n.name, sql("'SET SESSION wsrep_sync_wait=1; SELECT COUNT(*) FROM hastack_recover.t'"))
+            assert rows == str(len(nodes)), f"{n.name} holds {rows} rows"
+    finally:
+        ssh(dirs, addr[nodes[-1].name], sql("'DROP DATABASE IF EXISTS hastack_recover'"))
     wait_healthy(lab, 240)
 
 

@@ -243,7 +243,7 @@ class Deployer:
                 raise DeployError(
                     "no galera node is running, but " + ", ".join(used) + " hold cluster history (grastate.dat):"
                     " this is an outage, not a first deploy. Choosing the node to bootstrap is "
-                    "`hastack recover galera`'s job; deploy will not guess.")
+                    "`hastack recover SPEC --only galera`'s job; deploy will not guess.")
             self.progress(f"galera: bootstrapping a new cluster on {writer}")
             try:
                 await self.h(writer).run(["galera_new_cluster"], timeout=300)

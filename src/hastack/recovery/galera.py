@@ -184,6 +184,8 @@ def decide(nodes: tuple[NodeFacts, ...], *, writer: str, arbitrator: str | None 
         acts = [Action(Step.STOP, n.name) for n in astray]
         acts += [Action(Step.JOIN, n.name) for n in [*astray, *down]]
         size = max(n.state.cluster_size for n in primary if n.state)
+        # The arbitrator is (re)started only when the component lacks a member it should have.
+        garbd = garbd if size < len(nodes) + 1 else ()
         if acts:
             return Decision(Outcome.REJOIN, f"a primary component (size {size}) runs on "
                             f"{', '.join(n.name for n in primary)}; "

@@ -26,6 +26,7 @@ from hastack.hosts.ssh import HostError, SshHost
 from hastack.recovery import galera, mongodb, rabbitmq
 from hastack.render.mongodb import PORT as MONGO_PORT
 from hastack.spec.model import Spec
+from hastack.status.gather import mongo_admin, replset
 
 Progress = Callable[[str], None]
 COMPONENTS = ("galera", "rabbitmq", "mongodb")
@@ -217,8 +218,6 @@ def mongo_hosts(spec: Spec) -> dict[str, str]:
 
 async def mongo_facts(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreachable: dict[str, str]
                       ) -> tuple[tuple[mongodb.NodeFacts, ...], Any]:
-    from hastack.status.gather import _mongo
-
     names = list(mongo_hosts(spec))
 
     async def one(name: str) -> mongodb.NodeFacts:
@@ -231,7 +230,7 @@ async def mongo_facts(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], u
     for n in [m.name for _, m in spec.mongo_members()]:
         if n in hosts and n not in unreachable:
             try:
-                rs = await _mongo(hosts[n], secrets["mongodb_admin_password"])
+                rs = await replset(hosts[n], secrets["mongodb_admin_password"])
                 if rs.primary:
                     break
             except Exception:  # a member that does not answer yet: ask the next
@@ -329,3 +328,43 @@ async def _look(comp: str, spec: Spec, secrets: Secrets, hosts: dict[str, SshHos
 
     return (md.outcome.value, md.reason, [f"start {n}" for n in md.start], rows(md.evidence),
             start if md.start else None)
+
+
+# -- mongodb priority (the guide's rs.reconfig) ------------------------------------------------------
+
+@dataclass(frozen=True)
+class PriorityChange:
+    member: str
+    before: dict[str, float]  # member -> priority
+    after: dict[str, float]
+    version: int
+    primary: str
+
+
+async def set_mongo_priority(spec: Spec, secrets: Secrets, access: Access, node: str, priority: float
+                             ) -> PriorityChange:
+    """Change one member's priority through the primary: config read, changed (pure, checked), sent."""
+    names = mongo_hosts(spec)
+    if node not in names:
+        raise RecoverError(f"{node} is not a mongodb member or arbiter ({', '.join(names)})")
+    password = secrets["mongodb_admin_password"]
+    async with reachable(spec, access, timeout=5) as (hosts, _):
+        primary = None
+        for n in names:
+            if n in hosts:
+                with contextlib.suppress(Exception):  # any member that answers says who the primary is
+                    primary = (await replset(hosts[n], password)).primary
+                    if primary:
+                        break
+        by_member = {m: h for h, m in names.items()}
+        if primary is None or by_member.get(primary) not in hosts:
+            raise RecoverError("no writable primary to reconfigure through: `hastack recover` first")
+        async with mongo_admin(hosts[by_member[primary]], password, timeout_ms=5000) as client:
+            config = (await asyncio.to_thread(client.admin.command, "replSetGetConfig"))["config"]
+            try:
+                new = mongodb.with_priority(config, names[node], priority)
+            except mongodb.PriorityError as exc:
+                raise RecoverError(str(exc)) from exc
+            await asyncio.to_thread(client.admin.command, "replSetReconfig", new)
+    return PriorityChange(names[node], {m["host"]: m.get("priority", 1) for m in config["members"]},
+                          {m["host"]: m.get("priority", 1) for m in new["members"]}, new["version"], primary)

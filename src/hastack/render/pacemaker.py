@@ -115,7 +115,8 @@ def build_cib(spec: Spec) -> ET.Element:
             # good once the switch is back (seen in the lab). Retry instead.
             _nvset(p, "meta_attributes", f"{rid}-meta", {"failure-timeout": f"{FENCE_FAILURE_TIMEOUT_S}s"})
             ops = ET.SubElement(p, "operations")
-            ET.SubElement(ops, "op", id=f"{rid}-monitor", name="monitor", interval="60s")
+            # 60 s, not the default 20: a BMC (or the lab switch) answering slowly under load is not a failure.
+            ET.SubElement(ops, "op", id=f"{rid}-monitor", name="monitor", interval="60s", timeout="60s")
             fenced.append(node.name)
 
     rsc_defaults = ET.SubElement(conf, "rsc_defaults")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncssh
@@ -47,18 +47,26 @@ async def _galera(h: SshHost) -> GaleraState | None:
     return parse_wsrep_status([tuple(line.split("\t", 1)) for line in res.stdout.splitlines() if "\t" in line])  # type: ignore[misc]
 
 
-async def _mongo(h: SshHost, password: str) -> Any:
+@contextlib.asynccontextmanager
+async def mongo_admin(h: SshHost, password: str, timeout_ms: int = 2000) -> AsyncIterator[Any]:
+    """pymongo, as hastack's admin user, to mongod on `h`'s loopback through its SSH connection."""
     import pymongo
 
     listener = await h.conn.forward_local_port("127.0.0.1", 0, "127.0.0.1", 27017)
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
         "127.0.0.1", listener.get_port(), directConnection=True, username=MONGO_ADMIN, password=password,
-        authSource="admin", serverSelectionTimeoutMS=2000, connectTimeoutMS=2000)
+        authSource="admin", serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
     try:
-        return parse_replset_status(await asyncio.to_thread(client.admin.command, "replSetGetStatus"))
+        yield client
     finally:
+        # Off the event loop: close() waits on pymongo's monitor, whose socket is this loop's SSH tunnel.
         await asyncio.to_thread(client.close)
         listener.close()
+
+
+async def replset(h: SshHost, password: str) -> Any:
+    async with mongo_admin(h, password) as client:
+        return parse_replset_status(await asyncio.to_thread(client.admin.command, "replSetGetStatus"))
 
 
 async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreachable: dict[str, str]) -> Facts:
@@ -105,7 +113,7 @@ async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreac
     async def mongo() -> Any:
         for h in mon:  # any member's view will do; the first that answers
             try:
-                return await _mongo(h, secrets["mongodb_admin_password"])
+                return await replset(h, secrets["mongodb_admin_password"])
             except Exception as exc:
                 errors["mongodb"] = f"{h.name}: {exc}"
         return None

@@ -1,0 +1,205 @@
+"""The recovery deciders: facts in, steps and evidence out. Grastate and galera_recovery text is real output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hastack.components.galera import GaleraState
+from hastack.components.mongodb import MongoMemberState, ReplSet
+from hastack.components.rabbitmq import RabbitCluster
+from hastack.recovery import galera, mongodb, rabbitmq
+from hastack.recovery.galera import Outcome
+
+FIX = Path(__file__).parent / "fixtures"
+UUID = "98abc1f2-ca5e-11f1-a1d6-9e4dcb8c8a30"
+
+
+def gra(seqno: int, safe: bool = False, uuid: str = UUID) -> galera.GraState:
+    return galera.GraState(uuid, seqno, safe)
+
+
+def crashed(name: str, recovered: int | None, uuid: str = UUID) -> galera.NodeFacts:
+    """A node after a power cut: grastate seqno -1, the position only --wsrep-recover knows."""
+    return galera.NodeFacts(name, grastate=gra(-1), recovered=None if recovered is None else galera.Position(
+        uuid, recovered))
+
+
+def synced(name: str, size: int = 3) -> galera.NodeFacts:
+    return galera.NodeFacts(name, running=True, state=GaleraState(size, "Primary", "Synced", True, True, UUID, 50))
+
+
+def steps(d: galera.Decision) -> list[str]:
+    return [str(a) for a in d.actions]
+
+
+def test_grastate_and_recovered_position_parse_real_output() -> None:
+    g = galera.parse_grastate((FIX / "galera_grastate_crashed.dat").read_text())
+    assert g == galera.GraState("4c0f8993-e8da-11f1-b975-b39782a683a2", -1, False) and g.has_history
+    p = galera.parse_recovered((FIX / "galera_recovery_stdout.txt").read_text())
+    assert p == galera.Position("4c0f8993-e8da-11f1-b975-b39782a683a2", 252)
+    assert galera.parse_grastate("") is None
+    assert galera.parse_recovered("WSREP: Failed to start mysqld for wsrep recovery") is None
+
+
+def test_full_outage_bootstraps_the_most_advanced_node_then_joins_the_rest() -> None:
+    nodes = (crashed("ctl1", 2230), crashed("ctl2", 2239), crashed("ctl3", 2231))
+    d = galera.decide(nodes, writer="ctl1")
+    assert d.outcome is Outcome.BOOTSTRAP and d.chosen == "ctl2"
+    assert steps(d) == ["mark-safe ctl2", "bootstrap ctl2", "join ctl1", "join ctl3"]
+    assert "seqno 2239" in d.reason and "wsrep-recover" in d.reason
+    assert [r.seqno for r in d.evidence] == [2230, 2239, 2231] and d.evidence[1].note == "chosen"
+
+
+def test_a_tie_goes_to_the_node_galera_marked_safe_then_to_the_writer() -> None:
+    safe = galera.NodeFacts("ctl3", grastate=gra(40, safe=True))
+    d = galera.decide((galera.NodeFacts("ctl1", grastate=gra(40)), galera.NodeFacts("ctl2", grastate=gra(40)), safe),
+                      writer="ctl1")
+    assert d.chosen == "ctl3" and steps(d)[0] == "bootstrap ctl3"  # already safe: no mark-safe step
+    d = galera.decide((galera.NodeFacts("ctl1", grastate=gra(40)), galera.NodeFacts("ctl2", grastate=gra(40))),
+                      writer="ctl2")
+    assert d.chosen == "ctl2"
+
+
+def test_an_unreadable_node_is_waited_for_then_refused_unless_forced() -> None:
+    nodes = (crashed("ctl1", 10), galera.NodeFacts("ctl2", reachable=False, error="no route"), crashed("ctl3", 9))
+    assert galera.decide(nodes, writer="ctl1", patient=True).outcome is Outcome.WAIT
+    d = galera.decide(nodes, writer="ctl1")
+    assert d.refused and "ctl2 cannot be read" in d.reason and not d.actions
+    forced = galera.decide(nodes, writer="ctl1", force=True)
+    assert forced.chosen == "ctl1" and steps(forced) == ["mark-safe ctl1", "bootstrap ctl1", "join ctl3"]
+
+
+def test_a_failed_wsrep_recover_is_refused_unless_forced() -> None:
+    nodes = (crashed("ctl1", 10), crashed("ctl2", None), crashed("ctl3", 9))
+    assert galera.decide(nodes, writer="ctl1").refused
+    assert galera.decide(nodes, writer="ctl1", force=True).chosen == "ctl1"
+
+
+def test_two_histories_need_a_person() -> None:
+    other = "11111111-2222-3333-4444-555555555555"
+    d = galera.decide((crashed("ctl1", 10), crashed("ctl2", 90, uuid=other)), writer="ctl1", force=True)
+    assert d.refused and "different histories" in d.reason
+
+
+def test_choosing_a_node_behind_needs_force() -> None:
+    nodes = (crashed("ctl1", 10), crashed("ctl2", 12))
+    d = galera.decide(nodes, writer="ctl1", choose="ctl1")
+    assert d.refused and "2 transaction(s) behind ctl2" in d.reason
+    assert galera.decide(nodes, writer="ctl1", choose="ctl1", force=True).chosen == "ctl1"
+    assert galera.decide(nodes, writer="ctl1", choose="ctl9").refused
+
+
+def test_nodes_starting_on_their_own_get_a_grace_then_are_stopped_to_be_read() -> None:
+    starting = tuple(galera.NodeFacts(n, running=True, grastate=gra(-1), starting_s=s)
+                     for n, s in (("ctl1", 12.0), ("ctl2", 11.0)))
+    d = galera.decide(starting, writer="ctl1")
+    assert d.outcome is Outcome.WAIT and "pc.recovery" in d.reason
+    late = tuple(galera.NodeFacts(n.name, running=True, grastate=n.grastate, starting_s=90.0) for n in starting)
+    d = galera.decide(late, writer="ctl1")
+    assert d.outcome is Outcome.READ and steps(d) == ["read ctl1", "read ctl2"]
+
+
+def test_a_primary_component_is_joined_not_replaced() -> None:
+    astray = galera.NodeFacts("ctl3", running=True, state=GaleraState(1, "non-Primary", "Initialized", False, True,
+                                                                      UUID, 48))
+    d = galera.decide((synced("ctl1", 2), synced("ctl2", 2), astray), writer="ctl1", arbitrator="arb1")
+    assert d.outcome is Outcome.REJOIN and steps(d) == ["stop ctl3", "join ctl3", "garbd arb1"]
+    down = galera.decide((synced("ctl1", 2), synced("ctl2", 2), galera.NodeFacts("ctl3")), writer="ctl1")
+    assert steps(down) == ["join ctl3"]
+    joining = galera.NodeFacts("ctl3", running=True)  # runs, no SQL yet: a state transfer
+    assert galera.decide((synced("ctl1"), joining), writer="ctl1").outcome is Outcome.WAIT
+    healthy = galera.decide(tuple(synced(n) for n in ("ctl1", "ctl2", "ctl3")), writer="ctl1")
+    assert healthy.outcome is Outcome.HEALTHY and not healthy.actions
+
+
+def test_no_history_is_a_first_deploy_not_a_recovery() -> None:
+    d = galera.decide((galera.NodeFacts("ctl1"), galera.NodeFacts("ctl2")), writer="ctl1")
+    assert d.refused and "hastack deploy" in d.reason
+
+
+# -- rabbitmq ------------------------------------------------------------------------------------
+
+def view(*running: str, partitions: tuple[str, ...] = ()) -> RabbitCluster:
+    nodes = tuple(f"rabbit@{n}" for n in running)
+    return RabbitCluster(nodes, nodes, (), partitions, (), nodes)
+
+
+def rnode(name: str, unit: str = "active", v: RabbitCluster | None = None, reachable: bool = True
+          ) -> rabbitmq.NodeFacts:
+    return rabbitmq.NodeFacts(name, reachable, unit, v)
+
+
+def test_rabbit_whole_cluster_is_healthy() -> None:
+    v = view("ctl1", "ctl2", "ctl3")
+    d = rabbitmq.decide(tuple(rnode(n, v=v) for n in ("ctl1", "ctl2", "ctl3")))
+    assert d.outcome is rabbitmq.Outcome.HEALTHY
+
+
+def test_rabbit_nodes_that_gave_up_waiting_are_force_booted_one_then_started() -> None:
+    d = rabbitmq.decide((rnode("ctl1", "failed"), rnode("ctl2", "failed"), rnode("ctl3", "inactive")))
+    assert [str(a) for a in d.actions] == ["force-boot ctl1", "start ctl1", "start ctl2", "start ctl3"]
+    booting = rabbitmq.decide((rnode("ctl1", "activating"), rnode("ctl2", "activating")))
+    assert booting.outcome is rabbitmq.Outcome.WAIT
+    half = rabbitmq.decide((rnode("ctl1", "activating"), rnode("ctl2", "failed")))
+    assert [str(a) for a in half.actions] == ["start ctl2"]
+
+
+def test_rabbit_unreachable_node_blocks_a_force_boot_unless_forced() -> None:
+    nodes = (rnode("ctl1", "failed"), rnode("ctl2", "unknown", reachable=False))
+    assert rabbitmq.decide(nodes, patient=True).outcome is rabbitmq.Outcome.WAIT
+    assert rabbitmq.decide(nodes).refused
+    assert [str(a) for a in rabbitmq.decide(nodes, force=True).actions] == ["force-boot ctl1", "start ctl1"]
+
+
+def test_rabbit_starts_stopped_nodes_and_forgets_a_gone_one() -> None:
+    v = view("ctl1", "ctl2")
+    d = rabbitmq.decide((rnode("ctl1", v=v), rnode("ctl2", v=v), rnode("ctl3", "failed")))
+    assert [str(a) for a in d.actions] == ["start ctl3"]
+    members = RabbitCluster(v.running, ("rabbit@ctl1", "rabbit@ctl2", "rabbit@ctl3"), (), (), (), v.serving)
+    d = rabbitmq.decide((rnode("ctl1", v=members), rnode("ctl2", v=members), rnode("ctl3", reachable=False)),
+                        forget=("ctl3",))
+    assert [str(a) for a in d.actions] == ["forget rabbit@ctl3 (on ctl1)"]
+    assert rabbitmq.decide((rnode("ctl1", v=v),), forget=("ctl9",)).refused
+
+
+def test_rabbit_partition_keeps_the_larger_side() -> None:
+    big, small = view("ctl1", "ctl2", partitions=("rabbit@ctl1",)), view("ctl3", partitions=("rabbit@ctl3",))
+    d = rabbitmq.decide((rnode("ctl1", v=big), rnode("ctl2", v=big), rnode("ctl3", v=small)))
+    assert d.outcome is rabbitmq.Outcome.REPAIR and [str(a) for a in d.actions] == ["restart ctl3"]
+
+
+# -- mongodb -------------------------------------------------------------------------------------
+
+PORTS = {"ctl1": "10.0.0.1:27017", "ctl2": "10.0.0.2:27017", "arb1": "10.0.0.3:27017"}
+
+
+def rs(*states: str) -> ReplSet:
+    return ReplSet("rs0", tuple(MongoMemberState(a, s, s != "(not reachable/healthy)")
+                                for a, s in zip(PORTS.values(), states, strict=True)))
+
+
+def test_mongo_starts_members_that_are_down_and_waits_for_an_election() -> None:
+    nodes = (mongodb.NodeFacts("ctl1", unit="active"), mongodb.NodeFacts("ctl2", unit="failed"),
+             mongodb.NodeFacts("arb1", unit="active"))
+    d = mongodb.decide(nodes, rs("PRIMARY", "(not reachable/healthy)", "ARBITER"), PORTS)
+    assert d.outcome is mongodb.Outcome.REPAIR and d.start == ("ctl2",)
+    up = tuple(mongodb.NodeFacts(n.name, unit="active") for n in nodes)
+    assert mongodb.decide(up, rs("SECONDARY", "SECONDARY", "ARBITER"), PORTS).outcome is mongodb.Outcome.WAIT
+    assert mongodb.decide(up, rs("PRIMARY", "SECONDARY", "ARBITER"), PORTS).outcome is mongodb.Outcome.HEALTHY
+
+
+def test_mongo_priority_change_bumps_the_version_and_refuses_nonsense() -> None:
+    config: dict[str, Any] = {"_id": "rs0", "version": 3, "members": [
+        {"_id": 0, "host": "10.0.0.1:27017", "priority": 2}, {"_id": 1, "host": "10.0.0.2:27017", "priority": 1},
+        {"_id": 2, "host": "10.0.0.3:27017", "arbiterOnly": True, "priority": 0}]}
+    new = mongodb.with_priority(config, "10.0.0.2", 3)
+    assert new["version"] == 4 and new["members"][1]["priority"] == 3 and config["members"][1]["priority"] == 1
+    with pytest.raises(mongodb.PriorityError, match="arbiter"):
+        mongodb.with_priority(config, "10.0.0.3:27017", 1)
+    with pytest.raises(mongodb.PriorityError, match="not a member"):
+        mongodb.with_priority(config, "10.0.0.9", 1)
+    with pytest.raises(mongodb.PriorityError, match="no member could be elected"):
+        mongodb.with_priority(mongodb.with_priority(config, "10.0.0.1", 0), "10.0.0.2", 0)
