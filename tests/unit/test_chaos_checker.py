@@ -104,3 +104,19 @@ def test_isolation_cuts_every_link_ring_loss_only_the_rings() -> None:
     rings = SCENARIOS["ring-loss"].links_to_cut(host)
     assert everything == tuple(i.outside for i in host.interfaces) and len(everything) == 3
     assert rings == everything[1:]  # management (clients, fencing) stays up
+
+
+def test_netem_shapes_every_link_of_the_target_and_is_undone() -> None:
+    host = layout(load_spec(THREE)).host("ctl1")
+    s = SCENARIOS["netem"]
+    add, remove = s.netem_commands(host)
+    assert add == tuple(f"tc qdisc replace dev {i.outside} root netem delay 100ms 20ms loss 10%"
+                        for i in host.interfaces)
+    assert remove == tuple(f"tc qdisc del dev {i.outside} root" for i in host.interfaces)
+    assert s.duration_s == 30.0 and s.duration_s < s.heal_bound_s
+
+
+def test_power_loss_hits_every_host_and_runs_recover() -> None:
+    s = SCENARIOS["power-loss"]
+    assert pick_target(s, load_spec(THREE), healthy_facts()) == "every host"
+    assert s.recover and not SCENARIOS["host-crash"].recover

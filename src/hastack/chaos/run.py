@@ -30,7 +30,7 @@ from hastack.credentials.model import Secrets
 from hastack.deploy.run import MONGO_ADMIN
 from hastack.hosts.fleet import Access, reachable
 from hastack.lab.layout import layout
-from hastack.lab.runtime import LabDirs, LabError, load_state, power_cut, power_off, power_on
+from hastack.lab.runtime import LabDirs, LabError, load_state, power_cut, power_off, power_on, restart
 from hastack.recovery.run import Report as RecoveryReport
 from hastack.recovery.run import Round, recover
 from hastack.spec.model import Spec
@@ -41,6 +41,8 @@ from hastack.workload.smoke import target
 
 Progress = Callable[[str], None]
 READY_S = 90.0
+# rolling-restart: one host's reboot and rejoin, bounded.
+ROLLING_STEP_S = 240.0
 # A fault status never saw within this long was absorbed (a quick restart): healthy after it counts.
 UNSEEN_S = 30.0
 
@@ -89,7 +91,8 @@ def _readline(stream: object, timeout: float) -> str:
     return box[0] if box else ""
 
 
-def _inject(scenario: Scenario, spec: Spec, host: str, access: Access) -> Callable[[], None]:
+def _inject(scenario: Scenario, spec: Spec, host: str, secrets: Secrets, access: Access,  # noqa: PLR0917
+            progress: Progress) -> Callable[[], None]:
     """Break `host`; returns what puts the fault's own leftovers back (a reboot by fencing usually has)."""
     if scenario.fault is Fault.POWER_LOSS:
         lay, dirs = layout(spec), LabDirs.of(spec.cluster)
@@ -104,6 +107,35 @@ def _inject(scenario: Scenario, spec: Spec, host: str, access: Access) -> Callab
         except LabError as exc:
             raise ChaosError(str(exc)) from exc
         return lambda: None
+    if scenario.fault is Fault.ROLLING:
+        lay, dirs = layout(spec), LabDirs.of(spec.cluster)
+        for h in lay.hosts:
+            progress(f"rolling-restart: rebooting {h.name}")
+            try:
+                restart(dirs, lay, h.name)
+            except LabError as exc:
+                raise ChaosError(str(exc)) from exc
+            t0 = time.monotonic()
+            # The next host only once this one is back in every cluster (bounded: a stuck rejoin fails the run).
+            while not _healthy(spec, secrets, access)[0]:
+                if time.monotonic() - t0 > ROLLING_STEP_S:
+                    raise ChaosError(f"rolling-restart: not healthy {ROLLING_STEP_S:.0f} s after rebooting {h.name}")
+                time.sleep(1)
+            progress(f"rolling-restart: {h.name} back, every cluster healthy after {time.monotonic() - t0:.1f} s")
+        return lambda: None
+    if scenario.fault is Fault.NETEM:
+        add, remove = scenario.netem_commands(layout(spec).host(host))
+
+        def clear() -> None:
+            for cmd in remove:
+                subprocess.run(cmd.split(), check=False, capture_output=True)
+
+        for cmd in add:
+            res = subprocess.run(cmd.split(), capture_output=True, text=True, check=False)
+            if res.returncode:
+                clear()
+                raise ChaosError(f"{host}: `{cmd}` failed: {res.stderr.strip()}")
+        return clear
     if scenario.fault is Fault.KILL_HOST:
         pid = load_state(LabDirs.of(spec.cluster)).hosts.get(host)
         if not pid:
@@ -168,7 +200,7 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
         progress(f"workload running from {lay.client_netns} (run {run_id}): {', '.join(ready['streams'])}")
         fault_at = time.monotonic()
         progress(f"{scenario.name}: {host}")
-        undo = _inject(scenario, spec, host, access)
+        undo = _inject(scenario, spec, host, secrets, access, progress)
         healed_at, seen_at = None, None
         deadline = fault_at + scenario.heal_bound_s
         recovery = None
@@ -176,7 +208,12 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
             if scenario.recover:
                 progress(f"power back {time.monotonic() - fault_at:.1f} s after the fault; hastack recover")
                 recovery = _recover(spec, secrets, access, progress, deadline - time.monotonic())
+            ended = scenario.duration_s is None
             while time.monotonic() < deadline:
+                if not ended and scenario.duration_s is not None and time.monotonic() - fault_at >= scenario.duration_s:
+                    undo()
+                    ended = True
+                    progress(f"{scenario.name}: fault ended after {scenario.duration_s:.0f} s")
                 healthy = _healthy(spec, secrets, access)[0]
                 now = time.monotonic()
                 if not healthy and seen_at is None:
@@ -184,7 +221,7 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
                     progress(f"status sees the fault {seen_at - fault_at:.1f} s after it")
                 # Healthy counts once status has seen the fault: a probe right after it
                 # reports the state from before (corosync takes its token timeout to notice).
-                if healthy and (seen_at is not None or now - fault_at > UNSEEN_S):
+                if healthy and ended and (seen_at is not None or now - fault_at > UNSEEN_S):
                     healed_at = now
                     progress(f"every cluster healthy {healed_at - fault_at:.1f} s after the fault")
                     break

@@ -15,6 +15,8 @@ class Fault(Enum):
     KILL_PROCESSES = "kill-processes"  # SIGKILL to named processes on the host
     CUT_LINKS = "cut-links"  # the host's links taken down from outside, as cables pulled
     POWER_LOSS = "power-loss"  # every host off at once, on again after the power returns
+    NETEM = "netem"  # latency and loss on the host's links (tc netem), for a bounded window
+    ROLLING = "rolling-restart"  # every host rebooted cleanly in turn, each waited on until healthy
 
 
 class Aim(Enum):
@@ -38,6 +40,20 @@ class Scenario:
     # `hastack recover` runs once the hosts are back: the operator's one command after an outage.
     recover: bool = False
     off_s: float = 5.0  # POWER_LOSS: how long the power stays off
+    netem: str = ""  # NETEM: the qdisc parameters, e.g. "delay 100ms 20ms loss 5%"
+    # A fault that ends by itself after this long (NETEM); healthy counts only after it ended.
+    duration_s: float | None = None
+
+    def netem_commands(self, host: LabHost) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """NETEM: the tc commands that add the qdisc on each of the host's outside veths, and those that remove it.
+
+        On the outside end, netem shapes what the bridge sends to the host: every
+        request to it and every reply to its own requests is delayed and may be
+        lost; what it sends is not (each round trip crosses the impaired leg once).
+        """
+        add = tuple(f"tc qdisc replace dev {i.outside} root netem {self.netem}" for i in host.interfaces)
+        remove = tuple(f"tc qdisc del dev {i.outside} root" for i in host.interfaces)
+        return add, remove
 
     def kill_command(self) -> str:
         """The shell command run on the target for KILL_PROCESSES."""
@@ -65,6 +81,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("power-loss", "every host of the lab off at once (the whole room), on again 5 s later; "
              "`hastack recover` brings every cluster back without a person choosing a node",
              Fault.POWER_LOSS, Aim.EVERY_HOST, recover=True),
+    Scenario("netem", "100 ms (+-20 ms) latency and 10% loss on every link of the VIP holder for 30 s: "
+             "slow, lossy, alive; nothing may be lost and the clusters must not split",
+             Fault.NETEM, Aim.VIP_HOLDER, netem="delay 100ms 20ms loss 10%", duration_s=30.0),
+    Scenario("rolling-restart", "every host rebooted cleanly, one at a time, the next only once every "
+             "cluster is healthy again: a maintenance window as users see it", Fault.ROLLING, Aim.EVERY_HOST,
+             heal_bound_s=1200.0),
     Scenario("service-crash", "mariadb killed on the galera writer; systemd restarts it, haproxy moves writes "
              "to a backup meanwhile", Fault.KILL_PROCESSES, Aim.GALERA_WRITER, processes=("mariadbd",)),
 )}
