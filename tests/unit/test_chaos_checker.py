@@ -106,13 +106,17 @@ def test_isolation_cuts_every_link_ring_loss_only_the_rings() -> None:
     assert rings == everything[1:]  # management (clients, fencing) stays up
 
 
-def test_netem_shapes_every_link_of_the_target_and_is_undone() -> None:
+def test_link_loss_drops_both_ways_on_every_link_of_the_target_and_is_undone() -> None:
     host = layout(load_spec(THREE)).host("ctl1")
-    s = SCENARIOS["netem"]
-    add, remove = s.netem_commands(host)
-    assert add == tuple(f"tc qdisc replace dev {i.outside} root netem delay 100ms 20ms loss 10%"
-                        for i in host.interfaces)
-    assert remove == tuple(f"tc qdisc del dev {i.outside} root" for i in host.interfaces)
+    s = SCENARIOS["link-loss"]
+    add, remove = s.loss_commands(host, "hastack_t")
+    rules = [c for c in add if " add rule " in c]
+    assert len(rules) == 2 * len(host.interfaces)
+    for i in host.interfaces:
+        for way in ("iifname", "oifname"):
+            assert (f"nft add rule bridge hastack_t impair {way} {i.outside} numgen random mod 100 lt 10 drop"
+                    in rules)
+    assert remove == ("nft delete table bridge hastack_t",)
     assert s.duration_s == 30.0 and s.duration_s < s.heal_bound_s
 
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import secrets as pysecrets
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -123,15 +124,15 @@ def _inject(scenario: Scenario, spec: Spec, host: str, secrets: Secrets, access:
                 time.sleep(1)
             progress(f"rolling-restart: {h.name} back, every cluster healthy after {time.monotonic() - t0:.1f} s")
         return lambda: None
-    if scenario.fault is Fault.NETEM:
-        add, remove = scenario.netem_commands(layout(spec).host(host))
+    if scenario.fault is Fault.LOSS:
+        add, remove = scenario.loss_commands(layout(spec).host(host), f"hastack_{layout(spec).tag}")
 
         def clear() -> None:
             for cmd in remove:
-                subprocess.run(cmd.split(), check=False, capture_output=True)
+                subprocess.run(shlex.split(cmd), check=False, capture_output=True)
 
         for cmd in add:
-            res = subprocess.run(cmd.split(), capture_output=True, text=True, check=False)
+            res = subprocess.run(shlex.split(cmd), capture_output=True, text=True, check=False)
             if res.returncode:
                 clear()
                 raise ChaosError(f"{host}: `{cmd}` failed: {res.stderr.strip()}")
