@@ -78,7 +78,8 @@ def main() -> int:
                     return 1
                 for scenario in scenarios:
                     for i in range(args.runs):
-                        res = hastack("chaos", scenario, str(spec), "--json", timeout=900)
+                        res = hastack("chaos", scenario, str(spec), "--json",
+                                      timeout=SCENARIOS[scenario].heal_bound_s + 600)
                         try:
                             report = json.loads(res.stdout)
                         except json.JSONDecodeError:

@@ -110,7 +110,13 @@ def _inject(scenario: Scenario, spec: Spec, host: str, secrets: Secrets, access:
         return lambda: None
     if scenario.fault is Fault.ROLLING:
         lay, dirs = layout(spec), LabDirs.of(spec.cluster)
+        cluster = {n.name for n in spec.corosync_nodes()}
         for h in lay.hosts:
+            if h.name in cluster:
+                # The maintenance procedure (pcs cluster stop, then reboot): a bare reboot got a node
+                # fenced here, its pacemaker-managed chrony's stop timing out mid-shutdown.
+                progress(f"rolling-restart: stopping the cluster stack on {h.name}")
+                _run_on(spec, access, h.name, "systemctl stop pacemaker corosync", timeout=300)
             progress(f"rolling-restart: rebooting {h.name}")
             try:
                 restart(dirs, lay, h.name)
@@ -161,16 +167,20 @@ def _inject(scenario: Scenario, spec: Spec, host: str, secrets: Secrets, access:
                 raise ChaosError(f"{host}: could not take {name} down")
         return reconnect
 
-    async def kill() -> None:
+    _run_on(spec, access, host, scenario.kill_command())
+    return lambda: None
+
+
+def _run_on(spec: Spec, access: Access, host: str, command: str, timeout: float = 120) -> None:
+    async def go() -> None:
         async with reachable(spec, access) as (hosts, unreachable):
             if host in unreachable:
                 raise ChaosError(f"{host}: {unreachable[host]}")
-            res = await hosts[host].run(scenario.kill_command(), check=False)
+            res = await hosts[host].run(command, check=False, timeout=timeout)
             if res.rc != 0:
-                raise ChaosError(f"{host}: `{scenario.kill_command()}` exited {res.rc}: {res.stderr.strip()}")
+                raise ChaosError(f"{host}: `{command}` exited {res.rc}: {res.stderr.strip()}")
 
-    asyncio.run(kill())
-    return lambda: None
+    asyncio.run(go())
 
 
 def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progress: Progress) -> RunReport:

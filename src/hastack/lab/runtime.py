@@ -323,6 +323,9 @@ def restart(dirs: LabDirs, lay: Layout, name: str, grace: float = 90) -> int:
     pid = load_state(dirs).hosts.get(name)
     if pid and alive(pid):
         stop_hosts([pid], grace=grace)
+    now = load_state(dirs).hosts.get(name)
+    if now and now != pid and alive(now):
+        return now  # booted meanwhile: the cluster fenced it (a reboot); its links are the new host's
     power_cut(None, lay.host(name))  # links left behind, if any
     return power_on(dirs, lay, name)
 
