@@ -155,7 +155,7 @@ def test_fencing_powers_a_host_off_and_it_rejoins(lab: Path, case: Case) -> None
 
 
 @pytest.mark.parametrize("scenario", ["host-crash", "stack-crash", "isolation", "ring-loss", "service-crash",
-                                      "power-loss"])
+                                      "link-loss", "power-loss"])
 def test_chaos_loses_nothing_and_heals(lab: Path, scenario: str) -> None:
     rc, report = cli_json("chaos", scenario, str(lab), timeout=900)
     failed = [i for i in report["judgement"]["invariants"] if not i["ok"]]
