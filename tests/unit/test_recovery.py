@@ -11,7 +11,7 @@ from hastack.components.galera import GaleraState
 from hastack.components.mongodb import MongoMemberState, ReplSet
 from hastack.components.rabbitmq import RabbitCluster
 from hastack.recovery import galera, mongodb, rabbitmq
-from hastack.recovery.galera import Outcome
+from hastack.recovery.decision import Outcome
 
 FIX = Path(__file__).parent / "fixtures"
 UUID = "98abc1f2-ca5e-11f1-a1d6-9e4dcb8c8a30"
@@ -135,21 +135,21 @@ def rnode(name: str, unit: str = "active", v: RabbitCluster | None = None, reach
 def test_rabbit_whole_cluster_is_healthy() -> None:
     v = view("ctl1", "ctl2", "ctl3")
     d = rabbitmq.decide(tuple(rnode(n, v=v) for n in ("ctl1", "ctl2", "ctl3")))
-    assert d.outcome is rabbitmq.Outcome.HEALTHY
+    assert d.outcome is Outcome.HEALTHY
 
 
 def test_rabbit_nodes_that_gave_up_waiting_are_force_booted_one_then_started() -> None:
     d = rabbitmq.decide((rnode("ctl1", "failed"), rnode("ctl2", "failed"), rnode("ctl3", "inactive")))
     assert [str(a) for a in d.actions] == ["force-boot ctl1", "start ctl1", "start ctl2", "start ctl3"]
     booting = rabbitmq.decide((rnode("ctl1", "activating"), rnode("ctl2", "activating")))
-    assert booting.outcome is rabbitmq.Outcome.WAIT
+    assert booting.outcome is Outcome.WAIT
     half = rabbitmq.decide((rnode("ctl1", "activating"), rnode("ctl2", "failed")))
     assert [str(a) for a in half.actions] == ["start ctl2"]
 
 
 def test_rabbit_unreachable_node_blocks_a_force_boot_unless_forced() -> None:
     nodes = (rnode("ctl1", "failed"), rnode("ctl2", "unknown", reachable=False))
-    assert rabbitmq.decide(nodes, patient=True).outcome is rabbitmq.Outcome.WAIT
+    assert rabbitmq.decide(nodes, patient=True).outcome is Outcome.WAIT
     assert rabbitmq.decide(nodes).refused
     assert [str(a) for a in rabbitmq.decide(nodes, force=True).actions] == ["force-boot ctl1", "start ctl1"]
 
@@ -168,7 +168,7 @@ def test_rabbit_starts_stopped_nodes_and_forgets_a_gone_one() -> None:
 def test_rabbit_partition_keeps_the_larger_side() -> None:
     big, small = view("ctl1", "ctl2", partitions=("rabbit@ctl1",)), view("ctl3", partitions=("rabbit@ctl3",))
     d = rabbitmq.decide((rnode("ctl1", v=big), rnode("ctl2", v=big), rnode("ctl3", v=small)))
-    assert d.outcome is rabbitmq.Outcome.REPAIR and [str(a) for a in d.actions] == ["restart ctl3"]
+    assert d.outcome is Outcome.REPAIR and [str(a) for a in d.actions] == ["restart ctl3"]
 
 
 # -- mongodb -------------------------------------------------------------------------------------
@@ -185,10 +185,10 @@ def test_mongo_starts_members_that_are_down_and_waits_for_an_election() -> None:
     nodes = (mongodb.NodeFacts("ctl1", unit="active"), mongodb.NodeFacts("ctl2", unit="failed"),
              mongodb.NodeFacts("arb1", unit="active"))
     d = mongodb.decide(nodes, rs("PRIMARY", "(not reachable/healthy)", "ARBITER"), PORTS)
-    assert d.outcome is mongodb.Outcome.REPAIR and d.start == ("ctl2",)
+    assert d.outcome is Outcome.REPAIR and d.actions == ("ctl2",)
     up = tuple(mongodb.NodeFacts(n.name, unit="active") for n in nodes)
-    assert mongodb.decide(up, rs("SECONDARY", "SECONDARY", "ARBITER"), PORTS).outcome is mongodb.Outcome.WAIT
-    assert mongodb.decide(up, rs("PRIMARY", "SECONDARY", "ARBITER"), PORTS).outcome is mongodb.Outcome.HEALTHY
+    assert mongodb.decide(up, rs("SECONDARY", "SECONDARY", "ARBITER"), PORTS).outcome is Outcome.WAIT
+    assert mongodb.decide(up, rs("PRIMARY", "SECONDARY", "ARBITER"), PORTS).outcome is Outcome.HEALTHY
 
 
 def test_mongo_priority_change_bumps_the_version_and_refuses_nonsense() -> None:

@@ -10,10 +10,12 @@ cluster UUIDs) need a person.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from hastack.components.galera import GaleraState
+from hastack.recovery.decision import Decision as _Decision
+from hastack.recovery.decision import Outcome
 
 NO_UUID = "00000000-0000-0000-0000-000000000000"
 RECOVERED = re.compile(r"--wsrep[-_]start[-_]position=([0-9a-f-]{36}):(-?\d+)")
@@ -109,15 +111,6 @@ class Action:
         return f"{self.step.value} {self.node}"
 
 
-class Outcome(Enum):
-    HEALTHY = "healthy"  # every node in the primary component: nothing to do
-    REJOIN = "rejoin"  # a primary component exists: the others join it
-    BOOTSTRAP = "bootstrap"  # no primary component: start one from the most advanced node
-    READ = "read"  # positions cannot be read while these run: stop them first, then decide again
-    WAIT = "wait"  # nodes are joining on their own: look again shortly
-    REFUSE = "refuse"
-
-
 @dataclass(frozen=True)
 class EvidenceRow:
     node: str
@@ -131,17 +124,9 @@ class EvidenceRow:
     note: str = ""
 
 
-@dataclass(frozen=True)
-class Decision:
-    outcome: Outcome
-    reason: str
-    actions: tuple[Action, ...] = ()
-    evidence: tuple[EvidenceRow, ...] = field(default_factory=tuple)
-    chosen: str | None = None
 
-    @property
-    def refused(self) -> bool:
-        return self.outcome is Outcome.REFUSE
+# The decider's answer: its steps (Action) and evidence rows.
+Decision = _Decision[Action, EvidenceRow]
 
 
 def evidence(nodes: tuple[NodeFacts, ...], chosen: str | None = None) -> tuple[EvidenceRow, ...]:

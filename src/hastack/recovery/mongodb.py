@@ -11,10 +11,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from hastack.components.mongodb import ReplSet
+from hastack.recovery.decision import Decision as _Decision
+from hastack.recovery.decision import Outcome
 
 
 @dataclass(frozen=True)
@@ -25,13 +26,6 @@ class NodeFacts:
     error: str = ""
 
 
-class Outcome(Enum):
-    HEALTHY = "healthy"
-    REPAIR = "repair"
-    WAIT = "wait"  # every mongod runs: an election or initial sync is under way
-    REFUSE = "refuse"
-
-
 @dataclass(frozen=True)
 class EvidenceRow:
     node: str
@@ -40,16 +34,9 @@ class EvidenceRow:
     member: str  # its state as the replica set sees it
 
 
-@dataclass(frozen=True)
-class Decision:
-    outcome: Outcome
-    reason: str
-    start: tuple[str, ...] = ()
-    evidence: tuple[EvidenceRow, ...] = ()
 
-    @property
-    def refused(self) -> bool:
-        return self.outcome is Outcome.REFUSE
+# The decider's answer: its steps (hosts to start mongod on) and evidence rows.
+Decision = _Decision[str, EvidenceRow]
 
 
 def decide(nodes: tuple[NodeFacts, ...], rs: ReplSet | None, ports: Mapping[str, str]) -> Decision:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from hastack.components.rabbitmq import RabbitCluster
+from hastack.recovery.decision import Decision as _Decision
+from hastack.recovery.decision import Outcome
 
 
 @dataclass(frozen=True)
@@ -53,13 +55,6 @@ class Action:
         return f"{self.step.value} {self.node}" + (f" (on {self.on})" if self.on else "")
 
 
-class Outcome(Enum):
-    HEALTHY = "healthy"
-    REPAIR = "repair"
-    WAIT = "wait"
-    REFUSE = "refuse"
-
-
 @dataclass(frozen=True)
 class EvidenceRow:
     node: str
@@ -71,16 +66,9 @@ class EvidenceRow:
     note: str = ""
 
 
-@dataclass(frozen=True)
-class Decision:
-    outcome: Outcome
-    reason: str
-    actions: tuple[Action, ...] = ()
-    evidence: tuple[EvidenceRow, ...] = ()
 
-    @property
-    def refused(self) -> bool:
-        return self.outcome is Outcome.REFUSE
+# The decider's answer: its steps (Action) and evidence rows.
+Decision = _Decision[Action, EvidenceRow]
 
 
 def _short(nodes: tuple[str, ...]) -> str:

@@ -322,12 +322,12 @@ async def _look(comp: str, spec: Spec, secrets: Secrets, hosts: dict[str, SshHos
     md = mongodb.decide(mf, rs, mongo_hosts(spec))
 
     async def start(hs: dict[str, SshHost]) -> None:
-        for n in md.start:
+        for n in md.actions:
             progress(f"mongodb: start {n}")
             await hs[n].run("systemctl reset-failed mongod; systemctl start --no-block mongod", timeout=60)
 
-    return (md.outcome.value, md.reason, [f"start {n}" for n in md.start], rows(md.evidence),
-            start if md.start else None)
+    return (md.outcome.value, md.reason, [f"start {n}" for n in md.actions], rows(md.evidence),
+            start if md.actions else None)
 
 
 # -- mongodb priority (the guide's rs.reconfig) ------------------------------------------------------

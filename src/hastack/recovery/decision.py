@@ -1,0 +1,33 @@
+"""What every recovery decider returns: an outcome, why, the steps, and the evidence it was made from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Generic, TypeVar
+
+A = TypeVar("A")  # a decider's step
+E = TypeVar("E")  # a decider's evidence row
+
+
+class Outcome(Enum):
+    HEALTHY = "healthy"  # nothing to do (but any listed ensure-step)
+    REJOIN = "rejoin"  # a working core exists: the rest join it
+    BOOTSTRAP = "bootstrap"  # no working core: start one from the chosen node
+    REPAIR = "repair"  # start, restart or force-boot the listed nodes
+    READ = "read"  # facts cannot be read while these run: stop them first, then decide again
+    WAIT = "wait"  # nodes are booting or joining on their own: look again shortly
+    REFUSE = "refuse"  # acting would be a guess: the reason says what a person must decide
+
+
+@dataclass(frozen=True)
+class Decision(Generic[A, E]):
+    outcome: Outcome
+    reason: str
+    actions: tuple[A, ...] = ()
+    evidence: tuple[E, ...] = ()
+    chosen: str | None = None  # the node a bootstrap starts from
+
+    @property
+    def refused(self) -> bool:
+        return self.outcome is Outcome.REFUSE
