@@ -258,36 +258,64 @@ async def recover(spec: Spec, secrets: Secrets, access: Access, progress: Progre
     for comp in wanted:
         last: tuple[str, str] | None = None
         while True:
-            async with reachable(spec, access, timeout=5) as (hosts, unreachable):
-                patient = time.monotonic() - t0 < host_grace
-                outcome, reason, actions, ev, act = await _look(comp, spec, secrets, hosts, unreachable, progress,
-                                                                force=force, bootstrap=bootstrap, forget=forget,
-                                                                patient=patient)
-                rnd = Round(comp, outcome, reason, actions, ev, round(time.monotonic() - t0, 1))
-                if (outcome, reason) != last:  # a wait that saw nothing new is not shown again
-                    report.rounds.append(rnd)
-                    show(rnd)
-                last = (outcome, reason)
-                if outcome == "refuse":
-                    report.refused[comp] = reason
-                    report.healthy[comp] = False
-                    break
-                if outcome == "healthy" and not actions:
-                    report.healthy[comp] = True
-                    break
+            try:
+                done = await _round(comp, spec, secrets, access, progress, show, report, t0, deadline, last,
+                                    force=force, bootstrap=bootstrap, forget=forget,
+                                    patient=time.monotonic() - t0 < host_grace)
+            except (HostError, asyncssh.Error, OSError, RecoverError) as exc:
+                # A host that fails mid-step is a fact for the next look, not the end of recovery.
+                rnd = Round(comp, "error", f"{type(exc).__name__}: {exc}"[:500], [], [],
+                            round(time.monotonic() - t0, 1))
+                report.rounds.append(rnd)
+                show(rnd)
+                done = False  # look again shortly, not at once
                 if time.monotonic() > deadline:
-                    report.refused[comp] = f"not whole after {timeout:.0f} s: {reason}"
+                    report.refused[comp] = f"not whole after {timeout:.0f} s: {rnd.reason}"
                     report.healthy[comp] = False
                     break
-                if act is not None:
-                    await act(hosts)
-                    if outcome == "healthy":
-                        report.healthy[comp] = True
-                        break
-                    continue
-            await asyncio.sleep(POLL_S)
+            if done is True:
+                break
+            last = report.rounds[-1].outcome, report.rounds[-1].reason
+            if done is False:
+                await asyncio.sleep(POLL_S)
     report.seconds = time.monotonic() - t0
     return report
+
+
+async def _round(comp: str, spec: Spec, secrets: Secrets, access: Access, progress: Progress,  # noqa: PLR0917
+                 show: Show, report: Report, t0: float, deadline: float, last: tuple[str, str] | None, *,
+                 force: bool, bootstrap: str | None, forget: tuple[str, ...], patient: bool) -> bool | None:
+    """One look at `comp`, shown unless it says what the last one did, and its act.
+
+    True: the component is done (whole, refused or out of time; the report says which);
+    None: it acted, look again at once; False: nothing to do yet, look again shortly.
+    """
+    async with reachable(spec, access, timeout=5) as (hosts, unreachable):
+        outcome, reason, actions, ev, act = await _look(comp, spec, secrets, hosts, unreachable, progress,
+                                                        force=force, bootstrap=bootstrap, forget=forget,
+                                                        patient=patient)
+        rnd = Round(comp, outcome, reason, actions, ev, round(time.monotonic() - t0, 1))
+        if (outcome, reason) != last:  # a wait that saw nothing new is not shown again
+            report.rounds.append(rnd)
+            show(rnd)
+        if outcome == "refuse":
+            report.refused[comp] = reason
+            report.healthy[comp] = False
+            return True
+        if outcome == "healthy" and not actions:
+            report.healthy[comp] = True
+            return True
+        if time.monotonic() > deadline:
+            report.refused[comp] = f"not whole after {deadline - t0:.0f} s: {reason}"
+            report.healthy[comp] = False
+            return True
+        if act is None:
+            return False
+        await act(hosts)
+        if outcome == "healthy":
+            report.healthy[comp] = True
+            return True
+        return None
 
 
 def _enabled(spec: Spec, comp: str) -> bool:
