@@ -80,8 +80,15 @@ def test_a_failed_wsrep_recover_is_refused_unless_forced() -> None:
 
 def test_two_histories_need_a_person() -> None:
     other = "11111111-2222-3333-4444-555555555555"
-    d = galera.decide((crashed("ctl1", 10), crashed("ctl2", 90, uuid=other)), writer="ctl1", force=True)
+    nodes = (crashed("ctl1", 10), crashed("ctl2", 90, uuid=other), crashed("ctl3", 12))
+    d = galera.decide(nodes, writer="ctl1", force=True)
     assert d.refused and "different histories" in d.reason
+    assert galera.decide(nodes, writer="ctl1", choose="ctl1").refused  # a choice, but not forced
+    # The person's choice: ctl1's history; the most advanced node of it (ctl3) is still ahead, so
+    # ctl1 needs the force it was given; ctl2 joins by a full state transfer.
+    d = galera.decide(nodes, writer="ctl1", choose="ctl1", force=True)
+    assert d.chosen == "ctl1" and steps(d) == ["mark-safe ctl1", "bootstrap ctl1", "join ctl2", "join ctl3"]
+    assert "chosen by the operator" in d.reason
 
 
 def test_choosing_a_node_behind_needs_force() -> None:

@@ -208,40 +208,40 @@ def decide(nodes: tuple[NodeFacts, ...], *, writer: str, arbitrator: str | None 
         return Decision(Outcome.REFUSE, f"the position of {', '.join(n.name for n in unknown)} cannot be read "
                         "(seqno -1 and --wsrep-recover failed); it may hold the latest commits. Read its error "
                         "log, or run with --force to bootstrap from the others", (), evidence(nodes))
-    known = [n for n in readable if (p := n.position()) is not None and p.uuid.strip("0-")]
+    known = {n.name: p for n in readable if (p := n.position()) is not None and p.uuid.strip("0-")}
     if not known:
         return Decision(Outcome.REFUSE, "no node holds galera history: this is a first deploy "
                         "(`hastack deploy`), not a recovery", (), evidence(nodes))
-    histories = sorted({n.position().uuid for n in known})  # type: ignore[union-attr]
+    if choose is not None and choose not in known:
+        return Decision(Outcome.REFUSE, f"{choose} has no readable position; it cannot be bootstrapped",
+                        (), evidence(nodes))
+    histories = sorted({p.uuid for p in known.values()})
     if len(histories) > 1:
-        by = ", ".join(f"{u}: {', '.join(n.name for n in known if n.position().uuid == u)}"  # type: ignore[union-attr]
-                       for u in histories)
-        return Decision(Outcome.REFUSE, f"the nodes hold different histories ({by}); choosing one discards "
-                        "the other: a person decides, with --bootstrap NODE --force", (), evidence(nodes))
+        if choose is None or not force:
+            by = ", ".join(f"{u}: {', '.join(n for n, p in known.items() if p.uuid == u)}" for u in histories)
+            return Decision(Outcome.REFUSE, f"the nodes hold different histories ({by}); choosing one discards "
+                            "the other: a person decides, with --bootstrap NODE --force", (), evidence(nodes))
+        # The operator chose a history: the other nodes join it by a full state transfer.
+        known = {n: p for n, p in known.items() if p.uuid == known[choose].uuid}
+    by_name = {n.name: n for n in nodes}
 
-    def rank(n: NodeFacts) -> tuple[int, bool, bool, int]:
+    def rank(name: str) -> tuple[int, bool, bool, int]:
         # Most commits first; on a tie, the node galera itself marked safe, then the writer.
-        return (n.position().seqno, bool(n.grastate and n.grastate.safe_to_bootstrap),  # type: ignore[union-attr]
-                n.name == writer, -names.index(n.name))
+        gra = by_name[name].grastate
+        return known[name].seqno, bool(gra and gra.safe_to_bootstrap), name == writer, -names.index(name)
 
     best = max(known, key=rank)
-    chosen = best
-    if choose is not None:
-        chosen = next(n for n in nodes if n.name == choose)
-        if chosen not in known:
-            return Decision(Outcome.REFUSE, f"{choose} has no readable position; it cannot be bootstrapped",
-                            (), evidence(nodes))
-        behind = best.position().seqno - chosen.position().seqno  # type: ignore[union-attr]
-        if behind > 0 and not force:
-            return Decision(Outcome.REFUSE, f"{choose} is {behind} transaction(s) behind {best.name}: "
-                            "bootstrapping it loses them; --force if that is meant", (), evidence(nodes))
+    target = choose or best
+    behind = known[best].seqno - known[target].seqno
+    if behind > 0 and not force:
+        return Decision(Outcome.REFUSE, f"{target} is {behind} transaction(s) behind {best}: "
+                        "bootstrapping it loses them; --force if that is meant", (), evidence(nodes))
+    chosen = by_name[target]
     acts = [Action(Step.STOP, n.name) for n in readable if n.running]
     if not (chosen.grastate and chosen.grastate.safe_to_bootstrap):
         acts.append(Action(Step.MARK_SAFE, chosen.name))
     acts.append(Action(Step.BOOTSTRAP, chosen.name))
     acts += [Action(Step.JOIN, n.name) for n in readable if n is not chosen]
-    pos = chosen.position()
-    assert pos is not None
-    why = (f"no primary component; {chosen.name} holds the most commits (seqno {pos.seqno}, "
-           f"{chosen.source()})" if chosen is best else f"no primary component; {chosen.name} chosen by the operator")
+    why = (f"no primary component; {target} holds the most commits (seqno {known[target].seqno}, "
+           f"{chosen.source()})" if target == best else f"no primary component; {target} chosen by the operator")
     return Decision(Outcome.BOOTSTRAP, why, (*acts, *garbd), evidence(nodes, chosen.name), chosen.name)
