@@ -124,3 +124,11 @@ def test_power_loss_hits_every_host_and_runs_recover() -> None:
     s = SCENARIOS["power-loss"]
     assert pick_target(s, load_spec(THREE), healthy_facts()) == "every host"
     assert s.recover and not SCENARIOS["host-crash"].recover
+
+
+def test_every_fault_has_an_injector_and_every_scenario_a_fault() -> None:
+    from hastack.chaos.run import FAULTS
+    from hastack.chaos.scenarios import Fault
+
+    assert set(FAULTS) == set(Fault)
+    assert {s.fault for s in SCENARIOS.values()} == set(Fault)

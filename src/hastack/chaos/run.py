@@ -92,83 +92,117 @@ def _readline(stream: object, timeout: float) -> str:
     return box[0] if box else ""
 
 
-def _inject(scenario: Scenario, spec: Spec, host: str, secrets: Secrets, access: Access,  # noqa: PLR0917
-            progress: Progress) -> Callable[[], None]:
-    """Break `host`; returns what puts the fault's own leftovers back (a reboot by fencing usually has)."""
-    if scenario.fault is Fault.POWER_LOSS:
-        lay, dirs = layout(spec), LabDirs.of(spec.cluster)
-        names = [h.name for h in lay.hosts]
+@dataclass(frozen=True)
+class Shot:
+    """What a fault needs to hit: the scenario, the lab, and the host it aims at."""
+
+    scenario: Scenario
+    spec: Spec
+    host: str
+    secrets: Secrets
+    access: Access
+    progress: Progress
+
+
+Undo = Callable[[], None]
+
+
+def _nothing() -> None:
+    """The undo of a fault whose leftovers the cluster clears itself (a reboot by fencing)."""
+
+
+def _power_loss(s: Shot) -> Undo:
+    lay, dirs = layout(s.spec), LabDirs.of(s.spec.cluster)
+    names = [h.name for h in lay.hosts]
+    try:
+        # Every host at once, as a room losing power: one thread per host.
+        with ThreadPoolExecutor(len(names)) as pool:
+            list(pool.map(lambda n: power_off(dirs, lay, n), names))
+        time.sleep(s.scenario.off_s)  # the outage itself: part of the scenario, not a wait for state
+        for n in names:
+            power_on(dirs, lay, n)
+    except LabError as exc:
+        raise ChaosError(str(exc)) from exc
+    return _nothing
+
+
+def _rolling(s: Shot) -> Undo:
+    lay, dirs = layout(s.spec), LabDirs.of(s.spec.cluster)
+    cluster = {n.name for n in s.spec.corosync_nodes()}
+    for h in lay.hosts:
+        if h.name in cluster:
+            # The maintenance procedure (pcs cluster stop, then reboot): a bare reboot got a node
+            # fenced here, its pacemaker-managed chrony's stop timing out mid-shutdown.
+            s.progress(f"rolling-restart: stopping the cluster stack on {h.name}")
+            _run_on(s.spec, s.access, h.name, "systemctl stop pacemaker corosync", timeout=300)
+        s.progress(f"rolling-restart: rebooting {h.name}")
         try:
-            # Every host at once, as a room losing power: one thread per host.
-            with ThreadPoolExecutor(len(names)) as pool:
-                list(pool.map(lambda n: power_off(dirs, lay, n), names))
-            time.sleep(scenario.off_s)  # the outage itself: part of the scenario, not a wait for state
-            for n in names:
-                power_on(dirs, lay, n)
+            restart(dirs, lay, h.name)
         except LabError as exc:
             raise ChaosError(str(exc)) from exc
-        return lambda: None
-    if scenario.fault is Fault.ROLLING:
-        lay, dirs = layout(spec), LabDirs.of(spec.cluster)
-        cluster = {n.name for n in spec.corosync_nodes()}
-        for h in lay.hosts:
-            if h.name in cluster:
-                # The maintenance procedure (pcs cluster stop, then reboot): a bare reboot got a node
-                # fenced here, its pacemaker-managed chrony's stop timing out mid-shutdown.
-                progress(f"rolling-restart: stopping the cluster stack on {h.name}")
-                _run_on(spec, access, h.name, "systemctl stop pacemaker corosync", timeout=300)
-            progress(f"rolling-restart: rebooting {h.name}")
-            try:
-                restart(dirs, lay, h.name)
-            except LabError as exc:
-                raise ChaosError(str(exc)) from exc
-            t0 = time.monotonic()
-            # The next host only once this one is back in every cluster (bounded: a stuck rejoin fails the run).
-            while not _healthy(spec, secrets, access)[0]:
-                if time.monotonic() - t0 > ROLLING_STEP_S:
-                    raise ChaosError(f"rolling-restart: not healthy {ROLLING_STEP_S:.0f} s after rebooting {h.name}")
-                time.sleep(1)
-            progress(f"rolling-restart: {h.name} back, every cluster healthy after {time.monotonic() - t0:.1f} s")
-        return lambda: None
-    if scenario.fault is Fault.LOSS:
-        add, remove = scenario.loss_commands(layout(spec).host(host), f"hastack_{layout(spec).tag}")
+        t0 = time.monotonic()
+        # The next host only once this one is back in every cluster (bounded: a stuck rejoin fails the run).
+        while not _healthy(s.spec, s.secrets, s.access)[0]:
+            if time.monotonic() - t0 > ROLLING_STEP_S:
+                raise ChaosError(f"rolling-restart: not healthy {ROLLING_STEP_S:.0f} s after rebooting {h.name}")
+            time.sleep(1)
+        s.progress(f"rolling-restart: {h.name} back, every cluster healthy after {time.monotonic() - t0:.1f} s")
+    return _nothing
 
-        def clear() -> None:
-            for cmd in remove:
-                subprocess.run(shlex.split(cmd), check=False, capture_output=True)
 
-        for cmd in add:
-            res = subprocess.run(shlex.split(cmd), capture_output=True, text=True, check=False)
-            if res.returncode:
-                clear()
-                raise ChaosError(f"{host}: `{cmd}` failed: {res.stderr.strip()}")
-        return clear
-    if scenario.fault is Fault.KILL_HOST:
-        pid = load_state(LabDirs.of(spec.cluster)).hosts.get(host)
-        if not pid:
-            raise ChaosError(f"{host}: the lab has no running host by that name")
-        try:
-            power_cut(pid, layout(spec).host(host))
-        except LabError as exc:
-            raise ChaosError(str(exc)) from exc
-        return lambda: None
-    if scenario.fault is Fault.CUT_LINKS:
-        # From outside: the host-side veths. A fenced host boots with new ones;
-        # one never fenced gets its old ones back when the run ends.
-        links = scenario.links_to_cut(layout(spec).host(host))
+def _loss(s: Shot) -> Undo:
+    lay = layout(s.spec)
+    add, remove = s.scenario.loss_commands(lay.host(s.host), f"hastack_{lay.tag}")
 
-        def reconnect() -> None:
-            for name in links:
-                subprocess.run(["ip", "link", "set", name, "up"], check=False, capture_output=True)
+    def clear() -> None:
+        for cmd in remove:
+            subprocess.run(shlex.split(cmd), check=False, capture_output=True)
 
+    for cmd in add:
+        res = subprocess.run(shlex.split(cmd), capture_output=True, text=True, check=False)
+        if res.returncode:
+            clear()
+            raise ChaosError(f"{s.host}: `{cmd}` failed: {res.stderr.strip()}")
+    return clear
+
+
+def _kill_host(s: Shot) -> Undo:
+    pid = load_state(LabDirs.of(s.spec.cluster)).hosts.get(s.host)
+    if not pid:
+        raise ChaosError(f"{s.host}: the lab has no running host by that name")
+    try:
+        power_cut(pid, layout(s.spec).host(s.host))
+    except LabError as exc:
+        raise ChaosError(str(exc)) from exc
+    return _nothing
+
+
+def _cut_links(s: Shot) -> Undo:
+    # From outside: the host-side veths. A fenced host boots with new ones;
+    # one never fenced gets its old ones back when the run ends.
+    links = s.scenario.links_to_cut(layout(s.spec).host(s.host))
+
+    def reconnect() -> None:
         for name in links:
-            if subprocess.run(["ip", "link", "set", name, "down"], capture_output=True, check=False).returncode:
-                reconnect()
-                raise ChaosError(f"{host}: could not take {name} down")
-        return reconnect
+            subprocess.run(["ip", "link", "set", name, "up"], check=False, capture_output=True)
 
-    _run_on(spec, access, host, scenario.kill_command())
-    return lambda: None
+    for name in links:
+        if subprocess.run(["ip", "link", "set", name, "down"], capture_output=True, check=False).returncode:
+            reconnect()
+            raise ChaosError(f"{s.host}: could not take {name} down")
+    return reconnect
+
+
+def _kill_processes(s: Shot) -> Undo:
+    _run_on(s.spec, s.access, s.host, s.scenario.kill_command())
+    return _nothing
+
+
+# Each fault breaks the lab and returns what puts its own leftovers back.
+FAULTS: dict[Fault, Callable[[Shot], Undo]] = {
+    Fault.POWER_LOSS: _power_loss, Fault.ROLLING: _rolling, Fault.LOSS: _loss, Fault.KILL_HOST: _kill_host,
+    Fault.CUT_LINKS: _cut_links, Fault.KILL_PROCESSES: _kill_processes,
+}
 
 
 def _run_on(spec: Spec, access: Access, host: str, command: str, timeout: float = 120) -> None:
@@ -211,7 +245,7 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
         progress(f"workload running from {lay.client_netns} (run {run_id}): {', '.join(ready['streams'])}")
         fault_at = time.monotonic()
         progress(f"{scenario.name}: {host}")
-        undo = _inject(scenario, spec, host, secrets, access, progress)
+        undo = FAULTS[scenario.fault](Shot(scenario, spec, host, secrets, access, progress))
         healed_at, seen_at = None, None
         deadline = fault_at + scenario.heal_bound_s
         recovery = None
