@@ -8,7 +8,7 @@ from pathlib import Path
 from bson import json_util
 
 from hastack.components.corosync import parse_links, parse_quorum
-from hastack.components.galera import parse_wsrep_status
+from hastack.components.galera import parse_wsrep_status, parse_wsrep_text
 from hastack.components.haproxy import parse_show_stat
 from hastack.components.mongodb import parse_replset_status
 from hastack.components.network import parse_addresses
@@ -47,6 +47,9 @@ def test_galera_status() -> None:
     rows = [tuple(line.split("\t", 1)) for line in fixture("galera_wsrep_status.tsv").splitlines()]
     st = parse_wsrep_status(rows)  # type: ignore[arg-type]
     assert st.cluster_size == 3 and st.primary and st.local_state == "Synced" and st.ready
+    # The same rows as `mariadb -N -B` prints them, parsed from the text by the probes' one parser.
+    assert parse_wsrep_text(fixture("galera_wsrep_status.tsv")) == st
+    assert parse_wsrep_text("") == parse_wsrep_status([])
 
 
 def test_haproxy_stat() -> None:

@@ -43,6 +43,11 @@ def parse_wsrep_status(rows: Iterable[tuple[str, str]] | Mapping[str, str]) -> G
     )
 
 
+def parse_wsrep_text(text: str) -> GaleraState:
+    """STATUS_SQL's rows as `mariadb -N -B` prints them: name, a tab, value."""
+    return parse_wsrep_status([(k, v) for k, _, v in (line.partition("\t") for line in text.splitlines()) if _])
+
+
 @dataclass(frozen=True)
 class Health:
     serve: bool

@@ -22,7 +22,7 @@ import pymongo
 import pymongo.errors
 
 from hastack.components.corosync import QUORUM_CMD, parse_quorum
-from hastack.components.galera import STATUS_SQL, GaleraState, parse_wsrep_status
+from hastack.components.galera import STATUS_SQL, GaleraState, parse_wsrep_text
 from hastack.components.mongodb import ReplSet, parse_replset_status
 from hastack.components.pacemaker import parse_crm_mon
 from hastack.components.rabbitmq import CLUSTER_CMD, parse_cluster_status
@@ -225,8 +225,7 @@ class Deployer:
         res = await self.h(host).run(["mariadb", "-N", "-B", "-e", STATUS_SQL], check=False)
         if res.rc != 0:
             return None
-        rows = [tuple(line.split("\t", 1)) for line in res.stdout.splitlines() if "\t" in line]
-        return parse_wsrep_status([(k, v) for k, v in rows])
+        return parse_wsrep_text(res.stdout)
 
     async def phase_galera(self, phase: Phase) -> None:
         nodes = [n.name for n in self.spec.galera_nodes()]

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncssh
 
-from hastack.components.galera import STATUS_SQL, parse_wsrep_status
+from hastack.components.galera import STATUS_SQL, parse_wsrep_text
 from hastack.components.rabbitmq import CLUSTER_CMD, parse_cluster_status
 from hastack.credentials.model import Secrets
 from hastack.hosts.fleet import Access, reachable
@@ -87,7 +87,7 @@ async def galera_facts(spec: Spec, hosts: dict[str, SshHost], unreachable: dict[
             res = await h.run(["mariadb", "-N", "-B", "--connect-timeout=5", "-e", STATUS_SQL], check=False,
                               timeout=20)
             if res.rc == 0:
-                state = galera_state(res.stdout)
+                state = parse_wsrep_text(res.stdout)
         gra = galera.parse_grastate((await h.run(f"cat {GRASTATE}", check=False, timeout=15)).stdout)
         recovered, error = None, ""
         if not running and gra is not None and gra.has_history and gra.seqno < 0:
@@ -101,15 +101,11 @@ async def galera_facts(spec: Spec, hosts: dict[str, SshHost], unreachable: dict[
     return tuple(await asyncio.gather(*(one(n.name) for n in spec.galera_nodes())))
 
 
-def galera_state(text: str) -> Any:
-    return parse_wsrep_status([tuple(line.split("\t", 1)) for line in text.splitlines() if "\t" in line])  # type: ignore[misc]
-
-
 async def _galera_primary_size(h: SshHost) -> int | None:
     res = await h.run(["mariadb", "-N", "-B", "--connect-timeout=5", "-e", STATUS_SQL], check=False, timeout=20)
     if res.rc != 0:
         return None
-    st = galera_state(res.stdout)
+    st = parse_wsrep_text(res.stdout)
     return st.cluster_size if st.primary and st.local_state == "Synced" else None
 
 

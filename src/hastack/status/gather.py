@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import asyncssh
 
 from hastack.components import corosync, haproxy, network, rabbitmq
-from hastack.components.galera import STATUS_SQL, GaleraState, parse_wsrep_status
+from hastack.components.galera import STATUS_SQL, GaleraState, parse_wsrep_text
 from hastack.components.mongodb import parse_replset_status
 from hastack.components.pacemaker import CRM_MON, parse_crm_mon
 from hastack.credentials.model import Secrets
@@ -44,7 +44,7 @@ async def _galera(h: SshHost) -> GaleraState | None:
     res = await h.run(["mariadb", "-N", "-B", "-e", STATUS_SQL], check=False, timeout=PROBE_TIMEOUT)
     if res.rc != 0:
         return None
-    return parse_wsrep_status([tuple(line.split("\t", 1)) for line in res.stdout.splitlines() if "\t" in line])  # type: ignore[misc]
+    return parse_wsrep_text(res.stdout)
 
 
 @contextlib.asynccontextmanager
