@@ -1,15 +1,17 @@
-"""RTO and RPO per chaos scenario and timing profile: medians of several runs on the lab.
+"""RTO and RPO per chaos scenario, timing profile and VIP manager: medians of several runs on the lab.
 
-For each profile the example spec is brought up (as its own lab, cluster
+For each variant (a timing profile, optionally with a VIP manager:
+`fast/keepalived-quorum`) the example spec is brought up (as its own lab, cluster
 `benchchaos`, networks 10.83.x, so a developer's lab is left alone), each
 scenario runs `--runs` times with `hastack chaos SCENARIO --json`, and the
-lab goes down. The table gives, per scenario and profile, the median gap
+lab goes down. The table gives, per scenario and variant, the median gap
 each workload stream saw, the median time until every cluster was healthy
 again, and the total lost (acknowledged writes and confirmed messages
 missing at the end) over all runs.
 
     .venv/bin/python bench/chaos.py [--spec examples/three-controller.yaml] [--runs 3]
-                                    [--profile default --profile fast] [--scenario host-crash ...]
+                                    [--variant default --variant fast/keepalived-quorum ...]
+                                    [--scenario host-crash ...]
 """
 
 from __future__ import annotations
@@ -37,11 +39,14 @@ def hastack(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess[st
     return subprocess.run([HASTACK, *args], capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def bench_spec(example: Path, profile: str, into: Path) -> Path:
+def bench_spec(example: Path, variant: str, into: Path) -> Path:
+    profile, _, manager = variant.partition("/")
     data = yaml.safe_load(example.read_text().replace("10.77.", "10.83."))
     data["cluster"] = "benchchaos"
     data["timing"] = {"profile": profile}
-    spec = into / f"{profile}.yaml"
+    if manager:
+        data["vip_manager"] = manager
+    spec = into / f"{variant.replace('/', '-')}.yaml"
     spec.write_text(yaml.safe_dump(data, sort_keys=False))
     return spec
 
@@ -62,14 +67,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", type=Path, default=ROOT / "examples" / "three-controller.yaml")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--profile", action="append", help="default and fast unless given")
+    ap.add_argument("--variant", action="append",
+                    help="PROFILE or PROFILE/VIP_MANAGER; default, fast and fast/keepalived-quorum unless given")
     ap.add_argument("--scenario", action="append", help="every scenario unless given")
     args = ap.parse_args()
-    profiles = args.profile or ["default", "fast"]
+    variants = args.variant or ["default", "fast", "fast/keepalived-quorum"]
     scenarios = args.scenario or list(SCENARIOS)
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="hastack-bench-chaos-") as tmp:
-        for profile in profiles:
+        for profile in variants:
             spec = bench_spec(args.spec, profile, Path(tmp))
             up = hastack("lab", "up", str(spec))
             try:
@@ -88,14 +94,14 @@ def main() -> int:
                             continue
                         results.setdefault((scenario, profile), []).append(report)
                         seen = {s["stream"]: s["rto_s"] for s in report["judgement"]["streams"]}
-                        print(f"{profile:<8} {scenario:<14} run {i + 1}: ok={report['ok']} healed "
+                        print(f"{profile:<22} {scenario:<14} run {i + 1}: ok={report['ok']} healed "
                               f"{report['healed_s']} s gaps {seen}", flush=True)
                         # The next run needs a healthy cluster; `chaos` refuses otherwise.
                         wait_healthy(spec, 300)
             finally:
                 hastack("lab", "down", str(spec))
 
-    print(f"\n{'scenario':<14} {'profile':<8} " + " ".join(f"{s + ' gap s':>11}" for s in STREAMS)
+    print(f"\n{'scenario':<14} {'variant':<22} " + " ".join(f"{s + ' gap s':>11}" for s in STREAMS)
           + f" {'healed s':>9} {'lost':>5} {'ok':>5}")
     for (scenario, profile), reports in results.items():
         cells = []
@@ -106,7 +112,7 @@ def main() -> int:
         healed = [r["healed_s"] for r in reports if r["healed_s"] is not None]
         lost = sum(len(s["lost"]) for r in reports for s in r["judgement"]["streams"])
         oks = sum(r["ok"] for r in reports)
-        print(f"{scenario:<14} {profile:<8} " + " ".join(cells) + f" {med(healed):>9} {lost:>5} "
+        print(f"{scenario:<14} {profile:<22} " + " ".join(cells) + f" {med(healed):>9} {lost:>5} "
               f"{oks}/{len(reports):<3}")
     print("\nmedians of the runs; 'lost' counts acknowledged commits, confirmed messages and majority writes "
           "missing at the end, over all runs")

@@ -22,7 +22,7 @@ from hastack.render import render_all
 from hastack.render.write import write_tree
 from hastack.spec.errors import SpecLoadError
 from hastack.spec.load import load_spec
-from hastack.spec.model import Spec, VipManager
+from hastack.spec.model import Spec
 
 # Exit codes: 0 fine, 1 the spec has blocking findings, 2 the input is unusable.
 EXIT_FINDINGS = 1
@@ -225,7 +225,7 @@ def lab_wipe(host: str, spec: Path) -> None:
         err.print(f"[bold red]no host {host!r} in {spec}[/]: hosts are {', '.join(h.name for h in lay.hosts)}")
         sys.exit(EXIT_INPUT)
     try:
-        fenced = (model.vip_manager is VipManager.PACEMAKER and model.pacemaker.fencing
+        fenced = (model.vip_manager.runs_pacemaker and model.pacemaker.fencing
                   and host in {n.name for n in model.corosync_nodes()})
         pid = wipe(lay, host, progress=_progress, fence_wait=90 if fenced else 0)
     except LabError as exc:
@@ -340,7 +340,9 @@ _STREAM_NAMES = {"db": "database commits via the VIP", "amqp": "confirmed publis
 @click.argument("spec", type=click.Path(path_type=Path), default=DEFAULT_LAB_SPEC)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--list", "list_scenarios", is_flag=True, help="List the scenarios and exit.")
-def chaos(scenario: str | None, spec: Path, as_json: bool, list_scenarios: bool) -> None:
+@click.option("--history", "history_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write the raw history (every op, VIP and galera sample, the fault time) here as JSON.")
+def chaos(scenario: str | None, spec: Path, as_json: bool, list_scenarios: bool, history_path: Path | None) -> None:
     """Break SPEC's lab on purpose under load and judge the history: RTO, RPO, invariants."""
     import dataclasses
 
@@ -364,7 +366,7 @@ def chaos(scenario: str | None, spec: Path, as_json: bool, list_scenarios: bool)
     secrets = _secrets(spec, model)[0]
     model = _on_hosts(model)
     try:
-        report = run(SCENARIOS[scenario], model, secrets, _access(model, None), _progress)
+        report = run(SCENARIOS[scenario], model, secrets, _access(model, None), _progress, keep_history=history_path)
     except (ChaosError, NoTarget) as exc:
         err.print(f"[bold red]chaos {scenario}:[/] {escape(str(exc))}")
         sys.exit(EXIT_FAILED)

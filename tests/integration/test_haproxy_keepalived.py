@@ -37,16 +37,17 @@ def test_haproxy_accepts_modern_extra_defaults(tmp_path: Path) -> None:
 
 def test_keepalived_accepts_every_node_config(tmp_path: Path) -> None:
     keepalived = require("keepalived")
-    for profile in ("default", "fast"):
-        spec = variant(vip_manager="keepalived", timing={"profile": profile},
-                       waivers=[{"code": "HA120", "reason": "keepalived chosen on purpose"}])
-        tree = render_all(spec, secrets_for(spec))
-        for node in spec.haproxy.nodes:
-            conf = tmp_path / f"{profile}-{node}.conf"
-            conf.write_bytes(tree[node]["/etc/keepalived/keepalived.conf"].content)
-            res = subprocess.run([keepalived, "-t", "-f", str(conf)], capture_output=True, text=True,
-                                 timeout=60, check=False)
-            assert res.returncode == 0, f"{profile}/{node}: {res.stdout}{res.stderr}"
+    for manager in ("keepalived", "keepalived-quorum"):
+        for profile in ("default", "fast"):
+            spec = variant(vip_manager=manager, timing={"profile": profile},
+                           waivers=[{"code": "HA120", "reason": "keepalived chosen on purpose"}])
+            tree = render_all(spec, secrets_for(spec))
+            for node in spec.haproxy.nodes:
+                conf = tmp_path / f"{manager}-{profile}-{node}.conf"
+                conf.write_bytes(tree[node]["/etc/keepalived/keepalived.conf"].content)
+                res = subprocess.run([keepalived, "-t", "-f", str(conf)], capture_output=True, text=True,
+                                     timeout=60, check=False)
+                assert res.returncode == 0, f"{manager}/{profile}/{node}: {res.stdout}{res.stderr}"
 
 
 def test_keepalived_test_mode_really_checks(tmp_path: Path) -> None:

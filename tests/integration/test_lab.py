@@ -35,12 +35,23 @@ class Case:
     net: str  # replaces the example's 10.77.
     fence: str  # the host fenced
     wipe: str  # the host wiped and redeployed
+    edits: tuple[tuple[str, str], ...] = ()  # text replaced in the example
+    name: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.name or self.example.stem
 
 
 CASES = [Case(THREE, "labtest", "10.79.", fence="ctl2", wipe="ctl3"),
          # The guide's topology: two data nodes and a voting node; the wiped
          # data node comes back by SST from the only other one.
-         Case(SEED, "labseed", "10.81.", fence="ctl2", wipe="ctl2")]
+         Case(SEED, "labseed", "10.81.", fence="ctl2", wipe="ctl2"),
+         # Sub-second VIP failover: VRRP gated by corosync's quorum, fencing by pacemaker, the
+         # fast timing profile; every scenario must hold its invariants with it too.
+         Case(THREE, "labfast", "10.85.", fence="ctl3", wipe="ctl2", name="fast-keepalived-quorum",
+              edits=(("vip_manager: pacemaker", "vip_manager: keepalived-quorum"),
+                     ("profile: default", "profile: fast")))]
 # The installed command, as a user runs it.
 HASTACK = [str(Path(sys.executable).parent / "hastack")]
 
@@ -80,7 +91,7 @@ def ssh(dirs: LabDirs, address: str, command: str, timeout: float = 120) -> subp
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-@pytest.fixture(scope="module", params=CASES, ids=[c.example.stem for c in CASES])
+@pytest.fixture(scope="module", params=CASES, ids=[c.id for c in CASES])
 def case(request: pytest.FixtureRequest) -> Case:
     c: Case = request.param
     return c
@@ -91,6 +102,9 @@ def lab(case: Case, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     if shutil.which("systemd-nspawn") is None or shutil.which("debootstrap") is None:
         pytest.fail("the lab needs systemd-nspawn and debootstrap: run scripts/setup")
     text = case.example.read_text().replace("cluster: openstack", f"cluster: {case.cluster}")
+    for old, new in case.edits:
+        assert old in text, f"{case.example} has no {old!r} to replace"
+        text = text.replace(old, new)
     spec = tmp_path_factory.mktemp(case.cluster) / "cluster.yaml"
     spec.write_text(text.replace("10.77.", case.net))
     try:
@@ -141,6 +155,16 @@ def test_second_deploy_changes_nothing(lab: Path) -> None:
     rc, report = cli_json("deploy", str(lab))
     assert rc == 0 and report["ok"]
     assert report["changed"] is False, report["changes"]
+
+
+def test_deploy_with_other_secrets_refuses_and_changes_nothing(lab: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copied.yaml"  # the same spec elsewhere: a new copied.secrets.yaml is generated
+    copy.write_text(lab.read_text())
+    res = cli("deploy", str(copy))
+    assert res.returncode != 0 and "other secrets" in res.stdout + res.stderr, res.stdout[-2000:]
+    assert "rabbitmq_erlang_cookie" in res.stdout + res.stderr  # it names what differs
+    rc, report = cli_json("deploy", str(lab))  # the cluster still runs with, and on, its own secrets
+    assert rc == 0 and report["changed"] is False, report["changes"]
 
 
 def test_fencing_powers_a_host_off_and_it_rejoins(lab: Path, case: Case) -> None:

@@ -126,6 +126,7 @@ CASES: dict[str, Callable[[], Spec]] = {
     "HA114": _edit(_fence_password),
     "HA120": lambda: variant(vip_manager="keepalived"),
     "HA121": _edit(_lonely_haproxy),
+    "HA122": lambda: variant(vip_manager="keepalived-quorum"),
     "HA130": _edit(_drop_compute_fence),
     "HA131": _edit(_busy_arbiter, SEED),
     "HA201": lambda: variant(galera={"nodes": ["ctl1", "ctl2"], "donor": "ctl2"}),

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from hastack.credentials.model import complete, required
+from hastack.credentials.model import (
+    FINGERPRINTS_PATH,
+    complete,
+    conflicting,
+    fingerprints,
+    fingerprints_text,
+    parse_fingerprints,
+    required,
+)
+from hastack.render import render_all
 from hastack.credentials.store import SecretsError, load_or_create, secrets_path
 from hastack.spec.load import load_spec
 from tests.helpers import THREE
@@ -62,3 +71,22 @@ def test_store_refuses_readable_file(tmp_path: Path) -> None:
     os.chmod(path, 0o644)
     with pytest.raises(SecretsError, match="chmod 600"):
         load_or_create(spec, spec_path)
+
+
+def test_fingerprints_tell_secrets_apart_without_revealing_them() -> None:
+    spec = load_spec(THREE)
+    ours, _ = complete(spec, {})
+    theirs, _ = complete(spec, {})  # the same spec deployed from a copy: every secret generated anew
+    text = fingerprints_text(ours)
+    assert all(v not in text for v in ours.values())
+    assert parse_fingerprints(text) == fingerprints(ours) and set(fingerprints(ours)) == set(ours)
+    assert conflicting(parse_fingerprints(text), fingerprints(ours)) == ()
+    assert set(conflicting(fingerprints(theirs), fingerprints(ours))) == set(ours)
+    # One secret more (a component added to the spec) is no conflict; one changed value is.
+    grown = {**fingerprints(ours), "new_secret": "0123456789abcdef"}
+    assert conflicting(fingerprints(ours), grown) == ()
+    changed, regenerated = complete(spec, {**ours, "rabbitmq_erlang_cookie": ""})
+    assert regenerated == ("rabbitmq_erlang_cookie",)
+    assert conflicting(fingerprints(ours), fingerprints(changed)) == ("rabbitmq_erlang_cookie",)
+    f = render_all(spec, ours)["compute1"][FINGERPRINTS_PATH]
+    assert f.mode == 0o600 and f.content.decode() == text

@@ -210,3 +210,16 @@ def test_mongo_priority_change_bumps_the_version_and_refuses_nonsense() -> None:
         mongodb.with_priority(config, "10.0.0.9", 1)
     with pytest.raises(mongodb.PriorityError, match="no member could be elected"):
         mongodb.with_priority(mongodb.with_priority(config, "10.0.0.1", 0), "10.0.0.2", 0)
+
+
+def test_mongo_settings_follow_the_spec_but_leave_members_alone() -> None:
+    config: dict[str, Any] = {"_id": "rs0", "version": 7, "members": [
+        {"_id": 0, "host": "10.0.0.1:27017", "priority": 5}],
+        "settings": {"electionTimeoutMillis": 10000, "heartbeatIntervalMillis": 2000, "chainingAllowed": True}}
+    want = {"electionTimeoutMillis": 1000, "heartbeatIntervalMillis": 250}
+    new = mongodb.with_settings(config, want)
+    assert new is not None and new["version"] == 8
+    assert new["settings"] == {**want, "chainingAllowed": True}  # what the spec does not set is kept
+    assert new["members"] == config["members"]  # a priority moved by `hastack mongo priority` stays
+    assert config["settings"]["electionTimeoutMillis"] == 10000  # the live config is not touched
+    assert mongodb.with_settings(new, want) is None  # nothing to change: no reconfig

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from hastack.deploy.plan import phases
 from hastack.render import render_all
 from hastack.render.files import Tree
 from hastack.render.pacemaker import build_cib
@@ -57,7 +58,8 @@ def test_every_component_lands_on_its_hosts() -> None:
     assert "/etc/corosync/corosync.conf" not in tree["compute1"]
     assert "/etc/mongod.conf" in tree["arb1"]
     assert set(tree["compute1"]) == {
-        "/etc/nova/nova.conf.d/50-hastack-ha.conf", "/etc/neutron/neutron.conf.d/50-hastack-ha.conf"}
+        "/etc/nova/nova.conf.d/50-hastack-ha.conf", "/etc/neutron/neutron.conf.d/50-hastack-ha.conf",
+        "/etc/hastack/secrets.fingerprints"}  # computes hold the messaging password
 
 
 def test_corosync_two_links_and_shared_key(spec: Spec) -> None:
@@ -120,8 +122,14 @@ def test_galera_config(spec: Spec) -> None:
 def test_fast_profile_reaches_galera_and_garbd() -> None:
     spec = variant(SEED, timing={"profile": "fast"})
     tree = render_all(spec, secrets_for(spec))
-    assert "evs.suspect_timeout=PT2S" in files(tree, "ctl1", "/etc/mysql/mariadb.conf.d/60-galera.cnf")
-    assert "evs.suspect_timeout=PT2S" in files(tree, "arb1", "/etc/default/garb")
+    for host, path in (("ctl1", "/etc/mysql/mariadb.conf.d/60-galera.cnf"), ("arb1", "/etc/default/garb")):
+        text = files(tree, host, path)
+        assert "evs.suspect_timeout=PT1.5S" in text and "evs.keepalive_period=PT0.4S" in text
+        # Eviction = suspect timeout + up to one check period + the join rounds: both scaled down
+        # with the profile (galera's own 0.5 s and 1 s added 1.5 s to a 2 s suspect timeout).
+        assert "evs.inactive_check_period=PT0.15S" in text and "evs.join_retrans_period=PT0.4S" in text
+    default = files(render_all(load_spec(SEED), secrets_for(spec)), "ctl1", "/etc/mysql/mariadb.conf.d/60-galera.cnf")
+    assert "evs.inactive_check_period=PT0.5S" in default and "evs.join_retrans_period=PT1S" in default
 
 
 def test_mongo_replset_priorities_and_arbiter() -> None:
@@ -131,6 +139,7 @@ def test_mongo_replset_priorities_and_arbiter() -> None:
     assert [m.get("priority") for m in rs["members"]] == [3, 1, None]
     assert rs["members"][2] == {"_id": 2, "host": "10.77.0.13:27017", "arbiterOnly": True}
     assert rs["settings"]["electionTimeoutMillis"] == 10000
+    assert rs["settings"]["chainingAllowed"] is False  # no secondary hangs off another one
     conf = yaml.safe_load(files(tree, "arb1", "/etc/mongod.conf"))
     assert conf["replication"]["replSetName"] == "rs0"
     assert conf["net"]["bindIp"] == "127.0.0.1,10.77.0.13"
@@ -189,6 +198,38 @@ def test_keepalived_replaces_pacemaker_vip() -> None:
     assert "priority 140" in conf
     assert "vip-internal" not in files(tree, "ctl1", "/etc/hastack/cib.xml")
     assert "/etc/keepalived/keepalived.conf" not in render_all(load_spec(THREE), secrets_for(spec))["ctl1"]
+
+
+def test_keepalived_quorum_gates_vrrp_on_corosync_and_keeps_fencing() -> None:
+    spec = variant(vip_manager="keepalived-quorum")
+    tree = render_all(spec, secrets_for(spec))
+    conf = files(tree, "ctl1", "/etc/keepalived/keepalived.conf")
+    script = conf.split("vrrp_script chk_quorum {", 1)[1].split("}", 1)[0]
+    assert '"/usr/sbin/corosync-quorumtool -s"' in script and "fall 1" in script
+    tracked = conf.split("track_script {", 1)[1].split("}", 1)[0].split()
+    assert tracked == ["chk_haproxy", "chk_quorum"]
+    assert "advert_int 1\n" in conf  # the default profile's advert
+    cib = build_cib(spec)
+    ids = {p.get("id") for p in cib.iter("primitive")}
+    assert not any(i.startswith("vip-") for i in ids)  # keepalived moves the address
+    assert {"haproxy", "fence-ctl1", "fence-ctl2", "fence-ctl3"} <= ids
+    props = {nv.get("name"): nv.get("value") for nv in cib.iter("nvpair")}
+    assert props["stonith-enabled"] == "true"
+    assert "/etc/corosync/corosync.conf" in tree["ctl1"]
+    # VRRP alone has no quorum to ask.
+    alone = variant(vip_manager="keepalived", waivers=[{"code": "HA120", "reason": "operator prefers VRRP"}])
+    assert "chk_quorum" not in files(render_all(alone, secrets_for(alone)), "ctl1", "/etc/keepalived/keepalived.conf")
+
+
+def test_deploy_phases_follow_the_vip_manager() -> None:
+    def keys(manager: str) -> list[str]:
+        return [p.key for p in phases(variant(vip_manager=manager))]
+
+    assert keys("pacemaker")[-1] == "cib" and "keepalived" not in keys("pacemaker")
+    assert "corosync" not in keys("keepalived") and "cib" not in keys("keepalived")
+    hybrid = keys("keepalived-quorum")
+    # Quorum before the CIB (haproxy and fencing), keepalived last: its quorum check needs corosync.
+    assert hybrid.index("corosync") < hybrid.index("cib") < hybrid.index("keepalived") == len(hybrid) - 1
 
 
 def test_cib_constraints() -> None:

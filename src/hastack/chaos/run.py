@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from hastack.chaos.checker import Judgement, judge
 from hastack.chaos.history import History
@@ -217,7 +218,8 @@ def _run_on(spec: Spec, access: Access, host: str, command: str, timeout: float 
     asyncio.run(go())
 
 
-def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progress: Progress) -> RunReport:
+def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progress: Progress, *,
+        keep_history: Path | None = None) -> RunReport:
     ok, facts = _healthy(spec, secrets, access)
     if not ok:
         raise ChaosError("not every cluster is healthy: a fault on a sick cluster proves nothing "
@@ -280,6 +282,9 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
             errlog.seek(0)
             raise ChaosError(f"the workload reported no history: {errlog.read()[-2000:] or 'no answer'}")
         history = History.model_validate_json(line)
+        if keep_history is not None:  # the evidence behind every number of the report, fault time included
+            keep_history.write_text(json.dumps({"scenario": scenario.name, "target": host, "fault_at": fault_at,
+                                                "healed_at": healed_at, "history": history.model_dump(mode="json")}))
     finally:
         if proc.poll() is None:  # a run cut short: let the workload clean up its rows and queue, bounded
             with contextlib.suppress(OSError, ValueError):

@@ -147,6 +147,23 @@ def keepalived_split(spec: Spec) -> Iterator[Hit]:
         yield Hit("vip", "VIP moved by VRRP, without fencing")
 
 
+@rule("HA122", INFO, "VRRP moves the VIP ahead of fencing",
+      why="""With keepalived-quorum a backup takes the VIP after a few missed
+      adverts (sub-second), before corosync has a new membership and before
+      the old holder is fenced. A host crash costs well under a second; but
+      if only the VRRP adverts are lost while clients still reach both nodes,
+      both answer for the VIP until corosync sees the split and the cut-off
+      node drops it (its quorum check) or is fenced: up to the corosync
+      failover time plus one second.""",
+      fix="Keep VRRP on the management network the clients use, so losing it means losing the clients too; "
+          "choose vip_manager: pacemaker where two holders for a second are worse than a slower failover.")
+def vrrp_ahead_of_fencing(spec: Spec) -> Iterator[Hit]:
+    if spec.vip_manager is VipManager.KEEPALIVED_QUORUM:
+        t = spec.timing
+        yield Hit("vip", f"VRRP failover ~{t.keepalived_failover_ms()} ms; quorum loss seen after "
+                         f"~{t.corosync_failover_ms(_voters(spec)) + 1000} ms")
+
+
 @rule("HA121", E, "haproxy on fewer than two nodes",
       why="The VIP can only move to a node that runs haproxy; with one such node the VIP has nowhere to go.",
       fix="Run haproxy on at least two nodes (haproxy.nodes).")

@@ -7,6 +7,7 @@ hides values keeps them out of logs and tracebacks.
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets as _random
 import string
 from collections.abc import Callable, Iterator, Mapping
@@ -98,3 +99,36 @@ def complete(spec: Spec, existing: Mapping[str, str]) -> tuple[Secrets, tuple[st
             values[key] = generate()
             added.append(key)
     return Secrets(values), tuple(added)
+
+
+# On every host, so a deploy can tell whether it holds the secrets the cluster runs with.
+FINGERPRINTS_PATH = "/etc/hastack/secrets.fingerprints"
+
+
+def fingerprints(secrets: Mapping[str, str]) -> dict[str, str]:
+    """A short digest per secret: enough to tell two values apart, nothing to recover one
+    from (every value is generated with at least 128 random bits)."""
+    return {k: hashlib.sha256(f"hastack-fingerprint\0{k}\0{v}".encode()).hexdigest()[:16]
+            for k, v in sorted(secrets.items())}
+
+
+def fingerprints_text(secrets: Mapping[str, str]) -> str:
+    head = "# Rendered by hastack: which secrets this host was deployed with (digests, not values).\n"
+    return head + "".join(f"{k} {d}\n" for k, d in fingerprints(secrets).items())
+
+
+def parse_fingerprints(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        name, _, digest = line.strip().partition(" ")
+        if name and digest and not name.startswith("#"):
+            out[name] = digest.strip()
+    return out
+
+
+def conflicting(live: Mapping[str, str], desired: Mapping[str, str]) -> tuple[str, ...]:
+    """Secrets a host runs with that the deploy would replace by another value.
+
+    A secret only one side has is no conflict: a new component adds one.
+    """
+    return tuple(sorted(k for k in live.keys() & desired.keys() if live[k] != desired[k]))

@@ -31,7 +31,7 @@ def phases(spec: Spec) -> tuple[Phase, ...]:
     galera = names(spec.galera_nodes()) if spec.galera.enabled else ()
     if galera:
         out.append(Phase("agent", galera, "install the hastack agent (galera health for haproxy)"))
-    if spec.vip_manager is VipManager.PACEMAKER:
+    if spec.vip_manager.runs_pacemaker:
         out.append(Phase("corosync", names(spec.corosync_nodes()),
                          "start corosync and pacemaker; wait for quorum with every member"))
     if galera:
@@ -51,6 +51,11 @@ def phases(spec: Spec) -> tuple[Phase, ...]:
     if spec.vip_manager is VipManager.PACEMAKER:
         out.append(Phase("cib", names(spec.corosync_nodes())[:1],
                          "load the CIB (VIP, haproxy clone, fencing, constraints); wait for the VIP"))
-    else:
-        out.append(Phase("keepalived", names(spec.haproxy_nodes()), "start haproxy and keepalived"))
+    elif spec.vip_manager.runs_pacemaker:
+        out.append(Phase("cib", names(spec.corosync_nodes())[:1],
+                         "load the CIB (haproxy clone, fencing); wait for haproxy on every haproxy node"))
+    if spec.vip_manager.runs_keepalived:
+        started = "" if spec.vip_manager.runs_pacemaker else "haproxy and "
+        out.append(Phase("keepalived", names(spec.haproxy_nodes()),
+                         f"start {started}keepalived; wait for one holder of each VIP"))
     return tuple(out)

@@ -24,15 +24,19 @@ import pymongo.errors
 from hastack.components.corosync import QUORUM_CMD, parse_quorum
 from hastack.components.galera import STATUS_SQL, GaleraState, parse_wsrep_text
 from hastack.components.mongodb import ReplSet, parse_replset_status
+from hastack.components.network import ADDR_CMD, parse_addresses
 from hastack.components.pacemaker import parse_crm_mon
 from hastack.components.rabbitmq import CLUSTER_CMD, parse_cluster_status
-from hastack.credentials.model import Secrets
+from hastack.credentials.model import FINGERPRINTS_PATH, Secrets, conflicting, fingerprints_text, parse_fingerprints
 from hastack.deploy import bundle as agent_bundle
 from hastack.deploy.plan import Phase, phases
 from hastack.hosts.files import Change
 from hastack.hosts.ssh import HostError, SshHost
+from hastack.recovery.mongodb import with_settings
 from hastack.render.files import RenderedFile, Tree
 from hastack.render.galera import GARBD, GARBD_DROPIN
+from hastack.render.mongodb import PORT as MONGO_PORT
+from hastack.render.pacemaker import managed_vips
 from hastack.spec.model import Spec
 
 T = TypeVar("T")
@@ -133,6 +137,8 @@ class Deployer:
         return self.report
 
     async def phase_files(self, phase: Phase) -> None:
+        await self.refuse_other_secrets(phase.hosts)
+
         async def push(host: str) -> None:
             files = self.tree.get(host, {})
             await self.ensure_users(host, files.values())
@@ -150,6 +156,24 @@ class Deployer:
                 await self.h(host).run(["systemctl", "disable", "--quiet", unit], check=False)
 
         await self.gather([push(h) for h in phase.hosts])
+
+    async def refuse_other_secrets(self, hosts: Iterable[str]) -> None:
+        """Nothing is pushed when a host runs with other secrets than this deploy's: a new
+        cookie, authkey or SST password would cut it off from its clusters (a spec copied
+        somewhere else gets a new NAME.secrets.yaml)."""
+        desired = parse_fingerprints(fingerprints_text(self.secrets))
+        hosts = list(hosts)
+        lives = await self.gather([self.h(h).run(["cat", FINGERPRINTS_PATH], check=False) for h in hosts])
+        clashes = {h: c for h, live in zip(hosts, lives, strict=True)
+                   if live.rc == 0 and (c := conflicting(parse_fingerprints(live.stdout), desired))}
+        if clashes:
+            groups: dict[tuple[str, ...], list[str]] = {}
+            for h, c in clashes.items():
+                groups.setdefault(c, []).append(h)
+            lines = "; ".join(f"{', '.join(sorted(hs))}: {', '.join(c)}" for c, hs in groups.items())
+            raise DeployError(f"hosts run with other secrets than this deploy's. Nothing was changed. {lines}. "
+                              "Deploy with the secrets file the cluster was deployed with (NAME.secrets.yaml next "
+                              "to the spec it was deployed from); a new value on a running cluster cuts nodes off.")
 
     async def ensure_users(self, host: str, files: Iterable[RenderedFile]) -> None:
         """Users and groups that own rendered files, made as the service's package would.
@@ -256,17 +280,26 @@ class Deployer:
             await self.h(primary[0]).run(f"mariadb < {GALERA_SQL}")
             self.report.changed(primary[0], "applied galera users and databases")
         # Joiners one at a time: each SST takes the donor out of rotation while it runs.
+        synced = []
         for node in nodes:
-            if node in primary and not self.file_changed(node, "/etc/mysql/mariadb.conf.d/60-galera.cnf"):
-                continue
             st = states.get(node)
             if st is not None and st.primary and st.local_state == "Synced":
-                if self.file_changed(node, "/etc/mysql/mariadb.conf.d/60-galera.cnf") and node != primary[0]:
-                    await self.ensure_running(node, "mariadb", restart_if=True)
+                synced.append(node)
                 continue
             if node not in primary:
                 self.progress(f"galera: {node} joins (state transfer)")
                 await self.ensure_running(node, "mariadb")
+            await self.wait_synced(node)
+        # A changed my.cnf on a running node: a rolling restart, each node synced again before the
+        # next, the node the others joined last. Never the only node: that would be a full outage.
+        cnf = "/etc/mysql/mariadb.conf.d/60-galera.cnf"
+        stale = sorted((n for n in synced if self.file_changed(n, cnf)), key=lambda n: n == primary[0])
+        for node in stale:
+            if len(nodes) < 2:
+                self.report.changed(node, f"{cnf} changed: restart mariadb in a maintenance window")
+                continue
+            self.progress(f"galera: {node} restarts for its new configuration")
+            await self.ensure_running(node, "mariadb", restart_if=True)
             await self.wait_synced(node)
         for node in nodes:
             await self.h(node).run(["systemctl", "enable", "--quiet", "mariadb"])
@@ -369,6 +402,20 @@ class Deployer:
                 self.report.changed(first, f"created mongo user {MONGO_ADMIN}")
         rs = await wait_for(lambda: self.mongo_healthy(first), 180, "every mongo member healthy")
         self.progress(f"mongodb: primary {rs.primary}")
+        await self.mongo_settings(rs, json.loads(self.tree[first][REPLSET_PATH].content)["settings"])
+
+    async def mongo_settings(self, rs: ReplSet, want: dict[str, Any]) -> None:
+        """A changed timing profile reaches a running replica set: replSetReconfig through the primary."""
+        by_address = {f"{n.address}:{MONGO_PORT}": n.name for _, n in self.spec.mongo_members()}
+        primary = by_address.get(rs.primary or "")
+        if primary is None:
+            return
+        async with self.mongo(primary, admin=True) as client:
+            live = (await asyncio.to_thread(client.admin.command, "replSetGetConfig"))["config"]
+            new = with_settings(live, want)
+            if new is not None:
+                await asyncio.to_thread(client.admin.command, "replSetReconfig", new)
+                self.report.changed(primary, "replica set settings: " + ", ".join(f"{k}={v}" for k, v in want.items()))
 
     async def mongo_healthy(self, host: str) -> ReplSet | None:
         async with self.mongo(host, admin=True) as client:
@@ -389,7 +436,9 @@ class Deployer:
         live = await h.run("cibadmin --query --scope resources", check=False)
         want_ids = {el.get("id") for el in ET.fromstring(desired).iter("primitive")}
         have_ids = {el.get("id") for el in ET.fromstring(live.stdout).iter("primitive")} if live.rc == 0 else set()
-        if want_ids - have_ids or any(self.file_changed(n, CIB_PATH) for n in phase.hosts):
+        # Primitives compared both ways: a resource the spec no longer has (the VIP, when
+        # keepalived takes it over) must go even if an earlier, failed deploy already pushed the file.
+        if want_ids != have_ids or any(self.file_changed(n, CIB_PATH) for n in phase.hosts):
             await h.run(["cibadmin", "--replace", "--scope", "configuration", "--xml-pipe"],
                         input=configuration.decode())
             self.report.changed(host, "loaded the CIB configuration")
@@ -398,7 +447,7 @@ class Deployer:
             if self.file_changed(node.name, "/etc/haproxy/haproxy.cfg") and await self.active(node.name, "haproxy"):
                 await self.h(node.name).run(["systemctl", "reload", "haproxy"])
                 self.report.changed(node.name, "reloaded haproxy")
-        vips = {v.name for v in self.spec.vips}
+        vips = {v.name for v in managed_vips(self.spec)}
 
         async def placed() -> bool | None:
             mon = parse_crm_mon((await h.run("crm_mon -1 --output-as=xml", check=False)).stdout)
@@ -416,9 +465,22 @@ class Deployer:
 
     async def phase_keepalived(self, phase: Phase) -> None:
         for host in phase.hosts:
-            await self.ensure_running(host, "haproxy", restart_if=self.file_changed(host, "/etc/haproxy/haproxy.cfg"))
+            if not self.spec.vip_manager.runs_pacemaker:  # else haproxy is pacemaker's (the CIB phase)
+                await self.ensure_running(host, "haproxy",
+                                          restart_if=self.file_changed(host, "/etc/haproxy/haproxy.cfg"))
             await self.ensure_running(host, "keepalived", restart_if=self.file_changed(
                 host, "/etc/keepalived/keepalived.conf"))
+
+        async def held() -> bool | None:
+            texts = await asyncio.gather(*(self.h(n).run(ADDR_CMD, check=False) for n in phase.hosts))
+            addrs = {n: parse_addresses(t.stdout) for n, t in zip(phase.hosts, texts, strict=True) if t.rc == 0}
+            wrong = [f"{v.name} on {len(holders)} hosts" for v in self.spec.vips
+                     if len(holders := [n for n, a in addrs.items() if v.address in a]) != 1]
+            if wrong:
+                raise ValueError("; ".join(wrong))
+            return True
+
+        await wait_for(held, 60, "keepalived to give each VIP exactly one holder")
 
 
 def _grastate_has_history(text: str) -> bool:

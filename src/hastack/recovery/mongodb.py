@@ -81,3 +81,15 @@ def with_priority(config: Mapping[str, Any], member: str, priority: float) -> di
     m["priority"] = priority
     new["version"] = int(new.get("version", 1)) + 1
     return new
+
+
+def with_settings(config: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The live config with the spec's `settings` (election timeout, heartbeat) and the version bumped;
+    None when it already has them. Members and priorities stay as they are: those move by operation."""
+    live = dict(config.get("settings", {}))
+    if all(live.get(k) == v for k, v in settings.items()):
+        return None
+    new = copy.deepcopy(dict(config))
+    new["settings"] = {**live, **settings}
+    new["version"] = int(new.get("version", 1)) + 1
+    return new

@@ -8,6 +8,7 @@ from hastack.credentials.model import Secrets
 from hastack.render.agent import render_agent
 from hastack.render.corosync import render_corosync
 from hastack.render.files import RenderedFile, Tree
+from hastack.render.fingerprints import render_fingerprints
 from hastack.render.galera import render_galera
 from hastack.render.haproxy import render_haproxy
 from hastack.render.keepalived import render_keepalived
@@ -31,6 +32,7 @@ RENDERERS: dict[str, Renderer] = {
     "keepalived": render_keepalived,
     "openstack": render_openstack,
     "agent": render_agent,
+    "fingerprints": render_fingerprints,
 }
 
 

@@ -1,4 +1,4 @@
-"""keepalived.conf: VRRP (unicast, no preemption) for users who do not want pacemaker."""
+"""keepalived.conf: VRRP (unicast, no preemption), alone or gated by corosync's quorum."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def router_id(cluster: str, vip: str) -> int:
 
 
 def render_keepalived(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
-    if spec.vip_manager is not VipManager.KEEPALIVED:
+    if not spec.vip_manager.runs_keepalived:
         return {}
     nodes = spec.haproxy_nodes()
     vips = [VrrpVip(v.name, str(v.address), router_id(spec.cluster, v.name)) for v in spec.vips]
@@ -37,6 +37,7 @@ def render_keepalived(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFi
         conf = render(
             "keepalived.conf.j2",
             cluster=spec.cluster,
+            quorum=spec.vip_manager is VipManager.KEEPALIVED_QUORUM,
             node=node,
             vips=vips,
             priority=150 - 10 * i,

@@ -73,8 +73,27 @@ class Vip(Frozen):
 
 
 class VipManager(StrEnum):
+    """Who moves the VIPs.
+
+    pacemaker: IPaddr2 in the CIB; a VIP moves only after its old holder is
+    fenced (never two holders), seconds after a crash (corosync's failover).
+    keepalived: VRRP alone; sub-second, but no quorum and no fencing.
+    keepalived-quorum: VRRP moves the address (sub-second) and only a node in
+    corosync's quorate partition may hold it; pacemaker still runs haproxy
+    and fences every node that leaves the membership.
+    """
+
     PACEMAKER = "pacemaker"
     KEEPALIVED = "keepalived"
+    KEEPALIVED_QUORUM = "keepalived-quorum"
+
+    @property
+    def runs_pacemaker(self) -> bool:
+        return self is not VipManager.KEEPALIVED
+
+    @property
+    def runs_keepalived(self) -> bool:
+        return self is not VipManager.PACEMAKER
 
 
 class Corosync(Frozen):

@@ -20,7 +20,10 @@ ProfileName = Literal["default", "fast"]
 #   a check slower than galera's own 5 s failover would be the bottleneck.
 # - fast: measured on a 2-core lab (ANCHORS.md): token 1000 + coefficient 0
 #   gave ~3.3 s VIP failover, keepalived 0.1 s ~0.4 s, evs suspect 1 s caused
-#   false suspicion under CPU load 1 run in 5, so galera stays at 2 s here.
+#   false suspicion under CPU load 1 run in 5; 1.5 s did not in any chaos run
+#   and puts database writes back ~2 s after a host crash. mongo 1000/250 ms
+#   elects in ~1.2 s. Clients give up on a silent socket after 1 s: a longer
+#   wait on a dead host hides the whole failover behind it.
 PROFILES: dict[str, dict[str, Any]] = {
     "default": {
         "corosync_token_ms": 3000,
@@ -37,6 +40,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "mongo_heartbeat_ms": 2000,
         "rabbit_net_ticktime_s": 60,
         "keepalived_advert_ms": 1000,
+        "client_timeout_ms": 3000,
     },
     "fast": {
         "corosync_token_ms": 1000,
@@ -46,13 +50,14 @@ PROFILES: dict[str, dict[str, Any]] = {
         "haproxy_inter_ms": 200,
         "haproxy_rise": 2,
         "haproxy_fall": 2,
-        "galera_keepalive_ms": 500,
-        "galera_suspect_ms": 2000,
+        "galera_keepalive_ms": 400,
+        "galera_suspect_ms": 1500,
         "galera_inactive_ms": 4000,
-        "mongo_election_timeout_ms": 2000,
-        "mongo_heartbeat_ms": 500,
+        "mongo_election_timeout_ms": 1000,
+        "mongo_heartbeat_ms": 250,
         "rabbit_net_ticktime_s": 15,
         "keepalived_advert_ms": 100,
+        "client_timeout_ms": 1000,
     },
 }
 
@@ -76,6 +81,10 @@ class Timing(BaseModel):
     mongo_heartbeat_ms: int = Field(ge=100, le=60_000)
     rabbit_net_ticktime_s: int = Field(ge=1, le=3600)
     keepalived_advert_ms: int = Field(ge=10, le=255_000)
+    # How long a client waits on one database or mongo operation before it gives up and
+    # reconnects (hastack's own workload and probes): a client stuck on a dead host's socket
+    # sees none of the failover until this runs out.
+    client_timeout_ms: int = Field(ge=100, le=600_000)
 
     @model_validator(mode="before")
     @classmethod

@@ -17,7 +17,7 @@ from hastack.credentials.model import Secrets
 from hastack.deploy.run import MONGO_ADMIN
 from hastack.hosts.fleet import Access, reachable
 from hastack.hosts.ssh import HostError, SshHost
-from hastack.spec.model import Spec, VipManager
+from hastack.spec.model import Spec
 from hastack.status.model import Facts
 
 T = TypeVar("T")
@@ -79,7 +79,7 @@ async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreac
         res = await h.run(cmd, check=False, timeout=PROBE_TIMEOUT)
         return res.stdout if res.rc == 0 else None
 
-    cor = on([n.name for n in spec.corosync_nodes()]) if spec.vip_manager is VipManager.PACEMAKER else []
+    cor = on([n.name for n in spec.corosync_nodes()]) if spec.vip_manager.runs_pacemaker else []
     gal = on([n.name for n in spec.galera_nodes()]) if spec.galera.enabled else []
     rab = on([n.name for n in spec.rabbit_nodes()]) if spec.rabbitmq.enabled else []
     mon = on([n.name for _, n in spec.mongo_members()]) if spec.mongodb.enabled else []

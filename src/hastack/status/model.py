@@ -12,7 +12,7 @@ from hastack.components.haproxy import ServerState
 from hastack.components.mongodb import ReplSet
 from hastack.components.pacemaker import PacemakerState
 from hastack.components.rabbitmq import QuorumQueue, RabbitCluster
-from hastack.spec.model import Spec, VipManager
+from hastack.spec.model import Spec
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def _row(component: str, summary: str, problems: list[str], notes: list[str] | N
 
 def verdict(spec: Spec, f: Facts) -> tuple[Row, ...]:
     rows = [_hosts(spec, f)]
-    if spec.vip_manager is VipManager.PACEMAKER:
+    if spec.vip_manager.runs_pacemaker:
         rows += [_corosync(spec, f), _pacemaker(spec, f)]
     rows.append(_vips(spec, f))
     if spec.galera.enabled and spec.galera_nodes():
@@ -248,7 +248,7 @@ class HostView:
 
 
 def host_view(spec: Spec, f: Facts) -> tuple[HostView, ...]:
-    cor = {n.name for n in spec.corosync_nodes()} if spec.vip_manager is VipManager.PACEMAKER else set()
+    cor = {n.name for n in spec.corosync_nodes()} if spec.vip_manager.runs_pacemaker else set()
     members = set(f.quorum.names) if f.quorum else set()
     pm_nodes = {n.name: n for n in f.pacemaker.nodes} if f.pacemaker else {}
     gal = {n.name for n in spec.galera_nodes()} if spec.galera.enabled else set()

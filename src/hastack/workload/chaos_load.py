@@ -99,9 +99,10 @@ class Load:
 
 # -- db ----------------------------------------------------------------------
 
-def _mysql(t: ChaosTarget, host: str, timeout: float = 2.0) -> Any:
+def _mysql(t: ChaosTarget, host: str, timeout: float | None = None) -> Any:
     import pymysql
 
+    timeout = timeout or t.client_timeout_s
     return pymysql.connect(host=host, port=3306, user=PROBE_USER, password=t.galera_password, database=PROBE_DB,
                            connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout, autocommit=True)
 
@@ -263,14 +264,16 @@ def _mongo(t: ChaosTarget) -> Any:
     hosts = ",".join(f"{a}:{MONGO_PORT}" for a in t.mongo_members.values())
     return pymongo.MongoClient(f"mongodb://{hosts}/?replicaSet={t.mongo_replset}", username=t.mongo_user,
                                password=t.mongo_password, authSource="admin", serverSelectionTimeoutMS=2000,
-                               socketTimeoutMS=3000, connectTimeoutMS=1000, retryWrites=False)
+                               socketTimeoutMS=int(t.client_timeout_s * 1000), connectTimeoutMS=1000,
+                               retryWrites=False)
 
 
 def mongo_writer(load: Load) -> None:
     from pymongo.write_concern import WriteConcern
 
     client = _mongo(load.t)
-    coll = client["hastack"].get_collection("chaos", write_concern=WriteConcern(w="majority", wtimeout=3000))
+    coll = client["hastack"].get_collection("chaos", write_concern=WriteConcern(w="majority",
+                                                                         wtimeout=int(load.t.client_timeout_s * 1000)))
     try:  # the driver finds the new primary itself: nothing to reset
         load.keyed(MONGO, lambda key: coll.insert_one({"_id": key, "run": load.t.run}), lambda: None)
     finally:

@@ -49,11 +49,12 @@ class Target(BaseModel):
     mongo_replset: str = ""
     mongo_user: str = ""
     mongo_password: str = ""
+    client_timeout_s: float = 3.0  # one database or mongo operation (timing.client_timeout_ms)
 
 
 def target(spec: Spec, secrets: dict[str, str] | Any, mongo_user: str) -> Target:
     vip = str(spec.vips[0].address)
-    kw: dict[str, Any] = {"vip": vip}
+    kw: dict[str, Any] = {"vip": vip, "client_timeout_s": spec.timing.client_timeout_ms / 1000}
     if spec.galera.enabled and spec.galera_nodes():
         kw |= {"galera_nodes": {n.name: str(n.address) for n in spec.galera_nodes()},
                "galera_password": secrets["galera_probe_password"]}
