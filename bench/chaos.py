@@ -96,6 +96,9 @@ def main() -> int:
                         seen = {s["stream"]: s["rto_s"] for s in report["judgement"]["streams"]}
                         print(f"{profile:<22} {scenario:<14} run {i + 1}: ok={report['ok']} healed "
                               f"{report['healed_s']} s gaps {seen}", flush=True)
+                        for inv in report["judgement"]["invariants"]:
+                            if not inv["ok"]:
+                                print(f"    broken: {inv['name']}: {inv['detail']}", flush=True)
                         # The next run needs a healthy cluster; `chaos` refuses otherwise.
                         wait_healthy(spec, 300)
             finally:

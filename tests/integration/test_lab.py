@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from hastack.credentials.store import secrets_path
 from hastack.lab.layout import layout
 from hastack.lab.runtime import LabDirs, load_state
 from hastack.spec.load import load_spec
@@ -165,6 +167,37 @@ def test_deploy_with_other_secrets_refuses_and_changes_nothing(lab: Path, tmp_pa
     assert "rabbitmq_erlang_cookie" in res.stdout + res.stderr  # it names what differs
     rc, report = cli_json("deploy", str(lab))  # the cluster still runs with, and on, its own secrets
     assert rc == 0 and report["changed"] is False, report["changes"]
+
+
+def test_a_timing_change_reloads_corosync_without_restarting_it(lab: Path) -> None:
+    spec = load_spec(lab)
+    dirs = LabDirs.of(spec.cluster)
+    voters = spec.corosync_nodes()
+
+    def pids() -> dict[str, str]:
+        return {n.name: ssh(dirs, str(n.address), "pidof corosync pacemakerd").stdout.strip() for n in voters}
+
+    def runtime_token() -> set[str]:
+        cmd = "corosync-cmapctl -g runtime.config.totem.token"
+        return {ssh(dirs, str(n.address), cmd).stdout.rsplit("=", 1)[-1].strip() for n in voters}
+
+    before = pids()
+    data = yaml.safe_load(lab.read_text())
+    data["timing"]["corosync_token_ms"] = spec.timing.corosync_token_ms + 500
+    retimed = lab.with_name("retimed.yaml")
+    retimed.write_text(yaml.safe_dump(data, sort_keys=False))
+    shutil.copy2(secrets_path(lab), secrets_path(retimed))  # the same cluster, the same secrets
+    try:
+        for target in (retimed, lab):  # there and back
+            rc, report = cli_json("deploy", str(target))
+            assert rc == 0 and any("reloaded corosync.conf" in c for c in report["changes"]), report["changes"]
+            want = load_spec(target).timing.effective_token_ms(len(voters))
+            assert runtime_token() == {str(want)}
+            assert pids() == before  # neither corosync nor pacemaker restarted anywhere
+        wait_healthy(lab, 120)
+    finally:
+        retimed.unlink()
+        secrets_path(retimed).unlink(missing_ok=True)
 
 
 def test_fencing_powers_a_host_off_and_it_rejoins(lab: Path, case: Case) -> None:

@@ -17,8 +17,8 @@ from hastack.credentials.model import (
     parse_fingerprints,
     required,
 )
-from hastack.render import render_all
 from hastack.credentials.store import SecretsError, load_or_create, secrets_path
+from hastack.render import render_all
 from hastack.spec.load import load_spec
 from tests.helpers import THREE
 

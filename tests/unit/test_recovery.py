@@ -223,3 +223,24 @@ def test_mongo_settings_follow_the_spec_but_leave_members_alone() -> None:
     assert new["members"] == config["members"]  # a priority moved by `hastack mongo priority` stays
     assert config["settings"]["electionTimeoutMillis"] == 10000  # the live config is not touched
     assert mongodb.with_settings(new, want) is None  # nothing to change: no reconfig
+
+
+def test_mongo_member_replaced_one_voting_change_at_a_time() -> None:
+    live: dict[str, Any] = {"_id": "rs0", "version": 4, "members": [
+        {"_id": 0, "host": "10.0.0.1:27017", "priority": 2}, {"_id": 1, "host": "10.0.0.2:27017", "priority": 1},
+        {"_id": 2, "host": "10.0.0.3:27017", "priority": 1}]}
+    # ctl3 died for good; the spec now names ctl4 in its place.
+    desired = [{"_id": 0, "host": "10.0.0.1:27017", "priority": 2}, {"_id": 1, "host": "10.0.0.2:27017", "priority": 1},
+               {"_id": 2, "host": "10.0.0.4:27017", "priority": 1}]
+    first = mongodb.next_membership_step(live, desired, "10.0.0.1:27017")
+    assert first is not None and first[0] == "removed 10.0.0.3:27017"
+    assert [m["host"] for m in first[1]["members"]] == ["10.0.0.1:27017", "10.0.0.2:27017"]
+    assert first[1]["version"] == 5
+    second = mongodb.next_membership_step(first[1], desired, "10.0.0.1:27017")
+    assert second is not None and second[0] == "added 10.0.0.4:27017"
+    added = second[1]["members"][-1]
+    assert added == {"_id": 3, "host": "10.0.0.4:27017", "priority": 1}  # a fresh _id, never a reused one
+    assert mongodb.next_membership_step(second[1], desired, "10.0.0.1:27017") is None
+    # The primary is never dropped from under the set: step it down first.
+    with pytest.raises(mongodb.MembershipError, match="primary"):
+        mongodb.next_membership_step(live, desired, "10.0.0.3:27017")

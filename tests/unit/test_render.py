@@ -210,7 +210,7 @@ def test_keepalived_quorum_gates_vrrp_on_corosync_and_keeps_fencing() -> None:
     assert tracked == ["chk_haproxy", "chk_quorum"]
     assert "advert_int 1\n" in conf  # the default profile's advert
     cib = build_cib(spec)
-    ids = {p.get("id") for p in cib.iter("primitive")}
+    ids = {p.get("id", "") for p in cib.iter("primitive")}
     assert not any(i.startswith("vip-") for i in ids)  # keepalived moves the address
     assert {"haproxy", "fence-ctl1", "fence-ctl2", "fence-ctl3"} <= ids
     props = {nv.get("name"): nv.get("value") for nv in cib.iter("nvpair")}

@@ -73,3 +73,91 @@ def parse_links(text: str) -> tuple[LinkState, ...]:
         if m and link >= 0 and "localhost" not in m.group(2):
             out.append(LinkState(int(m.group(1)), link, m.group(2).strip().startswith("connected")))
     return tuple(out)
+
+
+# -- corosync.conf: what a change needs (reload or restart) ---------------------------------
+
+Section = dict[str, "str | list[Section]"]
+
+# totem keys that corosync reads once at start (and that every node must share): a change
+# needs corosync restarted everywhere. Timeouts (token, consensus, ...) reload at runtime.
+TOTEM_RESTART_KEYS = frozenset({"version", "cluster_name", "transport", "crypto_cipher", "crypto_hash",
+                                "crypto_model", "keyfile", "secauth", "ip_version", "link_mode"})
+
+
+def parse_conf(text: str) -> Section:
+    """corosync.conf as nested sections; a section name may repeat (node, interface): lists."""
+    root: Section = {}
+    stack = [root]
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.endswith("{"):
+            child: Section = {}
+            name = line[:-1].strip()
+            siblings = stack[-1].setdefault(name, [])
+            assert isinstance(siblings, list), f"{name} is both a key and a section"
+            siblings.append(child)
+            stack.append(child)
+        elif line == "}":
+            if len(stack) == 1:
+                raise ValueError("unbalanced '}' in corosync.conf")
+            stack.pop()
+        else:
+            key, _, value = line.partition(":")
+            stack[-1][key.strip()] = value.strip()
+    if len(stack) != 1:
+        raise ValueError("unclosed section in corosync.conf")
+    return root
+
+
+def section(conf: Section, name: str) -> Section:
+    found = conf.get(name, [])
+    return found[0] if isinstance(found, list) and found else {}
+
+
+def node_sections(conf: Section) -> dict[str, Section]:
+    found = section(conf, "nodelist").get("node", [])
+    return {str(n.get("nodeid", "")): n for n in found} if isinstance(found, list) else {}
+
+
+def _addrs(node: Section) -> dict[str, object]:
+    return {k: v for k, v in node.items() if k.endswith("_addr")}
+
+
+@dataclass(frozen=True)
+class ConfChange:
+    kind: str  # "none", "reload" (corosync-cfgtool -R) or "restart" (every node)
+    reason: str
+
+
+def conf_change(old: str, new: str) -> ConfChange:
+    """What moving a running cluster from `old` to `new` corosync.conf takes.
+
+    Reloadable: totem timeouts, nodes added or removed, quorum and logging
+    settings (corosync 3 with knet). Not: the keys in TOTEM_RESTART_KEYS, the
+    link interfaces, and a node that keeps its id but changes an address.
+    """
+    a, b = parse_conf(old), parse_conf(new)
+    if a == b:
+        return ConfChange("none", "same configuration")
+    ta, tb = section(a, "totem"), section(b, "totem")
+    moved = sorted(k for k in TOTEM_RESTART_KEYS if ta.get(k) != tb.get(k))
+    if moved:
+        return ConfChange("restart", "totem " + ", ".join(moved) + " cannot change at runtime")
+    if ta.get("interface") != tb.get("interface"):
+        return ConfChange("restart", "the links (totem interface sections) changed")
+    na, nb = node_sections(a), node_sections(b)
+    readdressed = sorted(str(nb[i].get("name", i)) for i in na.keys() & nb.keys() if _addrs(na[i]) != _addrs(nb[i]))
+    if readdressed:
+        return ConfChange("restart", "node addresses changed: " + ", ".join(readdressed))
+    parts = []
+    if na.keys() != nb.keys():
+        parts.append(f"members {len(na)} -> {len(nb)}")
+    changed = sorted(k for k in (ta.keys() | tb.keys()) - {"interface"} if ta.get(k) != tb.get(k))
+    if changed:
+        parts.append("totem " + ", ".join(changed))
+    if section(a, "quorum") != section(b, "quorum"):
+        parts.append("quorum settings")
+    return ConfChange("reload", "; ".join(parts) or "logging settings")

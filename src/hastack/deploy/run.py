@@ -21,7 +21,7 @@ import asyncssh
 import pymongo
 import pymongo.errors
 
-from hastack.components.corosync import QUORUM_CMD, parse_quorum
+from hastack.components.corosync import QUORUM_CMD, conf_change, parse_quorum
 from hastack.components.galera import STATUS_SQL, GaleraState, parse_wsrep_text
 from hastack.components.mongodb import ReplSet, parse_replset_status
 from hastack.components.network import ADDR_CMD, parse_addresses
@@ -32,13 +32,15 @@ from hastack.deploy import bundle as agent_bundle
 from hastack.deploy.plan import Phase, phases
 from hastack.hosts.files import Change
 from hastack.hosts.ssh import HostError, SshHost
-from hastack.recovery.mongodb import with_settings
+from hastack.recovery.mongodb import MembershipError, next_membership_step, with_settings
 from hastack.render.files import RenderedFile, Tree
 from hastack.render.galera import GARBD, GARBD_DROPIN
 from hastack.render.mongodb import PORT as MONGO_PORT
 from hastack.render.pacemaker import managed_vips
 from hastack.spec.model import Spec
 
+COROSYNC_CONF = "/etc/corosync/corosync.conf"
+COROSYNC_AUTHKEY = "/etc/corosync/authkey"
 T = TypeVar("T")
 Progress = Callable[[str], None]
 
@@ -90,6 +92,7 @@ class Deployer:
         self.progress = progress
         self.report = Report()
         self.pushed: dict[str, dict[str, Change]] = {}
+        self.before: dict[str, dict[str, str]] = {}  # host -> path -> content before this deploy
 
     # -- helpers -----------------------------------------------------------------------------------
     def h(self, name: str) -> SshHost:
@@ -141,6 +144,11 @@ class Deployer:
 
         async def push(host: str) -> None:
             files = self.tree.get(host, {})
+            # Kept to decide how a change is applied: corosync reloads some changes, restarts for others.
+            if COROSYNC_CONF in files:
+                old = await self.h(host).run(["cat", COROSYNC_CONF], check=False)
+                if old.rc == 0:
+                    self.before.setdefault(host, {})[COROSYNC_CONF] = old.stdout
             await self.ensure_users(host, files.values())
             changes: dict[str, Change] = {}
             for path, f in sorted(files.items()):
@@ -214,9 +222,27 @@ class Deployer:
         await self.gather([install(h) for h in phase.hosts])
 
     async def phase_corosync(self, phase: Phase) -> None:
+        running = dict(zip(phase.hosts, await self.gather([self.active(h, "corosync") for h in phase.hosts]),
+                           strict=True))
+        new_conf = {h: self.tree[h][COROSYNC_CONF].content.decode() for h in phase.hosts}
+        changes = {h: conf_change(self.before.get(h, {}).get(COROSYNC_CONF, ""), new_conf[h])
+                   for h in phase.hosts if running[h] and self.file_changed(h, COROSYNC_CONF)}
+        restart = {h for h, c in changes.items() if c.kind == "restart"}
+        restart |= {h for h in phase.hosts if running[h] and self.file_changed(h, COROSYNC_AUTHKEY)}
+        reload = [h for h, c in changes.items() if c.kind == "reload" and h not in restart]
+        if reload:
+            # Every running node has the new file already (the files phase): one call reloads them all,
+            # before a new member starts, so the others know it when it knocks. Pacemaker keeps running.
+            why = changes[reload[0]].reason
+            self.progress(f"corosync: reloading the configuration on every node ({why})")
+            await self.h(reload[0]).run(["corosync-cfgtool", "-R"])
+            self.report.changed(reload[0], f"reloaded corosync.conf on every node ({why})")
+        for h in sorted(restart):
+            why = changes[h].reason if h in changes else "a new authkey"
+            self.progress(f"corosync: {h} restarts ({why})")
+
         async def start(host: str) -> None:
-            changed = self.file_changed(host, "/etc/corosync/corosync.conf", "/etc/corosync/authkey")
-            await self.ensure_running(host, "corosync", restart_if=changed)
+            await self.ensure_running(host, "corosync", restart_if=host in restart)
             await self.ensure_running(host, "pacemaker")
 
         await self.gather([start(h) for h in phase.hosts])
@@ -375,14 +401,21 @@ class Deployer:
         members = [n.name for _, n in self.spec.mongo_members()]
         await self.gather([self.ensure_running(h, "mongod", restart_if=self.file_changed(
             h, "/etc/mongod.conf", "/etc/mongodb/keyfile")) for h in phase.hosts])
-        first = members[0]
 
         async def answers(host: str) -> None:
             async with self.mongo(host) as client:
                 await wait_for(lambda: asyncio.to_thread(client.admin.command, "ping"), 60, f"mongod on {host}")
 
+        async def setup_state(host: str) -> str:
+            async with self.mongo(host) as client:
+                return await asyncio.to_thread(_mongo_setup_state, client)
+
         # replSetInitiate checks that every member answers: wait for all first.
         await self.gather([answers(h) for h in phase.hosts])
+        # A new member (one added or replacing a dead one) is uninitiated too: the set is set up
+        # through a member that already belongs to it, never initiated a second time.
+        states = dict(zip(members, await self.gather([setup_state(h) for h in members]), strict=True))
+        first = next((h for h in members if states[h] != "uninitiated"), members[0])
         async with self.mongo(first) as client:
             cmd = client.admin.command
             state = await asyncio.to_thread(_mongo_setup_state, client)
@@ -400,9 +433,40 @@ class Deployer:
                 await asyncio.to_thread(cmd, "createUser", MONGO_ADMIN, pwd=self.secrets["mongodb_admin_password"],
                                         roles=[{"role": "root", "db": "admin"}])
                 self.report.changed(first, f"created mongo user {MONGO_ADMIN}")
-        rs = await wait_for(lambda: self.mongo_healthy(first), 180, "every mongo member healthy")
+        document = json.loads(self.tree[first][REPLSET_PATH].content)
+        rs = await wait_for(lambda: self.mongo_primary(first), 180, "a mongo primary")
+        await self.mongo_settings(rs, document["settings"])
+        await self.mongo_membership(first, document["members"])
+        rs = await wait_for(lambda: self.mongo_healthy(first), 300, "every mongo member healthy")
         self.progress(f"mongodb: primary {rs.primary}")
-        await self.mongo_settings(rs, json.loads(self.tree[first][REPLSET_PATH].content)["settings"])
+
+    async def mongo_primary(self, host: str) -> ReplSet | None:
+        async with self.mongo(host, admin=True) as client:
+            rs = parse_replset_status(await asyncio.to_thread(client.admin.command, "replSetGetStatus"))
+        return rs if rs.primary else None
+
+    async def mongo_membership(self, first: str, desired: list[dict[str, Any]]) -> None:
+        """Members the spec added or dropped reach the set: one voting change per replSetReconfig."""
+        by_address = {f"{n.address}:{MONGO_PORT}": n.name for _, n in self.spec.mongo_members()}
+
+        async def step() -> bool | None:
+            rs = await wait_for(lambda: self.mongo_primary(first), 120, "a mongo primary")
+            async with self.mongo(by_address[str(rs.primary)], admin=True) as client:
+                live = (await asyncio.to_thread(client.admin.command, "replSetGetConfig"))["config"]
+                try:
+                    change = next_membership_step(live, desired, str(rs.primary))
+                except MembershipError as exc:
+                    raise DeployError(str(exc)) from exc
+                if change is None:
+                    return True
+                what, new = change
+                self.progress(f"mongodb: {what}")
+                # Refused while the previous change is not yet on a majority: wait_for tries again.
+                await asyncio.to_thread(client.admin.command, "replSetReconfig", new)
+                self.report.changed(by_address[str(rs.primary)], f"replica set: {what}")
+                return None
+
+        await wait_for(step, 300, "the replica set to have the spec's members")
 
     async def mongo_settings(self, rs: ReplSet, want: dict[str, Any]) -> None:
         """A changed timing profile reaches a running replica set: replSetReconfig through the primary."""

@@ -9,7 +9,7 @@ document from the current one, its version bumped, checked before it is sent.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,3 +93,36 @@ def with_settings(config: Mapping[str, Any], settings: Mapping[str, Any]) -> dic
     new["settings"] = {**live, **settings}
     new["version"] = int(new.get("version", 1)) + 1
     return new
+
+
+class MembershipError(ValueError):
+    pass
+
+
+def next_membership_step(config: Mapping[str, Any], desired: Sequence[Mapping[str, Any]],
+                         primary: str) -> tuple[str, dict[str, Any]] | None:
+    """One step from the live member list towards the spec's: (what, new config), or None when there.
+
+    MongoDB takes at most one voting member added or removed per reconfig, so
+    this is called again after each step. Removals first (a replaced member
+    frees its vote before the new one takes one); never the primary itself.
+    A new member joins with priority 0 and no vote if the spec says so, else as
+    written; members it keeps are left as they are (priorities move by operation).
+    """
+    live = {str(m["host"]): m for m in config.get("members", [])}
+    want = {str(m["host"]): m for m in desired}
+    new = copy.deepcopy(dict(config))
+    new["version"] = int(new.get("version", 1)) + 1
+    for host in sorted(live.keys() - want.keys()):
+        if host == primary:
+            raise MembershipError(f"{host} is the primary and not in the spec: step it down first "
+                                "(`hastack mongo priority`), then deploy again")
+        new["members"] = [m for m in new["members"] if str(m["host"]) != host]
+        return f"removed {host}", new
+    for host in sorted(want.keys() - live.keys()):
+        member = dict(want[host])
+        # Above every _id in use and every one the spec numbers: a replaced member's id is not reused.
+        member["_id"] = max((int(m["_id"]) for m in [*new["members"], *desired]), default=-1) + 1
+        new["members"] = [*new["members"], member]
+        return f"added {host}", new
+    return None
