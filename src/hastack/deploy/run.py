@@ -445,12 +445,19 @@ class Deployer:
             rs = parse_replset_status(await asyncio.to_thread(client.admin.command, "replSetGetStatus"))
         return rs if rs.primary else None
 
+    def mongo_member_hosts(self) -> dict[str, str]:
+        """host:port as the replica set names a member -> the spec's node."""
+        return {f"{n.address}:{MONGO_PORT}": n.name for _, n in self.spec.mongo_members()}
+
     async def mongo_membership(self, first: str, desired: list[dict[str, Any]]) -> None:
         """Members the spec added or dropped reach the set: one voting change per replSetReconfig."""
-        by_address = {f"{n.address}:{MONGO_PORT}": n.name for _, n in self.spec.mongo_members()}
+        by_address = self.mongo_member_hosts()
 
         async def step() -> bool | None:
             rs = await wait_for(lambda: self.mongo_primary(first), 120, "a mongo primary")
+            if str(rs.primary) not in by_address:
+                raise DeployError(f"the mongo primary {rs.primary} is not a member in the spec: give it priority 0 "
+                                  "(`hastack mongo priority`) so another member takes over, then deploy again")
             async with self.mongo(by_address[str(rs.primary)], admin=True) as client:
                 live = (await asyncio.to_thread(client.admin.command, "replSetGetConfig"))["config"]
                 try:
@@ -470,8 +477,7 @@ class Deployer:
 
     async def mongo_settings(self, rs: ReplSet, want: dict[str, Any]) -> None:
         """A changed timing profile reaches a running replica set: replSetReconfig through the primary."""
-        by_address = {f"{n.address}:{MONGO_PORT}": n.name for _, n in self.spec.mongo_members()}
-        primary = by_address.get(rs.primary or "")
+        primary = self.mongo_member_hosts().get(rs.primary or "")
         if primary is None:
             return
         async with self.mongo(primary, admin=True) as client:

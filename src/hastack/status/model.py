@@ -115,7 +115,8 @@ def _pacemaker(spec: Spec, f: Facts) -> Row:
     placed = [f"{r.id}@{','.join(r.nodes)}" for r in pm.resources if r.active and r.clone is None
               and not r.agent.startswith("stonith")]
     dc = next((n.name for n in pm.nodes if n.is_dc), "none")
-    return _row("pacemaker", f"DC {dc}; {len(pm.online())} online; " + " ".join(placed), problems, sorted(notes))
+    summary = "; ".join([f"DC {dc}", f"{len(pm.online())} online", *([" ".join(placed)] if placed else [])])
+    return _row("pacemaker", summary, problems, sorted(notes))
 
 
 def _vips(spec: Spec, f: Facts) -> Row:
