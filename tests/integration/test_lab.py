@@ -183,7 +183,7 @@ def test_a_timing_change_reloads_corosync_without_restarting_it(lab: Path) -> No
 
     before = pids()
     data = yaml.safe_load(lab.read_text())
-    data["timing"]["corosync_token_ms"] = spec.timing.corosync_token_ms + 500
+    data.setdefault("timing", {})["corosync_token_ms"] = spec.timing.corosync_token_ms + 500  # seed has none
     retimed = lab.with_name("retimed.yaml")
     retimed.write_text(yaml.safe_dump(data, sort_keys=False))
     shutil.copy2(secrets_path(lab), secrets_path(retimed))  # the same cluster, the same secrets

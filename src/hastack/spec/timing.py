@@ -20,8 +20,9 @@ ProfileName = Literal["default", "fast"]
 #   a check slower than galera's own 5 s failover would be the bottleneck.
 # - fast: measured on a 2-core lab (ANCHORS.md): token 1000 + coefficient 0
 #   gave ~3.3 s VIP failover, keepalived 0.1 s ~0.4 s, evs suspect 1 s caused
-#   false suspicion under CPU load 1 run in 5; 1.5 s did not in any chaos run
-#   and puts database writes back ~2 s after a host crash. mongo 1000/250 ms
+#   false suspicion under CPU load 1 run in 5; 1.5 s did not in 21 chaos runs
+#   and puts database writes back ~2 s after a host crash (under 10% packet
+#   loss writes stalled 3.8 s, 1.3 s at 2 s: the price). mongo 1000/250 ms
 #   elects in ~1.2 s. Clients give up on a silent socket after 1 s: a longer
 #   wait on a dead host hides the whole failover behind it.
 PROFILES: dict[str, dict[str, Any]] = {
