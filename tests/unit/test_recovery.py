@@ -223,6 +223,10 @@ def test_mongo_settings_follow_the_spec_but_leave_members_alone() -> None:
     assert new["members"] == config["members"]  # a priority moved by `hastack mongo priority` stays
     assert config["settings"]["electionTimeoutMillis"] == 10000  # the live config is not touched
     assert mongodb.with_settings(new, want) is None  # nothing to change: no reconfig
+    # Deploy's one step at a time: the settings first, then nothing left when the members match.
+    step = mongodb.next_reconfig_step(config, want, config["members"], "10.0.0.1:27017")
+    assert step is not None and step[0].startswith("settings ") and step[1] == new
+    assert mongodb.next_reconfig_step(new, want, config["members"], "10.0.0.1:27017") is None
 
 
 def test_mongo_member_replaced_one_voting_change_at_a_time() -> None:

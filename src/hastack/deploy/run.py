@@ -27,12 +27,12 @@ from hastack.components.mongodb import ReplSet, parse_replset_status
 from hastack.components.network import ADDR_CMD, parse_addresses
 from hastack.components.pacemaker import parse_crm_mon
 from hastack.components.rabbitmq import CLUSTER_CMD, parse_cluster_status
-from hastack.credentials.model import FINGERPRINTS_PATH, Secrets, conflicting, fingerprints_text, parse_fingerprints
+from hastack.credentials.model import FINGERPRINTS_PATH, Secrets, conflicting, fingerprints, parse_fingerprints
 from hastack.deploy import bundle as agent_bundle
 from hastack.deploy.plan import Phase, phases
 from hastack.hosts.files import Change
 from hastack.hosts.ssh import HostError, SshHost
-from hastack.recovery.mongodb import MembershipError, next_membership_step, with_settings
+from hastack.recovery.mongodb import MembershipError, next_reconfig_step
 from hastack.render.files import RenderedFile, Tree
 from hastack.render.galera import GARBD, GARBD_DROPIN
 from hastack.render.mongodb import PORT as MONGO_PORT
@@ -169,7 +169,7 @@ class Deployer:
         """Nothing is pushed when a host runs with other secrets than this deploy's: a new
         cookie, authkey or SST password would cut it off from its clusters (a spec copied
         somewhere else gets a new NAME.secrets.yaml)."""
-        desired = parse_fingerprints(fingerprints_text(self.secrets))
+        desired = fingerprints(self.secrets)
         hosts = list(hosts)
         lives = await self.gather([self.h(h).run(["cat", FINGERPRINTS_PATH], check=False) for h in hosts])
         clashes = {h: c for h, live in zip(hosts, lives, strict=True)
@@ -433,10 +433,8 @@ class Deployer:
                 await asyncio.to_thread(cmd, "createUser", MONGO_ADMIN, pwd=self.secrets["mongodb_admin_password"],
                                         roles=[{"role": "root", "db": "admin"}])
                 self.report.changed(first, f"created mongo user {MONGO_ADMIN}")
-        document = json.loads(self.tree[first][REPLSET_PATH].content)
-        rs = await wait_for(lambda: self.mongo_primary(first), 180, "a mongo primary")
-        await self.mongo_settings(rs, document["settings"])
-        await self.mongo_membership(first, document["members"])
+        await wait_for(lambda: self.mongo_primary(first), 180, "a mongo primary")
+        await self.mongo_converge(first, json.loads(self.tree[first][REPLSET_PATH].content))
         rs = await wait_for(lambda: self.mongo_healthy(first), 300, "every mongo member healthy")
         self.progress(f"mongodb: primary {rs.primary}")
 
@@ -449,8 +447,9 @@ class Deployer:
         """host:port as the replica set names a member -> the spec's node."""
         return {f"{n.address}:{MONGO_PORT}": n.name for _, n in self.spec.mongo_members()}
 
-    async def mongo_membership(self, first: str, desired: list[dict[str, Any]]) -> None:
-        """Members the spec added or dropped reach the set: one voting change per replSetReconfig."""
+    async def mongo_converge(self, first: str, document: dict[str, Any]) -> None:
+        """Settings and members the spec changed reach the running set, through its primary:
+        one replSetReconfig per step (at most one voting member added or removed at a time)."""
         by_address = self.mongo_member_hosts()
 
         async def step() -> bool | None:
@@ -461,7 +460,7 @@ class Deployer:
             async with self.mongo(by_address[str(rs.primary)], admin=True) as client:
                 live = (await asyncio.to_thread(client.admin.command, "replSetGetConfig"))["config"]
                 try:
-                    change = next_membership_step(live, desired, str(rs.primary))
+                    change = next_reconfig_step(live, document["settings"], document["members"], str(rs.primary))
                 except MembershipError as exc:
                     raise DeployError(str(exc)) from exc
                 if change is None:
@@ -473,19 +472,7 @@ class Deployer:
                 self.report.changed(by_address[str(rs.primary)], f"replica set: {what}")
                 return None
 
-        await wait_for(step, 300, "the replica set to have the spec's members")
-
-    async def mongo_settings(self, rs: ReplSet, want: dict[str, Any]) -> None:
-        """A changed timing profile reaches a running replica set: replSetReconfig through the primary."""
-        primary = self.mongo_member_hosts().get(rs.primary or "")
-        if primary is None:
-            return
-        async with self.mongo(primary, admin=True) as client:
-            live = (await asyncio.to_thread(client.admin.command, "replSetGetConfig"))["config"]
-            new = with_settings(live, want)
-            if new is not None:
-                await asyncio.to_thread(client.admin.command, "replSetReconfig", new)
-                self.report.changed(primary, "replica set settings: " + ", ".join(f"{k}={v}" for k, v in want.items()))
+        await wait_for(step, 300, "the replica set to have the spec's settings and members")
 
     async def mongo_healthy(self, host: str) -> ReplSet | None:
         async with self.mongo(host, admin=True) as client:
@@ -542,7 +529,7 @@ class Deployer:
                 host, "/etc/keepalived/keepalived.conf"))
 
         async def held() -> bool | None:
-            texts = await asyncio.gather(*(self.h(n).run(ADDR_CMD, check=False) for n in phase.hosts))
+            texts = await self.gather([self.h(n).run(ADDR_CMD, check=False) for n in phase.hosts])
             addrs = {n: parse_addresses(t.stdout) for n, t in zip(phase.hosts, texts, strict=True) if t.rc == 0}
             wrong = [f"{v.name} on {len(holders)} hosts" for v in self.spec.vips
                      if len(holders := [n for n, a in addrs.items() if v.address in a]) != 1]

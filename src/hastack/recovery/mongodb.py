@@ -59,11 +59,18 @@ class PriorityError(ValueError):
     pass
 
 
+def _bumped(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of the config to change, its version one up (replSetReconfig wants a higher one)."""
+    new = copy.deepcopy(dict(config))
+    new["version"] = int(new.get("version", 1)) + 1
+    return new
+
+
 def with_priority(config: Mapping[str, Any], member: str, priority: float) -> dict[str, Any]:
     """The replica set config with `member`'s priority set and the version bumped (for replSetReconfig)."""
     if priority < 0 or priority > 1000:
         raise PriorityError(f"priority {priority} is outside 0..1000")
-    new = copy.deepcopy(dict(config))
+    new = _bumped(config)
     hits = [m for m in new.get("members", []) if m.get("host") == member or str(m.get("host", "")).split(":")[0]
             == member]
     if not hits:
@@ -79,7 +86,6 @@ def with_priority(config: Mapping[str, Any], member: str, priority: float) -> di
     if not electable:
         raise PriorityError("no member could be elected primary with that change")
     m["priority"] = priority
-    new["version"] = int(new.get("version", 1)) + 1
     return new
 
 
@@ -89,9 +95,8 @@ def with_settings(config: Mapping[str, Any], settings: Mapping[str, Any]) -> dic
     live = dict(config.get("settings", {}))
     if all(live.get(k) == v for k, v in settings.items()):
         return None
-    new = copy.deepcopy(dict(config))
+    new = _bumped(config)
     new["settings"] = {**live, **settings}
-    new["version"] = int(new.get("version", 1)) + 1
     return new
 
 
@@ -106,23 +111,32 @@ def next_membership_step(config: Mapping[str, Any], desired: Sequence[Mapping[st
     MongoDB takes at most one voting member added or removed per reconfig, so
     this is called again after each step. Removals first (a replaced member
     frees its vote before the new one takes one); never the primary itself.
-    A new member joins with priority 0 and no vote if the spec says so, else as
-    written; members it keeps are left as they are (priorities move by operation).
+    A new member joins as the spec writes it; members it keeps are left as they
+    are (priorities move by operation).
     """
     live = {str(m["host"]): m for m in config.get("members", [])}
     want = {str(m["host"]): m for m in desired}
-    new = copy.deepcopy(dict(config))
-    new["version"] = int(new.get("version", 1)) + 1
     for host in sorted(live.keys() - want.keys()):
         if host == primary:
             raise MembershipError(f"{host} is the primary and not in the spec: step it down first "
                                 "(`hastack mongo priority`), then deploy again")
+        new = _bumped(config)
         new["members"] = [m for m in new["members"] if str(m["host"]) != host]
         return f"removed {host}", new
     for host in sorted(want.keys() - live.keys()):
+        new = _bumped(config)
         member = dict(want[host])
         # Above every _id in use and every one the spec numbers: a replaced member's id is not reused.
         member["_id"] = max((int(m["_id"]) for m in [*new["members"], *desired]), default=-1) + 1
         new["members"] = [*new["members"], member]
         return f"added {host}", new
     return None
+
+
+def next_reconfig_step(config: Mapping[str, Any], settings: Mapping[str, Any], desired: Sequence[Mapping[str, Any]],
+                       primary: str) -> tuple[str, dict[str, Any]] | None:
+    """The live config one reconfig closer to the spec's: its settings first, then its members."""
+    new = with_settings(config, settings)
+    if new is not None:
+        return "settings " + ", ".join(f"{k}={v}" for k, v in settings.items()), new
+    return next_membership_step(config, desired, primary)
