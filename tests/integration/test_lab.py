@@ -24,6 +24,7 @@ from hastack.credentials.store import secrets_path
 from hastack.lab.layout import layout
 from hastack.lab.runtime import LabDirs, load_state
 from hastack.spec.load import load_spec
+from hastack.spec.model import VipManager
 from tests.helpers import SEED, THREE
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
@@ -37,6 +38,7 @@ class Case:
     net: str  # replaces the example's 10.77.
     fence: str  # the host fenced
     wipe: str  # the host wiped and redeployed
+    replace: str  # the data member replaced by compute1 in galera, rabbitmq and mongodb, then put back
     edits: tuple[tuple[str, str], ...] = ()  # text replaced in the example
     name: str = ""
 
@@ -45,13 +47,13 @@ class Case:
         return self.name or self.example.stem
 
 
-CASES = [Case(THREE, "labtest", "10.79.", fence="ctl2", wipe="ctl3"),
+CASES = [Case(THREE, "labtest", "10.79.", fence="ctl2", wipe="ctl3", replace="ctl3"),
          # The guide's topology: two data nodes and a voting node; the wiped
          # data node comes back by SST from the only other one.
-         Case(SEED, "labseed", "10.81.", fence="ctl2", wipe="ctl2"),
+         Case(SEED, "labseed", "10.81.", fence="ctl2", wipe="ctl2", replace="ctl2"),
          # Sub-second VIP failover: VRRP gated by corosync's quorum, fencing by pacemaker, the
          # fast timing profile; every scenario must hold its invariants with it too.
-         Case(THREE, "labfast", "10.85.", fence="ctl3", wipe="ctl2", name="fast-keepalived-quorum",
+         Case(THREE, "labfast", "10.85.", fence="ctl3", wipe="ctl2", replace="ctl2", name="fast-keepalived-quorum",
               edits=(("vip_manager: pacemaker", "vip_manager: keepalived-quorum"),
                      ("profile: default", "profile: fast")))]
 # The installed command, as a user runs it.
@@ -212,11 +214,18 @@ def test_fencing_powers_a_host_off_and_it_rejoins(lab: Path, case: Case) -> None
 
 
 @pytest.mark.parametrize("scenario", ["host-crash", "stack-crash", "isolation", "ring-loss", "service-crash",
-                                      "link-loss", "power-loss"])
+                                      "link-loss", "split", "power-loss"])
 def test_chaos_loses_nothing_and_heals(lab: Path, scenario: str) -> None:
     rc, report = cli_json("chaos", scenario, str(lab), timeout=900)
-    failed = [i for i in report["judgement"]["invariants"] if not i["ok"]]
-    assert rc == 0 and report["ok"], failed
+    failed = {i["name"]: i["detail"] for i in report["judgement"]["invariants"] if not i["ok"]}
+    if scenario == "split" and load_spec(lab).vip_manager is VipManager.KEEPALIVED_QUORUM:
+        # HA122's trade: VRRP moves the VIP in ~0.4 s, before corosync sees the split and the
+        # cut-off holder drops it; a client reaching both sides sees two holders meanwhile
+        # (measured: ~2 s). Everything else must hold.
+        failed.pop("vip: at most one holder", None)
+    else:
+        assert rc == 0 and report["ok"], failed
+    assert not failed, failed
     if scenario == "power-loss":  # `hastack recover` ran, and brought every cluster back by itself
         rec = report["recovery"]
         assert not rec["refused"] and set(rec["healthy"]) == {"galera", "rabbitmq", "mongodb"}, rec
@@ -309,6 +318,50 @@ def test_wiped_host_is_brought_back_by_deploy(lab: Path, case: Case) -> None:
     wait_healthy(lab, 240)
     rc, smoke = cli_json("lab", "smoke", str(lab))
     assert rc == 0 and smoke["ok"], smoke
+
+
+def test_a_member_replaced_in_every_data_cluster_and_back(lab: Path, case: Case) -> None:
+    """Node remove and add, as a spec change and a deploy: `case.replace` leaves galera, rabbitmq and
+    mongodb and compute1 joins them (galera by state transfer from the spec's donor, rabbitmq by peer
+    discovery plus a member of every quorum queue, mongodb by reconfig); then the other way."""
+    spec, old, new = load_spec(lab), case.replace, "compute1"
+    data = yaml.safe_load(lab.read_text())
+
+    def swap(names: list[str]) -> list[str]:
+        return [new if n == old else n for n in names]
+
+    galera = swap([n.name for n in spec.galera_nodes()])
+    data["galera"]["nodes"] = galera
+    if data["galera"].get("donor") == old:  # another backup, or none where the writer is the only one left
+        others = [n for n in galera if n not in (new, spec.galera.writer)]
+        data["galera"]["donor"] = others[0] if others else None
+    data["rabbitmq"]["nodes"] = swap([n.name for n in spec.rabbit_nodes()])
+    data["mongodb"]["members"] = [{**m, "node": new if m["node"] == old else m["node"]}
+                                  for m in data["mongodb"]["members"]]
+    swapped = lab.with_name("swapped.yaml")
+    swapped.write_text(yaml.safe_dump(data, sort_keys=False))
+    shutil.copy2(secrets_path(lab), secrets_path(swapped))
+    try:
+        for target, gone, joined in ((swapped, old, new), (lab, new, old)):
+            rc, report = cli_json("deploy", str(target), timeout=1200)
+            assert rc == 0 and report["ok"], report
+            changes = report["changes"]
+            for what in ("left the galera cluster", "left the rabbitmq cluster", "removed from the replica set"):
+                assert any(c.startswith(f"{gone}: ") and what in c for c in changes), (what, changes)
+            assert f"{joined}: added a member of every quorum queue" in changes, changes
+            facts = wait_healthy(target, 240)["facts"]
+            assert f"rabbit@{gone}" not in facts["rabbit"]["disk_nodes"]
+            assert f"rabbit@{joined}" in facts["rabbit"]["running"]
+            assert all(f"rabbit@{joined}" in q["online"] and f"rabbit@{gone}" not in q["members"]
+                       for q in facts["rabbit_queues"]), facts["rabbit_queues"]
+            mongo = {m["name"] for m in facts["mongo"]["members"]}
+            address = {n.name: f"{n.address}:27017" for n in load_spec(target).nodes}
+            assert address[joined] in mongo and address[gone] not in mongo, mongo
+            rc, again = cli_json("deploy", str(target))
+            assert rc == 0 and again["changed"] is False, again["changes"]
+    finally:
+        swapped.unlink(missing_ok=True)
+        secrets_path(swapped).unlink(missing_ok=True)
 
 
 def test_lab_down_leaves_nothing(lab: Path) -> None:

@@ -107,9 +107,10 @@ def test_isolation_cuts_every_link_ring_loss_only_the_rings() -> None:
 
 
 def test_link_loss_drops_both_ways_on_every_link_of_the_target_and_is_undone() -> None:
-    host = layout(load_spec(THREE)).host("ctl1")
+    lay = layout(load_spec(THREE))
+    host = lay.host("ctl1")
     s = SCENARIOS["link-loss"]
-    add, remove = s.loss_commands(host, "hastack_t")
+    add, remove = s.impair_commands(lay, "ctl1", "hastack_t")
     rules = [c for c in add if " add rule " in c]
     assert len(rules) == 2 * len(host.interfaces)
     for i in host.interfaces:
@@ -118,6 +119,24 @@ def test_link_loss_drops_both_ways_on_every_link_of_the_target_and_is_undone() -
                     in rules)
     assert remove == ("nft delete table bridge hastack_t",)
     assert s.duration_s == 30.0 and s.duration_s < s.heal_bound_s
+
+
+def test_split_drops_everything_between_the_target_and_every_other_host_but_not_the_client() -> None:
+    lay = layout(load_spec(THREE))
+    add, remove = SCENARIOS["split"].impair_commands(lay, "ctl2", "hastack_t")
+    rules = [c.split(" impair ", 1)[1] for c in add if " add rule " in c]
+    mine = {i.outside for i in lay.host("ctl2").interfaces}
+    peers = {i.outside for h in lay.hosts if h.name != "ctl2" for i in h.interfaces}
+    assert len(rules) == 2 and all(r.endswith(" drop") and "numgen" not in r for r in rules)
+
+    def ports(rule: str, key: str) -> set[str]:
+        return set(rule.split(f"{key} {{ ", 1)[1].split(" }", 1)[0].split(", "))
+
+    assert (ports(rules[0], "iifname"), ports(rules[0], "oifname")) == (mine, peers)
+    assert (ports(rules[1], "iifname"), ports(rules[1], "oifname")) == (peers, mine)
+    assert lay.client_veth not in mine | peers and len(mine) == 3
+    assert remove == ("nft delete table bridge hastack_t",)
+    assert SCENARIOS["split"].duration_s is not None
 
 
 def test_power_loss_hits_every_host_and_runs_recover() -> None:

@@ -148,6 +148,7 @@ CASES: dict[str, Callable[[], Spec]] = {
     "HA306": lambda: variant(rabbitmq={"guest_user": True}),
     "HA307": lambda: variant(rabbitmq={"via_haproxy": True}),
     "HA308": lambda: variant(rabbitmq={"queue_type": "classic"}),
+    "HA309": lambda: variant(rabbitmq={"nodes": ["ctl1", "ctl2"], "partition_handling": "pause_minority"}),
     "HA401": _edit(_mongo_arbiter_on_member),
     "HA402": lambda: load_spec(SEED),
     "HA403": _edit(_mongo_two_members),

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 from ipaddress import IPv4Address
 from pathlib import Path
 
 from bson import json_util
 
 from hastack.components.corosync import parse_links, parse_quorum
-from hastack.components.galera import parse_wsrep_status, parse_wsrep_text
+from hastack.components.galera import leavers, parse_wsrep_status, parse_wsrep_text
 from hastack.components.haproxy import parse_show_stat
 from hastack.components.mongodb import parse_replset_status
 from hastack.components.network import parse_addresses
 from hastack.components.pacemaker import parse_crm_mon
-from hastack.components.rabbitmq import parse_cluster_status, parse_quorum_queues
+from hastack.components.rabbitmq import (
+    conf_needs_restart,
+    membership_changes,
+    parse_cluster_status,
+    parse_quorum_queues,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -50,6 +56,36 @@ def test_galera_status() -> None:
     # The same rows as `mariadb -N -B` prints them, parsed from the text by the probes' one parser.
     assert parse_wsrep_text(fixture("galera_wsrep_status.tsv")) == st
     assert parse_wsrep_text("") == parse_wsrep_status([])
+    assert st.incoming == ("10.77.0.13:0", "10.77.0.11:0", "10.77.0.12:0")
+
+
+def test_galera_leavers_are_the_spec_hosts_no_longer_members() -> None:
+    incoming = parse_wsrep_text(fixture("galera_wsrep_status.tsv")).incoming
+    hosts = {"10.77.0.11": "ctl1", "10.77.0.12": "ctl2", "10.77.0.13": "ctl3", "10.77.0.21": "compute1"}
+    assert leavers(incoming, hosts, ["ctl1", "ctl2", "ctl3"]) == ((), ())
+    assert leavers(incoming, hosts, ["ctl1", "ctl2", "compute1"]) == (("ctl3",), ())
+    # An address the spec does not know is reported, never stopped.
+    assert leavers(incoming, {k: v for k, v in hosts.items() if v != "ctl3"}, ["ctl1", "ctl2"]) == (
+        (), ("10.77.0.13:0",))
+
+
+def test_rabbit_membership_changes_name_joiners_and_leavers() -> None:
+    three = parse_cluster_status(fixture("rabbitmq_cluster_status.json"))  # ctl1, ctl2, ctl3
+    want = {"rabbit@ctl1", "rabbit@ctl2", "rabbit@compute1"}
+    now = dataclasses.replace(three, running=(*three.running, "rabbit@compute1"),
+                              disk_nodes=(*three.disk_nodes, "rabbit@compute1"))
+    assert not now.complete(want) and now.complete(want, exact=False)
+    assert membership_changes(want, three, now) == (["rabbit@compute1"], ["rabbit@ctl3"])
+    # A first deploy: nothing ran before, so nobody "joined" queues that do not exist yet.
+    assert membership_changes(want, None, now) == ([], ["rabbit@ctl3"])
+    assert membership_changes(set(three.running), three, three) == ([], [])
+
+
+def test_rabbit_peer_list_change_restarts_nothing() -> None:
+    old = "cluster_name = x\ncluster_formation.classic_config.nodes.1 = rabbit@ctl1\nnet_ticktime = 10\n"
+    assert not conf_needs_restart(old, old.replace("rabbit@ctl1", "rabbit@compute1"))
+    assert conf_needs_restart(old, old.replace("net_ticktime = 10", "net_ticktime = 20"))
+    assert conf_needs_restart("", old)  # the old file could not be read
 
 
 def test_haproxy_stat() -> None:

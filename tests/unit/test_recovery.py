@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 from hastack.components.galera import GaleraState
 from hastack.components.mongodb import MongoMemberState, ReplSet
-from hastack.components.rabbitmq import RabbitCluster
+from hastack.components.rabbitmq import RabbitCluster, parse_boot_state
 from hastack.recovery import galera, mongodb, rabbitmq
 from hastack.recovery.decision import Outcome
 
@@ -178,6 +179,29 @@ def test_rabbit_partition_keeps_the_larger_side() -> None:
     assert d.outcome is Outcome.REPAIR and [str(a) for a in d.actions] == ["restart ctl3"]
 
 
+def test_rabbit_stalled_node_is_restarted_not_waited_on() -> None:
+    """The lab's deadlock: ctl2's resume after a pause failed (incompatible_feature_flags) and left
+    its VM up with the app stopped; ctl1 booted and waited for ctl2's tables for good."""
+    stalled = dataclasses.replace(rnode("ctl2"), stalled=True)
+    d = rabbitmq.decide((rnode("ctl1", "activating"), stalled))
+    assert d.outcome is Outcome.REPAIR and [str(a) for a in d.actions] == ["restart ctl2"]
+    assert d.evidence[1].unit == "active (app stopped)"
+    with_down = rabbitmq.decide((rnode("ctl1", "failed"), stalled))
+    assert [str(a) for a in with_down.actions] == ["restart ctl2", "start ctl1"]
+    v = view("ctl1")
+    serving = rabbitmq.decide((rnode("ctl1", v=v), stalled))
+    assert [str(a) for a in serving.actions] == ["restart ctl2"]
+    # Not stalled (booting, or no answer yet): waited on as before.
+    assert rabbitmq.decide((rnode("ctl1", v=v), rnode("ctl2"))).outcome is Outcome.WAIT
+
+
+def test_rabbit_boot_state_parses_the_eval_output() -> None:
+    assert parse_boot_state("{false,false}\n") == (False, False)
+    assert parse_boot_state("{true,false}") == (True, False)
+    assert parse_boot_state("{badrpc,nodedown}") is None
+    assert parse_boot_state("") is None
+
+
 # -- mongodb -------------------------------------------------------------------------------------
 
 PORTS = {"ctl1": "10.0.0.1:27017", "ctl2": "10.0.0.2:27017", "arb1": "10.0.0.3:27017"}
@@ -237,14 +261,38 @@ def test_mongo_member_replaced_one_voting_change_at_a_time() -> None:
     desired = [{"_id": 0, "host": "10.0.0.1:27017", "priority": 2}, {"_id": 1, "host": "10.0.0.2:27017", "priority": 1},
                {"_id": 2, "host": "10.0.0.4:27017", "priority": 1}]
     first = mongodb.next_membership_step(live, desired, "10.0.0.1:27017")
-    assert first is not None and first[0] == "removed 10.0.0.3:27017"
+    assert first is not None and first[0] == "removed 10.0.0.3:27017" and first[1] is not None
     assert [m["host"] for m in first[1]["members"]] == ["10.0.0.1:27017", "10.0.0.2:27017"]
     assert first[1]["version"] == 5
     second = mongodb.next_membership_step(first[1], desired, "10.0.0.1:27017")
-    assert second is not None and second[0] == "added 10.0.0.4:27017"
+    assert second is not None and second[0] == "added 10.0.0.4:27017" and second[1] is not None
     added = second[1]["members"][-1]
     assert added == {"_id": 3, "host": "10.0.0.4:27017", "priority": 1}  # a fresh _id, never a reused one
     assert mongodb.next_membership_step(second[1], desired, "10.0.0.1:27017") is None
     # The primary is never dropped from under the set: step it down first.
     with pytest.raises(mongodb.MembershipError, match="primary"):
         mongodb.next_membership_step(live, desired, "10.0.0.3:27017")
+
+
+def test_mongo_member_replaced_in_a_primary_arbiter_set_joins_at_priority_0_first() -> None:
+    """The seed topology: MongoDB refused adding an electable member to a primary+arbiter set
+    in one reconfig (NewReplicaSetConfigurationIncompatible, seen in the lab)."""
+    p, s2, new_host, arb = "10.0.0.1:27017", "10.0.0.2:27017", "10.0.0.4:27017", "10.0.0.3:27017"
+    live: dict[str, Any] = {"_id": "rs0", "version": 4, "members": [
+        {"_id": 0, "host": p, "priority": 3}, {"_id": 1, "host": s2, "priority": 1},
+        {"_id": 2, "host": arb, "arbiterOnly": True, "priority": 0}]}
+    desired = [live["members"][0], {"_id": 1, "host": new_host, "priority": 1}, live["members"][2]]
+    removed = mongodb.next_membership_step(live, desired, p)
+    assert removed is not None and removed[1] is not None and removed[0] == f"removed {s2}"
+    joining = mongodb.next_membership_step(removed[1], desired, p)
+    assert joining is not None and joining[1] is not None and "priority 0" in joining[0]
+    member = joining[1]["members"][-1]
+    assert member["host"] == new_host and member["priority"] == 0 and mongodb.JOINING_TAG in member["tags"]
+    # Not caught up yet: wait, change nothing.
+    wait = mongodb.next_membership_step(joining[1], desired, p, {new_host: "STARTUP2"})
+    assert wait is not None and wait[1] is None and "STARTUP2" in wait[0]
+    done = mongodb.next_membership_step(joining[1], desired, p, {new_host: "SECONDARY"})
+    assert done is not None and done[1] is not None
+    final = done[1]["members"][-1]
+    assert final["priority"] == 1 and "tags" not in final and done[1]["version"] == joining[1]["version"] + 1
+    assert mongodb.next_membership_step(done[1], desired, p, {new_host: "SECONDARY"}) is None

@@ -151,6 +151,10 @@ def test_rabbitmq_no_guest_quorum_and_peers() -> None:
     conf = files(tree, "ctl3", "/etc/rabbitmq/rabbitmq.conf")
     assert "cluster_formation.classic_config.nodes.3 = rabbit@ctl3" in conf
     assert "cluster_partition_handling = pause_minority" in conf
+    # Two nodes: neither side of a split is a majority, so autoheal unless the spec says otherwise.
+    seed = load_spec(SEED)
+    two = files(render_all(seed, secrets_for(seed)), "ctl2", "/etc/rabbitmq/rabbitmq.conf")
+    assert "cluster_partition_handling = autoheal" in two
     defs = json.loads(files(tree, "ctl3", "/etc/rabbitmq/definitions.json"))
     assert "guest" not in {u["name"] for u in defs["users"]}
     assert all("ha-mode" not in p["definition"] for p in defs["policies"])

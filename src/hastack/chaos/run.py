@@ -151,9 +151,9 @@ def _rolling(s: Shot) -> Undo:
     return _nothing
 
 
-def _loss(s: Shot) -> Undo:
+def _impair(s: Shot) -> Undo:
     lay = layout(s.spec)
-    add, remove = s.scenario.loss_commands(lay.host(s.host), f"hastack_{lay.tag}")
+    add, remove = s.scenario.impair_commands(lay, s.host, f"hastack_{lay.tag}")
 
     def clear() -> None:
         for cmd in remove:
@@ -201,8 +201,8 @@ def _kill_processes(s: Shot) -> Undo:
 
 # Each fault breaks the lab and returns what puts its own leftovers back.
 FAULTS: dict[Fault, Callable[[Shot], Undo]] = {
-    Fault.POWER_LOSS: _power_loss, Fault.ROLLING: _rolling, Fault.LOSS: _loss, Fault.KILL_HOST: _kill_host,
-    Fault.CUT_LINKS: _cut_links, Fault.KILL_PROCESSES: _kill_processes,
+    Fault.POWER_LOSS: _power_loss, Fault.ROLLING: _rolling, Fault.LOSS: _impair, Fault.SPLIT: _impair,
+    Fault.KILL_HOST: _kill_host, Fault.CUT_LINKS: _cut_links, Fault.KILL_PROCESSES: _kill_processes,
 }
 
 

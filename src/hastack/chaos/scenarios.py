@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from hastack.lab.layout import LabHost
+from hastack.lab.layout import LabHost, Layout
 from hastack.spec.model import Spec
 from hastack.status.model import Facts, galera_writer
 
@@ -16,6 +16,7 @@ class Fault(Enum):
     CUT_LINKS = "cut-links"  # the host's links taken down from outside, as cables pulled
     POWER_LOSS = "power-loss"  # every host off at once, on again after the power returns
     LOSS = "loss"  # random packet loss on the host's links, both ways, for a bounded window
+    SPLIT = "split"  # the host and its peers cannot reach each other; clients still reach everyone
     ROLLING = "rolling-restart"  # every host rebooted cleanly in turn, each waited on until healthy
 
 
@@ -44,19 +45,27 @@ class Scenario:
     # A fault that ends by itself after this long (LOSS); healthy counts only after it ended.
     duration_s: float | None = None
 
-    def loss_commands(self, host: LabHost, table: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """LOSS: nft commands that drop frames at random on the bridge ports of `host`, both ways, and the undo.
+    def impair_commands(self, lay: Layout, host: str, table: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """LOSS or SPLIT: nft commands on the lab's bridges that impair `host`'s links, and the undo.
 
         nftables' bridge family, not tc netem: the kernel of the machine hastack's lab was
-        built on has no sch_netem (no latency to add), and dropping at the bridge needs
-        nothing inside the host.
+        built on has no sch_netem (no latency to add), and filtering at the bridge needs
+        nothing inside the hosts. Only forwarded frames are touched: the client's port and
+        the power switch (the bridge's own address) stay reachable from every host, so
+        fencing works across a split as it would over an out-of-band IPMI network.
         """
+        ports = [i.outside for i in lay.host(host).interfaces]
         add = [f"nft add table bridge {table}",
                f"nft add chain bridge {table} impair {{ type filter hook forward priority 0 ; policy accept ; }}"]
-        for i in host.interfaces:
-            for way in ("iifname", "oifname"):
-                add.append(f"nft add rule bridge {table} impair {way} {i.outside} numgen random mod 100 "
-                           f"lt {self.loss_percent} drop")
+        if self.fault is Fault.SPLIT:
+            mine = "{ " + ", ".join(ports) + " }"
+            peers = "{ " + ", ".join(i.outside for h in lay.hosts if h.name != host for i in h.interfaces) + " }"
+            verdict = "drop"
+            pairs = [f"iifname {mine} oifname {peers}", f"iifname {peers} oifname {mine}"]
+        else:
+            verdict = f"numgen random mod 100 lt {self.loss_percent} drop"
+            pairs = [f"{way} {p}" for p in ports for way in ("iifname", "oifname")]
+        add += [f"nft add rule bridge {table} impair {pair} {verdict}" for pair in pairs]
         return tuple(add), (f"nft delete table bridge {table}",)
 
     def kill_command(self) -> str:
@@ -88,6 +97,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("link-loss", "10% of frames dropped at random, each way, on every link of the VIP holder for 30 s: "
              "lossy but alive; nothing may be lost and no cluster may split", Fault.LOSS, Aim.VIP_HOLDER,
              loss_percent=10, duration_s=30.0),
+    Scenario("split", "a 2/1 split: the VIP holder and every other cluster host stop reaching each other on "
+             "every network for 30 s while the client still reaches all of them; only the majority may "
+             "answer", Fault.SPLIT, Aim.VIP_HOLDER, duration_s=30.0),
     Scenario("rolling-restart", "every host rebooted cleanly, one at a time, the next only once every "
              "cluster is healthy again: a maintenance window as users see it", Fault.ROLLING, Aim.EVERY_HOST,
              heal_bound_s=1200.0),

@@ -52,8 +52,19 @@ def even_rabbits(spec: Spec) -> Iterator[Hit]:
       running and diverge; the cluster stays split after the network heals.""",
       fix="Use rabbitmq.partition_handling: pause_minority.")
 def partitions_ignored(spec: Spec) -> Iterator[Hit]:
-    if spec.rabbitmq.enabled and spec.rabbitmq.partition_handling == "ignore":
+    if spec.rabbitmq.enabled and spec.rabbitmq.partition_mode == "ignore":
         yield Hit("rabbitmq", "cluster_partition_handling=ignore")
+
+
+@rule("HA309", W, "pause_minority on two RabbitMQ nodes",
+      why="""One node of two is never a majority: when either node fails the other
+      pauses as well, and when the failed node boots the paused one restarts
+      against a peer still starting (incompatible_feature_flags in the lab) and
+      may stay down, leaving neither running.""",
+      fix="Leave rabbitmq.partition_handling unset (autoheal for two nodes) or run three nodes.")
+def pause_minority_on_two(spec: Spec) -> Iterator[Hit]:
+    if spec.rabbitmq.enabled and len(spec.rabbitmq.nodes) == 2 and spec.rabbitmq.partition_mode == "pause_minority":
+        yield Hit("rabbitmq", "cluster_partition_handling=pause_minority with 2 nodes")
 
 
 @rule("HA306", E, "guest user enabled",

@@ -17,6 +17,8 @@ class GaleraState:
     connected: bool
     cluster_state_uuid: str
     last_committed: int
+    # Client addresses (ip:port) of the component's data nodes, garbd excluded.
+    incoming: tuple[str, ...] = ()
 
     @property
     def primary(self) -> bool:
@@ -40,6 +42,8 @@ def parse_wsrep_status(rows: Iterable[tuple[str, str]] | Mapping[str, str]) -> G
         connected=v.get("wsrep_connected") == "ON",
         cluster_state_uuid=v.get("wsrep_cluster_state_uuid", ""),
         last_committed=num("wsrep_last_committed"),
+        incoming=tuple(a.strip() for a in v.get("wsrep_incoming_addresses", "").split(",")
+                       if a.strip() and a.strip() != "AUTO"),
     )
 
 
@@ -73,3 +77,21 @@ def writer_health(state: GaleraState, donor_serves: bool = False) -> Health:
     if state.local_state.startswith("Donor") and donor_serves:
         return Health(True, "donor, serving by choice")
     return Health(False, f"state {state.local_state or 'unknown'}")
+
+
+def leavers(incoming: Iterable[str], addresses: Mapping[str, str], members: Iterable[str]) -> tuple[
+        tuple[str, ...], tuple[str, ...]]:
+    """Nodes in the running component that the spec no longer lists as galera nodes.
+
+    `addresses` maps each spec host's address to its name. Returns the leavers
+    the spec names (hastack stops them) and addresses it does not know at all.
+    """
+    keep = set(members)
+    named, unknown = [], []
+    for a in incoming:
+        host = addresses.get(a.rsplit(":", 1)[0])
+        if host is None:
+            unknown.append(a)
+        elif host not in keep:
+            named.append(host)
+    return tuple(sorted(named)), tuple(sorted(unknown))

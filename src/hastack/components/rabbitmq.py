@@ -7,6 +7,8 @@ import shlex
 from dataclasses import dataclass
 
 CLUSTER_CMD = "rabbitmqctl -q cluster_status --formatter json"
+# Whether the rabbit app boots and whether it runs, inside a VM that answers.
+BOOT_STATE_CMD = "rabbitmqctl -q eval '{rabbit:is_booting(), rabbit:is_running()}.'"
 # Every quorum queue with the leader Raft itself reports (ra:members, 1 s per queue), not the
 # leader the queue record names: after a power loss of every node, list_queues showed a stale
 # leader and "running" for a queue whose members were all followers at term 0, forever.
@@ -36,8 +38,48 @@ class RabbitCluster:
     # running_nodes with no listener at all.
     serving: tuple[str, ...] = ()
 
-    def complete(self, expected: set[str]) -> bool:
-        return set(self.running) == expected and not self.partitions
+    def complete(self, expected: set[str], exact: bool = True) -> bool:
+        """Every expected node runs, without partitions (and no other node, if exact)."""
+        running = set(self.running)
+        return not self.partitions and (running == expected if exact else running >= expected)
+
+    @property
+    def members(self) -> set[str]:
+        return set(self.disk_nodes) | set(self.ram_nodes)
+
+
+def membership_changes(want: set[str], before: RabbitCluster | None, now: RabbitCluster) -> tuple[
+        list[str], list[str]]:
+    """(joined, leaving): nodes the spec wants that were not members before this deploy, and
+    members the spec no longer lists. Nothing joined a cluster that did not exist yet: its
+    quorum queues are declared later, with every node."""
+    joined = sorted(want - before.members) if before is not None and before.members else []
+    return joined, sorted(now.members - want)
+
+
+PEER_LIST = "cluster_formation.classic_config.nodes."
+
+
+def conf_needs_restart(old: str, new: str) -> bool:
+    """Whether a rabbitmq.conf change needs the node restarted.
+
+    The classic peer list is read at a node's first boot only; a running
+    cluster's members change by join and forget, so a peer list that lost or
+    gained a node restarts nothing. An unreadable old file counts as changed.
+    """
+    def kept(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith(PEER_LIST)]
+
+    return not old or kept(old) != kept(new)
+
+
+def parse_boot_state(text: str) -> tuple[bool, bool] | None:
+    """BOOT_STATE_CMD's `{Booting,Running}`; None for anything else (an RPC error)."""
+    words = text.strip().strip("{}").split(",")
+    if len(words) != 2 or any(w.strip() not in ("true", "false") for w in words):
+        return None
+    booting, running = (w.strip() == "true" for w in words)
+    return booting, running
 
 
 def parse_cluster_status(text: str) -> RabbitCluster:

@@ -23,10 +23,17 @@ import pymongo.errors
 
 from hastack.components.corosync import QUORUM_CMD, conf_change, parse_quorum
 from hastack.components.galera import STATUS_SQL, GaleraState, parse_wsrep_text
+from hastack.components.galera import leavers as galera_leavers
 from hastack.components.mongodb import ReplSet, parse_replset_status
 from hastack.components.network import ADDR_CMD, parse_addresses
 from hastack.components.pacemaker import parse_crm_mon
-from hastack.components.rabbitmq import CLUSTER_CMD, parse_cluster_status
+from hastack.components.rabbitmq import (
+    CLUSTER_CMD,
+    RabbitCluster,
+    conf_needs_restart,
+    membership_changes,
+    parse_cluster_status,
+)
 from hastack.credentials.model import FINGERPRINTS_PATH, Secrets, conflicting, fingerprints, parse_fingerprints
 from hastack.deploy import bundle as agent_bundle
 from hastack.deploy.plan import Phase, phases
@@ -37,6 +44,7 @@ from hastack.render.files import RenderedFile, Tree
 from hastack.render.galera import GARBD, GARBD_DROPIN
 from hastack.render.mongodb import PORT as MONGO_PORT
 from hastack.render.pacemaker import managed_vips
+from hastack.render.rabbitmq import CONF as RABBIT_CONF
 from hastack.spec.model import Spec
 
 COROSYNC_CONF = "/etc/corosync/corosync.conf"
@@ -144,11 +152,13 @@ class Deployer:
 
         async def push(host: str) -> None:
             files = self.tree.get(host, {})
-            # Kept to decide how a change is applied: corosync reloads some changes, restarts for others.
-            if COROSYNC_CONF in files:
-                old = await self.h(host).run(["cat", COROSYNC_CONF], check=False)
-                if old.rc == 0:
-                    self.before.setdefault(host, {})[COROSYNC_CONF] = old.stdout
+            # Kept to decide how a change is applied: corosync reloads some changes, restarts for
+            # others; rabbitmq ignores a changed peer list.
+            for path in (COROSYNC_CONF, RABBIT_CONF):
+                if path in files:
+                    old = await self.h(host).run(["cat", path], check=False)
+                    if old.rc == 0:
+                        self.before.setdefault(host, {})[path] = old.stdout
             await self.ensure_users(host, files.values())
             changes: dict[str, Change] = {}
             for path, f in sorted(files.items()):
@@ -329,8 +339,9 @@ class Deployer:
             await self.wait_synced(node)
         for node in nodes:
             await self.h(node).run(["systemctl", "enable", "--quiet", "mariadb"])
-        expected = len(nodes)
         arb = self.spec.galera.arbitrator
+        await self.galera_leavers(primary[0], [*nodes, *([arb] if arb else [])])
+        expected = len(nodes)
         if arb:
             await self.ensure_running(arb, "garb", restart_if=self.file_changed(arb, GARBD, GARBD_DROPIN))
             expected += 1
@@ -351,6 +362,23 @@ class Deployer:
                 n, "/etc/hastack/agent.yaml") or any("installed the hastack agent" in c and c.startswith(n + ":")
                                                       for c in self.report.changes)) for n in nodes])
 
+    async def galera_leavers(self, anchor: str, members: list[str]) -> None:
+        """Nodes the spec took out of galera leave it cleanly, after every joiner is synced:
+        a clean shutdown shrinks the cluster (and its quorum) without an eviction."""
+        st = await self.galera_state(anchor)
+        if st is None:
+            return
+        gone, unknown = galera_leavers(st.incoming, {str(n.address): n.name for n in self.spec.nodes}, members)
+        if unknown:
+            raise DeployError(f"galera nodes outside the spec are in the cluster ({', '.join(unknown)}): "
+                              "add them to the spec, or stop mariadb on them")
+        for host in gone:
+            self.progress(f"galera: {host} leaves the cluster (no longer a galera node in the spec)")
+            await self.h(host).run(["systemctl", "disable", "--now", "--quiet", "mariadb"], timeout=300)
+            # Its health agent too, where there is one (an http galera check).
+            await self.h(host).run(["systemctl", "disable", "--now", "--quiet", "hastack-agent"], check=False)
+            self.report.changed(host, "stopped mariadb (and its health agent): left the galera cluster")
+
     async def wait_synced(self, node: str) -> None:
         async def synced() -> bool | None:
             st = await self.galera_state(node)
@@ -358,24 +386,55 @@ class Deployer:
 
         await wait_for(synced, 600, f"galera on {node} to be Synced in the primary component")
 
+    async def rabbit_view(self, host: str) -> RabbitCluster | None:
+        res = await self.h(host).run(CLUSTER_CMD, check=False)
+        return parse_cluster_status(res.stdout) if res.rc == 0 else None
+
     async def phase_rabbitmq(self, phase: Phase) -> None:
         nodes = list(phase.hosts)
         want = {f"rabbit@{n}" for n in nodes}
-        cfg = ("/etc/rabbitmq/rabbitmq.conf", "/etc/rabbitmq/rabbitmq-env.conf", "/etc/rabbitmq/enabled_plugins",
+        running = [n for n, up in zip(nodes, await self.gather([self.active(n, "rabbitmq-server") for n in nodes]),
+                                      strict=True) if up]
+        before = await self.rabbit_view(running[0]) if running else None
+        cfg = ("/etc/rabbitmq/rabbitmq-env.conf", "/etc/rabbitmq/enabled_plugins",
                "/var/lib/rabbitmq/.erlang.cookie", "/etc/rabbitmq/definitions.json")
         # One by one: the first forms the cluster; each next one finds it by classic peer discovery.
         for node in nodes:
-            await self.ensure_running(node, "rabbitmq-server", restart_if=self.file_changed(node, *cfg))
+            conf = self.file_changed(node, RABBIT_CONF) and conf_needs_restart(
+                self.before.get(node, {}).get(RABBIT_CONF, ""), self.tree[node][RABBIT_CONF].content.decode())
+            await self.ensure_running(node, "rabbitmq-server", restart_if=conf or self.file_changed(node, *cfg))
 
-        async def clustered() -> bool | None:
-            res = await self.h(nodes[0]).run(CLUSTER_CMD, check=False)
-            if res.rc != 0:
-                return None
-            return True if parse_cluster_status(res.stdout).complete(want) else None
+        async def clustered(exact: bool) -> RabbitCluster | None:
+            view = await self.rabbit_view(nodes[0])
+            return view if view is not None and view.complete(want, exact) else None
 
         # 360 s: a node that joins while its only peer is paused (pause_minority in a
         # two-node cluster) may need a second start (the unit retries after 90 s).
-        await wait_for(clustered, 360, f"rabbitmq cluster of {', '.join(sorted(want))} without partitions")
+        view = await wait_for(lambda: clustered(False), 360, f"rabbitmq nodes {', '.join(sorted(want))} in one cluster")
+        joined, leaving = membership_changes(want, before, view)
+        # Joiners get a member of every quorum queue before any leaver takes its members
+        # away: a queue never has fewer copies than before.
+        for node in joined:
+            await self.h(nodes[0]).run(["rabbitmq-queues", "grow", node, "all"], timeout=300)
+            self.report.changed(node.removeprefix("rabbit@"), "added a member of every quorum queue")
+        for node in leaving:
+            await self.rabbit_leave(nodes[0], node)
+        await wait_for(lambda: clustered(True), 120, f"rabbitmq cluster of exactly {', '.join(sorted(want))}")
+
+    async def rabbit_leave(self, anchor: str, node: str) -> None:
+        """A node the spec no longer lists leaves: its quorum queue members first (while a majority
+        of each queue is up), then the node itself; reset, so it could join again later."""
+        host = node.removeprefix("rabbit@")
+        self.progress(f"rabbitmq: {node} leaves the cluster (no longer a rabbitmq node in the spec)")
+        await self.h(anchor).run(["rabbitmq-queues", "shrink", node], timeout=300)
+        if host in self.hosts and await self.active(host, "rabbitmq-server"):
+            h = self.h(host)
+            await h.run("rabbitmqctl stop_app && rabbitmqctl reset", timeout=300)
+            await h.run(["systemctl", "disable", "--now", "--quiet", "rabbitmq-server"], timeout=300)
+            self.report.changed(host, "left the rabbitmq cluster and stopped rabbitmq-server")
+        else:  # gone, or stopped: the cluster forgets it
+            await self.h(anchor).run(["rabbitmqctl", "forget_cluster_node", node], timeout=120)
+            self.report.changed(anchor, f"forgot {node}")
 
     @contextlib.asynccontextmanager
     async def mongo(self, host: str, admin: bool = False) -> AsyncIterator[pymongo.MongoClient[dict[str, Any]]]:
@@ -434,9 +493,14 @@ class Deployer:
                                         roles=[{"role": "root", "db": "admin"}])
                 self.report.changed(first, f"created mongo user {MONGO_ADMIN}")
         await wait_for(lambda: self.mongo_primary(first), 180, "a mongo primary")
-        await self.mongo_converge(first, json.loads(self.tree[first][REPLSET_PATH].content))
+        removed = await self.mongo_converge(first, json.loads(self.tree[first][REPLSET_PATH].content))
         rs = await wait_for(lambda: self.mongo_healthy(first), 300, "every mongo member healthy")
         self.progress(f"mongodb: primary {rs.primary}")
+        by_address = {f"{n.address}:{MONGO_PORT}": n.name for n in self.spec.nodes}
+        for host in sorted(by_address[a] for a in removed if a in by_address):
+            # Out of the set, its mongod would only log that it was removed: stopped, data kept.
+            await self.h(host).run(["systemctl", "disable", "--now", "--quiet", "mongod"], timeout=300)
+            self.report.changed(host, "stopped mongod: removed from the replica set")
 
     async def mongo_primary(self, host: str) -> ReplSet | None:
         async with self.mongo(host, admin=True) as client:
@@ -447,10 +511,13 @@ class Deployer:
         """host:port as the replica set names a member -> the spec's node."""
         return {f"{n.address}:{MONGO_PORT}": n.name for _, n in self.spec.mongo_members()}
 
-    async def mongo_converge(self, first: str, document: dict[str, Any]) -> None:
+    async def mongo_converge(self, first: str, document: dict[str, Any]) -> set[str]:
         """Settings and members the spec changed reach the running set, through its primary:
-        one replSetReconfig per step (at most one voting member added or removed at a time)."""
+        one replSetReconfig per step (at most one voting member added or removed at a time).
+        Returns the members (host:port) removed."""
         by_address = self.mongo_member_hosts()
+        removed: set[str] = set()
+        said = [""]
 
         async def step() -> bool | None:
             rs = await wait_for(lambda: self.mongo_primary(first), 120, "a mongo primary")
@@ -460,19 +527,26 @@ class Deployer:
             async with self.mongo(by_address[str(rs.primary)], admin=True) as client:
                 live = (await asyncio.to_thread(client.admin.command, "replSetGetConfig"))["config"]
                 try:
-                    change = next_reconfig_step(live, document["settings"], document["members"], str(rs.primary))
+                    change = next_reconfig_step(live, document["settings"], document["members"], str(rs.primary),
+                                                {str(m.name): m.state for m in rs.members})
                 except MembershipError as exc:
                     raise DeployError(str(exc)) from exc
                 if change is None:
                     return True
                 what, new = change
-                self.progress(f"mongodb: {what}")
+                if what != said[-1]:  # a wait is polled: said once
+                    self.progress(f"mongodb: {what}")
+                    said.append(what)
+                if new is None:
+                    return None
                 # Refused while the previous change is not yet on a majority: wait_for tries again.
                 await asyncio.to_thread(client.admin.command, "replSetReconfig", new)
+                removed.update({m["host"] for m in live["members"]} - {m["host"] for m in new["members"]})
                 self.report.changed(by_address[str(rs.primary)], f"replica set: {what}")
                 return None
 
         await wait_for(step, 300, "the replica set to have the spec's settings and members")
+        return removed
 
     async def mongo_healthy(self, host: str) -> ReplSet | None:
         async with self.mongo(host, admin=True) as client:

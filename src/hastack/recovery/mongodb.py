@@ -104,15 +104,27 @@ class MembershipError(ValueError):
     pass
 
 
-def next_membership_step(config: Mapping[str, Any], desired: Sequence[Mapping[str, Any]],
-                         primary: str) -> tuple[str, dict[str, Any]] | None:
-    """One step from the live member list towards the spec's: (what, new config), or None when there.
+JOINING_TAG = "hastack-joining"  # a member added at priority 0 until it has caught up (PSA sets)
+
+
+def _writable(m: Mapping[str, Any]) -> bool:
+    """A data-bearing voting member (MongoDB's "writable node" in its PSA rule)."""
+    return not m.get("arbiterOnly") and m.get("votes", 1) > 0
+
+
+def next_membership_step(config: Mapping[str, Any], desired: Sequence[Mapping[str, Any]], primary: str,
+                         states: Mapping[str, str] | None = None) -> tuple[str, dict[str, Any] | None] | None:
+    """One step from the live member list towards the spec's: (what, new config), (what, None) to
+    wait and ask again, or None when there.
 
     MongoDB takes at most one voting member added or removed per reconfig, so
     this is called again after each step. Removals first (a replaced member
     frees its vote before the new one takes one); never the primary itself.
     A new member joins as the spec writes it; members it keeps are left as they
-    are (priorities move by operation).
+    are (priorities move by operation). Into a primary-arbiter set, MongoDB
+    refuses an electable member in one step (rs.reconfigForPSASet): it joins
+    at priority 0 and gets its priority once `states` (host -> stateStr) says
+    it is a SECONDARY, caught up.
     """
     live = {str(m["host"]): m for m in config.get("members", [])}
     want = {str(m["host"]): m for m in desired}
@@ -128,15 +140,37 @@ def next_membership_step(config: Mapping[str, Any], desired: Sequence[Mapping[st
         member = dict(want[host])
         # Above every _id in use and every one the spec numbers: a replaced member's id is not reused.
         member["_id"] = max((int(m["_id"]) for m in [*new["members"], *desired]), default=-1) + 1
-        new["members"] = [*new["members"], member]
+        after = [*new["members"], member]
+        psa = (any(m.get("arbiterOnly") for m in after) and sum(map(_writable, after)) == 2
+               and sum(map(_writable, new["members"])) == 1)
+        if psa and _writable(member) and member.get("priority", 1) > 0:
+            member = {**member, "priority": 0, "tags": {**member.get("tags", {}), JOINING_TAG: "1"}}
+            new["members"] = [*new["members"], member]
+            return f"added {host} at priority 0 until it has caught up (primary-arbiter set)", new
+        new["members"] = after
         return f"added {host}", new
+    for host, m in sorted(live.items()):
+        if JOINING_TAG not in m.get("tags", {}):
+            continue
+        if (states or {}).get(host) != "SECONDARY":
+            return f"waiting for {host} to catch up ({(states or {}).get(host, 'state unknown')})", None
+        new = _bumped(config)
+        for x in new["members"]:
+            if str(x["host"]) == host:
+                x["priority"] = want[host].get("priority", 1) if host in want else 0
+                x["tags"] = {k: v for k, v in x.get("tags", {}).items() if k != JOINING_TAG}
+                if not x["tags"]:
+                    del x["tags"]
+        return f"{host} caught up: priority {want.get(host, {}).get('priority', 1)}", new
     return None
 
 
 def next_reconfig_step(config: Mapping[str, Any], settings: Mapping[str, Any], desired: Sequence[Mapping[str, Any]],
-                       primary: str) -> tuple[str, dict[str, Any]] | None:
-    """The live config one reconfig closer to the spec's: its settings first, then its members."""
+                       primary: str, states: Mapping[str, str] | None = None,
+                       ) -> tuple[str, dict[str, Any] | None] | None:
+    """The live config one reconfig closer to the spec's: its settings first, then its members
+    ((what, None): wait, then ask again)."""
     new = with_settings(config, settings)
     if new is not None:
         return "settings " + ", ".join(f"{k}={v}" for k, v in settings.items()), new
-    return next_membership_step(config, desired, primary)
+    return next_membership_step(config, desired, primary, states)

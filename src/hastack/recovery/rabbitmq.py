@@ -24,6 +24,10 @@ class NodeFacts:
     unit: str = "inactive"  # systemd ActiveState: active, activating, deactivating, failed, inactive
     view: RabbitCluster | None = None  # cluster_status from this node, when it answered
     error: str = ""
+    # The unit is active and the Erlang VM answers, but the rabbit app neither runs nor
+    # boots: a restart inside the VM failed (seen after a pause_minority resume raced
+    # its peer's boot). Nothing in RabbitMQ retries it.
+    stalled: bool = False
 
     @property
     def node(self) -> str:
@@ -40,7 +44,7 @@ class NodeFacts:
 
 class Step(Enum):
     START = "start"  # reset-failed + start the unit
-    RESTART = "restart"  # a node on the wrong side of a partition
+    RESTART = "restart"  # a node on the wrong side of a partition, or stalled
     FORCE_BOOT = "force-boot"  # rabbitmqctl force_boot: start without waiting for the peers
     FORGET = "forget"  # forget_cluster_node: a node that is gone for good
 
@@ -76,7 +80,8 @@ def _short(nodes: tuple[str, ...]) -> str:
 
 
 def evidence(nodes: tuple[NodeFacts, ...]) -> tuple[EvidenceRow, ...]:
-    return tuple(EvidenceRow(n.name, n.reachable, n.unit if n.reachable else "unreachable", n.serving,
+    return tuple(EvidenceRow(n.name, n.reachable, (n.unit + (" (app stopped)" if n.stalled else ""))
+                             if n.reachable else "unreachable", n.serving,
                              _short(n.view.running) if n.view else "-",
                              _short(n.view.partitions) if n.view else "-", n.error) for n in nodes)
 
@@ -112,8 +117,8 @@ def decide(nodes: tuple[NodeFacts, ...], *, force: bool = False, forget: tuple[s
             acts += [Action(Step.RESTART, n.name) for n in present if n.reachable and n.node not in keep]
             return Decision(Outcome.REPAIR, f"partitioned: {' | '.join(_short(s) for s in sides)}; "
                             f"{_short(sides[0])} stays, the rest restart and rejoin", tuple(acts), ev)
-        starts = [Action(Step.START, n.name) for n in present if n.reachable and n.down]
-        acts += starts
+        acts += [Action(Step.RESTART, n.name) for n in present if n.reachable and n.stalled]
+        acts += [Action(Step.START, n.name) for n in present if n.reachable and n.down]
         if acts:
             return Decision(Outcome.REPAIR, f"{_short(tuple(sorted(n.node for n in serving)))} serve; "
                             + ", ".join(str(a) for a in acts), tuple(acts), ev)
@@ -122,9 +127,15 @@ def decide(nodes: tuple[NodeFacts, ...], *, force: bool = False, forget: tuple[s
         return Decision(Outcome.WAIT, "nodes still booting: "
                         + _short(tuple(sorted(want - set(anchor.view.serving)))), (), ev)
     # Nothing serves. Nodes that boot wait for the peers they last saw: start those.
-    booting = [n for n in present if n.reachable and not n.down]
+    stalled = [n for n in present if n.reachable and n.stalled]
+    booting = [n for n in present if n.reachable and not n.down and not n.stalled]
     down = [n for n in present if n.reachable and n.down]
     unreachable = [n.name for n in present if not n.reachable]
+    if stalled:  # restarted together with the stopped ones, so that they boot together
+        acts = [Action(Step.RESTART, n.name) for n in stalled] + [Action(Step.START, n.name) for n in down]
+        return Decision(Outcome.REPAIR, f"nothing serves; {', '.join(n.name for n in stalled)}: the Erlang VM "
+                        "runs but the rabbit app neither runs nor boots (a failed restart): "
+                        + ", ".join(str(a) for a in acts), tuple(acts), ev)
     if booting and down:
         return Decision(Outcome.REPAIR, f"{', '.join(n.name for n in booting)} wait for peers that are down: "
                         f"start {', '.join(n.name for n in down)}", tuple(Action(Step.START, n.name) for n in down),

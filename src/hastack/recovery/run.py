@@ -19,7 +19,7 @@ from typing import Any
 import asyncssh
 
 from hastack.components.galera import STATUS_SQL, parse_wsrep_text
-from hastack.components.rabbitmq import CLUSTER_CMD, parse_cluster_status
+from hastack.components.rabbitmq import BOOT_STATE_CMD, CLUSTER_CMD, parse_boot_state, parse_cluster_status
 from hastack.credentials.model import Secrets
 from hastack.hosts.fleet import Access, reachable
 from hastack.hosts.ssh import HostError, SshHost
@@ -174,14 +174,17 @@ async def rabbit_facts(spec: Spec, hosts: dict[str, SshHost], unreachable: dict[
             return rabbitmq.NodeFacts(name, reachable=False, error=unreachable[name])
         h = hosts[name]
         unit = await _unit(h, "rabbitmq-server")
-        view, error = None, ""
+        view, error, stalled = None, "", False
         if unit == "active":
             res = await h.run(CLUSTER_CMD, check=False, timeout=30)
             if res.rc == 0:
                 view = parse_cluster_status(res.stdout)
             else:
                 error = (res.stderr.strip().splitlines() or ["cluster_status failed"])[-1][:200]
-        return rabbitmq.NodeFacts(name, True, unit, view, error)
+            if view is None or f"rabbit@{name}" not in view.serving:
+                res = await h.run(BOOT_STATE_CMD, check=False, timeout=30)
+                stalled = res.rc == 0 and parse_boot_state(res.stdout) == (False, False)
+        return rabbitmq.NodeFacts(name, True, unit, view, error, stalled)
 
     return tuple(await asyncio.gather(*(one(n.name) for n in spec.rabbit_nodes())))
 

@@ -3,7 +3,8 @@
 Today's practice over the guide's: quorum queues (classic mirrored queues are
 removed in RabbitMQ 4.0), disc nodes only, no guest user, peers listed for
 classic peer discovery so a rebooted node rejoins by itself, and
-pause_minority so a partitioned minority stops instead of diverging.
+pause_minority so a partitioned minority stops instead of diverging (autoheal
+for two nodes, where neither side is a majority).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def rabbitmq_conf(spec: Spec, address: str) -> str:
         "cluster_formation.peer_discovery_backend = classic_config",
         *(f"cluster_formation.classic_config.nodes.{i} = {nodename(n)}"
           for i, n in enumerate(r.nodes, start=1)),
-        f"cluster_partition_handling = {r.partition_handling}",
+        f"cluster_partition_handling = {r.partition_mode}",
         f"net_ticktime = {spec.timing.rabbit_net_ticktime_s}",
         f"listeners.tcp.1 = {address}:{PORT}",
         "queue_leader_locator = balanced",

@@ -146,12 +146,26 @@ class RabbitMQ(Frozen):
     nodes: tuple[Name, ...] = ()
     queue_type: QueueType = QueueType.QUORUM
     ram_nodes: tuple[Name, ...] = ()
-    partition_handling: Literal["pause_minority", "autoheal", "ignore"] = "pause_minority"
+    # Unset: pause_minority, or autoheal for two nodes (`partition_mode`).
+    partition_handling: Literal["pause_minority", "autoheal", "ignore"] | None = None
     management: bool = True
     vhost: Annotated[str, StringConstraints(pattern=r"^/?[a-z0-9_-]{0,32}$")] = "/"
     user: Name = "openstack"
     guest_user: bool = False
     via_haproxy: bool = False
+
+    @property
+    def partition_mode(self) -> str:
+        """cluster_partition_handling as rendered.
+
+        Two nodes get autoheal: under pause_minority the survivor of any failure
+        pauses too (one of two is no majority), and when the peer returns the
+        paused node's restart races the peer's boot; in the lab it failed with
+        incompatible_feature_flags and then neither node started.
+        """
+        if self.partition_handling is not None:
+            return self.partition_handling
+        return "autoheal" if len(self.nodes) == 2 else "pause_minority"
 
 
 class MongoMember(Frozen):
