@@ -99,7 +99,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              loss_percent=10, duration_s=30.0),
     Scenario("split", "a 2/1 split: the VIP holder and every other cluster host stop reaching each other on "
              "every network for 30 s while the client still reaches all of them; only the majority may "
-             "answer", Fault.SPLIT, Aim.VIP_HOLDER, duration_s=30.0),
+             "answer", Fault.SPLIT, Aim.VIP_HOLDER, duration_s=30.0,
+             # The fenced holder reboots into a network still split: healed in ~60 s by hand, but
+             # once 248 s in CI (fast profile, cause not pinned down; RabbitMQ's boot is the suspect).
+             heal_bound_s=360.0),
     Scenario("rolling-restart", "every host rebooted cleanly, one at a time, the next only once every "
              "cluster is healthy again: a maintenance window as users see it", Fault.ROLLING, Aim.EVERY_HOST,
              heal_bound_s=1200.0),
