@@ -45,7 +45,7 @@ from hastack.render.galera import GARBD, GARBD_DROPIN
 from hastack.render.mongodb import PORT as MONGO_PORT
 from hastack.render.pacemaker import managed_vips
 from hastack.render.rabbitmq import CONF as RABBIT_CONF
-from hastack.spec.model import Spec
+from hastack.spec.model import Node, Spec
 
 COROSYNC_CONF = "/etc/corosync/corosync.conf"
 COROSYNC_AUTHKEY = "/etc/corosync/authkey"
@@ -496,7 +496,7 @@ class Deployer:
         removed = await self.mongo_converge(first, json.loads(self.tree[first][REPLSET_PATH].content))
         rs = await wait_for(lambda: self.mongo_healthy(first), 300, "every mongo member healthy")
         self.progress(f"mongodb: primary {rs.primary}")
-        by_address = {f"{n.address}:{MONGO_PORT}": n.name for n in self.spec.nodes}
+        by_address = self.mongo_hosts(self.spec.nodes)
         for host in sorted(by_address[a] for a in removed if a in by_address):
             # Out of the set, its mongod would only log that it was removed: stopped, data kept.
             await self.h(host).run(["systemctl", "disable", "--now", "--quiet", "mongod"], timeout=300)
@@ -507,15 +507,16 @@ class Deployer:
             rs = parse_replset_status(await asyncio.to_thread(client.admin.command, "replSetGetStatus"))
         return rs if rs.primary else None
 
-    def mongo_member_hosts(self) -> dict[str, str]:
+    @staticmethod
+    def mongo_hosts(nodes: Iterable[Node]) -> dict[str, str]:
         """host:port as the replica set names a member -> the spec's node."""
-        return {f"{n.address}:{MONGO_PORT}": n.name for _, n in self.spec.mongo_members()}
+        return {f"{n.address}:{MONGO_PORT}": n.name for n in nodes}
 
     async def mongo_converge(self, first: str, document: dict[str, Any]) -> set[str]:
         """Settings and members the spec changed reach the running set, through its primary:
         one replSetReconfig per step (at most one voting member added or removed at a time).
         Returns the members (host:port) removed."""
-        by_address = self.mongo_member_hosts()
+        by_address = self.mongo_hosts(n for _, n in self.spec.mongo_members())
         removed: set[str] = set()
         said = [""]
 

@@ -152,16 +152,19 @@ def next_membership_step(config: Mapping[str, Any], desired: Sequence[Mapping[st
     for host, m in sorted(live.items()):
         if JOINING_TAG not in m.get("tags", {}):
             continue
-        if (states or {}).get(host) != "SECONDARY":
-            return f"waiting for {host} to catch up ({(states or {}).get(host, 'state unknown')})", None
+        state = (states or {}).get(host, "state unknown")
+        if state != "SECONDARY":
+            return f"waiting for {host} to catch up ({state})", None
+        # Every live host is wanted here: the removals above went first.
+        priority = want[host].get("priority", 1)
         new = _bumped(config)
         for x in new["members"]:
             if str(x["host"]) == host:
-                x["priority"] = want[host].get("priority", 1) if host in want else 0
+                x["priority"] = priority
                 x["tags"] = {k: v for k, v in x.get("tags", {}).items() if k != JOINING_TAG}
                 if not x["tags"]:
                     del x["tags"]
-        return f"{host} caught up: priority {want.get(host, {}).get('priority', 1)}", new
+        return f"{host} caught up: priority {priority}", new
     return None
 
 
