@@ -332,7 +332,8 @@ def _refuse_blocking(spec_path: Path, model: Spec, as_json: bool, verb: str) -> 
 
 
 _STREAM_NAMES = {"db": "database commits via the VIP", "amqp": "confirmed publishes (quorum queue)",
-                 "mongo": "majority writes", "vip": "VIP connects (every 50 ms)"}
+                 "mongo": "majority writes", "vip": "VIP connects (every 50 ms)",
+                 "mongo-primary": "mongo primary (members asked)"}
 
 
 @main.command()

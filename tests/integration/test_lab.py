@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from hastack.components.corosync import QUORUM_CMD, parse_quorum
+from hastack.components.pacemaker import CRM_MON, PacemakerState, parse_crm_mon
 from hastack.credentials.store import secrets_path
 from hastack.lab.layout import layout
 from hastack.lab.runtime import LabDirs, load_state
@@ -40,6 +42,8 @@ class Case:
     wipe: str  # the host wiped and redeployed
     replace: str  # the data member replaced by compute1 in galera, rabbitmq and mongodb, then put back
     edits: tuple[tuple[str, str], ...] = ()  # text replaced in the example
+    # A host with ring links that is not a corosync member: it joins corosync and leaves again.
+    ring_spare: str = ""
     name: str = ""
 
     @property
@@ -47,7 +51,9 @@ class Case:
         return self.name or self.example.stem
 
 
-CASES = [Case(THREE, "labtest", "10.79.", fence="ctl2", wipe="ctl3", replace="ctl3"),
+CASES = [Case(THREE, "labtest", "10.79.", fence="ctl2", wipe="ctl3", replace="ctl3", ring_spare="compute1",
+              edits=(("    address: 10.77.0.21\n",
+                      "    address: 10.77.0.21\n    heartbeat: [10.77.1.21, 10.77.2.21]\n"),)),
          # The guide's topology: two data nodes and a voting node; the wiped
          # data node comes back by SST from the only other one.
          Case(SEED, "labseed", "10.81.", fence="ctl2", wipe="ctl2", replace="ctl2"),
@@ -214,7 +220,7 @@ def test_fencing_powers_a_host_off_and_it_rejoins(lab: Path, case: Case) -> None
 
 
 @pytest.mark.parametrize("scenario", ["host-crash", "stack-crash", "isolation", "ring-loss", "service-crash",
-                                      "link-loss", "split", "power-loss"])
+                                      "link-loss", "link-latency", "split", "power-loss"])
 def test_chaos_loses_nothing_and_heals(lab: Path, scenario: str) -> None:
     rc, report = cli_json("chaos", scenario, str(lab), timeout=900)
     failed = {i["name"]: i["detail"] for i in report["judgement"]["invariants"] if not i["ok"]}
@@ -231,7 +237,7 @@ def test_chaos_loses_nothing_and_heals(lab: Path, scenario: str) -> None:
         assert not rec["refused"] and set(rec["healthy"]) == {"galera", "rabbitmq", "mongodb"}, rec
         assert all(rec["healthy"].values()), rec
     streams = {s["stream"]: s for s in report["judgement"]["streams"]}
-    assert set(streams) == {"db", "amqp", "mongo", "vip"}
+    assert set(streams) == {"db", "amqp", "mongo", "vip", "mongo-primary"}
     assert all(s["rto_s"] is not None and not s["lost"] for s in streams.values()), streams
     names = {i["name"] for i in report["judgement"]["invariants"]}
     assert {"db: nothing lost", "amqp: nothing lost", "mongo: nothing lost", "vip: at most one holder",
@@ -362,6 +368,66 @@ def test_a_member_replaced_in_every_data_cluster_and_back(lab: Path, case: Case)
     finally:
         swapped.unlink(missing_ok=True)
         secrets_path(swapped).unlink(missing_ok=True)
+
+
+def test_a_corosync_member_added_and_taken_out(lab: Path, case: Case) -> None:
+    """corosync and pacemaker membership by a spec change and a deploy: a host with ring links joins
+    (a reload on the members, then it starts), then leaves: pacemaker and corosync stop there before the
+    others reload, so it is never fenced, and pacemaker forgets it. The others keep their node ids."""
+    if not case.ring_spare:
+        pytest.skip("this lab has no host with spare ring links (the three-controller lab has one)")
+    spec, spare = load_spec(lab), case.ring_spare
+    dirs = LabDirs.of(spec.cluster)
+    first, spare_addr = str(spec.corosync_nodes()[0].address), str(spec.node(spare).address)
+    members = [n.name for n in spec.corosync_nodes()]
+    data = yaml.safe_load(lab.read_text())
+    data.setdefault("corosync", {})["nodes"] = [*members, spare]
+    grown = lab.with_name("grown.yaml")
+    grown.write_text(yaml.safe_dump(data, sort_keys=False))
+    shutil.copy2(secrets_path(lab), secrets_path(grown))
+    power_before = dirs.power_log.read_text() if dirs.power_log.exists() else ""
+
+    def membership() -> tuple[tuple[str, ...], PacemakerState]:
+        q = ssh(dirs, first, QUORUM_CMD)
+        mon = ssh(dirs, first, " ".join(CRM_MON))
+        assert mon.returncode == 0, mon.stderr
+        return parse_quorum(q.stdout).names, parse_crm_mon(mon.stdout)
+
+    try:
+        rc, report = cli_json("deploy", str(grown), timeout=1200)
+        assert rc == 0 and report["ok"], report
+        assert any("reloaded corosync.conf on every node" in c for c in report["changes"]), report["changes"]
+        names, mon = membership()
+        assert sorted(names) == sorted([*members, spare]) and spare in mon.online(), (names, mon.online())
+        assert mon.where(f"fence-{spare}") and spare not in mon.where("haproxy-clone")
+        wait_healthy(grown, 240)
+
+        rc, report = cli_json("deploy", str(lab), timeout=1200)
+        assert rc == 0 and report["ok"], report
+        changes = report["changes"]
+        assert f"{spare}: stopped pacemaker and corosync: left the cluster" in changes, changes
+        assert any(c.endswith(f"removed {spare} from pacemaker's node list") for c in changes), changes
+        names, mon = membership()
+        assert sorted(names) == sorted(members), names
+        assert spare not in {n.name for n in mon.nodes} and not mon.where(f"fence-{spare}")
+        left = ssh(dirs, spare_addr, "systemctl is-active corosync pacemaker; systemctl is-enabled corosync pacemaker")
+        assert left.stdout.split() == ["inactive", "inactive", "disabled", "disabled"], left.stdout
+        # Nobody fenced it (nor anyone else): the power switch saw no action all along.
+        power_after = dirs.power_log.read_text() if dirs.power_log.exists() else ""
+        actions = [ln for ln in power_after[len(power_before):].splitlines() if " by " in ln]
+        assert not actions, actions
+        wait_healthy(lab, 240)
+        # The spec's `nodes` reordered would renumber running members: refused before anything is pushed.
+        data = yaml.safe_load(lab.read_text())
+        data["nodes"][1], data["nodes"][2] = data["nodes"][2], data["nodes"][1]
+        grown.write_text(yaml.safe_dump(data, sort_keys=False))
+        rc, refused = cli_json("deploy", str(grown))
+        assert rc != 0 and "node ids would change" in refused["error"] and "Nothing was changed" in refused["error"]
+        rc, again = cli_json("deploy", str(lab))
+        assert rc == 0 and again["changed"] is False, again["changes"]
+    finally:
+        grown.unlink(missing_ok=True)
+        secrets_path(grown).unlink(missing_ok=True)
 
 
 def test_lab_down_leaves_nothing(lab: Path) -> None:

@@ -30,6 +30,21 @@ def test_rto_is_the_longest_wait_after_the_fault() -> None:
     assert rto(ops(DB, [(99.99, True), (100.01, True), (100.03, True)]), FAULT) == pytest.approx(0.02)
 
 
+def test_mongo_primary_gap_is_the_longest_time_no_member_answered_as_primary() -> None:
+    from hastack.chaos.history import MONGO_PRIMARY, MongoSample
+
+    samples = [MongoSample(t=FAULT - 0.1, node="ctl1", writable=True)]
+    samples += [MongoSample(t=FAULT + 0.1 * i, node="ctl2", writable=False) for i in range(1, 13)]
+    samples += [MongoSample(t=FAULT + 1.3, node="ctl2", writable=True), MongoSample(t=FAULT + 1.4, node="ctl2",
+                                                                                  writable=True)]
+    j = judge(History(mongo=tuple(samples)), FAULT, FAULT + 5, 240)
+    primary = {s.stream: s for s in j.streams}[MONGO_PRIMARY]
+    assert primary.rto_s == pytest.approx(1.3) and primary.attempted == 15 and primary.acked == 3
+    assert not primary.lost and j.ok  # a view, not writes: nothing to lose, no invariant of its own
+    none = judge(History(mongo=tuple(samples[:-2])), FAULT, FAULT + 5, 240)
+    assert {s.stream: s for s in none.streams}[MONGO_PRIMARY].rto_s is None
+
+
 def test_acknowledged_write_missing_from_the_read_is_lost() -> None:
     o = ops(DB, [(99.0, True), (101.0, True), (101.5, False)])
     back = Readback(keys=frozenset({"k0", "k2"}), complete=True)  # k2 unacknowledged but there: fine
@@ -137,6 +152,37 @@ def test_split_drops_everything_between_the_target_and_every_other_host_but_not_
     assert lay.client_veth not in mine | peers and len(mine) == 3
     assert remove == ("nft delete table bridge hastack_t",)
     assert SCENARIOS["split"].duration_s is not None
+
+
+def test_latency_splices_every_link_of_the_target_and_puts_each_back() -> None:
+    lay = layout(load_spec(THREE))
+    s = SCENARIOS["link-latency"]
+    splice = s.splice(lay, "ctl2")
+    host = lay.host("ctl2")
+    assert splice.pairs == tuple((i.outside, f"{i.outside}f") for i in host.interfaces) and len(splice.pairs) == 3
+    for i in host.interfaces:
+        bridge = lay.links[i.link].bridge
+        assert f"ip link add {i.outside}s type veth peer name {i.outside}f" in splice.prepare
+        # the line's end and the unplugged veth never answer for this machine
+        assert f"ip link set {i.outside}f arp off up" in splice.prepare
+        assert f"ip link set {i.outside} arp off" in splice.prepare
+        # the new port joins before the old one leaves: the bridge is never without the host
+        assert (splice.attach.index(f"ip link set {i.outside}s master {bridge}")
+                < splice.attach.index(f"ip link set {i.outside} nomaster"))
+        assert f"ip link set {i.outside} master {bridge} arp on up" in splice.restore
+        assert f"ip link del {i.outside}s" in splice.restore
+    assert all(len(f"{i.outside}s") <= 15 for h in lay.hosts for i in h.interfaces)
+    assert s.delay_ms == 100 and s.duration_s is not None and s.duration_s < s.heal_bound_s
+
+
+def test_delay_line_keeps_frames_in_order() -> None:
+    from hastack.chaos.delayline import release_time
+
+    first = release_time(10.0, 0.1, 0.0)
+    assert first == pytest.approx(10.1)
+    # a frame behind a held one never overtakes it, even if its own delay would end sooner
+    assert release_time(10.05, 0.02, first) == first
+    assert release_time(10.2, 0.1, first) == pytest.approx(10.3)
 
 
 def test_power_loss_hits_every_host_and_runs_recover() -> None:

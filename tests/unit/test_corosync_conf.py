@@ -52,3 +52,23 @@ def test_crypto_links_and_addresses_need_a_restart() -> None:
     moved["nodes"][1]["heartbeat"] = ["10.77.1.42", "10.77.2.12"]
     readdressed = conf_change(base, conf(spec_from(moved)))
     assert readdressed.kind == "restart" and "ctl2" in readdressed.reason
+
+
+def test_a_member_taken_out_keeps_the_others_ids_and_reloads() -> None:
+    """Node ids come from the spec's `nodes`, not from `corosync.nodes`: dropping ctl2 must not
+    renumber ctl3 (corosync cannot change a running node's id: that would restart every node)."""
+    base = conf(variant())
+    smaller = conf(variant(corosync={"nodes": ["ctl1", "ctl3"]}))
+    ids = {n["name"]: n["nodeid"] for n in node_sections(parse_conf(smaller)).values()}
+    assert ids == {"ctl1": "1", "ctl3": "3"}
+    change = conf_change(base, smaller)
+    assert change.kind == "reload" and "members 3 -> 2" in change.reason, change
+    assert conf_change(smaller, base).kind == "reload"
+
+
+def test_a_renumbered_member_is_refused() -> None:
+    """Reordering `nodes` would renumber running members: only a restart of every node at once could do it."""
+    reordered = raw()
+    reordered["nodes"][1], reordered["nodes"][2] = reordered["nodes"][2], reordered["nodes"][1]
+    change = conf_change(conf(variant()), conf(spec_from(reordered)))
+    assert change.kind == "refuse" and "node ids would change: ctl2 2 -> 3, ctl3 3 -> 2" in change.reason, change

@@ -24,3 +24,13 @@ def test_seed_after_ctl1_failed() -> None:
     assert set(state.online()) == {"ctl2", "arb1"}
     assert state.where("vip-internal") == ("ctl2",)
     assert state.where("haproxy-clone") == ("ctl2",)
+
+
+def test_nodes_the_spec_dropped_are_told_apart_by_whether_they_are_online() -> None:
+    """Deploy removes a dropped node from pacemaker only once it is offline; an online stranger stops it."""
+    from hastack.components.pacemaker import strays
+
+    state = parse_crm_mon((FIXTURES / "crm_mon_simulated_seed_ctl1_failed.xml").read_text())
+    assert strays(state, ["ctl1", "ctl2", "arb1"]) == ((), ())
+    assert strays(state, ["ctl2", "arb1"]) == (("ctl1",), ())  # ctl1 is offline here
+    assert strays(state, ["ctl1", "arb1"]) == ((), ("ctl2",))

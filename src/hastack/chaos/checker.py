@@ -2,7 +2,8 @@
 
 For each workload stream, the gap users saw (the RTO: from the fault, or the
 last success after it, to the next success; the longest such wait) and what
-was lost (the RPO: acknowledged keys missing from the final read). Then the
+was lost (the RPO: acknowledged keys missing from the final read); and, from
+the mongo samples, the longest time no member answered as writable primary. Then the
 invariants: nothing acknowledged lost, at most one host answering for the
 VIP in any sample, never two galera primary components at once, and every
 cluster healthy again within the scenario's bound.
@@ -14,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from itertools import combinations
 
-from hastack.chaos.history import AMQP, DB, MONGO, STREAMS, GaleraSample, History, Op
+from hastack.chaos.history import AMQP, DB, MONGO, MONGO_PRIMARY, STREAMS, GaleraSample, History, Op
 
 # Galera samples closer than this are compared as simultaneous.
 GALERA_WINDOW_S = 0.5
@@ -49,7 +50,12 @@ class Judgement:
 
 def rto(ops: list[Op], fault_at: float) -> float | None:
     """Longest wait, after the fault, between one acknowledged op and the next."""
-    done = sorted(o.t1 for o in ops if o.ok)
+    return longest_wait([o.t1 for o in ops if o.ok], fault_at)
+
+
+def longest_wait(times: list[float], fault_at: float) -> float | None:
+    """Longest wait, after the fault, between one good moment and the next; None if none came after it."""
+    done = sorted(times)
     before = [t for t in done if t <= fault_at]
     after = [t for t in done if t > fault_at]
     if not after:
@@ -98,6 +104,11 @@ def judge(h: History, fault_at: float, healed_at: float | None, bound_s: float) 
                     f"{len(acked)} {_LOSS_NAMES[name]}, {len(lost)} missing" + (f": {', '.join(lost[:5])}" if lost
                                                                                  else "")))
         streams.append(StreamResult(name, len(ops), sum(o.ok for o in ops), rto(ops, fault_at), lost))
+    if h.mongo:
+        # The server's side of the mongo gap: no member answering as writable primary. The client's
+        # gap adds its own wait on the dead primary's socket and its driver's rediscovery.
+        primary = [s.t for s in h.mongo if s.writable]
+        streams.append(StreamResult(MONGO_PRIMARY, len(h.mongo), len(primary), longest_wait(primary, fault_at)))
 
     if h.vip:
         multi = [s for s in h.vip if len(s.macs) > 1]

@@ -1,5 +1,5 @@
-"""What a chaos run records: every operation of the workload, every VIP and
-galera sample, and what was read back at the end. Plain data, JSON both ways:
+"""What a chaos run records: every operation of the workload, every VIP, galera
+and mongo sample, and what was read back at the end. Plain data, JSON both ways:
 the workload writes it on the client host, the checker judges it here.
 
 Times are CLOCK_MONOTONIC seconds, one clock for the whole machine (the
@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict
 # The workload's streams, in report order.
 DB, AMQP, MONGO, VIP = "db", "amqp", "mongo", "vip"
 STREAMS = (DB, AMQP, MONGO, VIP)
+# Not a stream of writes: when some mongo member answered as the writable primary (the server's view).
+MONGO_PRIMARY = "mongo-primary"
 
 
 class _Frozen(BaseModel):
@@ -47,6 +49,14 @@ class GaleraSample(_Frozen):
     members: tuple[str, ...] = ()  # wsrep_incoming_addresses of its component
 
 
+class MongoSample(_Frozen):
+    """One member's answer to `hello`: is it the primary, able to take writes."""
+
+    t: float
+    node: str
+    writable: bool
+
+
 class Readback(_Frozen):
     """Everything found at the end, read after the cluster healed."""
 
@@ -59,6 +69,7 @@ class History(_Frozen):
     ops: tuple[Op, ...] = ()
     vip: tuple[VipSample, ...] = ()
     galera: tuple[GaleraSample, ...] = ()
+    mongo: tuple[MongoSample, ...] = ()
     readback: dict[str, Readback] = {}
     started: float = 0.0
     ended: float = 0.0

@@ -31,7 +31,7 @@ from hastack.chaos.scenarios import Fault, Scenario, pick_target
 from hastack.credentials.model import Secrets
 from hastack.deploy.run import MONGO_ADMIN
 from hastack.hosts.fleet import Access, reachable
-from hastack.lab.layout import layout
+from hastack.lab.layout import Layout, layout
 from hastack.lab.runtime import LabDirs, LabError, load_state, power_cut, power_off, power_on, restart
 from hastack.recovery.run import Report as RecoveryReport
 from hastack.recovery.run import Round, recover
@@ -47,6 +47,8 @@ READY_S = 90.0
 ROLLING_STEP_S = 240.0
 # A fault status never saw within this long was absorbed (a quick restart): healthy after it counts.
 UNSEEN_S = 30.0
+# The delay line stops by itself this long after its scenario's end, if nobody stopped it.
+DELAY_MARGIN_S = 30.0
 
 
 class ChaosError(Exception):
@@ -151,20 +153,73 @@ def _rolling(s: Shot) -> Undo:
     return _nothing
 
 
+def _sh_all(cmds: tuple[str, ...]) -> str | None:
+    """Runs each command in turn, up to the first that fails: its message, or None."""
+    for cmd in cmds:
+        res = subprocess.run(shlex.split(cmd), capture_output=True, text=True, check=False)
+        if res.returncode:
+            return f"`{cmd}` failed: {res.stderr.strip()}"
+    return None
+
+
+def _sh_each(cmds: tuple[str, ...]) -> None:
+    """Runs every command whatever fails: an undo puts back all it can."""
+    for cmd in cmds:
+        subprocess.run(shlex.split(cmd), check=False, capture_output=True)
+
+
 def _impair(s: Shot) -> Undo:
     lay = layout(s.spec)
     add, remove = s.scenario.impair_commands(lay, s.host, f"hastack_{lay.tag}")
+    failed = _sh_all(add)
+    if failed is not None:
+        _sh_each(remove)
+        raise ChaosError(f"{s.host}: {failed}")
+    return lambda: _sh_each(remove)
 
-    def clear() -> None:
-        for cmd in remove:
-            subprocess.run(shlex.split(cmd), check=False, capture_output=True)
 
-    for cmd in add:
-        res = subprocess.run(shlex.split(cmd), capture_output=True, text=True, check=False)
-        if res.returncode:
-            clear()
-            raise ChaosError(f"{s.host}: `{cmd}` failed: {res.stderr.strip()}")
-    return clear
+def delay_line(scenario: Scenario, lay: Layout, host: str, progress: Progress) -> Undo:
+    """DELAY: `host`'s links spliced through a delay line (its own process) until the undo."""
+    assert scenario.duration_s is not None
+    splice = scenario.splice(lay, host)
+    line: subprocess.Popen[str] | None = None
+
+    def restore() -> None:
+        nonlocal line
+        if line is not None and line.poll() is None:
+            assert line.stdin is not None and line.stdout is not None
+            with contextlib.suppress(OSError):
+                line.stdin.close()  # the line sends what it holds, undoes the splice and exits
+            try:
+                line.wait(10)
+                progress(f"delay line: {line.stdout.read().strip()}")
+            except subprocess.TimeoutExpired:
+                line.kill()
+                line.wait(10)
+        line = None
+        _sh_each(splice.restore)  # again, in case the line could not: a no-op where it did
+
+    failed = _sh_all(splice.prepare)
+    if failed is None:
+        # Bounded by itself too, past the scenario's end: a chaos run killed outright leaves no delay behind.
+        line = subprocess.Popen([sys.executable, "-m", "hastack.chaos.delayline", "--delay-ms",
+                                 str(scenario.delay_ms), "--seconds", str(scenario.duration_s + DELAY_MARGIN_S),
+                                 *(f"--on-exit={cmd}" for cmd in splice.restore),
+                                 *(f"{a}:{b}" for a, b in splice.pairs)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert line.stdout is not None
+        ready = _readline(line.stdout, 10).strip()
+        failed = None if ready == "ready" else f"the delay line did not start: {ready or 'no answer'}"
+    if failed is None:
+        failed = _sh_all(splice.attach)
+    if failed is not None:
+        restore()
+        raise ChaosError(f"{host}: {failed}")
+    return restore
+
+
+def _delay(s: Shot) -> Undo:
+    return delay_line(s.scenario, layout(s.spec), s.host, s.progress)
 
 
 def _kill_host(s: Shot) -> Undo:
@@ -202,6 +257,7 @@ def _kill_processes(s: Shot) -> Undo:
 # Each fault breaks the lab and returns what puts its own leftovers back.
 FAULTS: dict[Fault, Callable[[Shot], Undo]] = {
     Fault.POWER_LOSS: _power_loss, Fault.ROLLING: _rolling, Fault.LOSS: _impair, Fault.SPLIT: _impair,
+    Fault.DELAY: _delay,
     Fault.KILL_HOST: _kill_host, Fault.CUT_LINKS: _cut_links, Fault.KILL_PROCESSES: _kill_processes,
 }
 

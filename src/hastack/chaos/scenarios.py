@@ -17,6 +17,7 @@ class Fault(Enum):
     POWER_LOSS = "power-loss"  # every host off at once, on again after the power returns
     LOSS = "loss"  # random packet loss on the host's links, both ways, for a bounded window
     SPLIT = "split"  # the host and its peers cannot reach each other; clients still reach everyone
+    DELAY = "delay"  # every frame to and from the host held back, both ways, for a bounded window
     ROLLING = "rolling-restart"  # every host rebooted cleanly in turn, each waited on until healthy
 
 
@@ -24,6 +25,16 @@ class Aim(Enum):
     VIP_HOLDER = "vip-holder"
     GALERA_WRITER = "galera-writer"
     EVERY_HOST = "every-host"
+
+
+@dataclass(frozen=True)
+class Splice:
+    """A delay line put into a host's links: commands around the line's own process."""
+
+    prepare: tuple[str, ...]  # before the line runs: its veth pairs
+    attach: tuple[str, ...]  # once it runs: the bridges switched over to it
+    restore: tuple[str, ...]  # once it stopped: the host's veths back on their bridges
+    pairs: tuple[tuple[str, str], ...]  # (the host's veth, the line's end of the pair)
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,7 @@ class Scenario:
     recover: bool = False
     off_s: float = 5.0  # POWER_LOSS: how long the power stays off
     loss_percent: int = 0  # LOSS: share of frames dropped, each way
+    delay_ms: int = 0  # DELAY: added to every frame, each way (so twice this to every round trip)
     # A fault that ends by itself after this long (LOSS); healthy counts only after it ended.
     duration_s: float | None = None
 
@@ -49,8 +61,8 @@ class Scenario:
         """LOSS or SPLIT: nft commands on the lab's bridges that impair `host`'s links, and the undo.
 
         nftables' bridge family, not tc netem: the kernel of the machine hastack's lab was
-        built on has no sch_netem (no latency to add), and filtering at the bridge needs
-        nothing inside the hosts. Only forwarded frames are touched: the client's port and
+        built on has no sch_netem (latency has its own delay line, see `splice`), and
+        filtering at the bridge needs nothing inside the hosts. Only forwarded frames are touched: the client's port and
         the power switch (the bridge's own address) stay reachable from every host, so
         fencing works across a split as it would over an out-of-band IPMI network.
         """
@@ -67,6 +79,31 @@ class Scenario:
             pairs = [f"{way} {p}" for p in ports for way in ("iifname", "oifname")]
         add += [f"nft add rule bridge {table} impair {pair} {verdict}" for pair in pairs]
         return tuple(add), (f"nft delete table bridge {table}",)
+
+    def splice(self, lay: Layout, host: str) -> Splice:
+        """DELAY: how to put a delay line into each of `host`'s links, and take it out again.
+
+        Per link a veth pair: one end on the link's bridge in place of the host's
+        veth, the other end and the host's veth for the delay line to read and
+        write. Neither end may talk for this machine meanwhile (no ARP replies
+        from the machine's own addresses, no IPv6 of its own), or the host would
+        see this machine answer on a wire that is not the bridge.
+        """
+        prepare: list[str] = []
+        attach: list[str] = []
+        restore: list[str] = []
+        pairs: list[tuple[str, str]] = []
+        for i in lay.host(host).interfaces:
+            bridge = lay.links[i.link].bridge
+            on_bridge, line_end = f"{i.outside}s", f"{i.outside}f"
+            prepare += [f"ip link add {on_bridge} type veth peer name {line_end}",
+                        f"sysctl -qw net.ipv6.conf.{line_end}.disable_ipv6=1",
+                        f"ip link set {line_end} arp off up", f"ip link set {i.outside} arp off",
+                        f"ip link set {on_bridge} up"]
+            attach += [f"ip link set {on_bridge} master {bridge}", f"ip link set {i.outside} nomaster"]
+            restore += [f"ip link set {i.outside} master {bridge} arp on up", f"ip link del {on_bridge}"]
+            pairs.append((i.outside, line_end))
+        return Splice(tuple(prepare), tuple(attach), tuple(restore), tuple(pairs))
 
     def kill_command(self) -> str:
         """The shell command run on the target for KILL_PROCESSES."""
@@ -97,6 +134,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("link-loss", "10% of frames dropped at random, each way, on every link of the VIP holder for 30 s: "
              "lossy but alive; nothing may be lost and no cluster may split", Fault.LOSS, Aim.VIP_HOLDER,
              loss_percent=10, duration_s=30.0),
+    Scenario("link-latency", "100 ms added each way to every frame on every link of the VIP holder for 30 s: "
+             "slow but alive; nothing may be lost, no cluster may split and the VIP must not move",
+             Fault.DELAY, Aim.VIP_HOLDER, delay_ms=100, duration_s=30.0),
     Scenario("split", "a 2/1 split: the VIP holder and every other cluster host stop reaching each other on "
              "every network for 30 s while the client still reaches all of them; only the majority may "
              "answer", Fault.SPLIT, Aim.VIP_HOLDER, duration_s=30.0,

@@ -122,13 +122,18 @@ def node_sections(conf: Section) -> dict[str, Section]:
     return {str(n.get("nodeid", "")): n for n in found} if isinstance(found, list) else {}
 
 
+def by_name(conf: Section) -> dict[str, Section]:
+    """The nodelist by node name: a member keeps its name when another one leaves."""
+    return {str(n.get("name", nid)): n for nid, n in node_sections(conf).items()}
+
+
 def _addrs(node: Section) -> dict[str, object]:
     return {k: v for k, v in node.items() if k.endswith("_addr")}
 
 
 @dataclass(frozen=True)
 class ConfChange:
-    kind: str  # "none", "reload" (corosync-cfgtool -R) or "restart" (every node)
+    kind: str  # "none", "reload" (corosync-cfgtool -R), "restart" (every node) or "refuse"
     reason: str
 
 
@@ -148,8 +153,14 @@ def conf_change(old: str, new: str) -> ConfChange:
         return ConfChange("restart", "totem " + ", ".join(moved) + " cannot change at runtime")
     if ta.get("interface") != tb.get("interface"):
         return ConfChange("restart", "the links (totem interface sections) changed")
-    na, nb = node_sections(a), node_sections(b)
-    readdressed = sorted(str(nb[i].get("name", i)) for i in na.keys() & nb.keys() if _addrs(na[i]) != _addrs(nb[i]))
+    na, nb = by_name(a), by_name(b)
+    renumbered = sorted(n for n in na.keys() & nb.keys() if na[n].get("nodeid") != nb[n].get("nodeid"))
+    if renumbered:
+        # Possible only with every node restarted at once, and most likely an accident (the
+        # spec's `nodes` reordered): refused rather than done.
+        return ConfChange("refuse", "node ids would change: " + ", ".join(
+            f"{n} {na[n].get('nodeid')} -> {nb[n].get('nodeid')}" for n in renumbered))
+    readdressed = sorted(n for n in na.keys() & nb.keys() if _addrs(na[n]) != _addrs(nb[n]))
     if readdressed:
         return ConfChange("restart", "node addresses changed: " + ", ".join(readdressed))
     parts = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 CRM_MON = ("crm_mon", "-1", "--output-as=xml")
@@ -68,6 +69,13 @@ class PacemakerState:
 
     def online(self) -> tuple[str, ...]:
         return tuple(n.name for n in self.nodes if n.online)
+
+
+def strays(mon: PacemakerState, members: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Nodes pacemaker knows that are not `members`: (offline, online)."""
+    want = set(members)
+    out = [n for n in mon.nodes if n.name not in want]
+    return tuple(n.name for n in out if not n.online), tuple(n.name for n in out if n.online)
 
 
 def _bool(value: str | None) -> bool:

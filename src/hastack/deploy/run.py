@@ -26,7 +26,7 @@ from hastack.components.galera import STATUS_SQL, GaleraState, parse_wsrep_text
 from hastack.components.galera import leavers as galera_leavers
 from hastack.components.mongodb import ReplSet, parse_replset_status
 from hastack.components.network import ADDR_CMD, parse_addresses
-from hastack.components.pacemaker import parse_crm_mon
+from hastack.components.pacemaker import CRM_MON, PacemakerState, parse_crm_mon, strays
 from hastack.components.rabbitmq import (
     CLUSTER_CMD,
     RabbitCluster,
@@ -150,15 +150,20 @@ class Deployer:
     async def phase_files(self, phase: Phase) -> None:
         await self.refuse_other_secrets(phase.hosts)
 
-        async def push(host: str) -> None:
-            files = self.tree.get(host, {})
+        async def keep(host: str) -> None:
             # Kept to decide how a change is applied: corosync reloads some changes, restarts for
             # others; rabbitmq ignores a changed peer list.
             for path in (COROSYNC_CONF, RABBIT_CONF):
-                if path in files:
+                if path in self.tree.get(host, {}):
                     old = await self.h(host).run(["cat", path], check=False)
                     if old.rc == 0:
                         self.before.setdefault(host, {})[path] = old.stdout
+
+        await self.gather([keep(h) for h in phase.hosts])
+        await self.refuse_renumbering(phase.hosts)
+
+        async def push(host: str) -> None:
+            files = self.tree.get(host, {})
             await self.ensure_users(host, files.values())
             changes: dict[str, Change] = {}
             for path, f in sorted(files.items()):
@@ -174,6 +179,20 @@ class Deployer:
                 await self.h(host).run(["systemctl", "disable", "--quiet", unit], check=False)
 
         await self.gather([push(h) for h in phase.hosts])
+
+    async def refuse_renumbering(self, hosts: Iterable[str]) -> None:
+        """Nothing is pushed when a running corosync node would get another node id: corosync
+        cannot take that without every node restarted at once, and it is most likely an accident."""
+        for host in hosts:
+            old = self.before.get(host, {}).get(COROSYNC_CONF)
+            if old is None or COROSYNC_CONF not in self.tree.get(host, {}):
+                continue
+            change = conf_change(old, self.tree[host][COROSYNC_CONF].content.decode())
+            if change.kind == "refuse" and await self.active(host, "corosync"):
+                raise DeployError(f"corosync on {host}: {change.reason}. Nothing was changed. A node's id is "
+                                  "its place in the spec's `nodes`: keep that order (new nodes at the end; a "
+                                  "member taken out can stay listed with other roles), or stop the whole "
+                                  "cluster first.")
 
     async def refuse_other_secrets(self, hosts: Iterable[str]) -> None:
         """Nothing is pushed when a host runs with other secrets than this deploy's: a new
@@ -232,12 +251,14 @@ class Deployer:
         await self.gather([install(h) for h in phase.hosts])
 
     async def phase_corosync(self, phase: Phase) -> None:
+        await self.corosync_leavers(phase.hosts)
         running = dict(zip(phase.hosts, await self.gather([self.active(h, "corosync") for h in phase.hosts]),
                            strict=True))
         new_conf = {h: self.tree[h][COROSYNC_CONF].content.decode() for h in phase.hosts}
         changes = {h: conf_change(self.before.get(h, {}).get(COROSYNC_CONF, ""), new_conf[h])
                    for h in phase.hosts if running[h] and self.file_changed(h, COROSYNC_CONF)}
-        restart = {h for h, c in changes.items() if c.kind == "restart"}
+        # "refuse" (renumbered) never gets here on a running node: the files phase stopped it.
+        restart = {h for h, c in changes.items() if c.kind in ("restart", "refuse")}
         restart |= {h for h in phase.hosts if running[h] and self.file_changed(h, COROSYNC_AUTHKEY)}
         reload = [h for h, c in changes.items() if c.kind == "reload" and h not in restart]
         if reload:
@@ -266,6 +287,30 @@ class Deployer:
         await wait_for(quorate, 120, f"corosync quorum with {', '.join(sorted(want))}")
         # Pacemaker's DC election (up to dc-deadtime, 20 s) runs meanwhile;
         # the cib phase waits for it, after the databases have formed.
+
+    async def corosync_leavers(self, members: tuple[str, ...]) -> None:
+        """Spec hosts that run corosync but are no longer members leave first, cleanly, as
+        `pcs cluster node remove` does: pacemaker stops there (its resources move away and the
+        others see a clean shutdown, so nobody fences it), then corosync; both stay disabled.
+        Only then do the members reload a nodelist without it."""
+        others = [n.name for n in self.spec.nodes if n.name not in members]
+        up = await self.gather([self.active(h, "corosync") for h in others])
+        for host in (h for h, running in zip(others, up, strict=True) if running):
+            self.progress(f"corosync: {host} leaves the cluster (no longer a corosync node in the spec)")
+            await self.h(host).run(["systemctl", "disable", "--now", "--quiet", "pacemaker"], timeout=600)
+            await self.h(host).run(["systemctl", "disable", "--now", "--quiet", "corosync"], timeout=120)
+            self.report.changed(host, "stopped pacemaker and corosync: left the cluster")
+
+    async def pacemaker_forget(self, anchor: str, mon: PacemakerState) -> None:
+        """Nodes pacemaker still knows that the spec no longer has as members: removed from the CIB
+        once they are offline. One still online is a member the spec does not know: refuse."""
+        offline, online = strays(mon, [n.name for n in self.spec.corosync_nodes()])
+        if online:
+            raise DeployError(f"pacemaker nodes outside the spec are online ({', '.join(online)}): add them to "
+                              "corosync.nodes, or stop pacemaker and corosync on them")
+        for name in offline:
+            await self.h(anchor).run(["crm_node", "--remove", name, "--force"], timeout=120)
+            self.report.changed(anchor, f"removed {name} from pacemaker's node list")
 
     async def pacemaker_ready(self, hosts: tuple[str, ...]) -> None:
         first, want = self.h(hosts[0]), set(hosts)
@@ -563,6 +608,7 @@ class Deployer:
         await self.pacemaker_ready(tuple(n.name for n in self.spec.corosync_nodes()))
         host = phase.hosts[0]
         h = self.h(host)
+        await self.pacemaker_forget(host, parse_crm_mon((await h.run(" ".join(CRM_MON))).stdout))
         desired = self.tree[host][CIB_PATH].content
         configuration = ET.tostring(ET.fromstring(desired).find("configuration"))  # type: ignore[arg-type]
         live = await h.run("cibadmin --query --scope resources", check=False)

@@ -22,10 +22,13 @@ class Member:
 
 
 def members(spec: Spec) -> tuple[Member, ...]:
-    """Cluster members with stable node ids (their order in the spec, from 1)."""
-    return tuple(
-        Member(n.name, i, link_addresses(spec, n)) for i, n in enumerate(spec.corosync_nodes(), start=1)
-    )
+    """Cluster members with stable node ids: each node's place in the spec's `nodes`, from 1.
+
+    Not the place in `corosync.nodes`: taking a member out of that list must not
+    renumber the others (corosync cannot change a running node's id; pacemaker
+    keys its nodes by it)."""
+    ids = {n.name: i for i, n in enumerate(spec.nodes, start=1)}
+    return tuple(Member(n.name, ids[n.name], link_addresses(spec, n)) for n in spec.corosync_nodes())
 
 
 def link_addresses(spec: Spec, node: Node) -> tuple[str, ...]:

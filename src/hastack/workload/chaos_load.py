@@ -29,7 +29,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hastack.chaos.history import AMQP, DB, MONGO, VIP, GaleraSample, History, Op, Readback, VipSample
+from hastack.chaos.history import (
+    AMQP,
+    DB,
+    MONGO,
+    VIP,
+    GaleraSample,
+    History,
+    MongoSample,
+    Op,
+    Readback,
+    VipSample,
+)
 from hastack.render.galera import PROBE_DB, PROBE_USER
 from hastack.render.mongodb import PORT as MONGO_PORT
 from hastack.workload.smoke import SMOKE_QUEUE, Target
@@ -37,6 +48,7 @@ from hastack.workload.smoke import SMOKE_QUEUE, Target
 PACE_S = 0.02  # one op per stream every 20 ms at most: enough resolution, little load on 2 cores
 VIP_EVERY_S = 0.05
 GALERA_EVERY_S = 0.25
+MONGO_EVERY_S = 0.1  # a primary's arrival to within 0.1 s: the fast profile elects in ~1 s
 READBACK_S = 90.0  # after "stop": how long the final reads may retry while the cluster settles
 CLEANUP_S = 60.0  # the delete of a run's rows and documents: thousands after a long run
 
@@ -54,6 +66,7 @@ class Recorder:
         self.ops: list[Op] = []
         self.vip: list[VipSample] = []
         self.galera: list[GaleraSample] = []
+        self.mongo: list[MongoSample] = []
         self.first_ok: set[str] = set()
 
     def op(self, stream: str, key: str, t0: float, ok: bool, error: str = "") -> None:
@@ -284,6 +297,29 @@ def mongo_writer(load: Load) -> None:
         client.close()
 
 
+def mongo_sampler(load: Load, name: str, address: str) -> None:
+    """One member's own answer, every 0.1 s: is it the writable primary (`hello` needs no login)."""
+    import pymongo
+
+    rec = load.rec
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        address, MONGO_PORT, directConnection=True, serverSelectionTimeoutMS=500, socketTimeoutMS=500,
+        connectTimeoutMS=500)
+
+    def once() -> None:
+        try:
+            hello = client.admin.command("hello")
+        except Exception:  # a member that does not answer says nothing about who is primary
+            return
+        with rec.lock:
+            rec.mongo.append(MongoSample(t=time.monotonic(), node=name, writable=bool(hello.get("isWritablePrimary"))))
+
+    try:
+        load.loop(MONGO_EVERY_S, once)
+    finally:
+        client.close()
+
+
 def mongo_readback(t: ChaosTarget) -> Readback:
     from pymongo.read_concern import ReadConcern
 
@@ -393,11 +429,12 @@ def main() -> int:
         workers.append((AMQP, amqp_publisher, ()))
     if t.mongo_members:
         workers.append((MONGO, mongo_writer, ()))
+        workers += [(f"mongo-{n}", mongo_sampler, (n, a)) for n, a in t.mongo_members.items()]
     load = Load(t, rec, stop, deadline)
     threads = [threading.Thread(target=fn, args=(load, *args), name=name, daemon=True) for name, fn, args in workers]
     for th in threads:
         th.start()
-    wanted = {name for name, _, _ in workers if not name.startswith("galera-")}
+    wanted = {name for name, _, _ in workers if not name.startswith(("galera-", "mongo-"))}
     ready_by = time.monotonic() + 60
     while rec.first_ok < wanted and time.monotonic() < ready_by:
         time.sleep(0.05)
@@ -420,8 +457,8 @@ def main() -> int:
     if t.mongo_members:
         readback[MONGO] = mongo_readback(t)
     with rec.lock:
-        history = History(ops=tuple(rec.ops), vip=tuple(rec.vip), galera=tuple(rec.galera), readback=readback,
-                          started=started, ended=time.monotonic())
+        history = History(ops=tuple(rec.ops), vip=tuple(rec.vip), galera=tuple(rec.galera), mongo=tuple(rec.mongo),
+                          readback=readback, started=started, ended=time.monotonic())
     print(history.model_dump_json(), flush=True)
     return 0
 
