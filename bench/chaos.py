@@ -104,7 +104,7 @@ def main() -> int:
             finally:
                 hastack("lab", "down", str(spec))
 
-    print(f"\n{'scenario':<14} {'variant':<22} " + " ".join(f"{s.replace('mongo-', 'm.') + ' gap s':>11}"
+    print(f"\n{'scenario':<15} {'variant':<22} " + " ".join(f"{s.replace('mongo-primary', 'm.pri') + ' gap s':>11}"
                                                          for s in STREAMS)
           + f" {'healed s':>9} {'lost':>5} {'ok':>5}")
     for (scenario, profile), reports in results.items():
@@ -116,9 +116,9 @@ def main() -> int:
         healed = [r["healed_s"] for r in reports if r["healed_s"] is not None]
         lost = sum(len(s["lost"]) for r in reports for s in r["judgement"]["streams"])
         oks = sum(r["ok"] for r in reports)
-        print(f"{scenario:<14} {profile:<22} " + " ".join(cells) + f" {med(healed):>9} {lost:>5} "
+        print(f"{scenario:<15} {profile:<22} " + " ".join(cells) + f" {med(healed):>9} {lost:>5} "
               f"{oks}/{len(reports):<3}")
-    print("\nm.primary: no mongo member answering as writable primary (asked every 0.1 s), the server's side of "
+    print("\nm.pri: no mongo member answering as writable primary (asked every 0.1 s), the server's side of "
           "the mongo gap")
     print("medians of the runs; 'lost' counts acknowledged commits, confirmed messages and majority writes "
           "missing at the end, over all runs")

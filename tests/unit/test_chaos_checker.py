@@ -170,6 +170,7 @@ def test_latency_splices_every_link_of_the_target_and_puts_each_back() -> None:
         assert (splice.attach.index(f"ip link set {i.outside}s master {bridge}")
                 < splice.attach.index(f"ip link set {i.outside} nomaster"))
         assert f"ip link set {i.outside} master {bridge} arp on up" in splice.restore
+        assert f"ip link set {i.outside} master {bridge} arp on up" in splice.reattach
         assert f"ip link del {i.outside}s" in splice.restore
     assert all(len(f"{i.outside}s") <= 15 for h in lay.hosts for i in h.interfaces)
     assert s.delay_ms == 100 and s.duration_s is not None and s.duration_s < s.heal_bound_s

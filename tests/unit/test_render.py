@@ -140,6 +140,11 @@ def test_mongo_replset_priorities_and_arbiter() -> None:
     assert rs["members"][2] == {"_id": 2, "host": "10.77.0.13:27017", "arbiterOnly": True}
     assert rs["settings"]["electionTimeoutMillis"] == 10000
     assert rs["settings"]["chainingAllowed"] is False  # no secondary hangs off another one
+    assert rs["settings"]["catchUpTimeoutMillis"] == -1  # MongoDB's own default: the new primary catches up
+    fast = variant(timing={"profile": "fast"})
+    fast_rs = json.loads(files(render_all(fast, secrets_for(fast)), "ctl1", "/etc/hastack/mongodb-replset.json"))
+    # ~1 s sooner writable after a crash; majority writes are on the elected member anyway
+    assert fast_rs["settings"]["catchUpTimeoutMillis"] == 0
     conf = yaml.safe_load(files(tree, "arb1", "/etc/mongod.conf"))
     assert conf["replication"]["replSetName"] == "rs0"
     assert conf["net"]["bindIp"] == "127.0.0.1,10.77.0.13"

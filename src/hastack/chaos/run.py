@@ -188,6 +188,7 @@ def delay_line(scenario: Scenario, lay: Layout, host: str, progress: Progress) -
         nonlocal line
         if line is not None and line.poll() is None:
             assert line.stdin is not None and line.stdout is not None
+            _sh_each(splice.reattach)
             with contextlib.suppress(OSError):
                 line.stdin.close()  # the line sends what it holds, undoes the splice and exits
             try:
@@ -284,7 +285,7 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
     lay = layout(spec)
     run_id = pysecrets.token_hex(6)
     payload = ChaosTarget(**target(spec, secrets, MONGO_ADMIN).model_dump(), run=run_id,
-                          client_address=str(lay.client_address),
+                          client_address=str(lay.client_address), link_delay_s=scenario.delay_ms / 1000,
                           max_seconds=scenario.heal_bound_s + 120).model_dump_json()
     # Secrets go on stdin, never on a command line. Its stderr (client libraries
     # log every failed connection) goes to a file: an unread pipe would fill and stall it.

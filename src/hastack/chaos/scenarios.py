@@ -33,7 +33,10 @@ class Splice:
 
     prepare: tuple[str, ...]  # before the line runs: its veth pairs
     attach: tuple[str, ...]  # once it runs: the bridges switched over to it
-    restore: tuple[str, ...]  # once it stopped: the host's veths back on their bridges
+    # While it still runs: the host's veths back on their bridges. For a moment frames pass
+    # twice (TCP drops duplicates) rather than not at all (a lost SYN waits 1 s).
+    reattach: tuple[str, ...]
+    restore: tuple[str, ...]  # once it stopped: the same again where needed, and its veth pairs gone
     pairs: tuple[tuple[str, str], ...]  # (the host's veth, the line's end of the pair)
 
 
@@ -91,6 +94,7 @@ class Scenario:
         """
         prepare: list[str] = []
         attach: list[str] = []
+        reattach: list[str] = []
         restore: list[str] = []
         pairs: list[tuple[str, str]] = []
         for i in lay.host(host).interfaces:
@@ -101,9 +105,10 @@ class Scenario:
                         f"ip link set {line_end} arp off up", f"ip link set {i.outside} arp off",
                         f"ip link set {on_bridge} up"]
             attach += [f"ip link set {on_bridge} master {bridge}", f"ip link set {i.outside} nomaster"]
-            restore += [f"ip link set {i.outside} master {bridge} arp on up", f"ip link del {on_bridge}"]
+            reattach.append(f"ip link set {i.outside} master {bridge} arp on up")
+            restore += [reattach[-1], f"ip link del {on_bridge}"]
             pairs.append((i.outside, line_end))
-        return Splice(tuple(prepare), tuple(attach), tuple(restore), tuple(pairs))
+        return Splice(tuple(prepare), tuple(attach), tuple(reattach), tuple(restore), tuple(pairs))
 
     def kill_command(self) -> str:
         """The shell command run on the target for KILL_PROCESSES."""

@@ -70,6 +70,7 @@ def replset_config(spec: Spec) -> dict[str, Any]:
         "settings": {
             "electionTimeoutMillis": spec.timing.mongo_election_timeout_ms,
             "heartbeatIntervalMillis": spec.timing.mongo_heartbeat_ms,
+            "catchUpTimeoutMillis": spec.timing.mongo_catchup_timeout_ms,
             # Every secondary pulls from the primary. With chaining a secondary may sync from
             # another; when that one is cut off, majority writes stall until the member is
             # declared down (heartbeatTimeoutSecs, 10 s): seen as a 12 s gap in chaos isolation.

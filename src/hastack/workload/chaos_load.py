@@ -58,6 +58,9 @@ class ChaosTarget(Target):
     client_address: str
     interface: str = "eth0"
     max_seconds: float = 600.0
+    # Latency the run adds to the VIP holder's links, one way: the VIP probe's waits grow by
+    # its round trip, or a slow answer would count as none.
+    link_delay_s: float = 0.0
 
 
 class Recorder:
@@ -366,11 +369,14 @@ def vip_prober(load: Load) -> None:
         mac = bytes.fromhex(fh.read().strip().replace(":", ""))
     request = arp_request(mac, t.client_address, t.vip)
 
+    extra = 2 * t.link_delay_s
+
     def once() -> None:
         t0 = time.monotonic()
         sock.send(request)
         holders: set[str] = set()
-        until = t0 + 0.03  # replies on a bridge come within a millisecond; two holders both answer
+        # Replies on a bridge come within a millisecond; two holders both answer.
+        until = t0 + 0.03 + extra
         while time.monotonic() < until:
             try:
                 frame = sock.recv(128)
@@ -383,7 +389,7 @@ def vip_prober(load: Load) -> None:
             rec.vip.append(VipSample(t=t0, macs=tuple(sorted(holders))))
         c0 = time.monotonic()
         try:
-            with socket.create_connection((t.vip, 3306), timeout=0.2):
+            with socket.create_connection((t.vip, 3306), timeout=0.2 + extra):
                 rec.op(VIP, "", c0, True)
         except OSError as exc:
             rec.op(VIP, "", c0, False, str(exc))
