@@ -342,7 +342,7 @@ _STREAM_NAMES = {"db": "database commits via the VIP", "amqp": "confirmed publis
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--list", "list_scenarios", is_flag=True, help="List the scenarios and exit.")
 @click.option("--history", "history_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Also write the raw history (every op, VIP and galera sample, the fault time) here as JSON.")
+              help="Also write the raw history (every op, VIP, galera and mongo sample, the fault time) here as JSON.")
 def chaos(scenario: str | None, spec: Path, as_json: bool, list_scenarios: bool, history_path: Path | None) -> None:
     """Break SPEC's lab on purpose under load and judge the history: RTO, RPO, invariants."""
     import dataclasses
