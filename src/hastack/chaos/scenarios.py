@@ -51,7 +51,11 @@ class Scenario:
     # systemd undoes within a second is not the crash this scenario is about.
     keep_down: tuple[str, ...] = ()
     heartbeat_only: bool = False  # CUT_LINKS: the corosync rings only, clients still reach the host
-    heal_bound_s: float = 240.0  # every cluster healthy again within this, or the run fails
+    # Every cluster healthy again within this, or the run fails. 360 s: a fenced host's reboot and
+    # rejoin takes ~60 s, but its RabbitMQ start can hang and is retried after 90 s (the unit
+    # drop-in for rabbitmq-server#6034): ~140 s in 2 of 3 fast host-crash bench runs, and once
+    # over 240 s in the three-controller lab (host-crash, default profile, not pinned down).
+    heal_bound_s: float = 360.0
     # `hastack recover` runs once the hosts are back: the operator's one command after an outage.
     recover: bool = False
     off_s: float = 5.0  # POWER_LOSS: how long the power stays off
@@ -144,10 +148,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              Fault.DELAY, Aim.VIP_HOLDER, delay_ms=100, duration_s=30.0),
     Scenario("split", "a 2/1 split: the VIP holder and every other cluster host stop reaching each other on "
              "every network for 30 s while the client still reaches all of them; only the majority may "
-             "answer", Fault.SPLIT, Aim.VIP_HOLDER, duration_s=30.0,
-             # The fenced holder reboots into a network still split: healed in ~60 s by hand, but
-             # once 248 s in CI (fast profile, cause not pinned down; RabbitMQ's boot is the suspect).
-             heal_bound_s=360.0),
+             "answer", Fault.SPLIT, Aim.VIP_HOLDER, duration_s=30.0),
     Scenario("rolling-restart", "every host rebooted cleanly, one at a time, the next only once every "
              "cluster is healthy again: a maintenance window as users see it", Fault.ROLLING, Aim.EVERY_HOST,
              heal_bound_s=1200.0),
