@@ -3,10 +3,10 @@
 For each workload stream, the gap users saw (the RTO: from the fault, or the
 last success after it, to the next success; the longest such wait) and what
 was lost (the RPO: acknowledged keys missing from the final read); and, from
-the mongo samples, the longest time no member answered as writable primary. Then the
-invariants: nothing acknowledged lost, at most one host answering for the
-VIP in any sample, never two galera primary components at once, and every
-cluster healthy again within the scenario's bound.
+the mongo samples, the longest time no member answered as writable primary.
+Then the invariants: nothing acknowledged lost, at most one host answering
+for the VIP in any sample, never two galera primary components at once, and
+every cluster healthy again within the scenario's bound.
 """
 
 from __future__ import annotations

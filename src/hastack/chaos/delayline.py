@@ -135,9 +135,7 @@ def serve(pairs: list[tuple[str, str]], delay_s: float, seconds: float) -> list[
             while True:
                 try:
                     frame, addr = port.sock.recvfrom(FRAME_MAX)
-                except BlockingIOError:
-                    break
-                except OSError:  # the interface went away
+                except OSError:  # drained (BlockingIOError), or the interface went away
                     break
                 if addr[2] == PACKET_OUTGOING:
                     continue

@@ -69,9 +69,10 @@ class Scenario:
 
         nftables' bridge family, not tc netem: the kernel of the machine hastack's lab was
         built on has no sch_netem (latency has its own delay line, see `splice`), and
-        filtering at the bridge needs nothing inside the hosts. Only forwarded frames are touched: the client's port and
-        the power switch (the bridge's own address) stay reachable from every host, so
-        fencing works across a split as it would over an out-of-band IPMI network.
+        filtering at the bridge needs nothing inside the hosts. Only forwarded frames are
+        touched: the client's port and the power switch (the bridge's own address) stay
+        reachable from every host, so fencing works across a split as it would over an
+        out-of-band IPMI network.
         """
         ports = [i.outside for i in lay.host(host).interfaces]
         add = [f"nft add table bridge {table}",

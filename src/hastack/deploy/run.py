@@ -312,17 +312,18 @@ class Deployer:
             await self.h(anchor).run(["crm_node", "--remove", name, "--force"], timeout=120)
             self.report.changed(anchor, f"removed {name} from pacemaker's node list")
 
-    async def pacemaker_ready(self, hosts: tuple[str, ...]) -> None:
+    async def pacemaker_ready(self, hosts: tuple[str, ...]) -> PacemakerState:
+        """Waits for a DC with every one of `hosts` online; what crm_mon on the first one then shows."""
         first, want = self.h(hosts[0]), set(hosts)
 
-        async def ready() -> bool | None:
-            res = await first.run("crm_mon -1 --output-as=xml", check=False)
+        async def ready() -> PacemakerState | None:
+            res = await first.run(" ".join(CRM_MON), check=False)
             if res.rc != 0:
                 return None
             mon = parse_crm_mon(res.stdout)
-            return True if any(n.is_dc for n in mon.nodes) and set(mon.online()) >= want else None
+            return mon if any(n.is_dc for n in mon.nodes) and set(mon.online()) >= want else None
 
-        await wait_for(ready, 180, "pacemaker to elect a DC with every node online")
+        return await wait_for(ready, 180, "pacemaker to elect a DC with every node online")
 
     async def galera_state(self, host: str) -> GaleraState | None:
         if not await self.active(host, "mariadb"):
@@ -605,10 +606,11 @@ class Deployer:
                            for h in phase.hosts])
 
     async def phase_cib(self, phase: Phase) -> None:
-        await self.pacemaker_ready(tuple(n.name for n in self.spec.corosync_nodes()))
+        # phase.hosts[0] is the first corosync node: the one pacemaker_ready asked.
+        mon = await self.pacemaker_ready(tuple(n.name for n in self.spec.corosync_nodes()))
         host = phase.hosts[0]
         h = self.h(host)
-        await self.pacemaker_forget(host, parse_crm_mon((await h.run(" ".join(CRM_MON))).stdout))
+        await self.pacemaker_forget(host, mon)
         desired = self.tree[host][CIB_PATH].content
         configuration = ET.tostring(ET.fromstring(desired).find("configuration"))  # type: ignore[arg-type]
         live = await h.run("cibadmin --query --scope resources", check=False)
