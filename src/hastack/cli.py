@@ -441,11 +441,14 @@ def mongo_priority(spec: Path, node: str, priority: float, ssh_key: Path | None,
               help="Bootstrap galera from NODE instead of the most advanced node (with --force if it is behind).")
 @click.option("--forget", "forget", multiple=True, metavar="NODE",
               help="A rabbitmq node gone for good: remove it from the cluster (repeatable).")
+@click.option("--stall", type=click.FloatRange(min=1), default=120.0, show_default=True, metavar="SECONDS",
+              help="A galera node seen running this long without answering, while no member sends it a "
+                   "snapshot, is wedged: stop it (KILL if need be) and start it again.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds before giving up.")
 @click.option("--ssh-key", type=click.Path(path_type=Path), default=None, help="Private key for root on every node.")
 @click.option("--json", "as_json", is_flag=True, help="Print every round's evidence and actions as JSON.")
 def recover(spec: Path, *, only: tuple[str, ...], force: bool, bootstrap: str | None, forget: tuple[str, ...],
-            timeout: float, ssh_key: Path | None, as_json: bool) -> None:
+            stall: float, timeout: float, ssh_key: Path | None, as_json: bool) -> None:
     """Bring galera, rabbitmq and mongodb back after an outage, showing the evidence before each act."""
     import asyncio
     import dataclasses
@@ -480,7 +483,8 @@ def recover(spec: Path, *, only: tuple[str, ...], force: bool, bootstrap: str | 
 
     try:
         report = asyncio.run(run_recover(model, secrets, access, _progress, show, only=only or COMPONENTS,
-                                         force=force, bootstrap=bootstrap, forget=forget, timeout=timeout))
+                                         force=force, bootstrap=bootstrap, forget=forget, stall_s=stall,
+                                         timeout=timeout))
     except (RecoverError, OSError) as exc:
         err.print(f"[bold red]recover failed:[/] {escape(str(exc))}")
         sys.exit(EXIT_FAILED)

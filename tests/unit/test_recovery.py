@@ -11,6 +11,7 @@ import pytest
 from hastack.components.galera import GaleraState
 from hastack.components.mongodb import MongoMemberState, ReplSet
 from hastack.components.rabbitmq import RabbitCluster, parse_boot_state
+from hastack.components.systemd import UnitAge, parse_unit_age
 from hastack.recovery import galera, mongodb, rabbitmq
 from hastack.recovery.decision import Outcome
 
@@ -121,6 +122,29 @@ def test_a_primary_component_is_joined_not_replaced() -> None:
     assert galera.decide((synced("ctl1"), joining), writer="ctl1").outcome is Outcome.WAIT
     healthy = galera.decide(tuple(synced(n) for n in ("ctl1", "ctl2", "ctl3")), writer="ctl1")
     assert healthy.outcome is Outcome.HEALTHY and not healthy.actions
+
+
+def test_a_silent_joiner_is_restarted_only_when_no_member_sends_it_a_snapshot() -> None:
+    joiner = galera.NodeFacts("ctl1", running=True, silent_s=40.0)  # runs, no SQL answer
+    assert galera.decide((joiner, synced("ctl2")), writer="ctl1").outcome is Outcome.WAIT
+    stuck = dataclasses.replace(joiner, silent_s=300.0)
+    d = galera.decide((stuck, synced("ctl2")), writer="ctl1", arbitrator="arb1")
+    assert d.outcome is Outcome.REJOIN and steps(d) == ["stop ctl1", "join ctl1"]
+    assert "ctl1 ran 300 s without answering" in d.reason and "wedged" in d.reason
+    # The same silence while a donor streams a snapshot to it is a long SST, not a stall.
+    donor = galera.NodeFacts("ctl2", running=True,
+                             state=GaleraState(3, "Primary", galera.DONATING, False, True, UUID, 50))
+    assert galera.decide((stuck, donor), writer="ctl1").outcome is Outcome.WAIT
+    assert galera.decide((stuck, synced("ctl2")), writer="ctl1", stall_s=600).outcome is Outcome.WAIT
+
+
+def test_unit_age_parses_systemctl_show() -> None:
+    active = parse_unit_age((FIX / "systemd_unit_age_active.txt").read_text())
+    assert active == UnitAge("active", 18.7) and active.starting_s is None  # 50758.62 - 50739.877146
+    assert parse_unit_age((FIX / "systemd_unit_age_inactive.txt").read_text()) == UnitAge("inactive", None)
+    starting = parse_unit_age("ActiveState=activating\nInactiveExitTimestampMonotonic=5000000\nNow=65.5\n")
+    assert starting.starting_s == 60.5
+    assert parse_unit_age("") == UnitAge("unknown", None)
 
 
 def test_no_history_is_a_first_deploy_not_a_recovery() -> None:

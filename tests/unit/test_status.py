@@ -83,6 +83,14 @@ def test_unreachable_host_and_missing_galera_node() -> None:
     assert not rows["galera"].healthy and "ctl3: not running" in rows["galera"].problems
 
 
+def test_a_galera_node_that_answers_nothing_is_not_called_down() -> None:
+    f = healthy_facts()
+    f = dataclasses.replace(f, galera={**f.galera, "ctl1": None}, galera_silent=frozenset({"ctl1"}))
+    row = rows_by_name(f)["galera"]
+    assert not row.healthy and "ctl1=silent" in row.summary
+    assert "ctl1: running, answers nothing (wedged, or receiving a snapshot)" in row.problems
+
+
 def test_two_vip_holders_is_a_problem() -> None:
     f = healthy_facts()
     f = dataclasses.replace(f, addresses={"ctl1": f.addresses["ctl1"], "ctl2": f.addresses["ctl1"]})

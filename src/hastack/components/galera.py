@@ -6,6 +6,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 STATUS_SQL = "SHOW GLOBAL STATUS LIKE 'wsrep_%'"
+# The host ends the client itself: a wedged server accepts a connection and then never
+# answers, and a probe stuck on it would stall every look after it (seen after a power cut).
+STATUS_CMD = ("timeout", "10", "mariadb", "-N", "-B", "--connect-timeout=5", "-e", STATUS_SQL)
+TIMED_OUT = 124  # timeout(1)'s exit status: the server answered nothing
 
 
 @dataclass(frozen=True)

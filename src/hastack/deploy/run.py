@@ -22,7 +22,7 @@ import pymongo
 import pymongo.errors
 
 from hastack.components.corosync import QUORUM_CMD, conf_change, parse_quorum
-from hastack.components.galera import STATUS_SQL, GaleraState, parse_wsrep_text
+from hastack.components.galera import STATUS_CMD, GaleraState, parse_wsrep_text
 from hastack.components.galera import leavers as galera_leavers
 from hastack.components.mongodb import ReplSet, parse_replset_status
 from hastack.components.network import ADDR_CMD, parse_addresses
@@ -328,7 +328,7 @@ class Deployer:
     async def galera_state(self, host: str) -> GaleraState | None:
         if not await self.active(host, "mariadb"):
             return None
-        res = await self.h(host).run(["mariadb", "-N", "-B", "-e", STATUS_SQL], check=False)
+        res = await self.h(host).run(STATUS_CMD, check=False, timeout=30)
         if res.rc != 0:
             return None
         return parse_wsrep_text(res.stdout)

@@ -71,6 +71,7 @@ class NodeFacts:
     grastate: GraState | None = None
     recovered: Position | None = None  # from --wsrep-recover, read only when not running
     starting_s: float | None = None  # how long its unit has been starting (activating); None: not starting
+    silent_s: float = 0.0  # how long this recovery has seen it run without answering SQL
     error: str = ""  # why something could not be read
 
     @property
@@ -95,7 +96,7 @@ class NodeFacts:
 
 class Step(Enum):
     READ = "read"  # stop a mariadbd that runs without answering, to read its position
-    STOP = "stop"  # stop a mariadbd waiting outside any primary component
+    STOP = "stop"  # stop a mariadbd waiting outside any primary component, or stalled joining one
     MARK_SAFE = "mark-safe"  # safe_to_bootstrap: 1 in grastate.dat
     BOOTSTRAP = "bootstrap"  # galera_new_cluster
     JOIN = "join"  # start mariadb; it joins the primary component (IST or SST)
@@ -143,9 +144,15 @@ def evidence(nodes: tuple[NodeFacts, ...], chosen: str | None = None) -> tuple[E
     return tuple(rows)
 
 
+# A joiner is silent (no SQL) while it waits for and receives a snapshot (SST); the donor shows
+# Donor/Desynced all that time. Silent this long with no donor, it waits for nothing (wedged).
+STALL_S = 120.0
+DONATING = "Donor/Desynced"
+
+
 def decide(nodes: tuple[NodeFacts, ...], *, writer: str, arbitrator: str | None = None,  # noqa: PLR0911
            force: bool = False, choose: str | None = None, patient: bool = False,
-           grace_s: float = 45.0) -> Decision:
+           grace_s: float = 45.0, stall_s: float = STALL_S) -> Decision:
     """The recovery for the galera nodes `nodes` (in spec order).
 
     `force` proceeds without the nodes that cannot be read; `choose` names
@@ -153,6 +160,9 @@ def decide(nodes: tuple[NodeFacts, ...], *, writer: str, arbitrator: str | None 
     when another node holds later commits. `patient`: a node that cannot be
     read yet may still be booting, so wait for it rather than refuse.
     `grace_s`: how long a starting node is left to find its peers on its own.
+    `stall_s`: how long a node may run without answering (as seen by this
+    recovery) beside a primary component that sends it no snapshot before it
+    is restarted.
     """
     names = [n.name for n in nodes]
     if choose is not None and choose not in names:
@@ -165,16 +175,22 @@ def decide(nodes: tuple[NodeFacts, ...], *, writer: str, arbitrator: str | None 
         # that runs without answering yet is joining (an SST): left alone.
         astray = [n for n in nodes if n.reachable and n.running and n.state is not None and not n.primary]
         down = [n for n in nodes if n.reachable and not n.running]
-        joining = [n.name for n in nodes if n.reachable and n.running and n.state is None]
-        acts = [Action(Step.STOP, n.name) for n in astray]
-        acts += [Action(Step.JOIN, n.name) for n in [*astray, *down]]
+        silent = [n for n in nodes if n.reachable and n.running and n.state is None]
+        donating = any(n.state is not None and n.state.local_state == DONATING for n in primary)
+        stalled = [] if donating else [n for n in silent if n.silent_s >= stall_s]
+        joining = [n.name for n in silent if n not in stalled]
+        restart = [*astray, *stalled]
+        acts = [Action(Step.STOP, n.name) for n in restart]
+        acts += [Action(Step.JOIN, n.name) for n in [*restart, *down]]
         size = max(n.state.cluster_size for n in primary if n.state)
         # The arbitrator is (re)started only when the component lacks a member it should have.
         garbd = garbd if size < len(nodes) + 1 else ()
         if acts:
+            why = "".join(f"; {n.name} ran {n.silent_s:.0f} s without answering while no member sent it a "
+                          "snapshot: wedged, restarted" for n in stalled)
             return Decision(Outcome.REJOIN, f"a primary component (size {size}) runs on "
                             f"{', '.join(n.name for n in primary)}; "
-                            f"{', '.join(n.name for n in [*astray, *down])} rejoin it", (*acts, *garbd),
+                            f"{', '.join(n.name for n in [*restart, *down])} rejoin it{why}", (*acts, *garbd),
                             evidence(nodes))
         if joining:
             return Decision(Outcome.WAIT, f"{', '.join(joining)} joining the primary component (size {size})",

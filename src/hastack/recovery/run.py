@@ -18,12 +18,14 @@ from typing import Any
 
 import asyncssh
 
-from hastack.components.galera import STATUS_SQL, parse_wsrep_text
+from hastack.components.galera import STATUS_CMD, parse_wsrep_text
 from hastack.components.rabbitmq import BOOT_STATE_CMD, CLUSTER_CMD, parse_boot_state, parse_cluster_status
+from hastack.components.systemd import UNIT_AGE_CMD, parse_unit_age
 from hastack.credentials.model import Secrets
 from hastack.hosts.fleet import Access, reachable
 from hastack.hosts.ssh import HostError, SshHost
 from hastack.recovery import galera, mongodb, rabbitmq
+from hastack.recovery.decision import Outcome
 from hastack.render.mongodb import PORT as MONGO_PORT
 from hastack.spec.model import Spec
 from hastack.status.gather import mongo_admin, replset
@@ -33,9 +35,6 @@ COMPONENTS = ("galera", "rabbitmq", "mongodb")
 GRASTATE = "/var/lib/mysql/grastate.dat"
 # Between two looks while nodes boot or join on their own.
 POLL_S = 2.0
-# Seconds a unit has been starting, printed only while it is (activating).
-STARTING_FOR = ('[ "$(systemctl show -p ActiveState --value {unit})" = activating ] && '
-                'echo $(( $(date +%s) - $(date -d "$(systemctl show -p InactiveExitTimestamp --value {unit})" +%s) ))')
 
 
 class RecoverError(Exception):
@@ -73,19 +72,20 @@ async def _unit(h: SshHost, unit: str) -> str:
 
 # -- galera --------------------------------------------------------------------------------------------
 
-async def galera_facts(spec: Spec, hosts: dict[str, SshHost], unreachable: dict[str, str]) -> tuple[
-        galera.NodeFacts, ...]:
+async def galera_facts(spec: Spec, hosts: dict[str, SshHost], unreachable: dict[str, str],
+                       silent_since: dict[str, float] | None = None) -> tuple[galera.NodeFacts, ...]:
+    """`silent_since`: when each node was first seen running without answering, kept across looks."""
+    silent_since = {} if silent_since is None else silent_since
+
     async def one(name: str) -> galera.NodeFacts:
         if name in unreachable:
             return galera.NodeFacts(name, reachable=False, error=unreachable[name])
         h = hosts[name]
         running = (await h.run("pidof mariadbd", check=False, timeout=15)).rc == 0
-        starting = await h.run(STARTING_FOR.format(unit="mariadb"), check=False, timeout=15)
-        starting_s = float(starting.stdout) if starting.rc == 0 and starting.stdout.strip().isdigit() else None
+        age = parse_unit_age((await h.run(UNIT_AGE_CMD.format(unit="mariadb"), check=False, timeout=15)).stdout)
         state = None
         if running:
-            res = await h.run(["mariadb", "-N", "-B", "--connect-timeout=5", "-e", STATUS_SQL], check=False,
-                              timeout=20)
+            res = await h.run(STATUS_CMD, check=False, timeout=30)
             if res.rc == 0:
                 state = parse_wsrep_text(res.stdout)
         gra = galera.parse_grastate((await h.run(f"cat {GRASTATE}", check=False, timeout=15)).stdout)
@@ -96,13 +96,19 @@ async def galera_facts(spec: Spec, hosts: dict[str, SshHost], unreachable: dict[
             recovered = galera.parse_recovered(res.stdout)
             if recovered is None:
                 error = "wsrep-recover failed: " + (res.stderr.strip().splitlines() or ["no output"])[-1][:200]
-        return galera.NodeFacts(name, True, running, state, gra, recovered, error=error, starting_s=starting_s)
+        if running and state is None:
+            silent_s = time.monotonic() - silent_since.setdefault(name, time.monotonic())
+        else:
+            silent_since.pop(name, None)
+            silent_s = 0.0
+        return galera.NodeFacts(name, True, running, state, gra, recovered, error=error, starting_s=age.starting_s,
+                                silent_s=silent_s)
 
     return tuple(await asyncio.gather(*(one(n.name) for n in spec.galera_nodes())))
 
 
 async def _galera_primary_size(h: SshHost) -> int | None:
-    res = await h.run(["mariadb", "-N", "-B", "--connect-timeout=5", "-e", STATUS_SQL], check=False, timeout=20)
+    res = await h.run(STATUS_CMD, check=False, timeout=30)
     if res.rc != 0:
         return None
     st = parse_wsrep_text(res.stdout)
@@ -129,9 +135,11 @@ async def apply_galera(spec: Spec, d: galera.Decision, hosts: dict[str, SshHost]
         if h is None:
             raise RecoverError(f"{a.node}: not reachable for `{a}`")
         if a.step in (galera.Step.STOP, galera.Step.READ):
-            # The decision is seconds old: if a primary component formed meanwhile, stop nothing and look again.
+            # A decision made without a primary component is seconds old: if one formed meanwhile,
+            # stop nothing and look again. (Beside a primary, STOP is a rejoin's first half.)
             members = [hosts[n.name] for n in spec.galera_nodes() if n.name in hosts]
-            if any(await asyncio.gather(*(_galera_primary_size(m) for m in members))):
+            if d.outcome is not Outcome.REJOIN and any(
+                    await asyncio.gather(*(_galera_primary_size(m) for m in members))):
                 progress("galera: a primary component formed meanwhile; deciding again")
                 return
             progress(f"galera: {a}")
@@ -247,20 +255,23 @@ Look = tuple[str, str, list[str], list[dict[str, Any]], Act | None]
 
 async def recover(spec: Spec, secrets: Secrets, access: Access, progress: Progress, show: Show, *,
                   only: tuple[str, ...] = COMPONENTS, force: bool = False, bootstrap: str | None = None,
-                  forget: tuple[str, ...] = (), timeout: float = 600, host_grace: float = 60) -> Report:
+                  forget: tuple[str, ...] = (), timeout: float = 600, host_grace: float = 60,
+                  stall_s: float = galera.STALL_S) -> Report:
     """`host_grace`: for this long, a host that does not answer is waited for (it may be booting);
     after it, a decider that needs the host refuses unless `force`."""
     report = Report()
     t0 = time.monotonic()
     deadline = t0 + timeout
     wanted = [c for c in COMPONENTS if c in only and _enabled(spec, c)]
+    silent_since: dict[str, float] = {}  # galera nodes running without answering: since when
     for comp in wanted:
         last: tuple[str, str] | None = None
         while True:
             try:
                 done = await _round(comp, spec, secrets, access, progress, show, report, t0, deadline, last,
                                     force=force, bootstrap=bootstrap, forget=forget,
-                                    patient=time.monotonic() - t0 < host_grace)
+                                    patient=time.monotonic() - t0 < host_grace, silent_since=silent_since,
+                                    stall_s=stall_s)
             except (HostError, asyncssh.Error, OSError, RecoverError) as exc:
                 # A host that fails mid-step is a fact for the next look, not the end of recovery.
                 rnd = Round(comp, "error", f"{type(exc).__name__}: {exc}"[:500], [], [],
@@ -283,7 +294,8 @@ async def recover(spec: Spec, secrets: Secrets, access: Access, progress: Progre
 
 async def _round(comp: str, spec: Spec, secrets: Secrets, access: Access, progress: Progress,  # noqa: PLR0917
                  show: Show, report: Report, t0: float, deadline: float, last: tuple[str, str] | None, *,
-                 force: bool, bootstrap: str | None, forget: tuple[str, ...], patient: bool) -> bool | None:
+                 force: bool, bootstrap: str | None, forget: tuple[str, ...], patient: bool,
+                 silent_since: dict[str, float], stall_s: float) -> bool | None:
     """One look at `comp`, shown unless it says what the last one did, and its act.
 
     True: the component is done (whole, refused or out of time; the report says which);
@@ -292,7 +304,8 @@ async def _round(comp: str, spec: Spec, secrets: Secrets, access: Access, progre
     async with reachable(spec, access, timeout=5) as (hosts, unreachable):
         outcome, reason, actions, ev, act = await _look(comp, spec, secrets, hosts, unreachable, progress,
                                                         force=force, bootstrap=bootstrap, forget=forget,
-                                                        patient=patient)
+                                                        patient=patient, silent_since=silent_since,
+                                                        stall_s=stall_s)
         rnd = Round(comp, outcome, reason, actions, ev, round(time.monotonic() - t0, 1))
         if (outcome, reason) != last:  # a wait that saw nothing new is not shown again
             report.rounds.append(rnd)
@@ -327,7 +340,7 @@ def _enabled(spec: Spec, comp: str) -> bool:
 
 async def _look(comp: str, spec: Spec, secrets: Secrets, hosts: dict[str, SshHost],  # noqa: PLR0917
                 unreachable: dict[str, str], progress: Progress, *, force: bool, bootstrap: str | None,
-                forget: tuple[str, ...], patient: bool) -> Look:
+                forget: tuple[str, ...], patient: bool, silent_since: dict[str, float], stall_s: float) -> Look:
     """Facts, decision, evidence and the act for one component. Acting is left to the caller."""
     import dataclasses
 
@@ -335,9 +348,9 @@ async def _look(comp: str, spec: Spec, secrets: Secrets, hosts: dict[str, SshHos
         return [dataclasses.asdict(r) for r in ev]
 
     if comp == "galera":
-        gf = await galera_facts(spec, hosts, unreachable)
+        gf = await galera_facts(spec, hosts, unreachable, silent_since)
         gd = galera.decide(gf, writer=spec.galera_writer().name, arbitrator=spec.galera.arbitrator, force=force,
-                           choose=bootstrap, patient=patient)
+                           choose=bootstrap, patient=patient, stall_s=stall_s)
         act = (lambda hs: apply_galera(spec, gd, hs, progress)) if gd.actions else None
         return gd.outcome.value, gd.reason, [str(a) for a in gd.actions], rows(gd.evidence), act
     if comp == "rabbitmq":

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import asyncssh
 
 from hastack.components import corosync, haproxy, network, rabbitmq
-from hastack.components.galera import STATUS_SQL, GaleraState, parse_wsrep_text
+from hastack.components.galera import STATUS_CMD, TIMED_OUT, GaleraState, parse_wsrep_text
 from hastack.components.mongodb import parse_replset_status
 from hastack.components.pacemaker import CRM_MON, parse_crm_mon
 from hastack.credentials.model import Secrets
@@ -40,8 +40,14 @@ async def _first(hosts: list[SshHost], probe: Callable[[SshHost], Awaitable[T | 
     return None
 
 
+class _Silent(Exception):
+    """mariadbd took the connection and answered nothing (timeout(1) ended the client)."""
+
+
 async def _galera(h: SshHost) -> GaleraState | None:
-    res = await h.run(["mariadb", "-N", "-B", "-e", STATUS_SQL], check=False, timeout=PROBE_TIMEOUT)
+    res = await h.run(STATUS_CMD, check=False, timeout=PROBE_TIMEOUT + 5)
+    if res.rc == TIMED_OUT:
+        raise _Silent(h.name)
     if res.rc != 0:
         return None
     return parse_wsrep_text(res.stdout)
@@ -98,8 +104,11 @@ async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreac
         text = await _first(cor, lambda h: out(h, " ".join(CRM_MON)))
         return parse_crm_mon(text) if text else None
 
+    silent: set[str] = set()
+
     async def galera() -> dict[str, GaleraState | None]:
         states = await asyncio.gather(*(_galera(h) for h in gal), return_exceptions=True)
+        silent.update(h.name for h, s in zip(gal, states, strict=True) if isinstance(s, _Silent))
         return {h.name: (s if isinstance(s, GaleraState) else None) for h, s in zip(gal, states, strict=True)}
 
     async def rabbit() -> Any:
@@ -137,7 +146,7 @@ async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreac
             raise r
         elif r is not None:
             values[name] = r
-    return Facts(unreachable=unreachable, errors=errors, **values)
+    return Facts(unreachable=unreachable, errors=errors, galera_silent=frozenset(silent), **values)
 
 
 async def probe(spec: Spec, secrets: Secrets, access: Access) -> Facts:

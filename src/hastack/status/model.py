@@ -22,6 +22,7 @@ class Facts:
     links: dict[str, tuple[LinkState, ...]] = field(default_factory=dict)
     pacemaker: PacemakerState | None = None
     galera: dict[str, GaleraState | None] = field(default_factory=dict)
+    galera_silent: frozenset[str] = frozenset()  # mariadbd took a connection and answered nothing
     rabbit: RabbitCluster | None = None
     rabbit_queues: tuple[QuorumQueue, ...] = ()
     mongo: ReplSet | None = None
@@ -137,8 +138,10 @@ def _galera(spec: Spec, f: Facts) -> Row:
     for n in nodes:
         st = f.galera.get(n)
         if st is None:
-            problems.append(f"{n}: not running")
-            states.append(f"{n}=down")
+            silent = n in f.galera_silent
+            problems.append(f"{n}: running, answers nothing (wedged, or receiving a snapshot)" if silent
+                            else f"{n}: not running")
+            states.append(f"{n}={'silent' if silent else 'down'}")
             continue
         states.append(f"{n}={st.local_state}")
         if not st.primary or st.local_state != "Synced":

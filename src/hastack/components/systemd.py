@@ -1,0 +1,30 @@
+"""A unit's state and how long since it last started, from `systemctl show`: a start that never ends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# ActiveState, then seconds since the unit left "inactive" (its start), both from the host's own clock.
+UNIT_AGE_CMD = ("systemctl show -p ActiveState -p InactiveExitTimestampMonotonic {unit}; "
+                "echo Now=$(cut -d' ' -f1 /proc/uptime)")
+
+
+@dataclass(frozen=True)
+class UnitAge:
+    state: str  # active, activating, inactive, failed, ...
+    up_s: float | None  # since its start, when activating or active
+
+    @property
+    def starting_s(self) -> float | None:
+        return self.up_s if self.state == "activating" else None
+
+
+def parse_unit_age(text: str) -> UnitAge:
+    values = dict(line.partition("=")[::2] for line in text.splitlines() if "=" in line)
+    state = values.get("ActiveState", "").strip() or "unknown"
+    try:
+        # The monotonic stamp is in microseconds since boot, as /proc/uptime's seconds are.
+        up = float(values["Now"]) - int(values["InactiveExitTimestampMonotonic"]) / 1e6
+    except (KeyError, ValueError):
+        return UnitAge(state, None)
+    return UnitAge(state, round(up, 1) if state in ("active", "activating") and up >= 0 else None)
