@@ -442,8 +442,8 @@ def mongo_priority(spec: Path, node: str, priority: float, ssh_key: Path | None,
 @click.option("--forget", "forget", multiple=True, metavar="NODE",
               help="A rabbitmq node gone for good: remove it from the cluster (repeatable).")
 @click.option("--stall", type=click.FloatRange(min=1), default=120.0, show_default=True, metavar="SECONDS",
-              help="A galera node seen running this long without answering, while no member sends it a "
-                   "snapshot, is wedged: stop it (KILL if need be) and start it again.")
+              help="A galera node seen running this long answering nothing and receiving no state "
+                   "transfer, with no member donating, is wedged: stop it (KILL if need be), start it again.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds before giving up.")
 @click.option("--ssh-key", type=click.Path(path_type=Path), default=None, help="Private key for root on every node.")
 @click.option("--json", "as_json", is_flag=True, help="Print every round's evidence and actions as JSON.")

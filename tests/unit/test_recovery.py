@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hastack.components.galera import GaleraState
+from hastack.components.galera import GaleraState, parse_transfer_bytes
 from hastack.components.mongodb import MongoMemberState, ReplSet
 from hastack.components.rabbitmq import RabbitCluster, parse_boot_state
 from hastack.components.systemd import UnitAge, parse_unit_age
@@ -130,12 +130,18 @@ def test_a_silent_joiner_is_restarted_only_when_no_member_sends_it_a_snapshot() 
     stuck = dataclasses.replace(joiner, silent_s=300.0)
     d = galera.decide((stuck, synced("ctl2")), writer="ctl1", arbitrator="arb1")
     assert d.outcome is Outcome.REJOIN and steps(d) == ["stop ctl1", "join ctl1"]
-    assert "ctl1 ran 300 s without answering" in d.reason and "wedged" in d.reason
+    assert "ctl1 ran 300 s answering nothing and receiving nothing" in d.reason and "wedged" in d.reason
+    assert d.evidence[0].state == "running, no answer for 300 s"
     # The same silence while a donor streams a snapshot to it is a long SST, not a stall.
     donor = galera.NodeFacts("ctl2", running=True,
                              state=GaleraState(3, "Primary", galera.DONATING, False, True, UUID, 50))
     assert galera.decide((stuck, donor), writer="ctl1").outcome is Outcome.WAIT
     assert galera.decide((stuck, synced("ctl2")), writer="ctl1", stall_s=600).outcome is Outcome.WAIT
+
+
+def test_transfer_bytes_parse_ss() -> None:
+    assert parse_transfer_bytes((FIX / "ss_tin_state_transfer.txt").read_text()) == 100000
+    assert parse_transfer_bytes("") is None
 
 
 def test_unit_age_parses_systemctl_show() -> None:

@@ -10,6 +10,9 @@ STATUS_SQL = "SHOW GLOBAL STATUS LIKE 'wsrep_%'"
 # answers, and a probe stuck on it would stall every look after it (seen after a power cut).
 STATUS_CMD = ("timeout", "10", "mariadb", "-N", "-B", "--connect-timeout=5", "-e", STATUS_SQL)
 TIMED_OUT = 124  # timeout(1)'s exit status: the server answered nothing
+# A joiner's state-transfer connections (SST 4444, IST 4568: galera's defaults, which hastack
+# keeps): the bytes they received show whether a silent joiner is still being fed.
+TRANSFER_CMD = "ss -Htin state established '( sport = :4444 or sport = :4568 )'"
 
 
 @dataclass(frozen=True)
@@ -99,3 +102,9 @@ def leavers(incoming: Iterable[str], addresses: Mapping[str, str], members: Iter
         elif host not in keep:
             named.append(host)
     return tuple(sorted(named)), tuple(sorted(unknown))
+
+
+def parse_transfer_bytes(text: str) -> int | None:
+    """Bytes received so far on the state-transfer connections; None when there are none."""
+    counts = [int(word.split(":", 1)[1]) for word in text.split() if word.startswith("bytes_received:")]
+    return sum(counts) if counts else None

@@ -71,7 +71,8 @@ class NodeFacts:
     grastate: GraState | None = None
     recovered: Position | None = None  # from --wsrep-recover, read only when not running
     starting_s: float | None = None  # how long its unit has been starting (activating); None: not starting
-    silent_s: float = 0.0  # how long this recovery has seen it run without answering SQL
+    # How long this recovery has seen it run with no sign of life: no SQL answer, no state-transfer bytes arriving.
+    silent_s: float = 0.0
     error: str = ""  # why something could not be read
 
     @property
@@ -135,7 +136,8 @@ def evidence(nodes: tuple[NodeFacts, ...], chosen: str | None = None) -> tuple[E
     for n in nodes:
         pos = n.position()
         state = (f"{n.state.cluster_status}/{n.state.local_state}" if n.state is not None
-                 else ("running, no answer" if n.running else "stopped"))
+                 else (f"running, no answer{f' for {n.silent_s:.0f} s' if n.silent_s >= 1 else ''}" if n.running
+                       else "stopped"))
         rows.append(EvidenceRow(
             n.name, n.reachable, n.running, state if n.reachable else "unreachable",
             pos.uuid if pos else (n.grastate.uuid if n.grastate else "-"), pos.seqno if pos else None,
@@ -144,8 +146,8 @@ def evidence(nodes: tuple[NodeFacts, ...], chosen: str | None = None) -> tuple[E
     return tuple(rows)
 
 
-# A joiner is silent (no SQL) while it waits for and receives a snapshot (SST); the donor shows
-# Donor/Desynced all that time. Silent this long with no donor, it waits for nothing (wedged).
+# A joiner answers no SQL while it receives a snapshot (SST; the donor shows Donor/Desynced all
+# that time) and bytes arrive on its transfer connections. Neither, for this long: it is wedged.
 STALL_S = 120.0
 DONATING = "Donor/Desynced"
 
@@ -160,9 +162,8 @@ def decide(nodes: tuple[NodeFacts, ...], *, writer: str, arbitrator: str | None 
     when another node holds later commits. `patient`: a node that cannot be
     read yet may still be booting, so wait for it rather than refuse.
     `grace_s`: how long a starting node is left to find its peers on its own.
-    `stall_s`: how long a node may run without answering (as seen by this
-    recovery) beside a primary component that sends it no snapshot before it
-    is restarted.
+    `stall_s`: how long a node may show no sign of life (as seen by this
+    recovery) beside a primary component with no donor before it is restarted.
     """
     names = [n.name for n in nodes]
     if choose is not None and choose not in names:
@@ -186,8 +187,8 @@ def decide(nodes: tuple[NodeFacts, ...], *, writer: str, arbitrator: str | None 
         # The arbitrator is (re)started only when the component lacks a member it should have.
         garbd = garbd if size < len(nodes) + 1 else ()
         if acts:
-            why = "".join(f"; {n.name} ran {n.silent_s:.0f} s without answering while no member sent it a "
-                          "snapshot: wedged, restarted" for n in stalled)
+            why = "".join(f"; {n.name} ran {n.silent_s:.0f} s answering nothing and receiving nothing, no "
+                          "member donating: wedged, restarted" for n in stalled)
             return Decision(Outcome.REJOIN, f"a primary component (size {size}) runs on "
                             f"{', '.join(n.name for n in primary)}; "
                             f"{', '.join(n.name for n in [*restart, *down])} rejoin it{why}", (*acts, *garbd),

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncssh
 
-from hastack.components.galera import STATUS_CMD, parse_wsrep_text
+from hastack.components.galera import STATUS_CMD, TRANSFER_CMD, parse_transfer_bytes, parse_wsrep_text
 from hastack.components.rabbitmq import BOOT_STATE_CMD, CLUSTER_CMD, parse_boot_state, parse_cluster_status
 from hastack.components.systemd import UNIT_AGE_CMD, parse_unit_age
 from hastack.credentials.model import Secrets
@@ -72,10 +72,15 @@ async def _unit(h: SshHost, unit: str) -> str:
 
 # -- galera --------------------------------------------------------------------------------------------
 
+# Per galera node that runs without answering: since when it has shown no sign of life (no SQL
+# answer, no state-transfer bytes arriving), and the transfer byte count last seen.
+Quiet = dict[str, tuple[float, int | None]]
+
+
 async def galera_facts(spec: Spec, hosts: dict[str, SshHost], unreachable: dict[str, str],
-                       silent_since: dict[str, float] | None = None) -> tuple[galera.NodeFacts, ...]:
-    """`silent_since`: when each node was first seen running without answering, kept across looks."""
-    silent_since = {} if silent_since is None else silent_since
+                       quiet: Quiet | None = None) -> tuple[galera.NodeFacts, ...]:
+    """`quiet` is kept across looks by the caller (see Quiet)."""
+    quiet = {} if quiet is None else quiet
 
     async def one(name: str) -> galera.NodeFacts:
         if name in unreachable:
@@ -96,11 +101,16 @@ async def galera_facts(spec: Spec, hosts: dict[str, SshHost], unreachable: dict[
             recovered = galera.parse_recovered(res.stdout)
             if recovered is None:
                 error = "wsrep-recover failed: " + (res.stderr.strip().splitlines() or ["no output"])[-1][:200]
+        silent_s = 0.0
         if running and state is None:
-            silent_s = time.monotonic() - silent_since.setdefault(name, time.monotonic())
+            fed = parse_transfer_bytes((await h.run(TRANSFER_CMD, check=False, timeout=15)).stdout)
+            now = time.monotonic()
+            since, seen = quiet.get(name, (now, fed))
+            since = now if fed != seen else since  # bytes arrived since the last look: it is being fed
+            quiet[name] = (since, fed)
+            silent_s = now - since
         else:
-            silent_since.pop(name, None)
-            silent_s = 0.0
+            quiet.pop(name, None)
         return galera.NodeFacts(name, True, running, state, gra, recovered, error=error, starting_s=age.starting_s,
                                 silent_s=silent_s)
 
@@ -263,15 +273,14 @@ async def recover(spec: Spec, secrets: Secrets, access: Access, progress: Progre
     t0 = time.monotonic()
     deadline = t0 + timeout
     wanted = [c for c in COMPONENTS if c in only and _enabled(spec, c)]
-    silent_since: dict[str, float] = {}  # galera nodes running without answering: since when
+    quiet: Quiet = {}
     for comp in wanted:
         last: tuple[str, str] | None = None
         while True:
             try:
                 done = await _round(comp, spec, secrets, access, progress, show, report, t0, deadline, last,
                                     force=force, bootstrap=bootstrap, forget=forget,
-                                    patient=time.monotonic() - t0 < host_grace, silent_since=silent_since,
-                                    stall_s=stall_s)
+                                    patient=time.monotonic() - t0 < host_grace, quiet=quiet, stall_s=stall_s)
             except (HostError, asyncssh.Error, OSError, RecoverError) as exc:
                 # A host that fails mid-step is a fact for the next look, not the end of recovery.
                 rnd = Round(comp, "error", f"{type(exc).__name__}: {exc}"[:500], [], [],
@@ -295,7 +304,7 @@ async def recover(spec: Spec, secrets: Secrets, access: Access, progress: Progre
 async def _round(comp: str, spec: Spec, secrets: Secrets, access: Access, progress: Progress,  # noqa: PLR0917
                  show: Show, report: Report, t0: float, deadline: float, last: tuple[str, str] | None, *,
                  force: bool, bootstrap: str | None, forget: tuple[str, ...], patient: bool,
-                 silent_since: dict[str, float], stall_s: float) -> bool | None:
+                 quiet: Quiet, stall_s: float) -> bool | None:
     """One look at `comp`, shown unless it says what the last one did, and its act.
 
     True: the component is done (whole, refused or out of time; the report says which);
@@ -304,8 +313,7 @@ async def _round(comp: str, spec: Spec, secrets: Secrets, access: Access, progre
     async with reachable(spec, access, timeout=5) as (hosts, unreachable):
         outcome, reason, actions, ev, act = await _look(comp, spec, secrets, hosts, unreachable, progress,
                                                         force=force, bootstrap=bootstrap, forget=forget,
-                                                        patient=patient, silent_since=silent_since,
-                                                        stall_s=stall_s)
+                                                        patient=patient, quiet=quiet, stall_s=stall_s)
         rnd = Round(comp, outcome, reason, actions, ev, round(time.monotonic() - t0, 1))
         if (outcome, reason) != last:  # a wait that saw nothing new is not shown again
             report.rounds.append(rnd)
@@ -340,7 +348,7 @@ def _enabled(spec: Spec, comp: str) -> bool:
 
 async def _look(comp: str, spec: Spec, secrets: Secrets, hosts: dict[str, SshHost],  # noqa: PLR0917
                 unreachable: dict[str, str], progress: Progress, *, force: bool, bootstrap: str | None,
-                forget: tuple[str, ...], patient: bool, silent_since: dict[str, float], stall_s: float) -> Look:
+                forget: tuple[str, ...], patient: bool, quiet: Quiet, stall_s: float) -> Look:
     """Facts, decision, evidence and the act for one component. Acting is left to the caller."""
     import dataclasses
 
@@ -348,7 +356,7 @@ async def _look(comp: str, spec: Spec, secrets: Secrets, hosts: dict[str, SshHos
         return [dataclasses.asdict(r) for r in ev]
 
     if comp == "galera":
-        gf = await galera_facts(spec, hosts, unreachable, silent_since)
+        gf = await galera_facts(spec, hosts, unreachable, quiet)
         gd = galera.decide(gf, writer=spec.galera_writer().name, arbitrator=spec.galera.arbitrator, force=force,
                            choose=bootstrap, patient=patient, stall_s=stall_s)
         act = (lambda hs: apply_galera(spec, gd, hs, progress)) if gd.actions else None
