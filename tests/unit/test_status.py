@@ -19,7 +19,7 @@ from hastack.lab.fence import lab_fencing
 from hastack.lab.layout import layout
 from hastack.spec.load import load_spec
 from hastack.spec.model import Spec
-from hastack.status.model import Facts, Row, host_view, verdict
+from hastack.status.model import Facts, Row, galera_writer, host_view, verdict
 from tests.helpers import SEED, THREE
 
 FIX = Path(__file__).parent / "fixtures"
@@ -89,6 +89,16 @@ def test_a_galera_node_that_answers_nothing_is_not_called_down() -> None:
     row = rows_by_name(f)["galera"]
     assert not row.healthy and "ctl1=silent" in row.summary
     assert "ctl1: running, answers nothing (wedged, or receiving a snapshot)" in row.problems
+
+
+def test_the_writer_is_haproxys_first_up_backup_while_the_writer_is_down() -> None:
+    f = healthy_facts()
+    stats = tuple(dataclasses.replace(s, status="DOWN") if s.proxy.startswith("galera") and s.server == "ctl1"
+                  else s for s in f.haproxy["ctl1"])
+    assert galera_writer(f) == "ctl1"
+    assert galera_writer(dataclasses.replace(f, haproxy={"ctl1": stats})) == "ctl2"
+    none_up = tuple(dataclasses.replace(s, status="DOWN") for s in stats)
+    assert galera_writer(dataclasses.replace(f, haproxy={"ctl1": none_up})) is None
 
 
 def test_two_vip_holders_is_a_problem() -> None:

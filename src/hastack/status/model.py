@@ -155,11 +155,13 @@ def _galera(spec: Spec, f: Facts) -> Row:
 
 
 def galera_writer(f: Facts) -> str | None:
-    """The server haproxy sends writes to: the UP non-backup galera server (any haproxy agrees)."""
+    """The server haproxy sends writes to (any haproxy agrees): the UP non-backup galera server,
+    else, as haproxy does when it is down, the first UP backup."""
     for servers in f.haproxy.values():
-        for s in servers:
-            if s.proxy.startswith("galera") and not s.backup and s.status.startswith("UP"):
-                return s.server
+        up = [s for s in servers if s.proxy.startswith("galera") and s.status.startswith("UP")]
+        chosen = next((s for s in up if not s.backup), None) or next(iter(up), None)
+        if chosen is not None:
+            return chosen.server
     return None
 
 
