@@ -105,10 +105,11 @@ def evidence(spec_path: Path, components: list[str], lines: int = 12) -> str:
     dirs = LabDirs.of(spec.cluster)
     log = dirs.power_log
     out = ["power switch:", *(log.read_text().splitlines()[-15:] if log.exists() else ["(no power log)"])]
-    arbiter = [spec.node(a) for a in (spec.galera.arbitrator, spec.mongodb.arbiter) if a]
-    units = {"galera": ("mariadb garb", [*spec.galera_nodes(), *arbiter[:1]]),
+    garbd = [spec.node(spec.galera.arbitrator)] if spec.galera.arbitrator else []
+    mongo_arbiter = [spec.node(spec.mongodb.arbiter)] if spec.mongodb.arbiter else []
+    units = {"galera": ("mariadb garb", [*spec.galera_nodes(), *garbd]),
              "rabbitmq": ("rabbitmq-server", list(spec.rabbit_nodes())),
-             "mongodb": ("mongod", [n for _, n in spec.mongo_members()] + arbiter[1:]),
+             "mongodb": ("mongod", [n for _, n in spec.mongo_members()] + mongo_arbiter),
              "pacemaker": ("pacemaker", list(spec.corosync_nodes())),
              "corosync": ("corosync", list(spec.corosync_nodes())),
              "haproxy": ("haproxy", list(spec.haproxy_nodes()))}
@@ -379,6 +380,9 @@ def test_a_wedged_galera_node_is_restarted_by_recover(lab: Path, case: Case) -> 
     assert pid.isdigit(), pid
     assert ssh(dirs, address, f"kill -STOP {pid}").returncode == 0
     try:
+        # What a failed test would print: checked here, where the lab is known to answer.
+        text = evidence(lab, ["galera"], lines=3)
+        assert text.startswith("power switch:") and f"--- galera: {case.wedge}: journalctl -u mariadb -u garb" in text
         rc, report = cli_json("recover", str(lab), "--only", "galera", "--stall", "15", timeout=600)
         assert rc == 0 and report["ok"], report
         rejoin = next(r for r in report["rounds"] if r["outcome"] == "rejoin")
