@@ -32,7 +32,7 @@ from hastack.credentials.model import Secrets
 from hastack.deploy.run import MONGO_ADMIN
 from hastack.hosts.fleet import Access, reachable
 from hastack.lab.layout import Layout, layout
-from hastack.lab.runtime import LabDirs, LabError, load_state, power_cut, power_off, power_on, restart
+from hastack.lab.runtime import LabDirs, LabError, cables_out, load_state, power_cut, power_off, power_on, restart
 from hastack.recovery.run import Report as RecoveryReport
 from hastack.recovery.run import Round, recover
 from hastack.spec.model import Spec
@@ -118,7 +118,9 @@ def _power_loss(s: Shot) -> Undo:
     lay, dirs = layout(s.spec), LabDirs.of(s.spec.cluster)
     names = [h.name for h in lay.hosts]
     try:
-        # Every host at once, as a room losing power: one thread per host.
+        # Every host at once, as a room losing power: the network dark for all in one step, then one
+        # thread per host to kill it.
+        cables_out(lay, names)
         with ThreadPoolExecutor(len(names)) as pool:
             list(pool.map(lambda n: power_off(dirs, lay, n), names))
         time.sleep(s.scenario.off_s)  # the outage itself: part of the scenario, not a wait for state
