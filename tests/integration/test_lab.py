@@ -77,9 +77,15 @@ def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
 
 
 def cli_json(*args: str, timeout: float = 600) -> tuple[int, dict[str, Any]]:
+    res, data = cli_json_run(*args, timeout=timeout)
+    return res.returncode, data
+
+
+def cli_json_run(*args: str, timeout: float = 600) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """The run (its stderr holds the progress lines) and the JSON it printed."""
     res = cli(*args, "--json", timeout=timeout)
     try:
-        return res.returncode, json.loads(res.stdout)
+        return res, json.loads(res.stdout)
     except json.JSONDecodeError:
         pytest.fail(f"`hastack {' '.join(args)} --json` printed no JSON (exit {res.returncode}):\n"
                     f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
@@ -263,11 +269,7 @@ def test_fencing_powers_a_host_off_and_it_rejoins(lab: Path, case: Case) -> None
 @pytest.mark.parametrize("scenario", ["host-crash", "stack-crash", "isolation", "ring-loss", "service-crash",
                                       "link-loss", "link-latency", "split", "power-loss"])
 def test_chaos_loses_nothing_and_heals(lab: Path, scenario: str) -> None:
-    res = cli("chaos", scenario, str(lab), "--json", timeout=900)
-    try:
-        report = json.loads(res.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"chaos printed no JSON (exit {res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    res, report = cli_json_run("chaos", scenario, str(lab), timeout=900)
     failed = {i["name"]: i["detail"] for i in report["judgement"]["invariants"] if not i["ok"]}
     if scenario == "split" and load_spec(lab).vip_manager is VipManager.KEEPALIVED_QUORUM:
         # HA122's trade: VRRP moves the VIP in ~0.4 s, before corosync sees the split and the

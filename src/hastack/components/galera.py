@@ -104,6 +104,11 @@ def leavers(incoming: Iterable[str], addresses: Mapping[str, str], members: Iter
     return tuple(sorted(named)), tuple(sorted(unknown))
 
 
+def parse_status_result(rc: int, stdout: str) -> GaleraState | None:
+    """What STATUS_CMD gave: the state, or None when the client failed (no server, refused, TIMED_OUT)."""
+    return parse_wsrep_text(stdout) if rc == 0 else None
+
+
 def parse_transfer_bytes(text: str) -> int | None:
     """Bytes received so far on the state-transfer connections; None when there are none."""
     counts = [int(word.split(":", 1)[1]) for word in text.split() if word.startswith("bytes_received:")]

@@ -22,7 +22,7 @@ import pymongo
 import pymongo.errors
 
 from hastack.components.corosync import QUORUM_CMD, conf_change, parse_quorum
-from hastack.components.galera import STATUS_CMD, GaleraState, parse_wsrep_text
+from hastack.components.galera import STATUS_CMD, GaleraState, parse_status_result
 from hastack.components.galera import leavers as galera_leavers
 from hastack.components.mongodb import ReplSet, parse_replset_status
 from hastack.components.network import ADDR_CMD, parse_addresses
@@ -329,9 +329,7 @@ class Deployer:
         if not await self.active(host, "mariadb"):
             return None
         res = await self.h(host).run(STATUS_CMD, check=False, timeout=30)
-        if res.rc != 0:
-            return None
-        return parse_wsrep_text(res.stdout)
+        return parse_status_result(res.rc, res.stdout)
 
     async def phase_galera(self, phase: Phase) -> None:
         nodes = [n.name for n in self.spec.galera_nodes()]

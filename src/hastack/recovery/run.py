@@ -18,7 +18,13 @@ from typing import Any
 
 import asyncssh
 
-from hastack.components.galera import STATUS_CMD, TRANSFER_CMD, parse_transfer_bytes, parse_wsrep_text
+from hastack.components.galera import (
+    STATUS_CMD,
+    TRANSFER_CMD,
+    GaleraState,
+    parse_status_result,
+    parse_transfer_bytes,
+)
 from hastack.components.rabbitmq import BOOT_STATE_CMD, CLUSTER_CMD, parse_boot_state, parse_cluster_status
 from hastack.components.systemd import UNIT_AGE_CMD, parse_unit_age
 from hastack.credentials.model import Secrets
@@ -77,10 +83,9 @@ async def _unit(h: SshHost, unit: str) -> str:
 Quiet = dict[str, tuple[float, int | None]]
 
 
-async def galera_facts(spec: Spec, hosts: dict[str, SshHost], unreachable: dict[str, str],
-                       quiet: Quiet | None = None) -> tuple[galera.NodeFacts, ...]:
+async def galera_facts(spec: Spec, hosts: dict[str, SshHost], unreachable: dict[str, str], quiet: Quiet,
+                       ) -> tuple[galera.NodeFacts, ...]:
     """`quiet` is kept across looks by the caller (see Quiet)."""
-    quiet = {} if quiet is None else quiet
 
     async def one(name: str) -> galera.NodeFacts:
         if name in unreachable:
@@ -90,9 +95,7 @@ async def galera_facts(spec: Spec, hosts: dict[str, SshHost], unreachable: dict[
         age = parse_unit_age((await h.run(UNIT_AGE_CMD.format(unit="mariadb"), check=False, timeout=15)).stdout)
         state = None
         if running:
-            res = await h.run(STATUS_CMD, check=False, timeout=30)
-            if res.rc == 0:
-                state = parse_wsrep_text(res.stdout)
+            state = await _wsrep(h)
         gra = galera.parse_grastate((await h.run(f"cat {GRASTATE}", check=False, timeout=15)).stdout)
         recovered, error = None, ""
         if not running and gra is not None and gra.has_history and gra.seqno < 0:
@@ -118,11 +121,13 @@ async def galera_facts(spec: Spec, hosts: dict[str, SshHost], unreachable: dict[
 
 
 async def _galera_primary_size(h: SshHost) -> int | None:
+    st = await _wsrep(h)
+    return st.cluster_size if st is not None and st.primary and st.local_state == "Synced" else None
+
+
+async def _wsrep(h: SshHost) -> GaleraState | None:
     res = await h.run(STATUS_CMD, check=False, timeout=30)
-    if res.rc != 0:
-        return None
-    st = parse_wsrep_text(res.stdout)
-    return st.cluster_size if st.primary and st.local_state == "Synced" else None
+    return parse_status_result(res.rc, res.stdout)
 
 
 async def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:

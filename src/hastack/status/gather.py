@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import asyncssh
 
 from hastack.components import corosync, haproxy, network, rabbitmq
-from hastack.components.galera import STATUS_CMD, TIMED_OUT, GaleraState, parse_wsrep_text
+from hastack.components.galera import STATUS_CMD, TIMED_OUT, GaleraState, parse_status_result
 from hastack.components.mongodb import parse_replset_status
 from hastack.components.pacemaker import CRM_MON, parse_crm_mon
 from hastack.credentials.model import Secrets
@@ -48,9 +48,7 @@ async def _galera(h: SshHost) -> GaleraState | None:
     res = await h.run(STATUS_CMD, check=False, timeout=PROBE_TIMEOUT + 5)
     if res.rc == TIMED_OUT:
         raise _Silent(h.name)
-    if res.rc != 0:
-        return None
-    return parse_wsrep_text(res.stdout)
+    return parse_status_result(res.rc, res.stdout)
 
 
 @contextlib.asynccontextmanager
