@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -64,6 +65,15 @@ def _print_findings(findings: list[Finding], title: str) -> None:
         out.print(f"    fix: {f.fix}", markup=False)
         if f.waived:
             out.print(f"    waived: {f.waived}", markup=False)
+
+
+def ssh_options(f: Callable[..., None]) -> Callable[..., None]:
+    """--ssh-key and --known-hosts: how every host is reached and recognised."""
+    f = click.option("--known-hosts", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                     help="Host keys to check every host against (default ~/.ssh/known_hosts, or the lab's "
+                          "own for a lab); `hastack trust SPEC` records them.")(f)
+    return click.option("--ssh-key", type=click.Path(path_type=Path), default=None,
+                        help="Private key for root on every node.")(f)
 
 
 @click.group()
@@ -298,17 +308,27 @@ def _on_hosts(model: Spec) -> Spec:
     return lab_fencing(model, layout(model))
 
 
-def _access(model: Spec, ssh_key: Path | None) -> Access:
-    """The key given, else this cluster's lab key when its lab is up, else ~/.ssh/id_ed25519."""
+def _access(model: Spec, ssh_key: Path | None, known_hosts: Path | None) -> Access:
+    """The key and known_hosts given; else, when this cluster's lab is up, the lab's own (it records
+    its hosts' keys as it creates them); else ~/.ssh/id_ed25519 and ~/.ssh/known_hosts."""
     from hastack.lab.runtime import LabDirs
 
+    lab = LabDirs.of(model.cluster)
+    lab_up = lab.key.exists()
     if ssh_key is None:
-        lab_key = LabDirs.of(model.cluster).key
-        ssh_key = lab_key if lab_key.exists() else Path.home() / ".ssh" / "id_ed25519"
+        ssh_key = lab.key if lab_up else Path.home() / ".ssh" / "id_ed25519"
     if not ssh_key.exists():
-        err.print(f"[bold red]no SSH key at {ssh_key}[/]: pass --ssh-key, or run `hastack lab up` for a lab")
+        err.print(f"no SSH key at {escape(str(ssh_key))}: pass --ssh-key, or run `hastack lab up` for a lab",
+                  style="bold red")
         sys.exit(EXIT_INPUT)
-    return Access(ssh_key)
+    if known_hosts is None:
+        known_hosts = lab.known_hosts if lab_up and lab.known_hosts.exists() else Path.home() / ".ssh" / "known_hosts"
+    if not known_hosts.is_file():
+        err.print(f"no known_hosts file at {escape(str(known_hosts))}: nothing to check the hosts' keys against. "
+                  "Run `hastack trust SPEC` to see each host's key and record it, or pass --known-hosts.",
+                  style="bold red")
+        sys.exit(EXIT_INPUT)
+    return Access(ssh_key, known_hosts)
 
 
 def _secrets(spec_path: Path, model: Spec) -> tuple[Secrets, tuple[str, ...], Path]:
@@ -367,7 +387,8 @@ def chaos(scenario: str | None, spec: Path, as_json: bool, list_scenarios: bool,
     secrets = _secrets(spec, model)[0]
     model = _on_hosts(model)
     try:
-        report = run(SCENARIOS[scenario], model, secrets, _access(model, None), _progress, keep_history=history_path)
+        report = run(SCENARIOS[scenario], model, secrets, _access(model, None, None), _progress,
+                     keep_history=history_path)
     except (ChaosError, NoTarget) as exc:
         err.print(f"[bold red]chaos {scenario}:[/] {escape(str(exc))}")
         sys.exit(EXIT_FAILED)
@@ -400,9 +421,10 @@ def mongo() -> None:
 @click.argument("spec", type=click.Path(path_type=Path))
 @click.argument("node")
 @click.argument("priority", type=float)
-@click.option("--ssh-key", type=click.Path(path_type=Path), default=None, help="Private key for root on every node.")
+@ssh_options
 @click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
-def mongo_priority(spec: Path, node: str, priority: float, ssh_key: Path | None, as_json: bool) -> None:
+def mongo_priority(spec: Path, node: str, priority: float, *, ssh_key: Path | None, known_hosts: Path | None,
+                   as_json: bool) -> None:
     """Set NODE's replica set priority (the guide's rs.conf() / rs.reconfig()), through the primary.
 
     The spec's `mongodb.members[].priority` is what deploy uses for a new replica set; put the
@@ -417,7 +439,7 @@ def mongo_priority(spec: Path, node: str, priority: float, ssh_key: Path | None,
     secrets = _secrets(spec, model)[0]
     model = _on_hosts(model)
     try:
-        change = asyncio.run(set_mongo_priority(model, secrets, _access(model, ssh_key), node, priority))
+        change = asyncio.run(set_mongo_priority(model, secrets, _access(model, ssh_key, known_hosts), node, priority))
     except (RecoverError, OSError) as exc:
         err.print(f"[bold red]mongo priority:[/] {escape(str(exc))}")
         sys.exit(EXIT_FAILED)
@@ -445,10 +467,10 @@ def mongo_priority(spec: Path, node: str, priority: float, ssh_key: Path | None,
               help="A galera node seen running this long answering nothing and receiving no state "
                    "transfer, with no member donating, is wedged: stop it (KILL if need be), start it again.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds before giving up.")
-@click.option("--ssh-key", type=click.Path(path_type=Path), default=None, help="Private key for root on every node.")
+@ssh_options
 @click.option("--json", "as_json", is_flag=True, help="Print every round's evidence and actions as JSON.")
 def recover(spec: Path, *, only: tuple[str, ...], force: bool, bootstrap: str | None, forget: tuple[str, ...],
-            stall: float, timeout: float, ssh_key: Path | None, as_json: bool) -> None:
+            stall: float, timeout: float, ssh_key: Path | None, known_hosts: Path | None, as_json: bool) -> None:
     """Bring galera, rabbitmq and mongodb back after an outage, showing the evidence before each act."""
     import asyncio
     import dataclasses
@@ -459,7 +481,7 @@ def recover(spec: Path, *, only: tuple[str, ...], force: bool, bootstrap: str | 
     model = _load(spec, as_json)
     secrets = _secrets(spec, model)[0]
     model = _on_hosts(model)
-    access = _access(model, ssh_key)
+    access = _access(model, ssh_key, known_hosts)
 
     def show(r: Round) -> None:
         if as_json:
@@ -502,15 +524,16 @@ def recover(spec: Path, *, only: tuple[str, ...], force: bool, bootstrap: str | 
 @main.command()
 @click.argument("spec", type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Print the plan and the files that would change; touch nothing.")
-@click.option("--ssh-key", type=click.Path(path_type=Path), default=None, help="Private key for root on every node.")
+@ssh_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def deploy(spec: Path, dry_run: bool, ssh_key: Path | None, as_json: bool) -> None:
+def deploy(spec: Path, dry_run: bool, ssh_key: Path | None, known_hosts: Path | None, as_json: bool) -> None:
     """Put SPEC on its hosts over SSH and form every cluster, in order; a second run changes nothing."""
     model = _load(spec, as_json)
-    _deploy(spec, model, dry_run=dry_run, as_json=as_json, ssh_key=ssh_key)
+    _deploy(spec, model, dry_run=dry_run, as_json=as_json, ssh_key=ssh_key, known_hosts=known_hosts)
 
 
-def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, ssh_key: Path | None = None) -> None:
+def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, ssh_key: Path | None = None,
+            known_hosts: Path | None = None) -> None:
     import asyncio
 
     from hastack.deploy import session
@@ -520,7 +543,7 @@ def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, ssh_key: P
     _refuse_blocking(spec, model, as_json, "deployed")
     secrets = _secrets(spec, model)[0]
     model = _on_hosts(model)
-    access = _access(model, ssh_key)
+    access = _access(model, ssh_key, known_hosts)
     try:
         if dry_run:
             plan, diffs = asyncio.run(session.dry_run(model, secrets, access))
@@ -558,12 +581,66 @@ def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, ssh_key: P
 
 @main.command()
 @click.argument("spec", type=click.Path(path_type=Path))
-@click.option("--ssh-key", type=click.Path(path_type=Path), default=None, help="Private key for root on every node.")
+@ssh_options
 @click.option("--json", "as_json", is_flag=True, help="Print verdicts and raw facts as JSON.")
-def status(spec: Path, ssh_key: Path | None, as_json: bool) -> None:
+def status(spec: Path, ssh_key: Path | None, known_hosts: Path | None, as_json: bool) -> None:
     """Probe every host and cluster in parallel; exit 0 only if every component is healthy."""
     model = _load(spec, as_json)
-    if not _status(spec, model, as_json=as_json, ssh_key=ssh_key):
+    if not _status(spec, model, as_json=as_json, ssh_key=ssh_key, known_hosts=known_hosts):
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--known-hosts", type=click.Path(path_type=Path, dir_okay=False),
+              default=Path.home() / ".ssh" / "known_hosts", show_default=True, help="Where host keys are recorded.")
+@click.option("--yes", is_flag=True, help="Record the new keys without asking (after checking the fingerprints).")
+@click.option("--json", "as_json", is_flag=True, help="Print each host's key and state as JSON.")
+def trust(spec: Path, known_hosts: Path, yes: bool, as_json: bool) -> None:
+    """Show every host's SSH key and record the new ones: the first contact, checked by a person.
+
+    deploy, status, recover and mongo refuse a host whose key is not recorded, or
+    differs from the record. Compare each fingerprint with the host's own
+    (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on its console) before saying yes.
+    A changed key is never replaced here: remove the old line yourself
+    (`ssh-keygen -R ADDRESS -f FILE`) once you know why it changed.
+    """
+    import asyncio
+    import dataclasses
+
+    from hastack.hosts.trust import KeyState, record, scan
+
+    model = _load(spec, as_json)
+    keys = asyncio.run(scan(model, known_hosts))
+    changed = [k for k in keys if k.state is KeyState.CHANGED]
+    new = [k for k in keys if k.state is KeyState.NEW]
+    unreachable = [k for k in keys if k.state is KeyState.UNREACHABLE]
+    if not as_json:
+        t = Table("host", "address", "key", "fingerprint", "state", title=f"host keys against {known_hosts}")
+        for k in keys:
+            style = {KeyState.CHANGED: "bold red", KeyState.NEW: "yellow", KeyState.UNREACHABLE: "red"}.get(k.state, "")
+            t.add_row(k.host, k.address, k.key_type, k.fingerprint or escape(k.error),
+                      f"[{style}]{k.state.value}[/]" if style else k.state.value)
+        out.print(t)
+    recorded = 0
+    if new and not changed:
+        if not yes and not as_json and sys.stdin.isatty():
+            yes = click.confirm(f"record {len(new)} new key(s) in {known_hosts}?", default=False)
+        if yes:
+            recorded = record(known_hosts, keys)
+    if as_json:
+        print(json.dumps({"known_hosts": str(known_hosts), "recorded": recorded,
+                          "hosts": [dataclasses.asdict(k) for k in keys]}, indent=2))
+    elif changed:
+        err.print(f"refused: the key of {', '.join(k.host for k in changed)} differs from the one recorded; nothing "
+                  "was recorded. If the host was reinstalled, remove its old line (ssh-keygen -R ADDRESS -f "
+                  f"{escape(str(known_hosts))}) and run trust again; if not, someone may be in the middle.",
+                  style="bold red")
+    elif new and not recorded:
+        err.print("not recorded: check the fingerprints, then run again with --yes", style="yellow")
+    elif recorded:
+        out.print(f"recorded {recorded} key(s) in {escape(str(known_hosts))}")
+    if changed or unreachable or (new and not recorded):
         sys.exit(EXIT_FAILED)
 
 
@@ -571,7 +648,8 @@ def _json_default(o: object) -> object:
     return sorted(str(x) for x in o) if isinstance(o, (set, frozenset)) else str(o)
 
 
-def _status(spec: Path, model: Spec, *, as_json: bool, ssh_key: Path | None = None) -> bool:
+def _status(spec: Path, model: Spec, *, as_json: bool, ssh_key: Path | None = None,
+            known_hosts: Path | None = None) -> bool:
     import asyncio
     import dataclasses
 
@@ -580,7 +658,7 @@ def _status(spec: Path, model: Spec, *, as_json: bool, ssh_key: Path | None = No
 
     secrets = _secrets(spec, model)[0]
     model = _on_hosts(model)
-    access = _access(model, ssh_key)
+    access = _access(model, ssh_key, known_hosts)
     t0 = time.monotonic()
     facts = asyncio.run(probe(model, secrets, access))
     took = time.monotonic() - t0

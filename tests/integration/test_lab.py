@@ -31,6 +31,10 @@ from tests.helpers import SEED, THREE
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
 
+# The fast tier (`scripts/test`, CI) runs the three-controller lab through the tests marked
+# `fast`; `scripts/test --full` runs every test on every lab. docs/testing.md says why each
+# fast test is there.
+fast = pytest.mark.fast
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,11 @@ class Case:
     @property
     def id(self) -> str:
         return self.name or self.example.stem
+
+    @property
+    def marker(self) -> str:
+        """The marker that selects this lab's tests (`-m three_controller`)."""
+        return self.id.replace("-", "_")
 
 
 CASES = [Case(THREE, "labtest", "10.79.", fence="ctl2", wipe="ctl3", replace="ctl3", ring_spare="compute1",
@@ -134,13 +143,15 @@ def evidence(spec_path: Path, components: list[str], lines: int = 12) -> str:
 
 
 def ssh(dirs: LabDirs, address: str, command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    opts = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+    # The keys the lab recorded as it created (or wiped) each host: checked here as deploy checks them.
+    opts = ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={dirs.known_hosts}", "-o", "BatchMode=yes",
             "-o", "ConnectTimeout=5", "-q"]
     return subprocess.run(["ssh", "-i", str(dirs.key), *opts, f"root@{address}", command],
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-@pytest.fixture(scope="module", params=CASES, ids=[c.id for c in CASES])
+@pytest.fixture(scope="module", params=[pytest.param(c, marks=getattr(pytest.mark, c.marker)) for c in CASES],
+                ids=[c.id for c in CASES])
 def case(request: pytest.FixtureRequest) -> Case:
     c: Case = request.param
     return c
@@ -173,6 +184,7 @@ def lab(case: Case, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         cli("lab", "down", str(spec), timeout=300)
 
 
+@fast
 def test_status_reports_every_cluster_healthy(lab: Path) -> None:
     rc, status = cli_json("status", str(lab))
     assert rc == 0 and status["healthy"]
@@ -196,6 +208,7 @@ def test_status_reports_every_cluster_healthy(lab: Path) -> None:
     assert len(vip_holders) == 1
 
 
+@fast
 def test_smoke_from_the_client_host(lab: Path) -> None:
     rc, smoke = cli_json("lab", "smoke", str(lab))
     assert rc == 0 and smoke["ok"], smoke
@@ -207,12 +220,14 @@ def test_smoke_from_the_client_host(lab: Path) -> None:
     assert len(secondaries) == len(spec.mongo_members()) - 1 and all(secondaries.values())
 
 
+@fast
 def test_second_deploy_changes_nothing(lab: Path) -> None:
     rc, report = cli_json("deploy", str(lab))
     assert rc == 0 and report["ok"]
     assert report["changed"] is False, report["changes"]
 
 
+@fast
 def test_deploy_with_other_secrets_refuses_and_changes_nothing(lab: Path, case: Case, tmp_path: Path) -> None:
     topology_test(case)
     copy = tmp_path / "copied.yaml"  # the same spec elsewhere: a new copied.secrets.yaml is generated
@@ -224,6 +239,7 @@ def test_deploy_with_other_secrets_refuses_and_changes_nothing(lab: Path, case: 
     assert rc == 0 and report["changed"] is False, report["changes"]
 
 
+@fast
 def test_a_timing_change_reloads_corosync_without_restarting_it(lab: Path) -> None:
     spec = load_spec(lab)
     dirs = LabDirs.of(spec.cluster)
@@ -266,8 +282,9 @@ def test_fencing_powers_a_host_off_and_it_rejoins(lab: Path, case: Case) -> None
     assert load_state(dirs).hosts[case.fence] != before  # a new container: the old one was powered off
 
 
-@pytest.mark.parametrize("scenario", ["host-crash", "stack-crash", "isolation", "ring-loss", "service-crash",
-                                      "link-loss", "link-latency", "split", "power-loss"])
+@pytest.mark.parametrize("scenario", [pytest.param("host-crash", marks=fast), pytest.param("stack-crash", marks=fast),
+                                      pytest.param("isolation", marks=fast), "ring-loss", "service-crash",
+                                      "link-loss", "link-latency", "split", pytest.param("power-loss", marks=fast)])
 def test_chaos_loses_nothing_and_heals(lab: Path, scenario: str) -> None:
     res, report = cli_json_run("chaos", scenario, str(lab), timeout=900)
     failed = {i["name"]: i["detail"] for i in report["judgement"]["invariants"] if not i["ok"]}
@@ -323,6 +340,7 @@ def test_mongo_priority_moves_the_primary_and_back(lab: Path, case: Case) -> Non
     wait_healthy(lab, 120)
 
 
+@fast
 def test_recover_after_a_full_galera_shutdown(lab: Path, case: Case) -> None:
     """The guide's "bootstrap after a full shutdown": the node that stopped last holds the most commits.
 
@@ -512,6 +530,8 @@ def test_a_corosync_member_added_and_taken_out(lab: Path, case: Case) -> None:
         secrets_path(grown).unlink(missing_ok=True)
 
 
+@fast
+@pytest.mark.every_part  # a part of --full ends with it too: each part checks its own teardown
 def test_lab_down_leaves_nothing(lab: Path) -> None:
     spec = load_spec(lab)
     lay = layout(spec)

@@ -104,3 +104,21 @@ def test_render_with_waiver(tmp_path: Path) -> None:
     spec = copy_spec(tmp_path, text=text)
     code, out = run("render", str(spec), "-o", str(tmp_path / "out"))
     assert code == 0, out
+
+
+def test_a_command_without_known_hosts_refuses_before_connecting(tmp_path: Path) -> None:
+    key = tmp_path / "id"
+    key.write_text("not used\n")
+    for cmd in ("status", "deploy", "recover"):
+        code, out = run(cmd, str(THREE), "--ssh-key", str(key), "--known-hosts", str(tmp_path / "none"))
+        assert code == 2 and "no known_hosts file" in out and "hastack trust" in out, (cmd, out)
+
+
+def test_trust_names_hosts_it_cannot_reach_and_records_nothing(tmp_path: Path) -> None:
+    # Loopback addresses where nothing listens on port 22: refused at once.
+    spec = copy_spec(tmp_path, THREE, THREE.read_text().replace("10.77.0.", "127.0.0."))
+    known = tmp_path / "known_hosts"
+    code, out = run("trust", str(spec), "--known-hosts", str(known), "--yes", "--json")
+    report = json.loads(out)
+    assert code == 3 and report["recorded"] == 0 and not known.exists()
+    assert {h["state"] for h in report["hosts"]} == {"unreachable"} and all(h["error"] for h in report["hosts"])

@@ -17,6 +17,7 @@ from hastack.spec.model import Spec
 @dataclass(frozen=True)
 class Access:
     key: Path
+    known_hosts: Path  # every host's key is checked against it (hosts/trust.py)
     user: str = "root"
 
 
@@ -34,13 +35,17 @@ async def connected(spec: Spec, access: Access) -> AsyncIterator[dict[str, SshHo
 async def reachable(spec: Spec, access: Access, timeout: float = 10
                     ) -> AsyncIterator[tuple[dict[str, SshHost], dict[str, str]]]:
     """Connect to every host in parallel; yield those that answered and, per other host, why not."""
-    hosts = {n.name: SshHost(n.name, str(n.address), str(access.key), user=access.user, connect_timeout=timeout)
+    hosts = {n.name: SshHost(n.name, str(n.address), str(access.key), known_hosts=str(access.known_hosts),
+                             user=access.user, connect_timeout=timeout)
              for n in spec.nodes}
     unreachable: dict[str, str] = {}
     async with contextlib.AsyncExitStack() as stack:
         async def enter(h: SshHost) -> None:
             try:
                 await stack.enter_async_context(h)
+            except asyncssh.HostKeyNotVerifiable:
+                unreachable[h.name] = (f"{h.address}'s host key is not recorded in {access.known_hosts}, or differs "
+                                       "from it: check it, then `hastack trust SPEC` records a new host")
             except (TimeoutError, OSError, asyncssh.Error) as exc:
                 unreachable[h.name] = f"cannot reach {access.user}@{h.address} over SSH: {exc or type(exc).__name__}"
 

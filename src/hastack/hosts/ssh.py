@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import posixpath
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from types import TracebackType
 import asyncssh
 
 from hastack.hosts.files import FACT_CMD, Change, diff, parse_file_fact
+from hastack.hosts.place import place_argv
 from hastack.render.files import RenderedFile
 
 
@@ -31,22 +31,23 @@ class Result:
 
 
 class SshHost:
-    def __init__(self, name: str, address: str, key_path: str, *, port: int = 22, user: str = "root",
-                 connect_timeout: float = 10) -> None:
+    def __init__(self, name: str, address: str, key_path: str, *, known_hosts: str, port: int = 22,
+                 user: str = "root", connect_timeout: float = 10) -> None:
         self.name = name
         self.address = address
         self.port = port
         self._key = key_path
+        self._known_hosts = known_hosts
         self._user = user
         self._timeout = connect_timeout
         self._conn: asyncssh.SSHClientConnection | None = None
 
     async def __aenter__(self) -> SshHost:
-        # Lab and first deploys know no host keys yet; hastack pins nothing
-        # today (known_hosts=None). Production should pass a known_hosts file.
+        # The host key is checked against known_hosts, always: a host not recorded there
+        # (`hastack trust`) or showing another key is refused (asyncssh.HostKeyNotVerifiable).
         self._conn = await asyncssh.connect(
-            self.address, port=self.port, username=self._user, client_keys=[self._key], known_hosts=None,
-            connect_timeout=self._timeout,
+            self.address, port=self.port, username=self._user, client_keys=[self._key],
+            known_hosts=self._known_hosts, connect_timeout=self._timeout,
         )
         return self
 
@@ -78,14 +79,13 @@ class SshHost:
         change = diff(f, parse_file_fact(out.stdout))
         if change is Change.NONE:
             return change
-        tmp = f"{f.path}.hastack-new"
-        q = shlex.quote
-        await self.run(f"mkdir -p {q(posixpath.dirname(f.path))}")
-        # Written 0600 first, then owned and moded, then renamed over the old
-        # file: a secret is never readable by others, a reader never sees half a file.
-        async with (self.conn.start_sftp_client() as sftp,
-                    sftp.open(tmp, "wb", asyncssh.SFTPAttrs(permissions=0o600)) as fh):
-            await fh.write(f.content)
-        await self.run(f"chown {q(f.owner)}:{q(f.group)} {q(tmp)} && chmod {f.mode:o} {q(tmp)} "
-                       f"&& mv -f {q(tmp)} {q(f.path)}")
+        argv = place_argv(f)
+        proc = await self.conn.run(shlex.join(argv), check=False, timeout=120, input=f.content, encoding=None)
+        result = Result(proc.exit_status or 0, _text(proc.stdout), _text(proc.stderr))
+        if result.rc != 0:
+            raise HostError(self.name, f"place {f.path} ({f.owner}:{f.group} {f.mode:o})", result)
         return change
+
+
+def _text(data: object) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else str(data or "")

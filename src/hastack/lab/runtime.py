@@ -59,6 +59,11 @@ class LabDirs:
     def state(self) -> Path:
         return self.root / "state.json"
 
+    @property
+    def known_hosts(self) -> Path:
+        """The host keys of the lab's hosts, recorded as each is created (nothing to trust by hand)."""
+        return self.root / "known_hosts"
+
     def host(self, name: str) -> Path:
         return self.root / "hosts" / name
 
@@ -199,7 +204,24 @@ def _prepare_root(dirs: LabDirs, image: Path, lay: Layout, host: LabHost) -> Pat
     (root / "root/.ssh").chmod(0o700)
     if not any((root / "etc/ssh").glob("ssh_host_*_key")):
         sh("ssh-keygen", "-A", "-f", str(root))  # each host its own host keys
+    pin_host_keys(dirs, str(host.address), sorted((root / "etc/ssh").glob("ssh_host_*_key.pub")))
     return root
+
+
+def pin_host_keys(dirs: LabDirs, address: str, public_keys: list[Path]) -> None:
+    """Record `address`'s keys in the lab's known_hosts, replacing what an earlier host there had.
+
+    Callers hold the state lock (every boot does), so two boots never rewrite it at once.
+    """
+    keep = [ln for ln in (dirs.known_hosts.read_text().splitlines() if dirs.known_hosts.exists() else [])
+            if ln.split(" ", 1)[0] != address]
+    pinned = [f"{address} {' '.join(p.read_text().split()[:2])}" for p in public_keys]
+    tmp = dirs.known_hosts.with_name(f".known_hosts.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("".join(f"{ln}\n" for ln in [*keep, *pinned]))
+    tmp.replace(dirs.known_hosts)
 
 
 def boot(dirs: LabDirs, image: Path, lay: Layout, host: LabHost) -> int:
