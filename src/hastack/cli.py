@@ -24,6 +24,7 @@ from hastack.render.write import write_tree
 from hastack.spec.errors import SpecLoadError
 from hastack.spec.load import load_spec
 from hastack.spec.model import Spec
+from hastack.tables import print_table
 
 # Exit codes: 0 fine, 1 the spec has blocking findings, 2 the input is unusable.
 EXIT_FINDINGS = 1
@@ -84,7 +85,8 @@ def main() -> None:
 
 @main.command()
 @click.argument("spec", type=click.Path(path_type=Path), required=False)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
+              help="markdown: only with --list (it writes docs/checks.md).")
 @click.option("--fail-on", type=click.Choice(["error", "warning"]), default="error", show_default=True,
               help="Lowest severity that makes the exit code non-zero.")
 @click.option("--list", "list_rules", is_flag=True, help="List every check and exit.")
@@ -95,6 +97,8 @@ def check(spec: Path | None, fmt: str, fail_on: str, list_rules: bool) -> None:
         return
     if spec is None:
         raise click.UsageError("give a SPEC file (or --list)")
+    if fmt == "markdown":
+        raise click.UsageError("--format markdown goes with --list")
     s = _load(spec, fmt == "json")
     findings = run_checks(s)
     failing = {Severity.ERROR} | ({Severity.WARNING} if fail_on == "warning" else set())
@@ -117,10 +121,15 @@ def _list_rules(fmt: str) -> None:
         print(json.dumps([{"code": r.code, "severity": r.severity.value, "title": r.title, "why": r.why,
                            "fix": r.fix} for r in rules], indent=2))
         return
+    if fmt == "markdown":
+        from hastack.checks.catalog import rules_markdown
+
+        sys.stdout.write(rules_markdown(rules))
+        return
     table = Table("code", "severity", "title")
     for r in rules:
         table.add_row(r.code, r.severity.value, r.title)
-    out.print(table)
+    print_table(out, table)
 
 
 @main.command()
@@ -163,7 +172,7 @@ def render(spec: Path, output: Path, as_json: bool) -> None:
         files = tree[node.name]
         table.add_row(node.name, ",".join(r.value for r in node.roles), str(len(files)),
                       str(sum(1 for f in files.values() if f.secret)))
-    out.print(table)
+    print_table(out, table)
     out.print(f"wrote {count} files for {len(tree)} hosts to {output} (manifest: {output / 'manifest.json'})")
 
 
@@ -283,7 +292,7 @@ def _smoke(spec: Path, model: Spec, *, as_json: bool) -> bool:
     for c in checks:
         table.add_row(c["name"], "[green]ok[/]" if c["ok"] else "[bold red]FAILED[/]", f"{c['seconds']:.2f}",
                       escape(c["detail"]))
-    out.print(table)
+    print_table(out, table)
     return ok
 
 
@@ -401,11 +410,11 @@ def chaos(scenario: str | None, spec: Path, as_json: bool, list_scenarios: bool,
             gap = "never back" if r.rto_s is None else f"{r.rto_s:.2f} s"
             st.add_row(_STREAM_NAMES.get(r.stream, r.stream), str(r.attempted), str(r.acked), gap,
                        str(len(r.lost)) if r.stream != "vip" else "-")
-        out.print(st)
+        print_table(out, st)
         it = Table("invariant", "holds", "evidence", title="invariants")
         for i in report.judgement.invariants:
             it.add_row(i.name, "[green]yes[/]" if i.ok else "[bold red]NO[/]", escape(i.detail))
-        out.print(it)
+        print_table(out, it)
         verdict_text = "[green]every invariant holds[/]" if report.ok else "[bold red]an invariant was broken[/]"
         out.print(f"chaos {scenario}: {verdict_text}")
     if not report.ok:
@@ -449,7 +458,7 @@ def mongo_priority(spec: Path, node: str, priority: float, *, ssh_key: Path | No
     t = Table("member", "priority before", "priority after", title=f"replica set config version {change.version}")
     for m, p in change.before.items():
         t.add_row(m, f"{p:g}", f"{change.after[m]:g}")
-    out.print(t)
+    print_table(out, t)
     out.print(f"reconfigured through the primary {change.primary}; elections follow the new priorities")
 
 
@@ -498,7 +507,7 @@ def recover(spec: Path, *, only: tuple[str, ...], force: bool, bootstrap: str | 
 
         for row in r.evidence:
             t.add_row(*(cell(v) for v in row.values()))
-        out.print(t)
+        print_table(out, t)
         out.print(f"  {escape(r.reason)}")
         for a in r.actions:
             out.print(f"  -> {escape(a)}")
@@ -621,7 +630,7 @@ def trust(spec: Path, known_hosts: Path, yes: bool, as_json: bool) -> None:
             style = {KeyState.CHANGED: "bold red", KeyState.NEW: "yellow", KeyState.UNREACHABLE: "red"}.get(k.state, "")
             t.add_row(k.host, k.address, k.key_type, k.fingerprint or escape(k.error),
                       f"[{style}]{k.state.value}[/]" if style else k.state.value)
-        out.print(t)
+        print_table(out, t)
     recorded = 0
     if new and not changed:
         if not yes and not as_json and sys.stdin.isatty():
@@ -674,14 +683,14 @@ def _status(spec: Path, model: Spec, *, as_json: bool, ssh_key: Path | None = No
     for h in hosts:
         ht.add_row(h.host, "ok" if h.reachable else "[red]UNREACHABLE[/]", h.corosync, h.pacemaker, h.galera,
                    h.rabbitmq, h.mongodb, h.vips)
-    out.print(ht)
+    print_table(out, ht)
     ct = Table("component", "health", "state", title="clusters")
     for r in rows:
         mark = "[green]healthy[/]" if r.healthy else "[bold red]PROBLEM[/]"
         detail = escape(r.summary) + "".join(f"\n  [red]{escape(p)}[/]" for p in r.problems)
         detail += "".join(f"\n  [yellow]{escape(n)}[/]" for n in r.notes)
         ct.add_row(r.component, mark, detail)
-    out.print(ct)
+    print_table(out, ct)
     verdict_text = "[green]every component healthy[/]" if healthy else "[bold red]NOT healthy[/]"
     out.print(f"{model.cluster}: {verdict_text} (probed in {took:.2f} s)")
     return healthy

@@ -122,3 +122,16 @@ def test_trust_names_hosts_it_cannot_reach_and_records_nothing(tmp_path: Path) -
     report = json.loads(out)
     assert code == 3 and report["recorded"] == 0 and not known.exists()
     assert {h["state"] for h in report["hosts"]} == {"unreachable"} and all(h["error"] for h in report["hosts"])
+
+
+def test_docs_checks_md_is_the_rule_lists_output() -> None:
+    code, out = run("check", "--list", "--format", "markdown")
+    assert code == 0 and out.count("\n### HA") >= 50
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "checks.md").read_text()
+    assert docs == out, ("docs/checks.md differs from the rule table: run "
+                         "`hastack check --list --format markdown > docs/checks.md`")
+
+
+def test_markdown_is_only_for_the_rule_list() -> None:
+    code, out = run("check", str(THREE), "--format", "markdown")
+    assert code == 2 and "--list" in out

@@ -18,7 +18,7 @@ ProfileName = Literal["default", "fast"]
 #   galera evs 5 s/15 s, mongo electionTimeoutMillis 10000, rabbit ticktime 60,
 #   keepalived advert_int 1). haproxy checks are 1 s x 3, not Kolla's 2 s x 5:
 #   a check slower than galera's own 5 s failover would be the bottleneck.
-# - fast: measured on a 2-core lab (ANCHORS.md): token 1000 + coefficient 0
+# - fast: measured in the lab on 2 cores (bench/chaos.py): token 1000 + coefficient 0
 #   gave ~3.3 s VIP failover, keepalived 0.1 s ~0.4 s, evs suspect 1 s caused
 #   false suspicion under CPU load 1 run in 5; 1.5 s did not in 21 chaos runs
 #   and puts database writes back ~2 s after a host crash (under 10% packet
