@@ -20,7 +20,7 @@ from hastack.credentials.model import Secrets
 from hastack.credentials.store import SecretsError, load_or_create
 from hastack.hosts.fleet import Access
 from hastack.render import render_all
-from hastack.render.write import write_tree
+from hastack.render.write import OutputError, write_tree
 from hastack.spec.errors import SpecLoadError
 from hastack.spec.load import load_spec
 from hastack.spec.model import Spec
@@ -157,7 +157,11 @@ def render(spec: Path, output: Path, as_json: bool) -> None:
     _refuse_blocking(spec, s, as_json, "rendered")
     secrets, added, secrets_file = _secrets(spec, s)
     tree = render_all(s, secrets)
-    count = write_tree(tree, output)
+    try:
+        count = write_tree(tree, output)
+    except (OutputError, OSError) as exc:
+        err.print(f"cannot write the render to {escape(str(output))}: {escape(str(exc))}", style="bold red")
+        sys.exit(EXIT_INPUT)
     if as_json:
         print(json.dumps({
             "spec": str(spec), "rendered": True, "output": str(output), "files": count,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets as _random
 import string
 from collections.abc import Callable, Iterator, Mapping
@@ -36,6 +37,16 @@ def _corosync_authkey() -> str:
 def _mongo_keyfile() -> str:
     # mongod accepts 6..1024 base64 characters.
     return base64.b64encode(_random.token_bytes(576)).decode()
+
+
+# What each generator makes: a value read back must look the same, or it is refused
+# (a newline in a password injected a `listen` block into haproxy.cfg).
+_SHAPES: dict[Callable[[], str], re.Pattern[str]] = {
+    _password: re.compile(r"[A-Za-z0-9]{16,256}"),
+    _erlang_cookie: re.compile(r"[A-Za-z0-9]{16,255}"),
+    _corosync_authkey: re.compile(r"[A-Za-z0-9+/]{40,4096}={0,2}"),
+    _mongo_keyfile: re.compile(r"[A-Za-z0-9+/]{8,1024}={0,2}"),
+}
 
 
 def db_password_key(service: str) -> str:
@@ -83,6 +94,13 @@ class Secrets(Mapping[str, str]):
         return f"Secrets({sorted(self.data)} values hidden)"
 
     __str__ = __repr__
+
+
+def malformed(spec: Spec, existing: Mapping[str, str]) -> tuple[str, ...]:
+    """The names of stored secrets whose value is not of their generator's shape (values never shown)."""
+    need = required(spec)
+    return tuple(sorted(k for k, v in existing.items()
+                        if k in need and v and not _SHAPES[need[k]].fullmatch(v)))
 
 
 def complete(spec: Spec, existing: Mapping[str, str]) -> tuple[Secrets, tuple[str, ...]]:
