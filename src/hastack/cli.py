@@ -32,8 +32,9 @@ EXIT_INPUT = 2
 # The work itself failed (a host, a step): distinct from bad input.
 EXIT_FAILED = 3
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji off: ":100:" in a path or a journal line is text, not a picture.
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
@@ -45,7 +46,7 @@ def _load(path: Path, as_json: bool) -> Spec:
         if as_json:
             print(json.dumps({"spec": str(path), "input_errors": [e.as_dict() for e in exc.errors]}, indent=2))
         else:
-            err.print(f"[bold red]{path}: the spec has {len(exc.errors)} error(s)[/]")
+            err.print(f"[bold red]{escape(str(path))}: the spec has {len(exc.errors)} error(s)[/]")
             for e in exc.errors:
                 err.print(e.render(), markup=False)
         sys.exit(EXIT_INPUT)
@@ -55,7 +56,7 @@ def _print_findings(findings: list[Finding], title: str) -> None:
     counts = Counter(f.severity for f in findings if f.waived is None)
     waived = sum(1 for f in findings if f.waived)
     summary = ", ".join(f"{counts[s]} {s.value}(s)" for s in Severity) + (f", {waived} waived" if waived else "")
-    out.print(f"[bold]{title}[/]: {summary}")
+    out.print(f"[bold]{escape(title)}[/]: {summary}")
     for f in findings:
         style = "dim" if f.waived else _STYLE[f.severity]
         label = "waived" if f.waived else f.severity.value
@@ -170,21 +171,22 @@ def render(spec: Path, output: Path, as_json: bool) -> None:
         }, indent=2))
         return
     if added:
-        out.print(f"generated {len(added)} new secret(s) in {secrets_file} (mode 0600)")
+        out.print(f"generated {len(added)} new secret(s) in {secrets_file} (mode 0600)", markup=False)
     table = Table("host", "roles", "files", "secret files")
     for node in s.nodes:
         files = tree[node.name]
         table.add_row(node.name, ",".join(r.value for r in node.roles), str(len(files)),
                       str(sum(1 for f in files.values() if f.secret)))
     print_table(out, table)
-    out.print(f"wrote {count} files for {len(tree)} hosts to {output} (manifest: {output / 'manifest.json'})")
+    out.print(f"wrote {count} files for {len(tree)} hosts to {output} (manifest: {output / 'manifest.json'})",
+              markup=False)
 
 
 DEFAULT_LAB_SPEC = Path(__file__).resolve().parents[2] / "examples" / "three-controller.yaml"
 
 
 def _progress(msg: str) -> None:
-    err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {msg}", markup=True, highlight=False)
+    err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {escape(msg)}", markup=True, highlight=False)
 
 
 @main.group()
@@ -208,7 +210,7 @@ def lab_up(spec: Path, hosts_only: bool) -> None:
         img = lab_image.build(mongod, progress=_progress)
         up(layout(model), img, spec, progress=_progress)
     except (LabError, lab_image.ImageError) as exc:
-        err.print(f"[bold red]lab up failed:[/] {exc}", highlight=False)
+        err.print(f"[bold red]lab up failed:[/] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_FAILED)
     _progress(f"hosts up in {time.monotonic() - t0:.0f} s")
     if hosts_only:
@@ -229,7 +231,7 @@ def lab_down(spec: Path) -> None:
 
     left = down(layout(_load(spec, False)), progress=_progress)
     if left:
-        err.print(f"[bold red]lab down left behind:[/] {', '.join(left)}")
+        err.print(f"[bold red]lab down left behind:[/] {escape(', '.join(left))}")
         sys.exit(EXIT_FAILED)
     _progress("lab is down; nothing left behind")
 
@@ -245,14 +247,15 @@ def lab_wipe(host: str, spec: Path) -> None:
     model = _load(spec, False)
     lay = layout(model)
     if host not in {h.name for h in lay.hosts}:
-        err.print(f"[bold red]no host {host!r} in {spec}[/]: hosts are {', '.join(h.name for h in lay.hosts)}")
+        err.print(f"[bold red]no host {escape(repr(host))} in {escape(str(spec))}[/]: hosts are "
+                  f"{', '.join(h.name for h in lay.hosts)}")
         sys.exit(EXIT_INPUT)
     try:
         fenced = (model.vip_manager.runs_pacemaker and model.pacemaker.fencing
                   and host in {n.name for n in model.corosync_nodes()})
         pid = wipe(lay, host, progress=_progress, fence_wait=90 if fenced else 0)
     except LabError as exc:
-        err.print(f"[bold red]lab wipe failed:[/] {exc}", highlight=False)
+        err.print(f"[bold red]lab wipe failed:[/] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_FAILED)
     _progress(f"{host}: blank and booted (pid {pid}); run `hastack deploy {spec}` to bring it back into its clusters")
 
@@ -276,7 +279,7 @@ def _smoke(spec: Path, model: Spec, *, as_json: bool) -> bool:
     secrets = _secrets(spec, model)[0]
     ns = layout(model).client_netns
     if not Path("/run/netns", ns).exists():
-        err.print(f"[bold red]no lab client host {ns}[/]: run `hastack lab up {spec}` first")
+        err.print(f"[bold red]no lab client host {ns}[/]: run `hastack lab up {escape(str(spec))}` first")
         sys.exit(EXIT_INPUT)
     payload = target(model, secrets, MONGO_ADMIN).model_dump_json()
     # Secrets go on stdin, never on a command line.
@@ -285,7 +288,7 @@ def _smoke(spec: Path, model: Spec, *, as_json: bool) -> bool:
     try:
         checks = json.loads(res.stdout)
     except json.JSONDecodeError:
-        err.print(f"[bold red]the smoke test did not report[/] (exit {res.returncode}):\n{res.stderr[-2000:]}",
+        err.print(f"[bold red]the smoke test did not report[/] (exit {res.returncode}):\n{escape(res.stderr[-2000:])}",
                   markup=True, highlight=False)
         return False
     ok = all(c["ok"] for c in checks)
@@ -348,7 +351,7 @@ def _secrets(spec_path: Path, model: Spec) -> tuple[Secrets, tuple[str, ...], Pa
     try:
         return load_or_create(model, spec_path)
     except (SecretsError, OSError) as exc:
-        err.print(f"[bold red]secrets:[/] {exc}", markup=True)
+        err.print(f"[bold red]secrets:[/] {escape(str(exc))}", markup=True)
         sys.exit(EXIT_INPUT)
 
 
@@ -388,14 +391,15 @@ def chaos(scenario: str | None, spec: Path, as_json: bool, list_scenarios: bool,
             out.print(f"[bold]{s.name:<14}[/] {escape(s.summary)}")
         sys.exit(0 if list_scenarios else EXIT_INPUT)
     if scenario not in SCENARIOS:
-        err.print(f"[bold red]no scenario {scenario!r}[/]: choose one of {', '.join(SCENARIOS)} (`--list` says what "
-                  "each does)")
+        err.print(f"[bold red]no scenario {escape(repr(scenario))}[/]: choose one of {', '.join(SCENARIOS)} "
+                  "(`--list` says what each does)")
         sys.exit(EXIT_INPUT)
     model = _load(spec, as_json)
     from hastack.lab.runtime import LabDirs
 
     if not LabDirs.of(model.cluster).state.exists():
-        err.print(f"[bold red]no lab is up for {spec}[/]: chaos runs against a lab (`hastack lab up {spec}`)")
+        err.print(f"[bold red]no lab is up for {escape(str(spec))}[/]: chaos runs against a lab "
+                  f"(`hastack lab up {escape(str(spec))}`)")
         sys.exit(EXIT_INPUT)
     secrets = _secrets(spec, model)[0]
     model = _on_hosts(model)
@@ -565,7 +569,7 @@ def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, ssh_key: P
                                   "files": diffs}, indent=2))
                 return
             for i, p in enumerate(plan, 1):
-                out.print(f"{i}. [bold]{p.key}[/] on {', '.join(p.hosts)}: {p.what}", highlight=False)
+                out.print(f"{i}. [bold]{p.key}[/] on {', '.join(p.hosts)}: {escape(p.what)}", highlight=False)
             for host, changes in diffs.items():
                 for path, change in changes.items():
                     out.print(f"   {host}: {path} would be {change}", markup=False)
@@ -578,7 +582,7 @@ def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, ssh_key: P
         if as_json:
             print(json.dumps({"ok": False, "error": str(exc)}, indent=2))
         else:
-            err.print(f"[bold red]deploy failed:[/] {exc}", markup=True, highlight=False)
+            err.print(f"[bold red]deploy failed:[/] {escape(str(exc))}", markup=True, highlight=False)
         sys.exit(EXIT_FAILED)
     if as_json:
         print(json.dumps({"ok": True, **session.summary(report)}, indent=2))

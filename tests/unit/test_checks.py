@@ -34,6 +34,14 @@ def _edit(fn: Callable[[dict[str, Any]], None], path: Any = THREE) -> Callable[[
     return build
 
 
+def _nine_mongo_voters(data: dict[str, Any]) -> None:
+    for i in range(4, 10):
+        data["nodes"].append({"name": f"ctl{i}", "roles": ["controller"], "address": f"10.77.0.{30 + i}",
+                              "heartbeat": [f"10.77.1.{30 + i}", f"10.77.2.{30 + i}"],
+                              "fence": {"agent": "fence_ipmilan", "params": {"ip": f"10.77.9.{30 + i}"}}})
+    data["mongodb"]["members"] = [{"node": f"ctl{i}"} for i in range(1, 10)]
+
+
 def _drop_fence(data: dict[str, Any]) -> None:
     del data["nodes"][0]["fence"]
 
@@ -154,6 +162,7 @@ CASES: dict[str, Callable[[], Spec]] = {
     "HA403": _edit(_mongo_two_members),
     "HA404": _edit(_mongo_two_members),
     "HA405": lambda: variant(mongodb={"via_haproxy": True}),
+    "HA406": _edit(_nine_mongo_voters),
     "HA501": _edit(_removed_keyword),
     "HA502": _edit(_removed_endpoint),
     "HA503": _edit(_orphan_endpoint),

@@ -65,3 +65,18 @@ def mongo_electable(spec: Spec) -> Iterator[Hit]:
 def mongo_behind_vip(spec: Spec) -> Iterator[Hit]:
     if spec.mongodb.enabled and spec.mongodb.via_haproxy:
         yield Hit("mongodb", "clients reach MongoDB through the VIP")
+
+
+# MongoDB's own limits on a replica set's configuration.
+MAX_VOTING, MAX_MEMBERS = 7, 50
+
+
+@rule("HA406", E, "replica set over MongoDB's limits",
+      why=f"""A replica set has at most {MAX_VOTING} voting members and {MAX_MEMBERS} members in all;
+      replSetInitiate refuses a larger configuration, so the deploy would fail halfway.""",
+      fix="""List mongodb.members explicitly: up to seven voters; give the others votes: 0 and
+      priority: 0, or leave them out.""")
+def mongo_limits(spec: Spec) -> Iterator[Hit]:
+    m = spec.mongodb
+    if m.enabled and (_voters(spec) > MAX_VOTING or len(m.members) + bool(m.arbiter) > MAX_MEMBERS):
+        yield Hit("mongodb", f"{len(m.members) + bool(m.arbiter)} members, {_voters(spec)} voting")

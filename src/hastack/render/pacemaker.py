@@ -106,7 +106,7 @@ def build_cib(spec: Spec) -> ET.Element:
                 continue
             rid = f"fence-{node.name}"
             p = _primitive(res, rid, "stonith", node.fence.agent)
-            attrs = {"pcmk_host_list": node.name, **node.fence.params}
+            attrs = {**node.fence.params, "pcmk_host_list": node.name}  # the spec refuses pcmk_* params
             if node.fence.delay:
                 attrs["pcmk_delay_base"] = f"{node.fence.delay}s"
             _nvset(p, "instance_attributes", f"{rid}-ia", attrs)

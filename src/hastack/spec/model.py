@@ -23,7 +23,8 @@ Interface = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,15}$")]
 # shell metacharacters.
 SafeValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.,:/@%+=-]{1,255}$")]
 ParamKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-Reason = Annotated[str, StringConstraints(min_length=10, max_length=500, pattern=r"^[^\n\r]*$")]
+# Printed to terminals: no control character (a newline, an escape sequence) gets through.
+Reason = Annotated[str, StringConstraints(min_length=10, max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")]
 Code = Annotated[str, StringConstraints(pattern=r"^HA[0-9]{3}$")]
 
 

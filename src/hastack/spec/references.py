@@ -21,7 +21,19 @@ def validate_references(spec: Spec) -> list[SpecError]:
         *_vips(spec),
         *_placement(spec),
         *_services(spec),
+        *_fence_targets(spec),
     ]
+
+
+def _fence_targets(spec: Spec) -> Iterator[SpecError]:
+    """A node's fence device fences that node alone: hastack sets its pcmk_host_list and its delay.
+    A `pcmk_*` parameter would override them (ctl1's device fencing ctl2, with no finding)."""
+    for i, node in enumerate(spec.nodes):
+        for key in (node.fence.params if node.fence else {}):
+            if key.startswith("pcmk_"):
+                yield SpecError(("nodes", i, "fence", "params", key),
+                                f"{key} is set by hastack: this device fences {node.name} only",
+                                "remove it; use fence.delay for a delay, and give each node its own device")
 
 
 def _unique_names(spec: Spec) -> Iterator[SpecError]:
