@@ -26,17 +26,31 @@ PROBE_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 3.0
 
 
-async def _first(hosts: list[SshHost], probe: Callable[[SshHost], Awaitable[T | None]]) -> T | None:
-    """The answer of the first host (in spec order) that gives one.
+# The component whose verdict reads each fact: a probe's error is filed under it, so the verdict
+# can say what went wrong instead of "no node answered".
+COMPONENT_OF = {"quorum": "corosync", "links": "corosync", "pacemaker": "pacemaker", "galera": "galera",
+                "rabbit": "rabbitmq", "rabbit_queues": "rabbitmq", "mongo": "mongodb", "haproxy": "haproxy",
+                "addresses": "vip"}
+
+
+async def _first(hosts: list[SshHost], probe: Callable[[SshHost], Awaitable[T | None]],
+                 errors: dict[str, str], component: str) -> T | None:
+    """The answer of the first host (in spec order) that gives one; each failure is kept in `errors`.
 
     One host at a time: a cluster-wide view needs one answer, and the CLIs
     (rabbitmqctl boots an Erlang VM) are too heavy to run everywhere at once.
     """
     for h in hosts:
-        with contextlib.suppress(HostError, asyncssh.Error, OSError):
+        try:
             r = await probe(h)
-            if r is not None:
-                return r
+        except (HostError, asyncssh.Error, OSError) as exc:
+            lines = (str(exc) or type(exc).__name__).strip().splitlines()
+            head = lines[0] if isinstance(exc, HostError) else f"{h.name}: {lines[0]}"
+            # The command and its last words: enough to act on, short enough for a table cell.
+            errors[component] = head if len(lines) == 1 else f"{head}: {lines[-1].strip()}"
+            continue
+        if r is not None:
+            return r
     return None
 
 
@@ -83,6 +97,13 @@ async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreac
         res = await h.run(cmd, check=False, timeout=PROBE_TIMEOUT)
         return res.stdout if res.rc == 0 else None
 
+    async def answer(h: SshHost, cmd: str) -> str:
+        """`cmd`'s output; a failure is an error naming the host and the command's last words."""
+        res = await h.run(cmd, check=False, timeout=PROBE_TIMEOUT)
+        if res.rc != 0:
+            raise HostError(h.name, cmd, res)
+        return res.stdout
+
     cor = on([n.name for n in spec.corosync_nodes()]) if spec.vip_manager.runs_pacemaker else []
     gal = on([n.name for n in spec.galera_nodes()]) if spec.galera.enabled else []
     rab = on([n.name for n in spec.rabbit_nodes()]) if spec.rabbitmq.enabled else []
@@ -91,7 +112,7 @@ async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreac
     errors: dict[str, str] = {}
 
     async def quorum() -> corosync.Quorum | None:
-        text = await _first(cor, lambda h: out(h, corosync.QUORUM_CMD))
+        text = await _first(cor, lambda h: answer(h, corosync.QUORUM_CMD), errors, "corosync")
         return corosync.parse_quorum(text) if text else None
 
     async def links() -> dict[str, tuple[corosync.LinkState, ...]]:
@@ -99,7 +120,7 @@ async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreac
         return {h.name: corosync.parse_links(t) for h, t in zip(cor, texts, strict=True) if t}
 
     async def pacemaker() -> Any:
-        text = await _first(cor, lambda h: out(h, " ".join(CRM_MON)))
+        text = await _first(cor, lambda h: answer(h, " ".join(CRM_MON)), errors, "pacemaker")
         return parse_crm_mon(text) if text else None
 
     silent: set[str] = set()
@@ -110,11 +131,11 @@ async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreac
         return {h.name: (s if isinstance(s, GaleraState) else None) for h, s in zip(gal, states, strict=True)}
 
     async def rabbit() -> Any:
-        text = await _first(rab, lambda h: out(h, rabbitmq.CLUSTER_CMD))
+        text = await _first(rab, lambda h: answer(h, rabbitmq.CLUSTER_CMD), errors, "rabbitmq")
         return rabbitmq.parse_cluster_status(text) if text else None
 
     async def queues() -> tuple[rabbitmq.QuorumQueue, ...] | None:
-        text = await _first(rab, lambda h: out(h, rabbitmq.QUEUES_CMD))
+        text = await _first(rab, lambda h: answer(h, rabbitmq.QUEUES_CMD), errors, "rabbit_queues")
         return rabbitmq.parse_quorum_queues(text) if text is not None else None
 
     async def mongo() -> Any:
@@ -139,7 +160,7 @@ async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreac
     values: dict[str, Any] = {}
     for name, r in zip(names, results, strict=True):
         if isinstance(r, (HostError, asyncssh.Error, OSError, ValueError, KeyError)):
-            errors[name] = str(r)
+            errors.setdefault(COMPONENT_OF[name], f"{name}: {r}")
         elif isinstance(r, BaseException):
             raise r
         elif r is not None:
