@@ -99,6 +99,7 @@ def main() -> int:
     failed = 0
     failed += run("ruff", [str(VENV / "ruff"), "check", "src", "tests", "bench", "scripts"], timings) != 0
     failed += run("mypy", [str(VENV / "mypy")], timings) != 0
+    failed += run("import layers", [str(VENV / "lint-imports"), "--no-cache"], timings) != 0
     counts = Counts()
     for part in parts:
         junit = RESULTS / f"{part.name}.xml"

@@ -272,7 +272,7 @@ def lab_smoke(spec: Path, as_json: bool) -> None:
 def _smoke(spec: Path, model: Spec, *, as_json: bool) -> bool:
     import subprocess
 
-    from hastack.deploy.run import MONGO_ADMIN
+    from hastack.components.mongodb import MONGO_ADMIN
     from hastack.lab.layout import layout
     from hastack.workload.smoke import target
 

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from hastack.chaos.checker import judge, rto, split_brains
-from hastack.chaos.history import AMQP, DB, VIP, GaleraSample, History, Op, Readback, VipSample
+from hastack.workload.history import AMQP, DB, VIP, GaleraSample, History, Op, Readback, VipSample
 from hastack.chaos.scenarios import SCENARIOS, NoTarget, pick_target
 from hastack.lab.layout import layout
 from hastack.spec.load import load_spec
@@ -31,7 +31,7 @@ def test_rto_is_the_longest_wait_after_the_fault() -> None:
 
 
 def test_mongo_primary_gap_is_the_longest_time_no_member_answered_as_primary() -> None:
-    from hastack.chaos.history import MONGO_PRIMARY, MongoSample
+    from hastack.workload.history import MONGO_PRIMARY, MongoSample
 
     samples = [MongoSample(t=FAULT - 0.1, node="ctl1", writable=True)]
     samples += [MongoSample(t=FAULT + 0.1 * i, node="ctl2", writable=False) for i in range(1, 13)]

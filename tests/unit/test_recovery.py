@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from hastack.components import mongo_config
 from hastack.components.galera import GaleraState, parse_transfer_bytes
 from hastack.components.mongodb import MongoMemberState, ReplSet
 from hastack.components.rabbitmq import RabbitCluster, parse_boot_state
@@ -256,14 +257,14 @@ def test_mongo_priority_change_bumps_the_version_and_refuses_nonsense() -> None:
     config: dict[str, Any] = {"_id": "rs0", "version": 3, "members": [
         {"_id": 0, "host": "10.0.0.1:27017", "priority": 2}, {"_id": 1, "host": "10.0.0.2:27017", "priority": 1},
         {"_id": 2, "host": "10.0.0.3:27017", "arbiterOnly": True, "priority": 0}]}
-    new = mongodb.with_priority(config, "10.0.0.2", 3)
+    new = mongo_config.with_priority(config, "10.0.0.2", 3)
     assert new["version"] == 4 and new["members"][1]["priority"] == 3 and config["members"][1]["priority"] == 1
-    with pytest.raises(mongodb.PriorityError, match="arbiter"):
-        mongodb.with_priority(config, "10.0.0.3:27017", 1)
-    with pytest.raises(mongodb.PriorityError, match="not a member"):
-        mongodb.with_priority(config, "10.0.0.9", 1)
-    with pytest.raises(mongodb.PriorityError, match="no member could be elected"):
-        mongodb.with_priority(mongodb.with_priority(config, "10.0.0.1", 0), "10.0.0.2", 0)
+    with pytest.raises(mongo_config.PriorityError, match="arbiter"):
+        mongo_config.with_priority(config, "10.0.0.3:27017", 1)
+    with pytest.raises(mongo_config.PriorityError, match="not a member"):
+        mongo_config.with_priority(config, "10.0.0.9", 1)
+    with pytest.raises(mongo_config.PriorityError, match="no member could be elected"):
+        mongo_config.with_priority(mongo_config.with_priority(config, "10.0.0.1", 0), "10.0.0.2", 0)
 
 
 def test_mongo_settings_follow_the_spec_but_leave_members_alone() -> None:
@@ -271,16 +272,16 @@ def test_mongo_settings_follow_the_spec_but_leave_members_alone() -> None:
         {"_id": 0, "host": "10.0.0.1:27017", "priority": 5}],
         "settings": {"electionTimeoutMillis": 10000, "heartbeatIntervalMillis": 2000, "chainingAllowed": True}}
     want = {"electionTimeoutMillis": 1000, "heartbeatIntervalMillis": 250}
-    new = mongodb.with_settings(config, want)
+    new = mongo_config.with_settings(config, want)
     assert new is not None and new["version"] == 8
     assert new["settings"] == {**want, "chainingAllowed": True}  # what the spec does not set is kept
     assert new["members"] == config["members"]  # a priority moved by `hastack mongo priority` stays
     assert config["settings"]["electionTimeoutMillis"] == 10000  # the live config is not touched
-    assert mongodb.with_settings(new, want) is None  # nothing to change: no reconfig
+    assert mongo_config.with_settings(new, want) is None  # nothing to change: no reconfig
     # Deploy's one step at a time: the settings first, then nothing left when the members match.
-    step = mongodb.next_reconfig_step(config, want, config["members"], "10.0.0.1:27017")
+    step = mongo_config.next_reconfig_step(config, want, config["members"], "10.0.0.1:27017")
     assert step is not None and step[0].startswith("settings ") and step[1] == new
-    assert mongodb.next_reconfig_step(new, want, config["members"], "10.0.0.1:27017") is None
+    assert mongo_config.next_reconfig_step(new, want, config["members"], "10.0.0.1:27017") is None
 
 
 def test_mongo_member_replaced_one_voting_change_at_a_time() -> None:
@@ -290,18 +291,18 @@ def test_mongo_member_replaced_one_voting_change_at_a_time() -> None:
     # ctl3 died for good; the spec now names ctl4 in its place.
     desired = [{"_id": 0, "host": "10.0.0.1:27017", "priority": 2}, {"_id": 1, "host": "10.0.0.2:27017", "priority": 1},
                {"_id": 2, "host": "10.0.0.4:27017", "priority": 1}]
-    first = mongodb.next_membership_step(live, desired, "10.0.0.1:27017")
+    first = mongo_config.next_membership_step(live, desired, "10.0.0.1:27017")
     assert first is not None and first[0] == "removed 10.0.0.3:27017" and first[1] is not None
     assert [m["host"] for m in first[1]["members"]] == ["10.0.0.1:27017", "10.0.0.2:27017"]
     assert first[1]["version"] == 5
-    second = mongodb.next_membership_step(first[1], desired, "10.0.0.1:27017")
+    second = mongo_config.next_membership_step(first[1], desired, "10.0.0.1:27017")
     assert second is not None and second[0] == "added 10.0.0.4:27017" and second[1] is not None
     added = second[1]["members"][-1]
     assert added == {"_id": 3, "host": "10.0.0.4:27017", "priority": 1}  # a fresh _id, never a reused one
-    assert mongodb.next_membership_step(second[1], desired, "10.0.0.1:27017") is None
+    assert mongo_config.next_membership_step(second[1], desired, "10.0.0.1:27017") is None
     # The primary is never dropped from under the set: step it down first.
-    with pytest.raises(mongodb.MembershipError, match="primary"):
-        mongodb.next_membership_step(live, desired, "10.0.0.3:27017")
+    with pytest.raises(mongo_config.MembershipError, match="primary"):
+        mongo_config.next_membership_step(live, desired, "10.0.0.3:27017")
 
 
 def test_mongo_member_replaced_in_a_primary_arbiter_set_joins_at_priority_0_first() -> None:
@@ -312,17 +313,17 @@ def test_mongo_member_replaced_in_a_primary_arbiter_set_joins_at_priority_0_firs
         {"_id": 0, "host": p, "priority": 3}, {"_id": 1, "host": s2, "priority": 1},
         {"_id": 2, "host": arb, "arbiterOnly": True, "priority": 0}]}
     desired = [live["members"][0], {"_id": 1, "host": new_host, "priority": 1}, live["members"][2]]
-    removed = mongodb.next_membership_step(live, desired, p)
+    removed = mongo_config.next_membership_step(live, desired, p)
     assert removed is not None and removed[1] is not None and removed[0] == f"removed {s2}"
-    joining = mongodb.next_membership_step(removed[1], desired, p)
+    joining = mongo_config.next_membership_step(removed[1], desired, p)
     assert joining is not None and joining[1] is not None and "priority 0" in joining[0]
     member = joining[1]["members"][-1]
-    assert member["host"] == new_host and member["priority"] == 0 and mongodb.JOINING_TAG in member["tags"]
+    assert member["host"] == new_host and member["priority"] == 0 and mongo_config.JOINING_TAG in member["tags"]
     # Not caught up yet: wait, change nothing.
-    wait = mongodb.next_membership_step(joining[1], desired, p, {new_host: "STARTUP2"})
+    wait = mongo_config.next_membership_step(joining[1], desired, p, {new_host: "STARTUP2"})
     assert wait is not None and wait[1] is None and "STARTUP2" in wait[0]
-    done = mongodb.next_membership_step(joining[1], desired, p, {new_host: "SECONDARY"})
+    done = mongo_config.next_membership_step(joining[1], desired, p, {new_host: "SECONDARY"})
     assert done is not None and done[1] is not None
     final = done[1]["members"][-1]
     assert final["priority"] == 1 and "tags" not in final and done[1]["version"] == joining[1]["version"] + 1
-    assert mongodb.next_membership_step(done[1], desired, p, {new_host: "SECONDARY"}) is None
+    assert mongo_config.next_membership_step(done[1], desired, p, {new_host: "SECONDARY"}) is None

@@ -1,1 +1,1 @@
-"""Fault injection, the chaos workload history and its checker."""
+"""Fault injection, and the checker that judges what the workload recorded through it."""

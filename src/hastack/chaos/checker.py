@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from itertools import combinations
 
-from hastack.chaos.history import AMQP, DB, MONGO, MONGO_PRIMARY, STREAMS, GaleraSample, History, Op
+from hastack.workload.history import AMQP, DB, MONGO, MONGO_PRIMARY, STREAMS, GaleraSample, History, Op
 
 # Galera samples closer than this are compared as simultaneous.
 GALERA_WINDOW_S = 0.5

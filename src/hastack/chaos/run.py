@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hastack.chaos.checker import Judgement, judge
-from hastack.chaos.history import History
+from hastack.workload.history import History
 from hastack.chaos.scenarios import Fault, Scenario, pick_target
+from hastack.components.mongodb import MONGO_ADMIN
 from hastack.credentials.model import Secrets
-from hastack.deploy.run import MONGO_ADMIN
 from hastack.hosts.fleet import Access, reachable
 from hastack.lab.layout import Layout, layout
 from hastack.lab.runtime import LabDirs, LabError, cables_out, load_state, power_cut, power_off, power_on, restart

@@ -6,6 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# The user hastack creates in the replica set (under the localhost exception) and probes with.
+MONGO_ADMIN = "hastack_admin"
+
 
 @dataclass(frozen=True)
 class MongoMemberState:

@@ -13,7 +13,7 @@ import json
 import shlex
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -24,7 +24,8 @@ import pymongo.errors
 from hastack.components.corosync import QUORUM_CMD, conf_change, parse_quorum
 from hastack.components.galera import STATUS_CMD, GaleraState, parse_status_result
 from hastack.components.galera import leavers as galera_leavers
-from hastack.components.mongodb import ReplSet, parse_replset_status
+from hastack.components.mongo_config import MembershipError, next_reconfig_step
+from hastack.components.mongodb import MONGO_ADMIN, ReplSet, parse_replset_status
 from hastack.components.network import ADDR_CMD, parse_addresses
 from hastack.components.pacemaker import CRM_MON, PacemakerState, parse_crm_mon, strays
 from hastack.components.rabbitmq import (
@@ -38,8 +39,8 @@ from hastack.credentials.model import FINGERPRINTS_PATH, Secrets, conflicting, f
 from hastack.deploy import bundle as agent_bundle
 from hastack.deploy.plan import Phase, phases
 from hastack.hosts.files import Change
+from hastack.hosts.mongo import mongo_client
 from hastack.hosts.ssh import HostError, SshHost
-from hastack.recovery.mongodb import MembershipError, next_reconfig_step
 from hastack.render.files import RenderedFile, Tree
 from hastack.render.galera import GARBD, GARBD_DROPIN
 from hastack.render.mongodb import PORT as MONGO_PORT
@@ -55,7 +56,7 @@ Progress = Callable[[str], None]
 CIB_PATH = "/etc/hastack/cib.xml"
 GALERA_SQL = "/etc/hastack/galera-bootstrap.sql"
 REPLSET_PATH = "/etc/hastack/mongodb-replset.json"
-MONGO_ADMIN = "hastack_admin"
+
 # Daemons pacemaker owns must not also be started by systemd at boot.
 PACEMAKER_OWNED = ("haproxy",)
 # Socket activation would hold galera's port before mariadbd binds its own address.
@@ -480,25 +481,10 @@ class Deployer:
             await self.h(anchor).run(["rabbitmqctl", "forget_cluster_node", node], timeout=120)
             self.report.changed(anchor, f"forgot {node}")
 
-    @contextlib.asynccontextmanager
-    async def mongo(self, host: str, admin: bool = False) -> AsyncIterator[pymongo.MongoClient[dict[str, Any]]]:
-        """A client to mongod on `host`'s loopback, through the SSH connection.
-
-        Over SSH, so deploy needs no route to the database port, and on
-        loopback, so the first user can be made under the localhost exception.
-        """
-        listener = await self.h(host).conn.forward_local_port("127.0.0.1", 0, "127.0.0.1", 27017)
-        auth: dict[str, Any] = ({"username": MONGO_ADMIN, "password": self.secrets["mongodb_admin_password"],
-                                 "authSource": "admin"} if admin else {})
-        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
-            "127.0.0.1", listener.get_port(), directConnection=True, serverSelectionTimeoutMS=3000, **auth)
-        try:
-            yield client
-        finally:
-            # Off the event loop: close() waits on pymongo's monitor, whose
-            # socket is this loop's SSH tunnel.
-            await asyncio.to_thread(client.close)
-            listener.close()
+    def mongo(self, host: str, admin: bool = False) -> contextlib.AbstractAsyncContextManager[
+            pymongo.MongoClient[dict[str, Any]]]:
+        """A client to mongod on `host` through its SSH connection (unauthenticated: the localhost exception)."""
+        return mongo_client(self.h(host), password=self.secrets["mongodb_admin_password"] if admin else None)
 
     async def phase_mongodb(self, phase: Phase) -> None:
         members = [n.name for _, n in self.spec.mongo_members()]

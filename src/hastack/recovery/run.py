@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncssh
 
+from hastack.components import mongo_config
 from hastack.components.galera import (
     STATUS_CMD,
     TRANSFER_CMD,
@@ -29,12 +30,12 @@ from hastack.components.rabbitmq import BOOT_STATE_CMD, CLUSTER_CMD, parse_boot_
 from hastack.components.systemd import UNIT_AGE_CMD, parse_unit_age
 from hastack.credentials.model import Secrets
 from hastack.hosts.fleet import Access, reachable
+from hastack.hosts.mongo import mongo_client, replset
 from hastack.hosts.ssh import HostError, SshHost
 from hastack.recovery import galera, mongodb, rabbitmq
 from hastack.recovery.decision import Outcome
 from hastack.render.mongodb import PORT as MONGO_PORT
 from hastack.spec.model import Spec
-from hastack.status.gather import mongo_admin, replset
 
 Progress = Callable[[str], None]
 COMPONENTS = ("galera", "rabbitmq", "mongodb")
@@ -412,11 +413,11 @@ async def set_mongo_priority(spec: Spec, secrets: Secrets, access: Access, node:
         by_member = {m: h for h, m in names.items()}
         if primary is None or by_member.get(primary) not in hosts:
             raise RecoverError("no writable primary to reconfigure through: `hastack recover` first")
-        async with mongo_admin(hosts[by_member[primary]], password, timeout_ms=5000) as client:
+        async with mongo_client(hosts[by_member[primary]], password=password, timeout_ms=5000) as client:
             config = (await asyncio.to_thread(client.admin.command, "replSetGetConfig"))["config"]
             try:
-                new = mongodb.with_priority(config, names[node], priority)
-            except mongodb.PriorityError as exc:
+                new = mongo_config.with_priority(config, names[node], priority)
+            except mongo_config.PriorityError as exc:
                 raise RecoverError(str(exc)) from exc
             await asyncio.to_thread(client.admin.command, "replSetReconfig", new)
     return PriorityChange(names[node], {m["host"]: m.get("priority", 1) for m in config["members"]},

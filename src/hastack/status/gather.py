@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncssh
 
 from hastack.components import corosync, haproxy, network, rabbitmq
 from hastack.components.galera import STATUS_CMD, TIMED_OUT, GaleraState, parse_status_result
-from hastack.components.mongodb import parse_replset_status
 from hastack.components.pacemaker import CRM_MON, parse_crm_mon
 from hastack.credentials.model import Secrets
-from hastack.deploy.run import MONGO_ADMIN
 from hastack.hosts.fleet import Access, reachable
+from hastack.hosts.mongo import replset
 from hastack.hosts.ssh import HostError, SshHost
 from hastack.spec.model import Spec
 from hastack.status.model import Facts
@@ -63,28 +61,6 @@ async def _galera(h: SshHost) -> GaleraState | None:
     if res.rc == TIMED_OUT:
         raise _Silent(h.name)
     return parse_status_result(res.rc, res.stdout)
-
-
-@contextlib.asynccontextmanager
-async def mongo_admin(h: SshHost, password: str, timeout_ms: int = 2000) -> AsyncIterator[Any]:
-    """pymongo, as hastack's admin user, to mongod on `h`'s loopback through its SSH connection."""
-    import pymongo
-
-    listener = await h.conn.forward_local_port("127.0.0.1", 0, "127.0.0.1", 27017)
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
-        "127.0.0.1", listener.get_port(), directConnection=True, username=MONGO_ADMIN, password=password,
-        authSource="admin", serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
-    try:
-        yield client
-    finally:
-        # Off the event loop: close() waits on pymongo's monitor, whose socket is this loop's SSH tunnel.
-        await asyncio.to_thread(client.close)
-        listener.close()
-
-
-async def replset(h: SshHost, password: str) -> Any:
-    async with mongo_admin(h, password) as client:
-        return parse_replset_status(await asyncio.to_thread(client.admin.command, "replSetGetStatus"))
 
 
 async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreachable: dict[str, str]) -> Facts:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hastack.chaos.history import (
+from hastack.workload.history import (
     AMQP,
     DB,
     MONGO,
