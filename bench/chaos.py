@@ -54,7 +54,7 @@ def bench_spec(example: Path, variant: str, into: Path) -> Path:
 def wait_healthy(spec: Path, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if hastack("status", str(spec)).returncode == 0:
+        if hastack("status", str(spec), "--lab").returncode == 0:
             return True
     return False
 

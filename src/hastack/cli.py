@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -70,12 +72,23 @@ def _print_findings(findings: list[Finding], title: str) -> None:
 
 
 def ssh_options(f: Callable[..., None]) -> Callable[..., None]:
-    """--ssh-key and --known-hosts: how every host is reached and recognised."""
-    f = click.option("--known-hosts", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                     help="Host keys to check every host against (default ~/.ssh/known_hosts, or the lab's "
-                          "own for a lab); `hastack trust SPEC` records them.")(f)
-    return click.option("--ssh-key", type=click.Path(path_type=Path), default=None,
-                        help="Private key for root on every node.")(f)
+    """--ssh-key, --known-hosts and --lab, handed to the command as one `reach`."""
+
+    @functools.wraps(f)
+    def command(*args: object, ssh_key: Path | None, known_hosts: Path | None, lab: bool, **kwargs: object) -> None:
+        f(*args, reach=Reach(ssh_key, known_hosts, lab), **kwargs)
+
+    for option in (
+        click.option("--lab", is_flag=True, help="The cluster is this machine's lab: its power switch fences, its "
+                     "key and its recorded host keys are the defaults."),
+        click.option("--known-hosts", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                     help="Host keys to check every host against (default ~/.ssh/known_hosts; with --lab, the "
+                          "lab's own); `hastack trust SPEC` records them."),
+        click.option("--ssh-key", type=click.Path(path_type=Path), default=None,
+                     help="Private key for root on every node (default ~/.ssh/id_ed25519; with --lab, the lab's)."),
+    ):
+        command = option(command)
+    return command
 
 
 @click.group()
@@ -215,10 +228,10 @@ def lab_up(spec: Path, hosts_only: bool) -> None:
     _progress(f"hosts up in {time.monotonic() - t0:.0f} s")
     if hosts_only:
         return
-    _deploy(spec, model, dry_run=False, as_json=False)
+    _deploy(spec, model, dry_run=False, as_json=False, reach=LAB)
     _progress(f"lab up done in {time.monotonic() - t0:.0f} s")
     smoked = _smoke(spec, model, as_json=False)
-    if not _status(spec, model, as_json=False) or not smoked:
+    if not _status(spec, model, as_json=False, reach=LAB) or not smoked:
         sys.exit(EXIT_FAILED)
 
 
@@ -313,38 +326,50 @@ def _mongod_binary() -> Path | None:
     return path if path.exists() else None
 
 
-def _on_hosts(model: Spec) -> Spec:
-    """The spec as deployed: for a running lab, its fence devices are the lab power switch's."""
-    from hastack.lab.fence import lab_fencing
-    from hastack.lab.layout import layout
-    from hastack.lab.runtime import LabDirs
+@dataclass(frozen=True)
+class Reach:
+    """How the hosts are reached, as the options said: a key, a known_hosts file, or this machine's lab."""
 
-    if not LabDirs.of(model.cluster).state.exists():
-        return model
-    return lab_fencing(model, layout(model))
+    ssh_key: Path | None = None
+    known_hosts: Path | None = None
+    lab: bool = False
 
 
-def _access(model: Spec, ssh_key: Path | None, known_hosts: Path | None) -> Access:
-    """The key and known_hosts given; else, when this cluster's lab is up, the lab's own (it records
-    its hosts' keys as it creates them); else ~/.ssh/id_ed25519 and ~/.ssh/known_hosts."""
+LAB = Reach(lab=True)
+
+
+def _target(model: Spec, reach: Reach) -> tuple[Spec, Access]:
+    """The spec as deployed and how to reach its hosts.
+
+    Only with --lab (or a lab command) does the lab count: its power switch replaces the
+    spec's fence devices, and its own key and recorded host keys are the defaults. A real
+    cluster that shares a name with a lab on this machine is never given the lab's fencing.
+    """
     from hastack.lab.runtime import LabDirs
 
     lab = LabDirs.of(model.cluster)
-    lab_up = lab.key.exists()
-    if ssh_key is None:
-        ssh_key = lab.key if lab_up else Path.home() / ".ssh" / "id_ed25519"
+    if reach.lab:
+        if not lab.state.exists():
+            err.print(f"no lab is up for cluster {model.cluster!r} on this machine: run `hastack lab up SPEC` "
+                      "first, or leave out --lab for real hosts", style="bold red", markup=False)
+            sys.exit(EXIT_INPUT)
+        from hastack.lab.fence import lab_fencing
+        from hastack.lab.layout import layout
+
+        model = lab_fencing(model, layout(model))
+    home = Path.home() / ".ssh"
+    ssh_key = reach.ssh_key or (lab.key if reach.lab else home / "id_ed25519")
+    known_hosts = reach.known_hosts or (lab.known_hosts if reach.lab else home / "known_hosts")
+    hint = " (a lab of this cluster is up here: add --lab to reach it)" if lab.state.exists() and not reach.lab else ""
     if not ssh_key.exists():
-        err.print(f"no SSH key at {escape(str(ssh_key))}: pass --ssh-key, or run `hastack lab up` for a lab",
-                  style="bold red")
+        err.print(f"no SSH key at {ssh_key}: pass --ssh-key{hint}", style="bold red", markup=False)
         sys.exit(EXIT_INPUT)
-    if known_hosts is None:
-        known_hosts = lab.known_hosts if lab_up and lab.known_hosts.exists() else Path.home() / ".ssh" / "known_hosts"
     if not known_hosts.is_file():
-        err.print(f"no known_hosts file at {escape(str(known_hosts))}: nothing to check the hosts' keys against. "
-                  "Run `hastack trust SPEC` to see each host's key and record it, or pass --known-hosts.",
-                  style="bold red")
+        err.print(f"no known_hosts file at {known_hosts}: nothing to check the hosts' keys against. Run `hastack "
+                  f"trust SPEC` to see each host's key and record it, or pass --known-hosts{hint}.",
+                  style="bold red", markup=False)
         sys.exit(EXIT_INPUT)
-    return Access(ssh_key, known_hosts)
+    return model, Access(ssh_key, known_hosts)
 
 
 def _secrets(spec_path: Path, model: Spec) -> tuple[Secrets, tuple[str, ...], Path]:
@@ -402,9 +427,9 @@ def chaos(scenario: str | None, spec: Path, as_json: bool, list_scenarios: bool,
                   f"(`hastack lab up {escape(str(spec))}`)")
         sys.exit(EXIT_INPUT)
     secrets = _secrets(spec, model)[0]
-    model = _on_hosts(model)
+    model, access = _target(model, LAB)
     try:
-        report = run(SCENARIOS[scenario], model, secrets, _access(model, None, None), _progress,
+        report = run(SCENARIOS[scenario], model, secrets, access, _progress,
                      keep_history=history_path)
     except (ChaosError, NoTarget) as exc:
         err.print(f"[bold red]chaos {scenario}:[/] {escape(str(exc))}")
@@ -440,8 +465,7 @@ def mongo() -> None:
 @click.argument("priority", type=float)
 @ssh_options
 @click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
-def mongo_priority(spec: Path, node: str, priority: float, *, ssh_key: Path | None, known_hosts: Path | None,
-                   as_json: bool) -> None:
+def mongo_priority(spec: Path, node: str, priority: float, *, reach: Reach, as_json: bool) -> None:
     """Set NODE's replica set priority (the guide's rs.conf() / rs.reconfig()), through the primary.
 
     The spec's `mongodb.members[].priority` is what deploy uses for a new replica set; put the
@@ -454,9 +478,9 @@ def mongo_priority(spec: Path, node: str, priority: float, *, ssh_key: Path | No
 
     model = _load(spec, as_json)
     secrets = _secrets(spec, model)[0]
-    model = _on_hosts(model)
+    model, access = _target(model, reach)
     try:
-        change = asyncio.run(set_mongo_priority(model, secrets, _access(model, ssh_key, known_hosts), node, priority))
+        change = asyncio.run(set_mongo_priority(model, secrets, access, node, priority))
     except (RecoverError, OSError) as exc:
         err.print(f"[bold red]mongo priority:[/] {escape(str(exc))}")
         sys.exit(EXIT_FAILED)
@@ -487,7 +511,7 @@ def mongo_priority(spec: Path, node: str, priority: float, *, ssh_key: Path | No
 @ssh_options
 @click.option("--json", "as_json", is_flag=True, help="Print every round's evidence and actions as JSON.")
 def recover(spec: Path, *, only: tuple[str, ...], force: bool, bootstrap: str | None, forget: tuple[str, ...],
-            stall: float, timeout: float, ssh_key: Path | None, known_hosts: Path | None, as_json: bool) -> None:
+            stall: float, timeout: float, reach: Reach, as_json: bool) -> None:
     """Bring galera, rabbitmq and mongodb back after an outage, showing the evidence before each act."""
     import asyncio
     import dataclasses
@@ -497,8 +521,7 @@ def recover(spec: Path, *, only: tuple[str, ...], force: bool, bootstrap: str | 
 
     model = _load(spec, as_json)
     secrets = _secrets(spec, model)[0]
-    model = _on_hosts(model)
-    access = _access(model, ssh_key, known_hosts)
+    model, access = _target(model, reach)
 
     def show(r: Round) -> None:
         if as_json:
@@ -543,14 +566,13 @@ def recover(spec: Path, *, only: tuple[str, ...], force: bool, bootstrap: str | 
 @click.option("--dry-run", is_flag=True, help="Print the plan and the files that would change; touch nothing.")
 @ssh_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def deploy(spec: Path, dry_run: bool, ssh_key: Path | None, known_hosts: Path | None, as_json: bool) -> None:
+def deploy(spec: Path, dry_run: bool, reach: Reach, as_json: bool) -> None:
     """Put SPEC on its hosts over SSH and form every cluster, in order; a second run changes nothing."""
     model = _load(spec, as_json)
-    _deploy(spec, model, dry_run=dry_run, as_json=as_json, ssh_key=ssh_key, known_hosts=known_hosts)
+    _deploy(spec, model, dry_run=dry_run, as_json=as_json, reach=reach)
 
 
-def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, ssh_key: Path | None = None,
-            known_hosts: Path | None = None) -> None:
+def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, reach: Reach) -> None:
     import asyncio
 
     from hastack.deploy import session
@@ -559,8 +581,7 @@ def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, ssh_key: P
 
     _refuse_blocking(spec, model, as_json, "deployed")
     secrets = _secrets(spec, model)[0]
-    model = _on_hosts(model)
-    access = _access(model, ssh_key, known_hosts)
+    model, access = _target(model, reach)
     try:
         if dry_run:
             plan, diffs = asyncio.run(session.dry_run(model, secrets, access))
@@ -600,10 +621,10 @@ def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, ssh_key: P
 @click.argument("spec", type=click.Path(path_type=Path))
 @ssh_options
 @click.option("--json", "as_json", is_flag=True, help="Print verdicts and raw facts as JSON.")
-def status(spec: Path, ssh_key: Path | None, known_hosts: Path | None, as_json: bool) -> None:
+def status(spec: Path, reach: Reach, as_json: bool) -> None:
     """Probe every host and cluster in parallel; exit 0 only if every component is healthy."""
     model = _load(spec, as_json)
-    if not _status(spec, model, as_json=as_json, ssh_key=ssh_key, known_hosts=known_hosts):
+    if not _status(spec, model, as_json=as_json, reach=reach):
         sys.exit(EXIT_FAILED)
 
 
@@ -665,8 +686,7 @@ def _json_default(o: object) -> object:
     return sorted(str(x) for x in o) if isinstance(o, (set, frozenset)) else str(o)
 
 
-def _status(spec: Path, model: Spec, *, as_json: bool, ssh_key: Path | None = None,
-            known_hosts: Path | None = None) -> bool:
+def _status(spec: Path, model: Spec, *, as_json: bool, reach: Reach) -> bool:
     import asyncio
     import dataclasses
 
@@ -674,8 +694,7 @@ def _status(spec: Path, model: Spec, *, as_json: bool, ssh_key: Path | None = No
     from hastack.status.model import host_view, verdict
 
     secrets = _secrets(spec, model)[0]
-    model = _on_hosts(model)
-    access = _access(model, ssh_key, known_hosts)
+    model, access = _target(model, reach)
     t0 = time.monotonic()
     facts = asyncio.run(probe(model, secrets, access))
     took = time.monotonic() - t0

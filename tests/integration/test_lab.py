@@ -81,8 +81,13 @@ CASES = [Case(THREE, "labtest", "10.79.", fence="ctl2", wipe="ctl3", replace="ct
 HASTACK = [str(Path(sys.executable).parent / "hastack")]
 
 
+# Commands that reach real hosts take --lab to mean this machine's lab (its power switch, key and host keys).
+LAB_COMMANDS = ("status", "deploy", "recover", "mongo")
+
+
 def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*HASTACK, *args], capture_output=True, text=True, timeout=timeout, check=False)
+    lab = ["--lab"] if args and args[0] in LAB_COMMANDS else []
+    return subprocess.run([*HASTACK, *args, *lab], capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def cli_json(*args: str, timeout: float = 600) -> tuple[int, dict[str, Any]]:

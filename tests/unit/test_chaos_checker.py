@@ -8,11 +8,11 @@ import socket
 import pytest
 
 from hastack.chaos.checker import judge, rto, split_brains
-from hastack.workload.history import AMQP, DB, VIP, GaleraSample, History, Op, Readback, VipSample
 from hastack.chaos.scenarios import SCENARIOS, NoTarget, pick_target
 from hastack.lab.layout import layout
 from hastack.spec.load import load_spec
 from hastack.workload.chaos_load import _retrying, arp_reply_from, arp_request
+from hastack.workload.history import AMQP, DB, VIP, GaleraSample, History, Op, Readback, VipSample
 from tests.helpers import THREE
 from tests.unit.test_status import healthy_facts
 

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from hastack.cli import main
@@ -135,3 +136,34 @@ def test_docs_checks_md_is_the_rule_lists_output() -> None:
 def test_markdown_is_only_for_the_rule_list() -> None:
     code, out = run("check", str(THREE), "--format", "markdown")
     assert code == 2 and "--list" in out
+
+
+def test_a_lab_on_this_machine_changes_nothing_without_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real cluster named like a lab here was deployed with the lab's fence agent and key. Not any more."""
+    from hastack import cli
+    from hastack.lab.runtime import LabDirs
+    from hastack.spec.load import load_spec
+
+    monkeypatch.setattr(LabDirs, "of", classmethod(lambda cls, cluster: cls(tmp_path / "lab" / cluster)))
+    model = load_spec(THREE)
+    dirs = LabDirs.of(model.cluster)
+    dirs.root.mkdir(parents=True)
+    for f in (dirs.state, dirs.key, dirs.known_hosts):
+        f.write_text("{}" if f == dirs.state else "x\n")
+    key, known = tmp_path / "id", tmp_path / "known_hosts"
+    key.write_text("x\n")
+    known.write_text("")
+    real, access = cli._target(model, cli.Reach(key, known))
+    assert real == model and access.key == key and access.known_hosts == known
+    assert {n.fence.agent for n in real.nodes if n.fence} == {"fence_ipmilan"}
+    lab, access = cli._target(model, cli.Reach(lab=True))
+    assert {n.fence.agent for n in lab.nodes if n.fence} == {"fence_hastack_lab"}
+    assert (access.key, access.known_hosts) == (dirs.key, dirs.known_hosts)
+
+
+def test_lab_without_a_lab_up_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hastack.lab.runtime import LabDirs
+
+    monkeypatch.setattr(LabDirs, "of", classmethod(lambda cls, cluster: cls(tmp_path / "lab" / cluster)))
+    code, out = run("status", str(THREE), "--lab")
+    assert code == 2 and "no lab is up" in out

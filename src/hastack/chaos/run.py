@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hastack.chaos.checker import Judgement, judge
-from hastack.workload.history import History
 from hastack.chaos.scenarios import Fault, Scenario, pick_target
 from hastack.components.mongodb import MONGO_ADMIN
 from hastack.credentials.model import Secrets
@@ -39,6 +38,7 @@ from hastack.spec.model import Spec
 from hastack.status.gather import probe
 from hastack.status.model import Facts, verdict
 from hastack.workload.chaos_load import READBACK_S, ChaosTarget
+from hastack.workload.history import History
 from hastack.workload.smoke import target
 
 Progress = Callable[[str], None]

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hastack.render.galera import PROBE_DB, PROBE_USER
+from hastack.render.mongodb import PORT as MONGO_PORT
 from hastack.workload.history import (
     AMQP,
     DB,
@@ -41,8 +43,6 @@ from hastack.workload.history import (
     Readback,
     VipSample,
 )
-from hastack.render.galera import PROBE_DB, PROBE_USER
-from hastack.render.mongodb import PORT as MONGO_PORT
 from hastack.workload.smoke import SMOKE_QUEUE, Target
 
 PACE_S = 0.02  # one op per stream every 20 ms at most: enough resolution, little load on 2 cores
