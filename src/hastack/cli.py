@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -17,16 +18,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from hastack import __version__
-from hastack.checks import RULES, Finding, Severity, run_checks
-from hastack.credentials.model import Secrets
-from hastack.credentials.store import SecretsError, load_or_create
-from hastack.hosts.fleet import Access
-from hastack.render import render_all
-from hastack.render.write import OutputError, write_tree
-from hastack.spec.errors import SpecLoadError
-from hastack.spec.load import load_spec
-from hastack.spec.model import Spec
 from hastack.tables import print_table
+
+# Each command imports what it uses, when it runs: `hastack check` never loads asyncssh, and
+# `--version` loads nothing of hastack's (the whole house cost 0.5 s before every command).
+if TYPE_CHECKING:
+    from hastack.checks import Finding
+    from hastack.credentials.model import Secrets
+    from hastack.hosts.fleet import Access
+    from hastack.spec.model import Spec
 
 # Exit codes: 0 fine, 1 the spec has blocking findings, 2 the input is unusable.
 EXIT_FINDINGS = 1
@@ -38,10 +38,13 @@ EXIT_FAILED = 3
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
-_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 def _load(path: Path, as_json: bool) -> Spec:
+    from hastack.spec.errors import SpecLoadError
+    from hastack.spec.load import load_spec
+
     try:
         return load_spec(path)
     except SpecLoadError as exc:
@@ -55,12 +58,14 @@ def _load(path: Path, as_json: bool) -> Spec:
 
 
 def _print_findings(findings: list[Finding], title: str) -> None:
+    from hastack.checks import RULES, Severity
+
     counts = Counter(f.severity for f in findings if f.waived is None)
     waived = sum(1 for f in findings if f.waived)
     summary = ", ".join(f"{counts[s]} {s.value}(s)" for s in Severity) + (f", {waived} waived" if waived else "")
     out.print(f"[bold]{escape(title)}[/]: {summary}")
     for f in findings:
-        style = "dim" if f.waived else _STYLE[f.severity]
+        style = "dim" if f.waived else _STYLE[f.severity.value]
         label = "waived" if f.waived else f.severity.value
         out.print(f"\n[{style}]{f.code} {label:<7}[/] [bold]{RULES[f.code].title if f.code in RULES else f.what}[/]"
                   f"  ({f.subject})")
@@ -106,6 +111,8 @@ def main() -> None:
 @click.option("--list", "list_rules", is_flag=True, help="List every check and exit.")
 def check(spec: Path | None, fmt: str, fail_on: str, list_rules: bool) -> None:
     """Check SPEC for HA pitfalls: coded findings with why and how to fix."""
+    from hastack.checks import Severity, run_checks
+
     if list_rules:
         _list_rules(fmt)
         return
@@ -130,6 +137,8 @@ def check(spec: Path | None, fmt: str, fail_on: str, list_rules: bool) -> None:
 
 
 def _list_rules(fmt: str) -> None:
+    from hastack.checks import RULES
+
     rules = sorted(RULES.values(), key=lambda r: r.code)
     if fmt == "json":
         print(json.dumps([{"code": r.code, "severity": r.severity.value, "title": r.title, "why": r.why,
@@ -167,6 +176,9 @@ def render(spec: Path, output: Path, as_json: bool) -> None:
     Secrets are generated on first use into SPEC's folder as NAME.secrets.yaml
     (mode 0600) and reused afterwards; they are never printed.
     """
+    from hastack.render import render_all
+    from hastack.render.write import OutputError, write_tree
+
     s = _load(spec, as_json)
     _refuse_blocking(spec, s, as_json, "rendered")
     secrets, added, secrets_file = _secrets(spec, s)
@@ -185,11 +197,16 @@ def render(spec: Path, output: Path, as_json: bool) -> None:
         return
     if added:
         out.print(f"generated {len(added)} new secret(s) in {secrets_file} (mode 0600)", markup=False)
-    table = Table("host", "roles", "files", "secret files")
+    # Hosts that got the same kind of files share a row: a thousand computes are one line, not a thousand.
+    groups: dict[tuple[str, int, int], list[str]] = {}
     for node in s.nodes:
         files = tree[node.name]
-        table.add_row(node.name, ",".join(r.value for r in node.roles), str(len(files)),
-                      str(sum(1 for f in files.values() if f.secret)))
+        key = (",".join(r.value for r in node.roles), len(files), sum(1 for f in files.values() if f.secret))
+        groups.setdefault(key, []).append(node.name)
+    table = Table("hosts", "roles", "files", "secret")
+    for (roles, count_each, secret_each), names in groups.items():
+        label = names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]} ({len(names)} hosts)"
+        table.add_row(label, roles, str(count_each), str(secret_each))
     print_table(out, table)
     out.print(f"wrote {count} files for {len(tree)} hosts to {output} (manifest: {output / 'manifest.json'})",
               markup=False)
@@ -345,6 +362,7 @@ def _target(model: Spec, reach: Reach) -> tuple[Spec, Access]:
     spec's fence devices, and its own key and recorded host keys are the defaults. A real
     cluster that shares a name with a lab on this machine is never given the lab's fencing.
     """
+    from hastack.hosts.fleet import Access
     from hastack.lab.runtime import LabDirs
 
     lab = LabDirs.of(model.cluster)
@@ -373,6 +391,8 @@ def _target(model: Spec, reach: Reach) -> tuple[Spec, Access]:
 
 
 def _secrets(spec_path: Path, model: Spec) -> tuple[Secrets, tuple[str, ...], Path]:
+    from hastack.credentials.store import SecretsError, load_or_create
+
     try:
         return load_or_create(model, spec_path)
     except (SecretsError, OSError) as exc:
@@ -381,6 +401,8 @@ def _secrets(spec_path: Path, model: Spec) -> tuple[Secrets, tuple[str, ...], Pa
 
 
 def _refuse_blocking(spec_path: Path, model: Spec, as_json: bool, verb: str) -> None:
+    from hastack.checks import run_checks
+
     blocking = [f for f in run_checks(model) if f.blocking]
     if not blocking:
         return

@@ -38,9 +38,11 @@ def _check_output(out: Path) -> None:
                           "name a new or empty directory")
 
 
-def _write_file(root: Path, relative: str, content: bytes, mode: int) -> None:
+def _write_file(root: Path, relative: str, content: bytes, mode: int, made: set[Path]) -> None:
     target = root / relative
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if target.parent not in made:  # thousands of files share a few folders: one mkdir each
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        made.update(target.parents)
     # Created with at most the final mode: a secret never exists readable by others.
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode & 0o600 | 0o600)
     try:
@@ -58,15 +60,17 @@ def write_tree(tree: Tree, out: Path) -> int:
     try:
         manifest: dict[str, dict[str, dict[str, object]]] = {}
         count = 0
+        made: set[Path] = set()
         for host, files in sorted(tree.items()):
             manifest[host] = {}
             for path, f in sorted(files.items()):
-                _write_file(staging, f"{host}/{path.lstrip('/')}", f.content, f.mode)
+                _write_file(staging, f"{host}/{path.lstrip('/')}", f.content, f.mode, made)
                 manifest[host][path] = {
                     "owner": f.owner, "group": f.group, "mode": f"{f.mode:04o}", "sha256": f.sha256,
                 }
                 count += 1
-        _write_file(staging, MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(), 0o600)
+        _write_file(staging, MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(), 0o600,
+                    made)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
             out.rename(old / "render")
