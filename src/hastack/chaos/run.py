@@ -27,6 +27,7 @@ from pathlib import Path
 
 from hastack.chaos.checker import Judgement, judge
 from hastack.chaos.scenarios import Fault, Scenario, pick_target
+from hastack.common.progress import Progress
 from hastack.components.mongodb import MONGO_ADMIN
 from hastack.credentials.model import Secrets
 from hastack.hosts.fleet import Access, reachable
@@ -41,7 +42,6 @@ from hastack.workload.chaos_load import READBACK_S, ChaosTarget
 from hastack.workload.history import History
 from hastack.workload.smoke import target
 
-Progress = Callable[[str], None]
 READY_S = 90.0
 # rolling-restart: one host's reboot and rejoin, bounded.
 ROLLING_STEP_S = 240.0

@@ -21,6 +21,8 @@ import asyncssh
 import pymongo
 import pymongo.errors
 
+from hastack.common.poll import PollTimeout, until_async
+from hastack.common.progress import Progress
 from hastack.components.corosync import QUORUM_CMD, conf_change, parse_quorum
 from hastack.components.galera import STATUS_CMD, GaleraState, parse_status_result
 from hastack.components.galera import leavers as galera_leavers
@@ -51,7 +53,6 @@ from hastack.spec.model import Node, Spec
 COROSYNC_CONF = "/etc/corosync/corosync.conf"
 COROSYNC_AUTHKEY = "/etc/corosync/authkey"
 T = TypeVar("T")
-Progress = Callable[[str], None]
 
 CIB_PATH = "/etc/hastack/cib.xml"
 GALERA_SQL = "/etc/hastack/galera-bootstrap.sql"
@@ -79,19 +80,12 @@ class Report:
 async def wait_for(probe: Callable[[], Awaitable[T | None]], timeout: float, what: str,
                    interval: float = 0.5) -> T:
     """Poll `probe` until it returns a value; bounded, and says what it waited for."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while True:
-        try:
-            value = await probe()
-            if value is not None:
-                return value
-        except (HostError, pymongo.errors.PyMongoError, ValueError) as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            raise DeployError(f"timed out after {timeout:.0f} s waiting for {what}" + (f"; last error: {last}"
-                                                                                       if last else ""))
-        await asyncio.sleep(interval)
+    try:
+        return await until_async(probe, timeout, interval,
+                                 retry_on=(HostError, pymongo.errors.PyMongoError, ValueError))
+    except PollTimeout as exc:
+        last = f"; last error: {exc.last}" if exc.last else ""
+        raise DeployError(f"timed out after {timeout:.0f} s waiting for {what}{last}") from None
 
 
 class Deployer:

@@ -6,9 +6,10 @@ import asyncio
 import shlex
 from collections.abc import Mapping
 
+from hastack.common.progress import Progress
 from hastack.credentials.model import Secrets
 from hastack.deploy.plan import Phase, phases
-from hastack.deploy.run import Deployer, Progress, Report
+from hastack.deploy.run import Deployer, Report
 from hastack.hosts.files import FACT_CMD, Change, diff, parse_file_fact
 from hastack.hosts.fleet import Access, connected
 from hastack.hosts.ssh import SshHost

@@ -12,10 +12,10 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hastack.common.progress import Progress
 from hastack.lab.aptsources import machine_mirror
 
 BUILDER_VERSION = "2"
@@ -56,7 +56,6 @@ def image(cache: Path = CACHE) -> Image:
     return Image(cache / "images" / f"{SUITE}-{key}", key)
 
 
-Progress = Callable[[str], None]
 
 
 def _run(argv: list[str], log: Path, step: str, timeout: float) -> None:

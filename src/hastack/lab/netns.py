@@ -11,10 +11,11 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+from hastack.common.poll import until
 
 PREFIX = "hst-"
 
@@ -66,8 +67,5 @@ def end_processes(name: str, grace: float = 10.0) -> None:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while _pids(name) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not _pids(name):
+        if until(lambda: not _pids(name), grace):
             return

@@ -19,16 +19,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from hastack.common.poll import until
+from hastack.common.progress import Progress
 from hastack.lab.image import CACHE, Image
 from hastack.lab.layout import POWER_PORT, LabHost, Layout, boot_files
 from hastack.lab.netns import end_processes
-
-Progress = Callable[[str], None]
 
 
 class LabError(Exception):
@@ -239,29 +239,30 @@ def boot(dirs: LabDirs, image: Path, lay: Layout, host: LabHost) -> int:
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
                             start_new_session=True)
     console.close()
-    deadline = time.monotonic() + 30
     pending = list(host.interfaces)
-    while pending:
+
+    def attached() -> bool:
+        """Each of the host's links onto its bridge as it appears; True once all are."""
         if proc.poll() is not None:
             tail = dirs.console(host.name).read_text(errors="replace").splitlines()[-15:]
             raise LabError(f"{host.name}: systemd-nspawn exited {proc.returncode}:\n" + "\n".join(tail))
-        if time.monotonic() > deadline:
-            raise LabError(f"{host.name}: its links did not appear within 30 s")
-        for hif in list(pending):
-            if _link_exists(hif.outside):
-                sh("ip", "link", "set", hif.outside, "master", lay.links[hif.link].bridge, "up")
-                pending.remove(hif)
-        time.sleep(0.05)
+        for hif in [h for h in pending if _link_exists(h.outside)]:
+            sh("ip", "link", "set", hif.outside, "master", lay.links[hif.link].bridge, "up")
+            pending.remove(hif)
+        return not pending
+
+    if not until(attached, 30, every=0.05):
+        raise LabError(f"{host.name}: its links did not appear within 30 s")
     return proc.pid
 
 
 def wait_port(address: str, port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         with contextlib.suppress(OSError), socket.create_connection((address, port), timeout=1):
             return True
-        time.sleep(0.1)
-    return False
+        return False
+
+    return until(answers, timeout) is not None
 
 
 def stop_hosts(pids: list[int], grace: float = 20) -> None:
@@ -270,9 +271,7 @@ def stop_hosts(pids: list[int], grace: float = 20) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    until(lambda: not any(alive(pid) for pid in pids), grace)
     for pid in pids:
         if alive(pid):
             kill_host(pid)
@@ -292,12 +291,12 @@ def kill_host(pid: int, timeout: float = 10) -> bool:
             os.kill(child, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + timeout
-    while alive(pid) and time.monotonic() < deadline:
+    def gone() -> bool:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.02)
-    return not alive(pid)
+        return not alive(pid)
+
+    return until(gone, timeout, every=0.02) is not None
 
 
 
@@ -311,9 +310,7 @@ def power_cut(pid: int | None, host: LabHost) -> None:
     """
     if pid and not kill_host(pid):
         raise LabError(f"{host.name}: still running 10 s after SIGKILL")
-    deadline = time.monotonic() + 2
-    while any(_link_exists(i.outside) for i in host.interfaces) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    until(lambda: not any(_link_exists(i.outside) for i in host.interfaces), 2, every=0.02)
     for i in host.interfaces:
         if _link_exists(i.outside):
             sh("ip", "link", "del", i.outside, check=False)
@@ -414,9 +411,7 @@ def wipe(lay: Layout, name: str, progress: Progress, fence_wait: float = 0, cach
         progress(f"{name}: powered off, disk wiped")
     if fence_wait:
         progress(f"{name}: waiting up to {fence_wait:.0f} s for the cluster to fence it")
-        deadline = time.monotonic() + fence_wait
-        while load_state(dirs).fenced.get(name, 0) < cut and time.monotonic() < deadline:
-            time.sleep(0.2)
+        until(lambda: load_state(dirs).fenced.get(name, 0) >= cut, fence_wait, every=0.2)
     with locked_state(dirs) as state:
         pid = state.hosts.get(name)
         if not (pid and alive(pid)):  # a fence "reboot" may have powered it on already
@@ -460,9 +455,7 @@ def stop_power(dirs: LabDirs) -> None:
         assert state.power is not None
         with contextlib.suppress(ProcessLookupError):
             os.kill(state.power, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while _power_alive(state.power) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        until(lambda: not _power_alive(state.power), 10, every=0.05)
 
 
 def down(lay: Layout, progress: Progress, cache: Path = CACHE) -> list[str]:

@@ -18,6 +18,8 @@ from typing import Any
 
 import asyncssh
 
+from hastack.common.poll import PollTimeout, until_async
+from hastack.common.progress import Progress
 from hastack.components import mongo_config
 from hastack.components.galera import (
     STATUS_CMD,
@@ -37,7 +39,6 @@ from hastack.recovery.decision import Outcome
 from hastack.render.mongodb import PORT as MONGO_PORT
 from hastack.spec.model import Spec
 
-Progress = Callable[[str], None]
 COMPONENTS = ("galera", "rabbitmq", "mongodb")
 GRASTATE = "/var/lib/mysql/grastate.dat"
 # Between two looks while nodes boot or join on their own.
@@ -132,16 +133,11 @@ async def _wsrep(h: SshHost) -> GaleraState | None:
 
 
 async def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        # A probe's transport error inside a wait: the next poll tries again.
-        with contextlib.suppress(HostError, asyncssh.Error, OSError):
-            value = await check()
-            if value:
-                return value
-        if time.monotonic() > deadline:
-            raise RecoverError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(0.5)
+    # A probe's transport error inside a wait: the next poll tries again.
+    try:
+        return await until_async(check, timeout, 0.5, retry_on=(HostError, asyncssh.Error, OSError))
+    except PollTimeout:
+        raise RecoverError(f"timed out after {timeout:.0f} s waiting for {what}") from None
 
 
 async def apply_galera(spec: Spec, d: galera.Decision, hosts: dict[str, SshHost], progress: Progress) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from hastack.common.poll import until
 from hastack.render.galera import PROBE_DB, PROBE_USER
 from hastack.render.mongodb import PORT as MONGO_PORT
 from hastack.spec.model import Spec
@@ -80,13 +81,7 @@ class Check:
 
 def _until(probe: Callable[[], bool], timeout: float) -> bool:
     """Poll a read until it sees the write; bounded (replication is not instant everywhere)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if probe():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
+    return until(probe, timeout) is not None
 
 
 def galera(t: Target) -> Check:

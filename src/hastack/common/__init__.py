@@ -1,0 +1,1 @@
+"""What every layer shares and nothing else: the progress callback type, bounded polling."""
