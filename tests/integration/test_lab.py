@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from hastack.components.corosync import QUORUM_CMD, parse_quorum
-from hastack.components.pacemaker import CRM_MON, PacemakerState, parse_crm_mon
+from hastack.components.corosync import QUORUM, parse_quorum
+from hastack.components.pacemaker import MON, PacemakerState, parse_crm_mon
 from hastack.credentials.store import secrets_path
 from hastack.lab.layout import layout
 from hastack.lab.runtime import LabDirs, load_state
@@ -493,8 +493,8 @@ def test_a_corosync_member_added_and_taken_out(lab: Path, case: Case) -> None:
     power_before = dirs.power_log.read_text() if dirs.power_log.exists() else ""
 
     def membership() -> tuple[tuple[str, ...], PacemakerState]:
-        q = ssh(dirs, first, QUORUM_CMD)
-        mon = ssh(dirs, first, " ".join(CRM_MON))
+        q = ssh(dirs, first, QUORUM.command)
+        mon = ssh(dirs, first, MON.command)
         assert mon.returncode == 0, mon.stderr
         return parse_quorum(q.stdout).names, parse_crm_mon(mon.stdout)
 

@@ -12,6 +12,7 @@ import asyncssh
 import pytest
 
 from hastack.hosts.files import Change
+from hastack.hosts.place import put
 from hastack.hosts.ssh import HostError, SshHost
 from hastack.hosts.trust import KeyState, record, scan
 from hastack.render.files import RenderedFile
@@ -72,14 +73,20 @@ def test_run_and_put_over_ssh(sshd: tuple[int, Path], tmp_path: Path) -> None:
         async with SshHost("lab1", "127.0.0.1", str(key), port=port, known_hosts=pinned(tmp_path, port)) as host:
             assert (await host.run(["id", "-u"])).stdout.strip() == "0"
             with pytest.raises(HostError) as exc:
-                await host.run("echo boom >&2; exit 3")
+                await host.run(["sh", "-c", "echo boom >&2; exit 3"])
             assert exc.value.result.rc == 3 and "lab1" in str(exc.value) and "boom" in str(exc.value)
+            # Interpolated values are arguments, never shell: nothing splits or injects.
+            odd = "a b; touch /tmp/hastack-injected $(id)"
+            assert (await host.run(["printf", "%s", odd])).stdout == odd
+            assert not Path("/tmp/hastack-injected").exists()
+            with pytest.raises(TypeError, match="argv"):
+                await host.run("id -u")
             f = RenderedFile(str(target), b"password = x\n", 0o600)
-            changes.append(await host.put(f))  # create
-            changes.append(await host.put(f))  # already right
-            changes.append(await host.put(RenderedFile(str(target), b"password = y\n", 0o600)))
+            changes.append(await put(host, f))  # create
+            changes.append(await put(host, f))  # already right
+            changes.append(await put(host, RenderedFile(str(target), b"password = y\n", 0o600)))
             target.chmod(0o644)
-            changes.append(await host.put(RenderedFile(str(target), b"password = y\n", 0o600)))
+            changes.append(await put(host, RenderedFile(str(target), b"password = y\n", 0o600)))
         return changes
 
     changes = asyncio.run(scenario())

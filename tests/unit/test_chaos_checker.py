@@ -107,9 +107,9 @@ def test_targets_come_from_what_status_saw() -> None:
 
 
 def test_kill_commands() -> None:
-    assert SCENARIOS["service-crash"].kill_command() == "pkill --signal KILL --exact 'mariadbd'"
-    stack = SCENARIOS["stack-crash"].kill_command()
-    assert stack.startswith("systemctl mask --runtime --quiet corosync pacemaker && ")
+    assert SCENARIOS["service-crash"].kill_command() == ("pkill", "--signal", "KILL", "--exact", "mariadbd")
+    sh, c, stack = SCENARIOS["stack-crash"].kill_command()
+    assert (sh, c) == ("sh", "-c") and stack.startswith("systemctl mask --runtime --quiet corosync pacemaker && ")
     assert stack.endswith("pkill --signal KILL --exact 'corosync|pacemakerd|pacemaker-.*'")
 
 

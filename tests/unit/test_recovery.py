@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from hastack.components import galera as galera_facts
 from hastack.components import mongo_config
 from hastack.components.galera import GaleraState, parse_transfer_bytes
 from hastack.components.mongodb import MongoMemberState, ReplSet
@@ -20,13 +21,13 @@ FIX = Path(__file__).parent / "fixtures"
 UUID = "98abc1f2-ca5e-11f1-a1d6-9e4dcb8c8a30"
 
 
-def gra(seqno: int, safe: bool = False, uuid: str = UUID) -> galera.GraState:
-    return galera.GraState(uuid, seqno, safe)
+def gra(seqno: int, safe: bool = False, uuid: str = UUID) -> galera_facts.GraState:
+    return galera_facts.GraState(uuid, seqno, safe)
 
 
 def crashed(name: str, recovered: int | None, uuid: str = UUID) -> galera.NodeFacts:
     """A node after a power cut: grastate seqno -1, the position only --wsrep-recover knows."""
-    return galera.NodeFacts(name, grastate=gra(-1), recovered=None if recovered is None else galera.Position(
+    return galera.NodeFacts(name, grastate=gra(-1), recovered=None if recovered is None else galera_facts.Position(
         uuid, recovered))
 
 
@@ -39,12 +40,12 @@ def steps(d: galera.Decision) -> list[str]:
 
 
 def test_grastate_and_recovered_position_parse_real_output() -> None:
-    g = galera.parse_grastate((FIX / "galera_grastate_crashed.dat").read_text())
-    assert g == galera.GraState("4c0f8993-e8da-11f1-b975-b39782a683a2", -1, False) and g.has_history
-    p = galera.parse_recovered((FIX / "galera_recovery_stdout.txt").read_text())
-    assert p == galera.Position("4c0f8993-e8da-11f1-b975-b39782a683a2", 252)
-    assert galera.parse_grastate("") is None
-    assert galera.parse_recovered("WSREP: Failed to start mysqld for wsrep recovery") is None
+    g = galera_facts.parse_grastate((FIX / "galera_grastate_crashed.dat").read_text())
+    assert g == galera_facts.GraState("4c0f8993-e8da-11f1-b975-b39782a683a2", -1, False) and g.has_history
+    p = galera_facts.parse_recovered((FIX / "galera_recovery_stdout.txt").read_text())
+    assert p == galera_facts.Position("4c0f8993-e8da-11f1-b975-b39782a683a2", 252)
+    assert galera_facts.parse_grastate("") is None
+    assert galera_facts.parse_recovered("WSREP: Failed to start mysqld for wsrep recovery") is None
 
 
 def test_full_outage_bootstraps_the_most_advanced_node_then_joins_the_rest() -> None:

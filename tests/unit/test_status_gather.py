@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,7 +26,7 @@ class FakeHost:
         self.answers = answers
 
     async def run(self, argv: Any, check: bool = True, timeout: float = 300, input: str | None = None) -> Result:
-        command = argv if isinstance(argv, str) else " ".join(argv)
+        command = argv if isinstance(argv, str) else shlex.join(argv)
         return self.answers.get(command, Result(127, "", f"{command.split()[0]}: not answered by this fake"))
 
     @property
@@ -41,8 +42,8 @@ def facts_with(answers: dict[str, Result]) -> Any:
 
 def test_a_failing_corosync_and_rabbitmq_probe_is_reported_with_its_own_words() -> None:
     down = Result(1, "", "Cannot initialize CMAP service")
-    f = facts_with({corosync.QUORUM_CMD: down, rabbitmq.CLUSTER_CMD: Result(69, "", "Error: unable to perform an "
-                                                                                   "operation on node 'rabbit@ctl1'")})
+    refused = Result(69, "", "Error: unable to perform an operation on node 'rabbit@ctl1'")
+    f = facts_with({corosync.QUORUM.command: down, rabbitmq.CLUSTER.command: refused})
     rows = {r.component: r for r in verdict(load_spec(THREE), f)}
     # Before, probe errors were filed under "quorum" and "rabbit" and these said "no ... node answered".
     assert "Cannot initialize CMAP service" in rows["corosync"].problems[0], rows["corosync"]
@@ -52,8 +53,8 @@ def test_a_failing_corosync_and_rabbitmq_probe_is_reported_with_its_own_words() 
 
 
 def test_real_output_is_parsed_into_facts() -> None:
-    f = facts_with({corosync.QUORUM_CMD: Result(0, (FIXTURES / "corosync_quorumtool_s.txt").read_text(), ""),
-                    rabbitmq.CLUSTER_CMD: Result(0, (FIXTURES / "rabbitmq_cluster_status.json").read_text(), "")})
+    f = facts_with({corosync.QUORUM.command: Result(0, (FIXTURES / "corosync_quorumtool_s.txt").read_text(), ""),
+                    rabbitmq.CLUSTER.command: Result(0, (FIXTURES / "rabbitmq_cluster_status.json").read_text(), "")})
     assert f.quorum is not None and f.quorum.quorate and len(f.quorum.members) == 3
     assert f.rabbit is not None and len(f.rabbit.running) == 3
     assert "corosync" not in f.errors and "rabbitmq" not in f.errors

@@ -139,7 +139,7 @@ def _rolling(s: Shot) -> Undo:
             # The maintenance procedure (pcs cluster stop, then reboot): a bare reboot got a node
             # fenced here, its pacemaker-managed chrony's stop timing out mid-shutdown.
             s.progress(f"rolling-restart: stopping the cluster stack on {h.name}")
-            _run_on(s.spec, s.access, h.name, "systemctl stop pacemaker corosync", timeout=300)
+            _run_on(s.spec, s.access, h.name, ("systemctl", "stop", "pacemaker", "corosync"), timeout=300)
         s.progress(f"rolling-restart: rebooting {h.name}")
         try:
             restart(dirs, lay, h.name)
@@ -265,14 +265,14 @@ FAULTS: dict[Fault, Callable[[Shot], Undo]] = {
 }
 
 
-def _run_on(spec: Spec, access: Access, host: str, command: str, timeout: float = 120) -> None:
+def _run_on(spec: Spec, access: Access, host: str, argv: tuple[str, ...], timeout: float = 120) -> None:
     async def go() -> None:
         async with reachable(spec, access) as (hosts, unreachable):
             if host in unreachable:
                 raise ChaosError(f"{host}: {unreachable[host]}")
-            res = await hosts[host].run(command, check=False, timeout=timeout)
+            res = await hosts[host].run(argv, check=False, timeout=timeout)
             if res.rc != 0:
-                raise ChaosError(f"{host}: `{command}` exited {res.rc}: {res.stderr.strip()}")
+                raise ChaosError(f"{host}: `{shlex.join(argv)}` exited {res.rc}: {res.stderr.strip()}")
 
     asyncio.run(go())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from enum import Enum
 
@@ -115,11 +116,13 @@ class Scenario:
             pairs.append((i.outside, line_end))
         return Splice(tuple(prepare), tuple(attach), tuple(reattach), tuple(restore), tuple(pairs))
 
-    def kill_command(self) -> str:
-        """The shell command run on the target for KILL_PROCESSES."""
-        names = "|".join(self.processes)
-        mask = f"systemctl mask --runtime --quiet {' '.join(self.keep_down)} && " if self.keep_down else ""
-        return f"{mask}pkill --signal KILL --exact '{names}'"
+    def kill_command(self) -> tuple[str, ...]:
+        """The command run on the target for KILL_PROCESSES (its units masked first, when kept down)."""
+        kill = ("pkill", "--signal", "KILL", "--exact", "|".join(self.processes))
+        if not self.keep_down:
+            return kill
+        mask = ("systemctl", "mask", "--runtime", "--quiet", *self.keep_down)
+        return ("sh", "-c", f"{shlex.join(mask)} && {shlex.join(kill)}")
 
     def links_to_cut(self, host: LabHost) -> tuple[str, ...]:
         """CUT_LINKS: the host-side veths to take down (link 0 is management, the rest the rings)."""

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-QUORUM_CMD = "corosync-quorumtool -s"
-LINKS_CMD = "corosync-cfgtool -s"
+from hastack.components.fact import Fact, on_success
 
 
 @dataclass(frozen=True)
@@ -172,3 +171,7 @@ def conf_change(old: str, new: str) -> ConfChange:
     if section(a, "quorum") != section(b, "quorum"):
         parts.append("quorum settings")
     return ConfChange("reload", "; ".join(parts) or "logging settings")
+
+
+QUORUM = Fact("corosync quorum", ("corosync-quorumtool", "-s"), on_success(parse_quorum))
+LINKS = Fact("corosync links", ("corosync-cfgtool", "-s"), on_success(parse_links))

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from hastack.components.fact import Fact, any_exit
 
 STATUS_SQL = "SHOW GLOBAL STATUS LIKE 'wsrep_%'"
 # The host ends the client itself: a wedged server accepts a connection and then never
 # answers, and a probe stuck on it would stall every look after it (seen after a power cut).
-STATUS_CMD = ("timeout", "10", "mariadb", "-N", "-B", "--connect-timeout=5", "-e", STATUS_SQL)
+STATUS_ARGV = ("timeout", "10", "mariadb", "-N", "-B", "--connect-timeout=5", "-e", STATUS_SQL)
 TIMED_OUT = 124  # timeout(1)'s exit status: the server answered nothing
 # A joiner's state-transfer connections (SST 4444, IST 4568: galera's defaults, which hastack
 # keeps): the bytes they received show whether a silent joiner is still being fed.
-TRANSFER_CMD = "ss -Htin state established '( sport = :4444 or sport = :4568 )'"
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,15 @@ def leavers(incoming: Iterable[str], addresses: Mapping[str, str], members: Iter
     return tuple(sorted(named)), tuple(sorted(unknown))
 
 
+class Silent(Exception):
+    """mariadbd took the connection and answered nothing within the bound: wedged, or receiving a snapshot."""
+
+
 def parse_status_result(rc: int, stdout: str) -> GaleraState | None:
-    """What STATUS_CMD gave: the state, or None when the client failed (no server, refused, TIMED_OUT)."""
+    """What the status query gave: the state, None when the client failed (no server, refused), or
+    Silent when timeout(1) had to end it."""
+    if rc == TIMED_OUT:
+        raise Silent
     return parse_wsrep_text(stdout) if rc == 0 else None
 
 
@@ -113,3 +122,56 @@ def parse_transfer_bytes(text: str) -> int | None:
     """Bytes received so far on the state-transfer connections; None when there are none."""
     counts = [int(word.split(":", 1)[1]) for word in text.split() if word.startswith("bytes_received:")]
     return sum(counts) if counts else None
+
+
+NO_UUID = "00000000-0000-0000-0000-000000000000"
+RECOVERED = re.compile(r"--wsrep[-_]start[-_]position=([0-9a-f-]{36}):(-?\d+)")
+
+
+@dataclass(frozen=True)
+class GraState:
+    """/var/lib/mysql/grastate.dat: the position a clean stop wrote, or seqno -1 after a crash."""
+
+    uuid: str
+    seqno: int
+    safe_to_bootstrap: bool
+
+    @property
+    def has_history(self) -> bool:
+        return self.uuid.strip("0-") != ""
+
+
+def parse_grastate(text: str) -> GraState | None:
+    """None when the file is missing or empty (a node never started)."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and not key.lstrip().startswith("#"):
+            values[key.strip()] = value.strip()
+    if "uuid" not in values:
+        return None
+    try:
+        seqno = int(values.get("seqno", "-1"))
+    except ValueError:
+        seqno = -1
+    return GraState(values["uuid"], seqno, values.get("safe_to_bootstrap", "0") == "1")
+
+
+@dataclass(frozen=True)
+class Position:
+    uuid: str
+    seqno: int
+
+
+def parse_recovered(text: str) -> Position | None:
+    """`galera_recovery` prints --wsrep_start_position=UUID:SEQNO (the last commit InnoDB holds)."""
+    m = RECOVERED.search(text)
+    return Position(m.group(1), int(m.group(2))) if m else None
+
+STATUS = Fact("galera status", STATUS_ARGV, parse_status_result, timeout=25)
+TRANSFER = Fact("state transfer bytes", ("ss", "-Htin", "state", "established", "( sport = :4444 or sport = :4568 )"),
+                any_exit(parse_transfer_bytes))
+GRASTATE_PATH = "/var/lib/mysql/grastate.dat"
+GRASTATE = Fact("galera grastate.dat", ("cat", GRASTATE_PATH), any_exit(parse_grastate))
+# mariadbd has a process (it may answer nothing yet).
+RUNNING = Fact("mariadbd running", ("pidof", "mariadbd"), lambda rc, stdout: rc == 0)

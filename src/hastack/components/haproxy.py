@@ -6,8 +6,9 @@ import csv
 import io
 from dataclasses import dataclass
 
+from hastack.components.fact import Fact, on_success, shell
+
 SOCKET = "/run/haproxy/admin.sock"
-STAT_CMD = f"echo 'show stat' | socat -t 2 stdio UNIX-CONNECT:{SOCKET}"
 
 
 @dataclass(frozen=True)
@@ -29,3 +30,7 @@ def parse_show_stat(text: str) -> tuple[ServerState, ...]:
         out.append(ServerState(row.get("pxname", ""), name, row.get("status", ""), row.get("bck") == "1",
                                row.get("check_status", "")))
     return tuple(out)
+
+
+STATS = Fact("haproxy stats", shell("echo 'show stat' | socat -t 2 stdio UNIX-CONNECT:{socket}", socket=SOCKET),
+             on_success(parse_show_stat))

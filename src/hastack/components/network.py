@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-ADDR_CMD = "ip -o -4 addr show"
+from hastack.components.fact import Fact, on_success
 
 
 def parse_addresses(text: str) -> frozenset[IPv4Address]:
@@ -14,3 +14,6 @@ def parse_addresses(text: str) -> frozenset[IPv4Address]:
         if "inet" in words:
             out.add(IPv4Address(words[words.index("inet") + 1].split("/")[0]))
     return frozenset(out)
+
+
+ADDRESSES = Fact("IPv4 addresses", ("ip", "-o", "-4", "addr", "show"), on_success(parse_addresses))

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-CRM_MON = ("crm_mon", "-1", "--output-as=xml")
+from hastack.components.fact import Fact, on_success
 
 
 @dataclass(frozen=True)
@@ -136,3 +136,6 @@ def parse_crm_mon(xml: str) -> PacemakerState:
         has_quorum=None if quorum is None else quorum == "true",
         failures=failures,
     )
+
+
+MON = Fact("pacemaker status", ("crm_mon", "-1", "--output-as=xml"), on_success(parse_crm_mon))

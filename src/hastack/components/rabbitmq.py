@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import shlex
 from dataclasses import dataclass
 
-CLUSTER_CMD = "rabbitmqctl -q cluster_status --formatter json"
+from hastack.components.fact import Fact, on_success
+
 # Whether the rabbit app boots and whether it runs, inside a VM that answers.
-BOOT_STATE_CMD = "rabbitmqctl -q eval '{rabbit:is_booting(), rabbit:is_running()}.'"
 # Every quorum queue with the leader Raft itself reports (ra:members, 1 s per queue), not the
 # leader the queue record names: after a power loss of every node, list_queues showed a stale
 # leader and "running" for a queue whose members were all followers at term 0, forever.
@@ -23,7 +22,6 @@ QUEUES_EVAL = (
     'io:format("~ts\\t~ts\\t~ts\\t~ts\\t~ts~n", [V, N, L, J(Members), '
     'J([M || M <- Members, lists:member(M, Running)])]) end, '
     '[Q || Q <- rabbit_amqqueue:list(), amqqueue:get_type(Q) =:= rabbit_quorum_queue]).')
-QUEUES_CMD = f"rabbitmqctl -q eval {shlex.quote(QUEUES_EVAL)}"
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,7 @@ def conf_needs_restart(old: str, new: str) -> bool:
 
 
 def parse_boot_state(text: str) -> tuple[bool, bool] | None:
-    """BOOT_STATE_CMD's `{Booting,Running}`; None for anything else (an RPC error)."""
+    """BOOT_STATE's `{Booting,Running}`; None for anything else (an RPC error)."""
     words = text.strip().strip("{}").split(",")
     if len(words) != 2 or any(w.strip() not in ("true", "false") for w in words):
         return None
@@ -113,7 +111,7 @@ class QuorumQueue:
 
 
 def parse_quorum_queues(text: str) -> tuple[QuorumQueue, ...]:
-    """QUEUES_CMD's lines; the closing `ok` of rabbitmqctl eval is not a queue."""
+    """QUEUES' lines; the closing `ok` of rabbitmqctl eval is not a queue."""
     queues = []
     for line in text.splitlines():
         parts = line.split("\t")
@@ -123,3 +121,11 @@ def parse_quorum_queues(text: str) -> tuple[QuorumQueue, ...]:
         queues.append(QuorumQueue(name, leader, tuple(m for m in members.split(",") if m),
                                   tuple(m for m in online.split(",") if m), vhost))
     return tuple(queues)
+
+
+# rabbitmqctl boots an Erlang VM: seconds, not milliseconds.
+CLUSTER = Fact("rabbitmq cluster", ("rabbitmqctl", "-q", "cluster_status", "--formatter", "json"),
+               on_success(parse_cluster_status), timeout=30)
+BOOT_STATE = Fact("rabbit app boot state", ("rabbitmqctl", "-q", "eval", "{rabbit:is_booting(), rabbit:is_running()}."),
+                  on_success(parse_boot_state), timeout=30)
+QUEUES = Fact("quorum queues", ("rabbitmqctl", "-q", "eval", QUEUES_EVAL), on_success(parse_quorum_queues), timeout=30)

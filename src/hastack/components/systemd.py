@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# ActiveState, then seconds since the unit left "inactive" (its start), both from the host's own clock.
-UNIT_AGE_CMD = ("systemctl show -p ActiveState -p InactiveExitTimestampMonotonic {unit}; "
-                "echo Now=$(cut -d' ' -f1 /proc/uptime)")
+from hastack.components.fact import Fact, any_exit, shell
 
 
 @dataclass(frozen=True)
@@ -28,3 +26,9 @@ def parse_unit_age(text: str) -> UnitAge:
     except (KeyError, ValueError):
         return UnitAge(state, None)
     return UnitAge(state, round(up, 1) if state in ("active", "activating") and up >= 0 else None)
+
+
+def unit_age(unit: str) -> Fact[UnitAge]:
+    """ActiveState, then seconds since the unit left "inactive" (its start), both from the host's own clock."""
+    return Fact(f"{unit} age", shell("systemctl show -p ActiveState -p InactiveExitTimestampMonotonic {unit}; "
+                                     "echo Now=$(cut -d' ' -f1 /proc/uptime)", unit=unit), any_exit(parse_unit_age))

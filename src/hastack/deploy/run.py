@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shlex
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -23,25 +22,22 @@ import pymongo.errors
 
 from hastack.common.poll import PollTimeout, until_async
 from hastack.common.progress import Progress
-from hastack.components.corosync import QUORUM_CMD, conf_change, parse_quorum
-from hastack.components.galera import STATUS_CMD, GaleraState, parse_status_result
+from hastack.components import corosync, galera, network, pacemaker, rabbitmq
+from hastack.components.corosync import conf_change
+from hastack.components.fact import script, shell
+from hastack.components.galera import GaleraState
 from hastack.components.galera import leavers as galera_leavers
 from hastack.components.mongo_config import MembershipError, next_reconfig_step
 from hastack.components.mongodb import MONGO_ADMIN, ReplSet, parse_replset_status
-from hastack.components.network import ADDR_CMD, parse_addresses
-from hastack.components.pacemaker import CRM_MON, PacemakerState, parse_crm_mon, strays
-from hastack.components.rabbitmq import (
-    CLUSTER_CMD,
-    RabbitCluster,
-    conf_needs_restart,
-    membership_changes,
-    parse_cluster_status,
-)
+from hastack.components.pacemaker import PacemakerState, strays
+from hastack.components.rabbitmq import RabbitCluster, conf_needs_restart, membership_changes
 from hastack.credentials.model import FINGERPRINTS_PATH, Secrets, conflicting, fingerprints, parse_fingerprints
 from hastack.deploy import bundle as agent_bundle
 from hastack.deploy.plan import Phase, phases
 from hastack.hosts.files import Change
 from hastack.hosts.mongo import mongo_client
+from hastack.hosts.place import put
+from hastack.hosts.probe import probe
 from hastack.hosts.ssh import HostError, SshHost
 from hastack.render.files import RenderedFile, Tree
 from hastack.render.galera import GARBD, GARBD_DROPIN
@@ -120,7 +116,7 @@ class Deployer:
         try:
             await self.h(host).run(["systemctl", verb, unit], timeout=600)
         except HostError as exc:
-            journal = await self.h(host).run(f"journalctl -u {shlex.quote(unit)} -n 20 --no-pager", check=False)
+            journal = await self.h(host).run(["journalctl", "-u", unit, "-n", "20", "--no-pager"], check=False)
             raise DeployError(f"{host}: systemctl {verb} {unit} failed:\n{exc}\n{journal.stdout}") from exc
         self.report.changed(host, f"{verb}ed {unit}")
 
@@ -162,7 +158,7 @@ class Deployer:
             await self.ensure_users(host, files.values())
             changes: dict[str, Change] = {}
             for path, f in sorted(files.items()):
-                changes[path] = await self.h(host).put(f)
+                changes[path] = await put(self.h(host), f)
                 if changes[path] is not Change.NONE:
                     self.report.changed(host, f"{path} ({changes[path].value})")
             self.pushed[host] = changes
@@ -216,30 +212,30 @@ class Deployer:
         files = list(files)
         groups = sorted({f.group for f in files} - {"root"})
         users = sorted({f.owner for f in files} - {"root"})
-        script = [f"getent group {g} >/dev/null || groupadd --system {g}" for g in groups]
-        script += [f"id -u {u} >/dev/null 2>&1 || useradd --system --gid {u if u in groups else 'nogroup'} "
-                   f"--home-dir /var/lib/{u} --no-create-home --shell /usr/sbin/nologin {u}" for u in users]
-        if script:
-            await self.h(host).run(" && ".join(script))
+        lines = [script("getent group {g} >/dev/null || groupadd --system {g}", g=g) for g in groups]
+        lines += [script("id -u {u} >/dev/null 2>&1 || useradd --system --gid {g} --home-dir {home} --no-create-home "
+                         "--shell /usr/sbin/nologin {u}", u=u, g=u if u in groups else "nogroup", home=f"/var/lib/{u}")
+                  for u in users]
+        if lines:
+            await self.h(host).run(["sh", "-c", " && ".join(lines)])
 
     async def phase_agent(self, phase: Phase) -> None:
         bundle = agent_bundle.build_bundle()
 
         async def install(host: str) -> None:
             h = self.h(host)
-            stamp = await h.run(f"cat {agent_bundle.STAMP} 2>/dev/null", check=False)
+            stamp = await h.run(["cat", agent_bundle.STAMP], check=False)
             if stamp.stdout.strip() != bundle.sha256:
                 ver = await h.run(["python3", "-c", "import sys; print(*sys.version_info[:2])"])
                 remote = tuple(int(x) for x in ver.stdout.split())
                 if remote != bundle.python:
                     raise DeployError(f"{host}: python3 is {remote}, the agent bundle is built for "
                                       f"{bundle.python}; install a matching python3 there")
-                await h.put(RenderedFile("/opt/hastack/bundle.tar.gz", bundle.data, 0o644))
-                await h.run(f"rm -rf {agent_bundle.ROOT} && mkdir -p {agent_bundle.ROOT} && "
-                            f"tar -xzf /opt/hastack/bundle.tar.gz -C {agent_bundle.ROOT} && "
-                            f"rm /opt/hastack/bundle.tar.gz")
-                await h.put(RenderedFile(agent_bundle.LAUNCHER, agent_bundle.LAUNCHER_BODY.encode(), 0o755))
-                await h.run(f"echo {bundle.sha256} > {agent_bundle.STAMP}")
+                await put(h, RenderedFile("/opt/hastack/bundle.tar.gz", bundle.data, 0o644))
+                await h.run(shell("rm -rf {root} && mkdir -p {root} && tar -xzf {tgz} -C {root} && rm {tgz}",
+                                  root=agent_bundle.ROOT, tgz="/opt/hastack/bundle.tar.gz"))
+                await put(h, RenderedFile(agent_bundle.LAUNCHER, agent_bundle.LAUNCHER_BODY.encode(), 0o755))
+                await h.run(shell("echo {sha} > {stamp}", sha=bundle.sha256, stamp=agent_bundle.STAMP))
                 self.report.changed(host, "installed the hastack agent")
             # Started in the galera phase, once mariadb runs; restarted here if its config moved.
 
@@ -276,7 +272,7 @@ class Deployer:
         want = set(phase.hosts)
 
         async def quorate() -> bool | None:
-            q = parse_quorum((await first.run(QUORUM_CMD, check=False)).stdout)
+            q = await probe(first, corosync.QUORUM)
             return True if q.quorate and set(q.names) >= want else None
 
         await wait_for(quorate, 120, f"corosync quorum with {', '.join(sorted(want))}")
@@ -312,10 +308,7 @@ class Deployer:
         first, want = self.h(hosts[0]), set(hosts)
 
         async def ready() -> PacemakerState | None:
-            res = await first.run(" ".join(CRM_MON), check=False)
-            if res.rc != 0:
-                return None
-            mon = parse_crm_mon(res.stdout)
+            mon = await probe(first, pacemaker.MON)
             return mon if any(n.is_dc for n in mon.nodes) and set(mon.online()) >= want else None
 
         return await wait_for(ready, 180, "pacemaker to elect a DC with every node online")
@@ -323,8 +316,10 @@ class Deployer:
     async def galera_state(self, host: str) -> GaleraState | None:
         if not await self.active(host, "mariadb"):
             return None
-        res = await self.h(host).run(STATUS_CMD, check=False, timeout=30)
-        return parse_status_result(res.rc, res.stdout)
+        try:
+            return await probe(self.h(host), galera.STATUS)
+        except galera.Silent:  # running, answering nothing yet: not a state to act on
+            return None
 
     async def phase_galera(self, phase: Phase) -> None:
         nodes = [n.name for n in self.spec.galera_nodes()]
@@ -334,9 +329,9 @@ class Deployer:
         states = dict(zip(nodes, await self.gather([self.galera_state(n) for n in nodes]), strict=True))
         primary = [n for n, s in states.items() if s is not None and s.primary]
         if not primary:
-            grastates = await self.gather([self.h(n).run("cat /var/lib/mysql/grastate.dat", check=False)
-                                           for n in nodes])
-            used = [n for n, g in zip(nodes, grastates, strict=True) if _grastate_has_history(g.stdout)]
+            # The galera decider's own reading of grastate.dat: a node that was in a cluster has its uuid.
+            grastates = await self.gather([probe(self.h(n), galera.GRASTATE) for n in nodes])
+            used = [n for n, g in zip(nodes, grastates, strict=True) if g is not None and g.has_history]
             if used:
                 raise DeployError(
                     "no galera node is running, but " + ", ".join(used) + " hold cluster history (grastate.dat):"
@@ -346,13 +341,14 @@ class Deployer:
             try:
                 await self.h(writer).run(["galera_new_cluster"], timeout=300)
             except HostError as exc:
-                journal = await self.h(writer).run("journalctl -u mariadb -n 30 --no-pager", check=False)
+                journal = await self.h(writer).run(["journalctl", "-u", "mariadb", "-n", "30", "--no-pager"],
+                                                   check=False)
                 raise DeployError(f"{writer}: galera_new_cluster failed:\n{exc}\n{journal.stdout}") from exc
-            await self.h(writer).run(f"mariadb < {GALERA_SQL}")
+            await self.h(writer).run(shell("mariadb < {sql}", sql=GALERA_SQL))
             self.report.changed(writer, "bootstrapped galera and created its users")
             primary = [writer]
         elif self.file_changed(primary[0], GALERA_SQL):
-            await self.h(primary[0]).run(f"mariadb < {GALERA_SQL}")
+            await self.h(primary[0]).run(shell("mariadb < {sql}", sql=GALERA_SQL))
             self.report.changed(primary[0], "applied galera users and databases")
         # Joiners one at a time: each SST takes the donor out of rotation while it runs.
         synced = []
@@ -394,7 +390,7 @@ class Deployer:
         except DeployError as exc:
             if not arb:
                 raise
-            journal = await self.h(arb).run("journalctl -u garb -n 15 --no-pager", check=False)
+            journal = await self.h(arb).run(["journalctl", "-u", "garb", "-n", "15", "--no-pager"], check=False)
             raise DeployError(f"{exc}\n{arb}: garbd's journal:\n{journal.stdout}") from exc
         if self.spec.galera.health_check == "http":
             await self.gather([self.ensure_running(n, "hastack-agent", restart_if=self.file_changed(
@@ -426,8 +422,10 @@ class Deployer:
         await wait_for(synced, 600, f"galera on {node} to be Synced in the primary component")
 
     async def rabbit_view(self, host: str) -> RabbitCluster | None:
-        res = await self.h(host).run(CLUSTER_CMD, check=False)
-        return parse_cluster_status(res.stdout) if res.rc == 0 else None
+        try:
+            return await probe(self.h(host), rabbitmq.CLUSTER)
+        except HostError:  # not running, or not answering yet
+            return None
 
     async def phase_rabbitmq(self, phase: Phase) -> None:
         nodes = list(phase.hosts)
@@ -468,7 +466,8 @@ class Deployer:
         await self.h(anchor).run(["rabbitmq-queues", "shrink", node], timeout=300)
         if host in self.hosts and await self.active(host, "rabbitmq-server"):
             h = self.h(host)
-            await h.run("rabbitmqctl stop_app && rabbitmqctl reset", timeout=300)
+            await h.run(["rabbitmqctl", "stop_app"], timeout=300)
+            await h.run(["rabbitmqctl", "reset"], timeout=300)
             await h.run(["systemctl", "disable", "--now", "--quiet", "rabbitmq-server"], timeout=300)
             self.report.changed(host, "left the rabbitmq cluster and stopped rabbitmq-server")
         else:  # gone, or stopped: the cluster forgets it
@@ -591,7 +590,7 @@ class Deployer:
         await self.pacemaker_forget(host, mon)
         desired = self.tree[host][CIB_PATH].content
         configuration = ET.tostring(ET.fromstring(desired).find("configuration"))  # type: ignore[arg-type]
-        live = await h.run("cibadmin --query --scope resources", check=False)
+        live = await h.run(["cibadmin", "--query", "--scope", "resources"], check=False)
         want_ids = {el.get("id") for el in ET.fromstring(desired).iter("primitive")}
         have_ids = {el.get("id") for el in ET.fromstring(live.stdout).iter("primitive")} if live.rc == 0 else set()
         # Primitives compared both ways: a resource the spec no longer has (the VIP, when
@@ -608,7 +607,7 @@ class Deployer:
         vips = {v.name for v in managed_vips(self.spec)}
 
         async def placed() -> bool | None:
-            mon = parse_crm_mon((await h.run("crm_mon -1 --output-as=xml", check=False)).stdout)
+            mon = await probe(h, pacemaker.MON)
             # Every resource, fence devices too: a deploy ends with the cluster
             # running what it configured, not with part of it still starting.
             waiting = [f"vip-{v}" for v in vips if not mon.where(f"vip-{v}")]
@@ -630,8 +629,8 @@ class Deployer:
                 host, "/etc/keepalived/keepalived.conf"))
 
         async def held() -> bool | None:
-            texts = await self.gather([self.h(n).run(ADDR_CMD, check=False) for n in phase.hosts])
-            addrs = {n: parse_addresses(t.stdout) for n, t in zip(phase.hosts, texts, strict=True) if t.rc == 0}
+            found = await self.gather([probe(self.h(n), network.ADDRESSES) for n in phase.hosts])
+            addrs = dict(zip(phase.hosts, found, strict=True))
             wrong = [f"{v.name} on {len(holders)} hosts" for v in self.spec.vips
                      if len(holders := [n for n, a in addrs.items() if v.address in a]) != 1]
             if wrong:
@@ -639,15 +638,6 @@ class Deployer:
             return True
 
         await wait_for(held, 60, "keepalived to give each VIP exactly one holder")
-
-
-def _grastate_has_history(text: str) -> bool:
-    """A grastate.dat that names a cluster: this node has been in one."""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "uuid" and value.strip().strip("0-"):
-            return True
-    return False
 
 
 def _mongo_setup_state(client: pymongo.MongoClient[dict[str, Any]]) -> str:

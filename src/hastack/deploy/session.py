@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import shlex
 from collections.abc import Mapping
 
 from hastack.common.progress import Progress
 from hastack.credentials.model import Secrets
 from hastack.deploy.plan import Phase, phases
 from hastack.deploy.run import Deployer, Report
-from hastack.hosts.files import FACT_CMD, Change, diff, parse_file_fact
+from hastack.hosts.files import Change, diff, file_fact
 from hastack.hosts.fleet import Access, connected
+from hastack.hosts.probe import probe
 from hastack.hosts.ssh import SshHost
 from hastack.render import render_all
 from hastack.render.files import Tree
@@ -36,8 +36,7 @@ async def _file_diff(host: SshHost, tree: Tree) -> dict[str, str]:
     files = tree.get(host.name, {})
     out: dict[str, str] = {}
     for path, f in sorted(files.items()):
-        res = await host.run(FACT_CMD.format(path=shlex.quote(path)), check=False)
-        change = diff(f, parse_file_fact(res.stdout))
+        change = diff(f, await probe(host, file_fact(path)))
         if change is not Change.NONE:
             out[path] = change.value
     return out

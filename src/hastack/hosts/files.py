@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from hastack.components.fact import Fact, any_exit, shell
 from hastack.render.files import RenderedFile
-
-# One shell line per file: owner, group, octal mode, then the sha256 (or MISSING).
-FACT_CMD = "stat -c '%U %G %a' {path} 2>/dev/null && sha256sum {path} | cut -d' ' -f1 || echo MISSING"
 
 
 @dataclass(frozen=True)
@@ -42,3 +40,9 @@ def diff(desired: RenderedFile, observed: FileFact | None) -> Change:
     if (observed.owner, observed.group, observed.mode) != (desired.owner, desired.group, desired.mode):
         return Change.METADATA
     return Change.NONE
+
+
+def file_fact(path: str) -> Fact[FileFact | None]:
+    """Owner, group, octal mode, then the sha256, in one line per file (or MISSING)."""
+    return Fact(f"file {path}", shell("stat -c '%U %G %a' {path} 2>/dev/null && sha256sum {path} | cut -d' ' -f1 "
+                                      "|| echo MISSING", path=path), any_exit(parse_file_fact))

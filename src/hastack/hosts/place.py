@@ -21,6 +21,9 @@ agent needs it too). It exits 3 with one line on stderr when it refuses.
 
 from __future__ import annotations
 
+from hastack.hosts.files import Change, diff, file_fact
+from hastack.hosts.probe import probe
+from hastack.hosts.ssh import HostError, SshHost
 from hastack.render.files import RenderedFile
 
 REFUSED = 3
@@ -68,3 +71,14 @@ except BaseException:
 def place_argv(f: RenderedFile, python: str = "python3") -> list[str]:
     """The command that places `f` (its content goes on the command's stdin)."""
     return [python, "-c", PLACE_PROGRAM, f.path, f.owner, f.group, f"{f.mode:o}"]
+
+
+async def put(host: SshHost, f: RenderedFile) -> Change:
+    """Place one file with its owner and mode; do nothing when it is already so."""
+    change = diff(f, await probe(host, file_fact(f.path)))
+    if change is Change.NONE:
+        return change
+    res = await host.run(place_argv(f), check=False, timeout=120, input=f.content)
+    if res.rc != 0:
+        raise HostError(host.name, f"place {f.path} ({f.owner}:{f.group} {f.mode:o})", res)
+    return change

@@ -9,10 +9,6 @@ from types import TracebackType
 
 import asyncssh
 
-from hastack.hosts.files import FACT_CMD, Change, diff, parse_file_fact
-from hastack.hosts.place import place_argv
-from hastack.render.files import RenderedFile
-
 
 class HostError(Exception):
     """A command failed on a host: says which host, which command, and its output."""
@@ -64,27 +60,21 @@ class SshHost:
             raise RuntimeError(f"{self.name}: not connected")
         return self._conn
 
-    async def run(self, argv: Sequence[str] | str, check: bool = True, timeout: float = 300,
-                  input: str | None = None) -> Result:
-        command = argv if isinstance(argv, str) else shlex.join(argv)
-        proc = await self.conn.run(command, check=False, timeout=timeout, input=input)
-        result = Result(proc.exit_status or 0, str(proc.stdout or ""), str(proc.stderr or ""))
+    async def run(self, argv: Sequence[str], check: bool = True, timeout: float = 300,
+                  input: str | bytes | None = None) -> Result:
+        """Run `argv` (quoted for the remote shell here: nothing interpolated can split or inject).
+
+        `input` goes to its stdin; bytes as they are (a binary key, an archive)."""
+        if isinstance(argv, str):  # a string would be split by the remote shell: refuse, never guess
+            raise TypeError(f"{self.name}: commands are argv sequences, not strings: {argv!r}")
+        command = shlex.join(argv)
+        binary = isinstance(input, bytes)
+        proc = await self.conn.run(command, check=False, timeout=timeout, input=input,
+                                   **({"encoding": None} if binary else {}))
+        result = Result(proc.exit_status or 0, _text(proc.stdout), _text(proc.stderr))
         if check and result.rc != 0:
             raise HostError(self.name, command, result)
         return result
-
-    async def put(self, f: RenderedFile) -> Change:
-        """Place one file with its owner and mode; do nothing if it is already so."""
-        out = await self.run(FACT_CMD.format(path=shlex.quote(f.path)), check=False)
-        change = diff(f, parse_file_fact(out.stdout))
-        if change is Change.NONE:
-            return change
-        argv = place_argv(f)
-        proc = await self.conn.run(shlex.join(argv), check=False, timeout=120, input=f.content, encoding=None)
-        result = Result(proc.exit_status or 0, _text(proc.stdout), _text(proc.stderr))
-        if result.rc != 0:
-            raise HostError(self.name, f"place {f.path} ({f.owner}:{f.group} {f.mode:o})", result)
-        return change
 
 
 def _text(data: object) -> str:

@@ -9,57 +9,12 @@ cluster UUIDs) need a person.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import Enum
 
-from hastack.components.galera import GaleraState
+from hastack.components.galera import GaleraState, GraState, Position
 from hastack.recovery.decision import Decision as _Decision
 from hastack.recovery.decision import Outcome
-
-NO_UUID = "00000000-0000-0000-0000-000000000000"
-RECOVERED = re.compile(r"--wsrep[-_]start[-_]position=([0-9a-f-]{36}):(-?\d+)")
-
-
-@dataclass(frozen=True)
-class GraState:
-    """/var/lib/mysql/grastate.dat: the position a clean stop wrote, or seqno -1 after a crash."""
-
-    uuid: str
-    seqno: int
-    safe_to_bootstrap: bool
-
-    @property
-    def has_history(self) -> bool:
-        return self.uuid.strip("0-") != ""
-
-
-def parse_grastate(text: str) -> GraState | None:
-    """None when the file is missing or empty (a node never started)."""
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and not key.lstrip().startswith("#"):
-            values[key.strip()] = value.strip()
-    if "uuid" not in values:
-        return None
-    try:
-        seqno = int(values.get("seqno", "-1"))
-    except ValueError:
-        seqno = -1
-    return GraState(values["uuid"], seqno, values.get("safe_to_bootstrap", "0") == "1")
-
-
-@dataclass(frozen=True)
-class Position:
-    uuid: str
-    seqno: int
-
-
-def parse_recovered(text: str) -> Position | None:
-    """`galera_recovery` prints --wsrep_start_position=UUID:SEQNO (the last commit InnoDB holds)."""
-    m = RECOVERED.search(text)
-    return Position(m.group(1), int(m.group(2))) if m else None
 
 
 @dataclass(frozen=True)

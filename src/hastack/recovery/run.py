@@ -21,18 +21,15 @@ import asyncssh
 from hastack.common.poll import PollTimeout, until_async
 from hastack.common.progress import Progress
 from hastack.components import mongo_config
-from hastack.components.galera import (
-    STATUS_CMD,
-    TRANSFER_CMD,
-    GaleraState,
-    parse_status_result,
-    parse_transfer_bytes,
-)
-from hastack.components.rabbitmq import BOOT_STATE_CMD, CLUSTER_CMD, parse_boot_state, parse_cluster_status
-from hastack.components.systemd import UNIT_AGE_CMD, parse_unit_age
+from hastack.components.fact import shell
+from hastack.components.galera import GRASTATE, GRASTATE_PATH, RUNNING, TRANSFER, GaleraState, Silent, parse_recovered
+from hastack.components.galera import STATUS as WSREP
+from hastack.components.rabbitmq import BOOT_STATE, CLUSTER
+from hastack.components.systemd import unit_age
 from hastack.credentials.model import Secrets
 from hastack.hosts.fleet import Access, reachable
 from hastack.hosts.mongo import mongo_client, replset
+from hastack.hosts.probe import probe
 from hastack.hosts.ssh import HostError, SshHost
 from hastack.recovery import galera, mongodb, rabbitmq
 from hastack.recovery.decision import Outcome
@@ -40,7 +37,6 @@ from hastack.render.mongodb import PORT as MONGO_PORT
 from hastack.spec.model import Spec
 
 COMPONENTS = ("galera", "rabbitmq", "mongodb")
-GRASTATE = "/var/lib/mysql/grastate.dat"
 # Between two looks while nodes boot or join on their own.
 POLL_S = 2.0
 
@@ -93,22 +89,22 @@ async def galera_facts(spec: Spec, hosts: dict[str, SshHost], unreachable: dict[
         if name in unreachable:
             return galera.NodeFacts(name, reachable=False, error=unreachable[name])
         h = hosts[name]
-        running = (await h.run("pidof mariadbd", check=False, timeout=15)).rc == 0
-        age = parse_unit_age((await h.run(UNIT_AGE_CMD.format(unit="mariadb"), check=False, timeout=15)).stdout)
+        running = await probe(h, RUNNING)
+        age = await probe(h, unit_age("mariadb"))
         state = None
         if running:
             state = await _wsrep(h)
-        gra = galera.parse_grastate((await h.run(f"cat {GRASTATE}", check=False, timeout=15)).stdout)
+        gra = await probe(h, GRASTATE)
         recovered, error = None, ""
         if not running and gra is not None and gra.has_history and gra.seqno < 0:
             # The last commit InnoDB holds: mariadbd --wsrep-recover, as the unit's own start does.
-            res = await h.run("galera_recovery", check=False, timeout=300)
-            recovered = galera.parse_recovered(res.stdout)
+            res = await h.run(["galera_recovery"], check=False, timeout=300)
+            recovered = parse_recovered(res.stdout)
             if recovered is None:
                 error = "wsrep-recover failed: " + (res.stderr.strip().splitlines() or ["no output"])[-1][:200]
         silent_s = 0.0
         if running and state is None:
-            fed = parse_transfer_bytes((await h.run(TRANSFER_CMD, check=False, timeout=15)).stdout)
+            fed = await probe(h, TRANSFER)
             now = time.monotonic()
             since, seen = quiet.get(name, (now, fed))
             since = now if fed != seen else since  # bytes arrived since the last look: it is being fed
@@ -128,8 +124,10 @@ async def _galera_primary_size(h: SshHost) -> int | None:
 
 
 async def _wsrep(h: SshHost) -> GaleraState | None:
-    res = await h.run(STATUS_CMD, check=False, timeout=30)
-    return parse_status_result(res.rc, res.stdout)
+    try:
+        return await probe(h, WSREP)
+    except Silent:  # running, answering nothing: the transfer bytes tell a joiner from a wedge
+        return None
 
 
 async def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -157,25 +155,25 @@ async def apply_galera(spec: Spec, d: galera.Decision, hosts: dict[str, SshHost]
             progress(f"galera: {a}")
             # A mariadbd waiting for a primary component ignores SIGTERM for a minute or more (measured);
             # it serves nothing and holds no open transaction, so KILL after 10 s is safe (InnoDB recovers).
-            await h.run("timeout 10 systemctl stop mariadb || { systemctl kill -s KILL mariadb; "
-                        "systemctl stop mariadb; }", check=False, timeout=60)
+            await h.run(shell("timeout 10 systemctl stop mariadb || { systemctl kill -s KILL mariadb; "
+                              "systemctl stop mariadb; }"), check=False, timeout=60)
             continue
         progress(f"galera: {a}")
         if a.step is galera.Step.MARK_SAFE:
-            await h.run(f"sed -i 's/^safe_to_bootstrap:.*/safe_to_bootstrap: 1/' {GRASTATE}", timeout=15)
+            await h.run(["sed", "-i", "s/^safe_to_bootstrap:.*/safe_to_bootstrap: 1/", GRASTATE_PATH], timeout=15)
         elif a.step is galera.Step.BOOTSTRAP:
-            await h.run("systemctl reset-failed mariadb; galera_new_cluster", timeout=300)
+            await h.run(shell("systemctl reset-failed mariadb; galera_new_cluster"), timeout=300)
             await _until(functools.partial(_galera_primary_size, h), 120, f"{a.node} to form a primary component")
         elif a.step is galera.Step.JOIN:
             # One at a time: each may need a state transfer from a donor.
-            await h.run("systemctl reset-failed mariadb; systemctl start mariadb", timeout=900)
+            await h.run(shell("systemctl reset-failed mariadb; systemctl start mariadb"), timeout=900)
             await _until(functools.partial(_galera_primary_size, h), 600,
                          f"{a.node} to be Synced in the primary component")
         elif a.step is galera.Step.GARBD:
             members = [hosts[n.name] for n in spec.galera_nodes() if n.name in hosts]
             size = next((s for s in await asyncio.gather(*(_galera_primary_size(m) for m in members)) if s), None)
             if size is not None and size < expected:
-                await h.run("systemctl reset-failed garb; systemctl restart garb", timeout=60)
+                await h.run(shell("systemctl reset-failed garb; systemctl restart garb"), timeout=60)
                 await _until(functools.partial(_size_at_least, members[0], expected), 60,
                              f"garbd on {a.node} in the cluster")
 
@@ -196,14 +194,13 @@ async def rabbit_facts(spec: Spec, hosts: dict[str, SshHost], unreachable: dict[
         unit = await _unit(h, "rabbitmq-server")
         view, error, stalled = None, "", False
         if unit == "active":
-            res = await h.run(CLUSTER_CMD, check=False, timeout=30)
-            if res.rc == 0:
-                view = parse_cluster_status(res.stdout)
-            else:
-                error = (res.stderr.strip().splitlines() or ["cluster_status failed"])[-1][:200]
+            try:
+                view = await probe(h, CLUSTER)
+            except HostError as exc:
+                error = (exc.result.stderr.strip().splitlines() or ["cluster_status failed"])[-1][:200]
             if view is None or f"rabbit@{name}" not in view.serving:
-                res = await h.run(BOOT_STATE_CMD, check=False, timeout=30)
-                stalled = res.rc == 0 and parse_boot_state(res.stdout) == (False, False)
+                with contextlib.suppress(HostError):  # an RPC error: no sign either way
+                    stalled = await probe(h, BOOT_STATE) == (False, False)
         return rabbitmq.NodeFacts(name, True, unit, view, error, stalled)
 
     return tuple(await asyncio.gather(*(one(n.name) for n in spec.rabbit_nodes())))
@@ -211,10 +208,10 @@ async def rabbit_facts(spec: Spec, hosts: dict[str, SshHost], unreachable: dict[
 
 async def apply_rabbit(d: rabbitmq.Decision, hosts: dict[str, SshHost], progress: Progress) -> None:
     # Starts do not block: a booting node waits for its peers, so they must boot together.
-    commands = {rabbitmq.Step.START: "systemctl reset-failed rabbitmq-server; systemctl start --no-block "
-                                     "rabbitmq-server",
-                rabbitmq.Step.RESTART: "systemctl restart --no-block rabbitmq-server",
-                rabbitmq.Step.FORCE_BOOT: "rabbitmqctl force_boot"}
+    commands = {rabbitmq.Step.START: shell("systemctl reset-failed rabbitmq-server; systemctl start --no-block "
+                                           "rabbitmq-server"),
+                rabbitmq.Step.RESTART: ("systemctl", "restart", "--no-block", "rabbitmq-server"),
+                rabbitmq.Step.FORCE_BOOT: ("rabbitmqctl", "force_boot")}
     for a in d.actions:
         progress(f"rabbitmq: {a}")
         if a.step is rabbitmq.Step.FORGET:
@@ -374,7 +371,7 @@ async def _look(comp: str, spec: Spec, secrets: Secrets, hosts: dict[str, SshHos
     async def start(hs: dict[str, SshHost]) -> None:
         for n in md.actions:
             progress(f"mongodb: start {n}")
-            await hs[n].run("systemctl reset-failed mongod; systemctl start --no-block mongod", timeout=60)
+            await hs[n].run(shell("systemctl reset-failed mongod; systemctl start --no-block mongod"), timeout=60)
 
     return (md.outcome.value, md.reason, [f"start {n}" for n in md.actions], rows(md.evidence),
             start if md.actions else None)
