@@ -538,7 +538,7 @@ def recover(spec: Path, *, only: tuple[str, ...], force: bool, bootstrap: str | 
     import asyncio
     import dataclasses
 
-    from hastack.recovery.run import COMPONENTS, RecoverError, Round
+    from hastack.recovery.run import COMPONENTS, Options, RecoverError, Round
     from hastack.recovery.run import recover as run_recover
 
     model = _load(spec, as_json)
@@ -566,9 +566,9 @@ def recover(spec: Path, *, only: tuple[str, ...], force: bool, bootstrap: str | 
             out.print(f"  -> {escape(a)}")
 
     try:
+        options = Options(force=force, bootstrap=bootstrap, forget=forget, stall_s=stall)
         report = asyncio.run(run_recover(model, secrets, access, _progress, show, only=only or COMPONENTS,
-                                         force=force, bootstrap=bootstrap, forget=forget, stall_s=stall,
-                                         timeout=timeout))
+                                         options=options, timeout=timeout))
     except (RecoverError, OSError) as exc:
         err.print(f"[bold red]recover failed:[/] {escape(str(exc))}")
         sys.exit(EXIT_FAILED)

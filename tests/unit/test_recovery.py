@@ -248,7 +248,8 @@ def test_mongo_starts_members_that_are_down_and_waits_for_an_election() -> None:
     nodes = (mongodb.NodeFacts("ctl1", unit="active"), mongodb.NodeFacts("ctl2", unit="failed"),
              mongodb.NodeFacts("arb1", unit="active"))
     d = mongodb.decide(nodes, rs("PRIMARY", "(not reachable/healthy)", "ARBITER"), PORTS)
-    assert d.outcome is Outcome.REPAIR and d.actions == ("ctl2",)
+    assert d.outcome is Outcome.REPAIR and [str(a) for a in d.actions] == ["start ctl2"]
+    assert d.actions[0] == mongodb.Action(mongodb.Step.START, "ctl2")
     up = tuple(mongodb.NodeFacts(n.name, unit="active") for n in nodes)
     assert mongodb.decide(up, rs("SECONDARY", "SECONDARY", "ARBITER"), PORTS).outcome is Outcome.WAIT
     assert mongodb.decide(up, rs("PRIMARY", "SECONDARY", "ARBITER"), PORTS).outcome is Outcome.HEALTHY

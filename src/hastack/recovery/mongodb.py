@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 
 from hastack.components.mongodb import ReplSet
 from hastack.recovery.decision import Decision as _Decision
@@ -33,8 +34,21 @@ class EvidenceRow:
 
 
 
-# The decider's answer: its steps (hosts to start mongod on) and evidence rows.
-Decision = _Decision[str, EvidenceRow]
+class Step(Enum):
+    START = "start"  # reset-failed + start mongod: the set elects by itself once a majority runs
+
+
+@dataclass(frozen=True)
+class Action:
+    step: Step
+    node: str
+
+    def __str__(self) -> str:
+        return f"{self.step.value} {self.node}"
+
+
+# The decider's answer: its steps and evidence rows, typed as galera's and rabbitmq's are.
+Decision = _Decision[Action, EvidenceRow]
 
 
 def decide(nodes: tuple[NodeFacts, ...], rs: ReplSet | None, ports: Mapping[str, str]) -> Decision:
@@ -44,7 +58,8 @@ def decide(nodes: tuple[NodeFacts, ...], rs: ReplSet | None, ports: Mapping[str,
                            seen[ports[n.name]].state if ports.get(n.name) in seen else "-") for n in nodes)
     start = tuple(n.name for n in nodes if n.reachable and n.unit in ("inactive", "failed"))
     if start:
-        return Decision(Outcome.REPAIR, f"mongod is down on {', '.join(start)}", start, ev)
+        return Decision(Outcome.REPAIR, f"mongod is down on {', '.join(start)}",
+                        tuple(Action(Step.START, n) for n in start), ev)
     if rs is not None and rs.healthy():
         return Decision(Outcome.HEALTHY, f"primary {rs.primary}; every member healthy", (), ev)
     if not any(n.reachable for n in nodes):

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import Enum, StrEnum
 from typing import Any
 
 import asyncssh
@@ -36,7 +38,7 @@ from hastack.recovery.decision import Outcome
 from hastack.render.mongodb import PORT as MONGO_PORT
 from hastack.spec.model import Spec
 
-COMPONENTS = ("galera", "rabbitmq", "mongodb")
+COMPONENTS = ("galera", "rabbitmq", "mongodb")  # the order recovery takes them in
 # Between two looks while nodes boot or join on their own.
 POLL_S = 2.0
 
@@ -254,127 +256,171 @@ async def mongo_facts(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], u
     return facts, rs
 
 
-# -- the loop ------------------------------------------------------------------------------------------
+# -- the loop: one reconcile protocol for every cluster ------------------------------------------------
+
+class Component(StrEnum):
+    GALERA = "galera"
+    RABBITMQ = "rabbitmq"
+    MONGODB = "mongodb"
+
 
 Show = Callable[[Round], None]
-Act = Callable[[dict[str, SshHost]], Any]
-# outcome, reason, actions, evidence rows, and what carries the actions out (None: nothing to do)
-Look = tuple[str, str, list[str], list[dict[str, Any]], Act | None]
+Act = Callable[[dict[str, SshHost]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the operator said: go on without unreadable nodes, the node to bootstrap, nodes gone for good."""
+
+    force: bool = False
+    bootstrap: str | None = None
+    forget: tuple[str, ...] = ()
+    stall_s: float = galera.STALL_S
+
+
+@dataclass
+class Context:
+    """One recovery run: what every look needs. `quiet` is kept across looks (see Quiet)."""
+
+    spec: Spec
+    secrets: Secrets
+    progress: Progress
+    options: Options
+    quiet: Quiet = field(default_factory=dict)
+    patient: bool = True  # hosts that do not answer may be booting: wait for them
+
+
+@dataclass(frozen=True)
+class Look:
+    """A component's facts, decided: the outcome, why, the steps, the evidence, and what carries them out."""
+
+    outcome: Outcome
+    reason: str
+    actions: tuple[str, ...]
+    evidence: list[dict[str, Any]]
+    act: Act | None = None
+
+
+class Next(Enum):
+    DONE = "done"  # whole, refused or out of time: the report says which
+    AGAIN = "again"  # it acted: look again at once
+    LATER = "later"  # nothing to do yet: look again after POLL_S
+
+
+def _rows(evidence: tuple[Any, ...]) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(r) for r in evidence]
+
+
+async def look_galera(ctx: Context, hosts: dict[str, SshHost], unreachable: dict[str, str]) -> Look:
+    o, spec = ctx.options, ctx.spec
+    facts = await galera_facts(spec, hosts, unreachable, ctx.quiet)
+    d = galera.decide(facts, writer=spec.galera_writer().name, arbitrator=spec.galera.arbitrator, force=o.force,
+                      choose=o.bootstrap, patient=ctx.patient, stall_s=o.stall_s)
+    act: Act | None = (lambda hs: apply_galera(spec, d, hs, ctx.progress)) if d.actions else None
+    return Look(d.outcome, d.reason, tuple(str(a) for a in d.actions), _rows(d.evidence), act)
+
+
+async def look_rabbitmq(ctx: Context, hosts: dict[str, SshHost], unreachable: dict[str, str]) -> Look:
+    facts = await rabbit_facts(ctx.spec, hosts, unreachable)
+    d = rabbitmq.decide(facts, force=ctx.options.force, forget=ctx.options.forget, patient=ctx.patient)
+    act: Act | None = (lambda hs: apply_rabbit(d, hs, ctx.progress)) if d.actions else None
+    return Look(d.outcome, d.reason, tuple(str(a) for a in d.actions), _rows(d.evidence), act)
+
+
+async def look_mongodb(ctx: Context, hosts: dict[str, SshHost], unreachable: dict[str, str]) -> Look:
+    facts, rs = await mongo_facts(ctx.spec, ctx.secrets, hosts, unreachable)
+    d = mongodb.decide(facts, rs, mongo_hosts(ctx.spec))
+    act: Act | None = (lambda hs: apply_mongo(d, hs, ctx.progress)) if d.actions else None
+    return Look(d.outcome, d.reason, tuple(str(a) for a in d.actions), _rows(d.evidence), act)
+
+
+async def apply_mongo(d: mongodb.Decision, hosts: dict[str, SshHost], progress: Progress) -> None:
+    for a in d.actions:  # START only: the set elects by itself once a majority runs
+        progress(f"mongodb: {a}")
+        await hosts[a.node].run(shell("systemctl reset-failed mongod; systemctl start --no-block mongod"), timeout=60)
+
+
+LOOKS: dict[Component, Callable[[Context, dict[str, SshHost], dict[str, str]], Awaitable[Look]]] = {
+    Component.GALERA: look_galera, Component.RABBITMQ: look_rabbitmq, Component.MONGODB: look_mongodb}
+
+
+def _enabled(spec: Spec, comp: Component) -> bool:
+    nodes = {Component.GALERA: spec.galera_nodes(), Component.RABBITMQ: spec.rabbit_nodes(),
+             Component.MONGODB: spec.mongo_members()}[comp]
+    return bool(nodes)  # each is empty when its section is disabled
+
+
+@dataclass
+class _Run:
+    """The loop's own state: the report it fills, its clock and what it showed last."""
+
+    ctx: Context
+    access: Access
+    show: Show
+    report: Report
+    t0: float
+    deadline: float
+
+    def record(self, comp: Component, outcome: str, reason: str, *, actions: tuple[str, ...] = (),
+               evidence: list[dict[str, Any]] | None = None, last: tuple[str, str] | None = None) -> None:
+        rnd = Round(comp.value, outcome, reason, list(actions), evidence or [], round(time.monotonic() - self.t0, 1))
+        if (outcome, reason) != last:  # a wait that saw nothing new is not shown again
+            self.report.rounds.append(rnd)
+            self.show(rnd)
+
+    def end(self, comp: Component, healthy: bool, refused: str = "") -> Next:
+        self.report.healthy[comp.value] = healthy
+        if refused:
+            self.report.refused[comp.value] = refused
+        return Next.DONE
+
+
+async def _round(run: _Run, comp: Component, last: tuple[str, str] | None) -> Next:
+    """One look at `comp` (facts, decision), shown unless it says what the last one did, then its act."""
+    async with reachable(run.ctx.spec, run.access, timeout=5) as (hosts, unreachable):
+        look = await LOOKS[comp](run.ctx, hosts, unreachable)
+        run.record(comp, look.outcome.value, look.reason, actions=look.actions, evidence=look.evidence, last=last)
+        if look.outcome is Outcome.REFUSE:
+            return run.end(comp, False, look.reason)
+        if look.outcome is Outcome.HEALTHY and look.act is None:
+            return run.end(comp, True)
+        if time.monotonic() > run.deadline:
+            return run.end(comp, False, f"not whole after {run.deadline - run.t0:.0f} s: {look.reason}")
+        if look.act is None:
+            return Next.LATER
+        await look.act(hosts)
+        return run.end(comp, True) if look.outcome is Outcome.HEALTHY else Next.AGAIN
 
 
 async def recover(spec: Spec, secrets: Secrets, access: Access, progress: Progress, show: Show, *,
-                  only: tuple[str, ...] = COMPONENTS, force: bool = False, bootstrap: str | None = None,
-                  forget: tuple[str, ...] = (), timeout: float = 600, host_grace: float = 60,
-                  stall_s: float = galera.STALL_S) -> Report:
-    """`host_grace`: for this long, a host that does not answer is waited for (it may be booting);
-    after it, a decider that needs the host refuses unless `force`."""
-    report = Report()
+                  only: tuple[str, ...] = COMPONENTS, options: Options = Options(), timeout: float = 600,
+                  host_grace: float = 60) -> Report:
+    """Each cluster in turn (galera, rabbitmq, mongodb): look, decide, act, until whole or refused.
+
+    `host_grace`: for this long, a host that does not answer is waited for (it may be booting);
+    after it, a decider that needs the host refuses unless `options.force`."""
     t0 = time.monotonic()
-    deadline = t0 + timeout
-    wanted = [c for c in COMPONENTS if c in only and _enabled(spec, c)]
-    quiet: Quiet = {}
-    for comp in wanted:
+    run = _Run(Context(spec, secrets, progress, options), access, show, Report(), t0, t0 + timeout)
+    for comp in (c for c in Component if c.value in only and _enabled(spec, c)):
         last: tuple[str, str] | None = None
         while True:
+            run.ctx.patient = time.monotonic() - t0 < host_grace
             try:
-                done = await _round(comp, spec, secrets, access, progress, show, report, t0, deadline, last,
-                                    force=force, bootstrap=bootstrap, forget=forget,
-                                    patient=time.monotonic() - t0 < host_grace, quiet=quiet, stall_s=stall_s)
+                step = await _round(run, comp, last)
             except (HostError, asyncssh.Error, OSError, RecoverError) as exc:
                 # A host that fails mid-step is a fact for the next look, not the end of recovery.
-                rnd = Round(comp, "error", f"{type(exc).__name__}: {exc}"[:500], [], [],
-                            round(time.monotonic() - t0, 1))
-                report.rounds.append(rnd)
-                show(rnd)
-                done = False  # look again shortly, not at once
-                if time.monotonic() > deadline:
-                    report.refused[comp] = f"not whole after {timeout:.0f} s: {rnd.reason}"
-                    report.healthy[comp] = False
-                    break
-            if done is True:
+                reason = f"{type(exc).__name__}: {exc}"[:500]
+                run.record(comp, "error", reason)
+                step = Next.LATER  # look again shortly, not at once
+                if time.monotonic() > run.deadline:
+                    step = run.end(comp, False, f"not whole after {timeout:.0f} s: {reason}")
+            if step is Next.DONE:
                 break
-            last = report.rounds[-1].outcome, report.rounds[-1].reason
-            if done is False:
+            last = run.report.rounds[-1].outcome, run.report.rounds[-1].reason
+            if step is Next.LATER:
                 await asyncio.sleep(POLL_S)
-    report.seconds = time.monotonic() - t0
-    return report
-
-
-async def _round(comp: str, spec: Spec, secrets: Secrets, access: Access, progress: Progress,  # noqa: PLR0917
-                 show: Show, report: Report, t0: float, deadline: float, last: tuple[str, str] | None, *,
-                 force: bool, bootstrap: str | None, forget: tuple[str, ...], patient: bool,
-                 quiet: Quiet, stall_s: float) -> bool | None:
-    """One look at `comp`, shown unless it says what the last one did, and its act.
-
-    True: the component is done (whole, refused or out of time; the report says which);
-    None: it acted, look again at once; False: nothing to do yet, look again shortly.
-    """
-    async with reachable(spec, access, timeout=5) as (hosts, unreachable):
-        outcome, reason, actions, ev, act = await _look(comp, spec, secrets, hosts, unreachable, progress,
-                                                        force=force, bootstrap=bootstrap, forget=forget,
-                                                        patient=patient, quiet=quiet, stall_s=stall_s)
-        rnd = Round(comp, outcome, reason, actions, ev, round(time.monotonic() - t0, 1))
-        if (outcome, reason) != last:  # a wait that saw nothing new is not shown again
-            report.rounds.append(rnd)
-            show(rnd)
-        if outcome == "refuse":
-            report.refused[comp] = reason
-            report.healthy[comp] = False
-            return True
-        if outcome == "healthy" and not actions:
-            report.healthy[comp] = True
-            return True
-        if time.monotonic() > deadline:
-            report.refused[comp] = f"not whole after {deadline - t0:.0f} s: {reason}"
-            report.healthy[comp] = False
-            return True
-        if act is None:
-            return False
-        await act(hosts)
-        if outcome == "healthy":
-            report.healthy[comp] = True
-            return True
-        return None
-
-
-def _enabled(spec: Spec, comp: str) -> bool:
-    if comp == "galera":
-        return spec.galera.enabled and bool(spec.galera_nodes())
-    if comp == "rabbitmq":
-        return spec.rabbitmq.enabled and bool(spec.rabbit_nodes())
-    return spec.mongodb.enabled and bool(spec.mongo_members())
-
-
-async def _look(comp: str, spec: Spec, secrets: Secrets, hosts: dict[str, SshHost],  # noqa: PLR0917
-                unreachable: dict[str, str], progress: Progress, *, force: bool, bootstrap: str | None,
-                forget: tuple[str, ...], patient: bool, quiet: Quiet, stall_s: float) -> Look:
-    """Facts, decision, evidence and the act for one component. Acting is left to the caller."""
-    import dataclasses
-
-    def rows(ev: tuple[Any, ...]) -> list[dict[str, Any]]:
-        return [dataclasses.asdict(r) for r in ev]
-
-    if comp == "galera":
-        gf = await galera_facts(spec, hosts, unreachable, quiet)
-        gd = galera.decide(gf, writer=spec.galera_writer().name, arbitrator=spec.galera.arbitrator, force=force,
-                           choose=bootstrap, patient=patient, stall_s=stall_s)
-        act = (lambda hs: apply_galera(spec, gd, hs, progress)) if gd.actions else None
-        return gd.outcome.value, gd.reason, [str(a) for a in gd.actions], rows(gd.evidence), act
-    if comp == "rabbitmq":
-        rf = await rabbit_facts(spec, hosts, unreachable)
-        rd = rabbitmq.decide(rf, force=force, forget=forget, patient=patient)
-        act = (lambda hs: apply_rabbit(rd, hs, progress)) if rd.actions else None
-        return rd.outcome.value, rd.reason, [str(a) for a in rd.actions], rows(rd.evidence), act
-    mf, rs = await mongo_facts(spec, secrets, hosts, unreachable)
-    md = mongodb.decide(mf, rs, mongo_hosts(spec))
-
-    async def start(hs: dict[str, SshHost]) -> None:
-        for n in md.actions:
-            progress(f"mongodb: start {n}")
-            await hs[n].run(shell("systemctl reset-failed mongod; systemctl start --no-block mongod"), timeout=60)
-
-    return (md.outcome.value, md.reason, [f"start {n}" for n in md.actions], rows(md.evidence),
-            start if md.actions else None)
+    run.report.seconds = time.monotonic() - t0
+    return run.report
 
 
 # -- mongodb priority (the guide's rs.reconfig) ------------------------------------------------------
