@@ -598,7 +598,7 @@ def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, reach: Rea
     import asyncio
 
     from hastack.deploy import session
-    from hastack.deploy.run import DeployError
+    from hastack.deploy.context import DeployError
     from hastack.hosts.ssh import HostError
 
     _refuse_blocking(spec, model, as_json, "deployed")

@@ -11,13 +11,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from hastack.spec.model import Node, Spec, VipManager
 
 
+class PhaseKey(StrEnum):
+    FILES = "files"
+    AGENT = "agent"
+    COROSYNC = "corosync"
+    GALERA = "galera"
+    RABBITMQ = "rabbitmq"
+    MONGODB = "mongodb"
+    MEMCACHED = "memcached"
+    CIB = "cib"
+    KEEPALIVED = "keepalived"
+
+
 @dataclass(frozen=True)
 class Phase:
-    key: str
+    key: PhaseKey
     hosts: tuple[str, ...]
     what: str
 
@@ -27,35 +40,37 @@ def names(nodes: Iterable[Node]) -> tuple[str, ...]:
 
 
 def phases(spec: Spec) -> tuple[Phase, ...]:
-    out = [Phase("files", names(spec.nodes), "push every rendered file (0600 first, then owner/mode, then rename)")]
+    out = [Phase(PhaseKey.FILES, names(spec.nodes),
+                 "push every rendered file (0600 first, then owner/mode, then rename)")]
     galera = names(spec.galera_nodes()) if spec.galera.enabled else ()
     if galera:
-        out.append(Phase("agent", galera, "install the hastack agent (galera health for haproxy)"))
+        out.append(Phase(PhaseKey.AGENT, galera, "install the hastack agent (galera health for haproxy)"))
     if spec.vip_manager.runs_pacemaker:
-        out.append(Phase("corosync", names(spec.corosync_nodes()),
+        out.append(Phase(PhaseKey.COROSYNC, names(spec.corosync_nodes()),
                          "start corosync and pacemaker; wait for quorum with every member"))
     if galera:
         arb = (spec.galera.arbitrator,) if spec.galera.arbitrator else ()
-        out.append(Phase("galera", galera + arb,
+        out.append(Phase(PhaseKey.GALERA, galera + arb,
                          f"bootstrap on {spec.galera_writer().name} if no node runs, join the rest one by one"
                          " (SST by " + spec.galera.sst_method.value + ")" + (", start garbd" if arb else "")))
     if spec.rabbitmq.enabled and spec.rabbit_nodes():
-        out.append(Phase("rabbitmq", names(spec.rabbit_nodes()),
+        out.append(Phase(PhaseKey.RABBITMQ, names(spec.rabbit_nodes()),
                          "start the first node, then the others (classic peer discovery joins them)"))
     if spec.mongodb.enabled and spec.mongo_members():
         members = tuple(n.name for _, n in spec.mongo_members())
         arb = (spec.mongodb.arbiter,) if spec.mongodb.arbiter else ()
-        out.append(Phase("mongodb", members + arb, "start mongod on every member, replSetInitiate once, admin user"))
+        out.append(Phase(PhaseKey.MONGODB, members + arb,
+                         "start mongod on every member, replSetInitiate once, admin user"))
     if spec.memcached_nodes():
-        out.append(Phase("memcached", names(spec.memcached_nodes()), "start memcached on its address"))
+        out.append(Phase(PhaseKey.MEMCACHED, names(spec.memcached_nodes()), "start memcached on its address"))
     if spec.vip_manager is VipManager.PACEMAKER:
-        out.append(Phase("cib", names(spec.corosync_nodes())[:1],
+        out.append(Phase(PhaseKey.CIB, names(spec.corosync_nodes())[:1],
                          "load the CIB (VIP, haproxy clone, fencing, constraints); wait for the VIP"))
     elif spec.vip_manager.runs_pacemaker:
-        out.append(Phase("cib", names(spec.corosync_nodes())[:1],
+        out.append(Phase(PhaseKey.CIB, names(spec.corosync_nodes())[:1],
                          "load the CIB (haproxy clone, fencing); wait for haproxy on every haproxy node"))
     if spec.vip_manager.runs_keepalived:
         started = "" if spec.vip_manager.runs_pacemaker else "haproxy and "
-        out.append(Phase("keepalived", names(spec.haproxy_nodes()),
+        out.append(Phase(PhaseKey.KEEPALIVED, names(spec.haproxy_nodes()),
                          f"start {started}keepalived; wait for one holder of each VIP"))
     return tuple(out)

@@ -7,8 +7,9 @@ from collections.abc import Mapping
 
 from hastack.common.progress import Progress
 from hastack.credentials.model import Secrets
+from hastack.deploy.context import DeployContext, Report
 from hastack.deploy.plan import Phase, phases
-from hastack.deploy.run import Deployer, Report
+from hastack.deploy.run import run
 from hastack.hosts.files import Change, diff, file_fact
 from hastack.hosts.fleet import Access, connected
 from hastack.hosts.probe import probe
@@ -21,7 +22,7 @@ from hastack.spec.model import Spec
 async def deploy(spec: Spec, secrets: Secrets, access: Access, progress: Progress) -> Report:
     tree = render_all(spec, secrets)
     async with connected(spec, access) as hosts:
-        return await Deployer(spec, secrets, tree, hosts, progress).run()
+        return await run(DeployContext(spec, secrets, tree, hosts, progress))
 
 
 async def dry_run(spec: Spec, secrets: Secrets, access: Access) -> tuple[tuple[Phase, ...], dict[str, dict[str, str]]]:

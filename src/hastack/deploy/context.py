@@ -1,0 +1,97 @@
+"""What every deploy phase works with: the spec, its rendered tree, the hosts, what changed so far.
+
+A phase (deploy/phases/) probes what it needs, decides, acts, and records what
+it changed in the report; the helpers here are the acts phases share: a unit
+running (restarted when its configuration changed), a bounded wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import pymongo.errors
+
+from hastack.common.poll import PollTimeout, until_async
+from hastack.common.progress import Progress
+from hastack.credentials.model import Secrets
+from hastack.hosts.files import Change
+from hastack.hosts.ssh import HostError, SshHost
+from hastack.render.files import Tree
+from hastack.spec.model import Spec
+
+T = TypeVar("T")
+
+COROSYNC_CONF = "/etc/corosync/corosync.conf"
+COROSYNC_AUTHKEY = "/etc/corosync/authkey"
+CIB_PATH = "/etc/hastack/cib.xml"
+GALERA_SQL = "/etc/hastack/galera-bootstrap.sql"
+REPLSET_PATH = "/etc/hastack/mongodb-replset.json"
+
+
+class DeployError(Exception):
+    """A step failed: names the host, the step and what was seen."""
+
+
+@dataclass
+class Report:
+    changes: list[str] = field(default_factory=list)  # "host: what changed"
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def changed(self, host: str, what: str) -> None:
+        self.changes.append(f"{host}: {what}")
+
+
+async def wait_for(probe: Callable[[], Awaitable[T | None]], timeout: float, what: str,
+                   interval: float = 0.5) -> T:
+    """Poll `probe` until it returns a value; bounded, and says what it waited for."""
+    try:
+        return await until_async(probe, timeout, interval,
+                                 retry_on=(HostError, pymongo.errors.PyMongoError, ValueError))
+    except PollTimeout as exc:
+        last = f"; last error: {exc.last}" if exc.last else ""
+        raise DeployError(f"timed out after {timeout:.0f} s waiting for {what}{last}") from None
+
+
+@dataclass
+class DeployContext:
+    spec: Spec
+    secrets: Secrets
+    tree: Tree
+    hosts: Mapping[str, SshHost]
+    progress: Progress
+    report: Report = field(default_factory=Report)
+    pushed: dict[str, dict[str, Change]] = field(default_factory=dict)  # host -> path -> what the push did
+    before: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> path -> content before this deploy
+    agent_installed: set[str] = field(default_factory=set)  # hosts whose health agent is new: it restarts
+
+    def h(self, name: str) -> SshHost:
+        return self.hosts[name]
+
+    def file_changed(self, host: str, *paths: str) -> bool:
+        return any(self.pushed.get(host, {}).get(p, Change.NONE) is not Change.NONE for p in paths)
+
+    async def active(self, host: str, unit: str) -> bool:
+        res = await self.h(host).run(["systemctl", "is-active", "--quiet", unit], check=False)
+        return res.rc == 0
+
+    async def ensure_running(self, host: str, unit: str, restart_if: bool = False, enable: bool = True) -> None:
+        """Start (or restart when its config changed) a unit; record what was done."""
+        running = await self.active(host, unit)
+        restart_if = restart_if or self.file_changed(host, f"/etc/systemd/system/{unit}.service")
+        if enable:
+            await self.h(host).run(["systemctl", "enable", "--quiet", unit])
+        if running and not restart_if:
+            return
+        verb = "restart" if running else "start"
+        try:
+            await self.h(host).run(["systemctl", verb, unit], timeout=600)
+        except HostError as exc:
+            journal = await self.h(host).run(["journalctl", "-u", unit, "-n", "20", "--no-pager"], check=False)
+            raise DeployError(f"{host}: systemctl {verb} {unit} failed:\n{exc}\n{journal.stdout}") from exc
+        self.report.changed(host, f"{verb}ed {unit}")
+
+    async def gather(self, coros: list[Awaitable[T]]) -> list[T]:
+        return list(await asyncio.gather(*coros))

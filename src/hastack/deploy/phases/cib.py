@@ -1,0 +1,79 @@
+"""The CIB phase: pacemaker's configuration loaded when it changed; the VIP, haproxy and fencing running."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from hastack.components import pacemaker
+from hastack.components.pacemaker import PacemakerState, strays
+from hastack.deploy.context import (
+    CIB_PATH,
+    DeployContext,
+    DeployError,
+    wait_for,
+)
+from hastack.deploy.plan import Phase
+from hastack.hosts.probe import probe
+from hastack.render.pacemaker import managed_vips
+
+
+async def pacemaker_forget(ctx: DeployContext, anchor: str, mon: PacemakerState) -> None:
+    """Nodes pacemaker still knows that the spec no longer has as members: removed from the CIB
+    once they are offline. One still online is a member the spec does not know: refuse."""
+    offline, online = strays(mon, [n.name for n in ctx.spec.corosync_nodes()])
+    if online:
+        raise DeployError(f"pacemaker nodes outside the spec are online ({', '.join(online)}): add them to "
+                          "corosync.nodes, or stop pacemaker and corosync on them")
+    for name in offline:
+        await ctx.h(anchor).run(["crm_node", "--remove", name, "--force"], timeout=120)
+        ctx.report.changed(anchor, f"removed {name} from pacemaker's node list")
+
+
+async def pacemaker_ready(ctx: DeployContext, hosts: tuple[str, ...]) -> PacemakerState:
+    """Waits for a DC with every one of `hosts` online; what crm_mon on the first one then shows."""
+    first, want = ctx.h(hosts[0]), set(hosts)
+
+    async def ready() -> PacemakerState | None:
+        mon = await probe(first, pacemaker.MON)
+        return mon if any(n.is_dc for n in mon.nodes) and set(mon.online()) >= want else None
+
+    return await wait_for(ready, 180, "pacemaker to elect a DC with every node online")
+
+
+async def apply(ctx: DeployContext, phase: Phase) -> None:
+    # phase.hosts[0] is the first corosync node: the one pacemaker_ready asked.
+    mon = await pacemaker_ready(ctx, tuple(n.name for n in ctx.spec.corosync_nodes()))
+    host = phase.hosts[0]
+    h = ctx.h(host)
+    await pacemaker_forget(ctx, host, mon)
+    desired = ctx.tree[host][CIB_PATH].content
+    configuration = ET.tostring(ET.fromstring(desired).find("configuration"))  # type: ignore[arg-type]
+    live = await h.run(["cibadmin", "--query", "--scope", "resources"], check=False)
+    want_ids = {el.get("id") for el in ET.fromstring(desired).iter("primitive")}
+    have_ids = {el.get("id") for el in ET.fromstring(live.stdout).iter("primitive")} if live.rc == 0 else set()
+    # Primitives compared both ways: a resource the spec no longer has (the VIP, when
+    # keepalived takes it over) must go even if an earlier, failed deploy already pushed the file.
+    if want_ids != have_ids or any(ctx.file_changed(n, CIB_PATH) for n in phase.hosts):
+        await h.run(["cibadmin", "--replace", "--scope", "configuration", "--xml-pipe"],
+                    input=configuration.decode())
+        ctx.report.changed(host, "loaded the CIB configuration")
+    # Pacemaker reloads haproxy only when told; a changed haproxy.cfg is reloaded here.
+    for node in ctx.spec.haproxy_nodes():
+        if ctx.file_changed(node.name, "/etc/haproxy/haproxy.cfg") and await ctx.active(node.name, "haproxy"):
+            await ctx.h(node.name).run(["systemctl", "reload", "haproxy"])
+            ctx.report.changed(node.name, "reloaded haproxy")
+    vips = {v.name for v in managed_vips(ctx.spec)}
+
+    async def placed() -> bool | None:
+        mon = await probe(h, pacemaker.MON)
+        # Every resource, fence devices too: a deploy ends with the cluster
+        # running what it configured, not with part of it still starting.
+        waiting = [f"vip-{v}" for v in vips if not mon.where(f"vip-{v}")]
+        waiting += [f"haproxy on {n.name}" for n in ctx.spec.haproxy_nodes()
+                    if n.name not in mon.where("haproxy-clone")]
+        waiting += mon.stopped()
+        if waiting:
+            raise ValueError("not running yet: " + ", ".join(dict.fromkeys(waiting)))
+        return True
+
+    await wait_for(placed, 180, "pacemaker to start the VIP, haproxy on every haproxy node and every resource")

@@ -1,0 +1,107 @@
+"""The files phase: every rendered file in place, unless a host runs with other secrets or would be renumbered."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from hastack.components.corosync import conf_change
+from hastack.components.fact import script
+from hastack.credentials.model import FINGERPRINTS_PATH, conflicting, fingerprints, parse_fingerprints
+from hastack.deploy.context import (
+    COROSYNC_CONF,
+    DeployContext,
+    DeployError,
+)
+from hastack.deploy.plan import Phase
+from hastack.hosts.files import Change
+from hastack.hosts.place import put
+from hastack.render.files import RenderedFile
+from hastack.render.rabbitmq import CONF as RABBIT_CONF
+
+# Daemons pacemaker owns must not also be started by systemd at boot.
+PACEMAKER_OWNED = ("haproxy",)
+
+
+async def apply(ctx: DeployContext, phase: Phase) -> None:
+    await refuse_other_secrets(ctx, phase.hosts)
+
+    async def keep(host: str) -> None:
+        # Kept to decide how a change is applied: corosync reloads some changes, restarts for
+        # others; rabbitmq ignores a changed peer list.
+        for path in (COROSYNC_CONF, RABBIT_CONF):
+            if path in ctx.tree.get(host, {}):
+                old = await ctx.h(host).run(["cat", path], check=False)
+                if old.rc == 0:
+                    ctx.before.setdefault(host, {})[path] = old.stdout
+
+    await ctx.gather([keep(h) for h in phase.hosts])
+    await refuse_renumbering(ctx, phase.hosts)
+
+    async def push(host: str) -> None:
+        files = ctx.tree.get(host, {})
+        await ensure_users(ctx, host, files.values())
+        changes: dict[str, Change] = {}
+        for path, f in sorted(files.items()):
+            changes[path] = await put(ctx.h(host), f)
+            if changes[path] is not Change.NONE:
+                ctx.report.changed(host, f"{path} ({changes[path].value})")
+        ctx.pushed[host] = changes
+        if any(c is not Change.NONE for p, c in changes.items() if p.startswith("/etc/systemd/system/")):
+            await ctx.h(host).run(["systemctl", "daemon-reload"])
+        if ctx.file_changed(host, "/etc/sysctl.d/60-hastack.conf"):
+            await ctx.h(host).run(["sysctl", "-q", "-p", "/etc/sysctl.d/60-hastack.conf"])
+        for unit in PACEMAKER_OWNED:
+            await ctx.h(host).run(["systemctl", "disable", "--quiet", unit], check=False)
+
+    await ctx.gather([push(h) for h in phase.hosts])
+
+
+async def refuse_renumbering(ctx: DeployContext, hosts: Iterable[str]) -> None:
+    """Nothing is pushed when a running corosync node would get another node id: corosync
+    cannot take that without every node restarted at once, and it is most likely an accident."""
+    for host in hosts:
+        old = ctx.before.get(host, {}).get(COROSYNC_CONF)
+        if old is None or COROSYNC_CONF not in ctx.tree.get(host, {}):
+            continue
+        change = conf_change(old, ctx.tree[host][COROSYNC_CONF].content.decode())
+        if change.kind == "refuse" and await ctx.active(host, "corosync"):
+            raise DeployError(f"corosync on {host}: {change.reason}. Nothing was changed. A node's id is "
+                              "its place in the spec's `nodes`: keep that order (new nodes at the end; a "
+                              "member taken out can stay listed with other roles), or stop the whole "
+                              "cluster first.")
+
+
+async def refuse_other_secrets(ctx: DeployContext, hosts: Iterable[str]) -> None:
+    """Nothing is pushed when a host runs with other secrets than this deploy's: a new
+    cookie, authkey or SST password would cut it off from its clusters (a spec copied
+    somewhere else gets a new NAME.secrets.yaml)."""
+    desired = fingerprints(ctx.secrets)
+    hosts = list(hosts)
+    lives = await ctx.gather([ctx.h(h).run(["cat", FINGERPRINTS_PATH], check=False) for h in hosts])
+    clashes = {h: c for h, live in zip(hosts, lives, strict=True)
+               if live.rc == 0 and (c := conflicting(parse_fingerprints(live.stdout), desired))}
+    if clashes:
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for h, c in clashes.items():
+            groups.setdefault(c, []).append(h)
+        lines = "; ".join(f"{', '.join(sorted(hs))}: {', '.join(c)}" for c, hs in groups.items())
+        raise DeployError(f"hosts run with other secrets than this deploy's. Nothing was changed. {lines}. "
+                          "Deploy with the secrets file the cluster was deployed with (NAME.secrets.yaml next "
+                          "to the spec it was deployed from); a new value on a running cluster cuts nodes off.")
+
+
+async def ensure_users(ctx: DeployContext, host: str, files: Iterable[RenderedFile]) -> None:
+    """Users and groups that own rendered files, made as the service's package would.
+
+    mongod comes from a wheel, and OpenStack's own packages may come after
+    hastack: their config fragments still need their group to exist.
+    """
+    files = list(files)
+    groups = sorted({f.group for f in files} - {"root"})
+    users = sorted({f.owner for f in files} - {"root"})
+    lines = [script("getent group {g} >/dev/null || groupadd --system {g}", g=g) for g in groups]
+    lines += [script("id -u {u} >/dev/null 2>&1 || useradd --system --gid {g} --home-dir {home} --no-create-home "
+                     "--shell /usr/sbin/nologin {u}", u=u, g=u if u in groups else "nogroup", home=f"/var/lib/{u}")
+              for u in users]
+    if lines:
+        await ctx.h(host).run(["sh", "-c", " && ".join(lines)])
