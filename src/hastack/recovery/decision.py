@@ -8,6 +8,7 @@ from typing import Generic, TypeVar
 
 A = TypeVar("A")  # a decider's step
 E = TypeVar("E")  # a decider's evidence row
+S = TypeVar("S", bound=Enum)  # a cluster's kinds of step
 
 
 class Outcome(Enum):
@@ -18,6 +19,18 @@ class Outcome(Enum):
     READ = "read"  # facts cannot be read while these run: stop them first, then decide again
     WAIT = "wait"  # nodes are booting or joining on their own: look again shortly
     REFUSE = "refuse"  # acting would be a guess: the reason says what a person must decide
+
+
+@dataclass(frozen=True)
+class Action(Generic[S]):
+    """One step on one node, as every decider says it: `join ctl2`, `forget rabbit@ctl3 (on ctl1)`."""
+
+    step: S
+    node: str
+    on: str = ""  # where the command runs, when not on the node itself
+
+    def __str__(self) -> str:
+        return f"{self.step.value} {self.node}" + (f" (on {self.on})" if self.on else "")
 
 
 @dataclass(frozen=True)

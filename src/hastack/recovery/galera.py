@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from hastack.components.galera import GaleraState, GraState, Position
+from hastack.recovery.decision import Action as _Action
 from hastack.recovery.decision import Decision as _Decision
 from hastack.recovery.decision import Outcome
 
@@ -59,13 +60,7 @@ class Step(Enum):
     GARBD = "garbd"  # (re)start the arbitrator once a primary component exists
 
 
-@dataclass(frozen=True)
-class Action:
-    step: Step
-    node: str
-
-    def __str__(self) -> str:
-        return f"{self.step.value} {self.node}"
+Action = _Action[Step]
 
 
 @dataclass(frozen=True)

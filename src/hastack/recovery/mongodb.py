@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from hastack.components.mongodb import ReplSet
+from hastack.recovery.decision import Action as _Action
 from hastack.recovery.decision import Decision as _Decision
 from hastack.recovery.decision import Outcome
 
@@ -38,13 +39,7 @@ class Step(Enum):
     START = "start"  # reset-failed + start mongod: the set elects by itself once a majority runs
 
 
-@dataclass(frozen=True)
-class Action:
-    step: Step
-    node: str
-
-    def __str__(self) -> str:
-        return f"{self.step.value} {self.node}"
+Action = _Action[Step]
 
 
 # The decider's answer: its steps and evidence rows, typed as galera's and rabbitmq's are.

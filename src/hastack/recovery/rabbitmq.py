@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from hastack.components.rabbitmq import RabbitCluster
+from hastack.recovery.decision import Action as _Action
 from hastack.recovery.decision import Decision as _Decision
 from hastack.recovery.decision import Outcome
 
@@ -49,14 +50,7 @@ class Step(Enum):
     FORGET = "forget"  # forget_cluster_node: a node that is gone for good
 
 
-@dataclass(frozen=True)
-class Action:
-    step: Step
-    node: str
-    on: str = ""  # FORGET: the node that runs the command
-
-    def __str__(self) -> str:
-        return f"{self.step.value} {self.node}" + (f" (on {self.on})" if self.on else "")
+Action = _Action[Step]
 
 
 @dataclass(frozen=True)
