@@ -73,25 +73,3 @@ def test_a_renumbered_member_is_refused() -> None:
     change = conf_change(conf(variant()), conf(spec_from(reordered)))
     assert change.kind == "refuse" and "node ids would change: ctl2 2 -> 3, ctl3 3 -> 2" in change.reason, change
 
-
-def test_the_deploy_plan_reloads_once_restarts_for_a_new_key_and_leaves_stopped_nodes_alone() -> None:
-    from hastack.deploy.phases.corosync import plan
-
-    base, fast = conf(variant()), conf(variant(timing={"profile": "fast"}))
-    hosts = ("ctl1", "ctl2", "ctl3")
-    every = set(hosts)
-    running = {"ctl1": True, "ctl2": True, "ctl3": False}
-    todo = plan(running, dict.fromkeys(hosts, base), dict.fromkeys(hosts, fast), every, set())
-    assert todo.reload is not None and todo.reload[0] == "ctl1" and "token" in todo.reload[1]
-    assert todo.restart == {}
-    keyed = plan(running, dict.fromkeys(hosts, base), dict.fromkeys(hosts, base), set(), every)
-    assert keyed.reload is None and keyed.restart == {"ctl1": "a new authkey", "ctl2": "a new authkey"}
-    assert plan(running, dict.fromkeys(hosts, base), dict.fromkeys(hosts, base), set(), set()) == \
-        type(todo)(None, {})
-
-
-def test_every_phase_has_its_apply() -> None:
-    from hastack.deploy.plan import PhaseKey
-    from hastack.deploy.run import APPLY
-
-    assert set(APPLY) == set(PhaseKey)
