@@ -20,10 +20,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from hastack.chaos.checker import Judgement, judge
 from hastack.chaos.scenarios import Fault, Scenario, pick_target
@@ -277,8 +278,106 @@ def _run_on(spec: Spec, access: Access, host: str, argv: tuple[str, ...], timeou
     asyncio.run(go())
 
 
+@dataclass
+class _Heal:
+    """What the run saw after the fault: when status first saw it, when every cluster was healthy again."""
+
+    seen_at: float | None = None
+    healed_at: float | None = None
+    recovery: RecoveryReport | None = None
+
+
+def _fault_and_heal(shot: Shot, fault_at: float) -> _Heal:
+    """The fault, held for its duration, then watched until every cluster is healthy (bounded); always undone."""
+    scenario, progress = shot.scenario, shot.progress
+    undo = FAULTS[scenario.fault](shot)
+    heal = _Heal()
+    deadline = fault_at + scenario.heal_bound_s
+    try:
+        if scenario.recover:
+            progress(f"power back {time.monotonic() - fault_at:.1f} s after the fault; hastack recover")
+            heal.recovery = _recover(shot.spec, shot.secrets, shot.access, progress, deadline - time.monotonic())
+        ended = scenario.duration_s is None
+        while time.monotonic() < deadline:
+            if not ended and scenario.duration_s is not None and time.monotonic() - fault_at >= scenario.duration_s:
+                undo()
+                ended = True
+                progress(f"{scenario.name}: fault ended after {scenario.duration_s:.0f} s")
+            healthy = _healthy(shot.spec, shot.secrets, shot.access)[0]
+            now = time.monotonic()
+            if not healthy and heal.seen_at is None:
+                heal.seen_at = now
+                progress(f"status sees the fault {now - fault_at:.1f} s after it")
+            # Healthy counts once status has seen the fault: a probe right after it
+            # reports the state from before (corosync takes its token timeout to notice).
+            if healthy and ended and (heal.seen_at is not None or now - fault_at > UNSEEN_S):
+                heal.healed_at = now
+                progress(f"every cluster healthy {now - fault_at:.1f} s after the fault")
+                break
+    finally:
+        undo()
+    return heal
+
+
+@dataclass
+class _Workload:
+    """The workload process on the client host; its stderr (client libraries log every failed
+    connection) goes to a file: an unread pipe would fill and stall it."""
+
+    proc: subprocess.Popen[str]
+    errlog: IO[str]
+    streams: tuple[str, ...] = ()
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def read(self, timeout: float) -> str:
+        assert self.proc.stdout is not None
+        return _readline(self.proc.stdout, timeout)
+
+    def history(self) -> History:
+        """Stop it; what it read back of everything it wrote."""
+        self.send("stop")
+        line = self.read(3 * READBACK_S + 30)
+        if not line.startswith("{"):
+            self.errlog.seek(0)
+            raise ChaosError(f"the workload reported no history: {self.errlog.read()[-2000:] or 'no answer'}")
+        return History.model_validate_json(line)
+
+
+@contextlib.contextmanager
+def _workload(netns: str, payload: str) -> Iterator[_Workload]:
+    """The workload started with its target on stdin (secrets never on a command line); a run cut
+    short still lets it clean up its rows and queue, bounded."""
+    with tempfile.TemporaryFile(mode="w+") as errlog:
+        proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-m", "hastack.workload.chaos_load"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog, text=True)
+        w = _Workload(proc, errlog)
+        try:
+            w.send(payload)
+            line = w.read(READY_S)
+            ready = json.loads(line) if line.startswith("{") else {}
+            if not ready.get("ready"):
+                raise ChaosError(f"the workload did not get going within {READY_S:.0f} s: "
+                                 f"{line.strip() or 'no answer'}")
+            w.streams = tuple(ready["streams"])
+            yield w
+        finally:
+            if proc.poll() is None:
+                with contextlib.suppress(OSError, ValueError):
+                    w.send("stop")
+                try:
+                    proc.wait(READBACK_S + 30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+
+
 def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progress: Progress, *,
         keep_history: Path | None = None) -> RunReport:
+    """The scenario on a healthy lab under the recorded workload, judged from the record."""
     ok, facts = _healthy(spec, secrets, access)
     if not ok:
         raise ChaosError("not every cluster is healthy: a fault on a sick cluster proves nothing "
@@ -289,72 +388,17 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
     payload = ChaosTarget(**target(spec, secrets, MONGO_ADMIN).model_dump(), run=run_id,
                           client_address=str(lay.client_address), link_delay_s=scenario.delay_ms / 1000,
                           max_seconds=scenario.heal_bound_s + 120).model_dump_json()
-    # Secrets go on stdin, never on a command line. Its stderr (client libraries
-    # log every failed connection) goes to a file: an unread pipe would fill and stall it.
-    errlog = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in the finally below)
-    proc = subprocess.Popen(["ip", "netns", "exec", lay.client_netns, sys.executable, "-m",
-                             "hastack.workload.chaos_load"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=errlog, text=True)
-    try:
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(payload + "\n")
-        proc.stdin.flush()
-        line = _readline(proc.stdout, READY_S)
-        ready = json.loads(line) if line.startswith("{") else {}
-        if not ready.get("ready"):
-            raise ChaosError(f"the workload did not get going within {READY_S:.0f} s: {line.strip() or 'no answer'}")
-        progress(f"workload running from {lay.client_netns} (run {run_id}): {', '.join(ready['streams'])}")
+    with _workload(lay.client_netns, payload) as w:
+        progress(f"workload running from {lay.client_netns} (run {run_id}): {', '.join(w.streams)}")
         fault_at = time.monotonic()
         progress(f"{scenario.name}: {host}")
-        undo = FAULTS[scenario.fault](Shot(scenario, spec, host, secrets, access, progress))
-        healed_at, seen_at = None, None
-        deadline = fault_at + scenario.heal_bound_s
-        recovery = None
-        try:
-            if scenario.recover:
-                progress(f"power back {time.monotonic() - fault_at:.1f} s after the fault; hastack recover")
-                recovery = _recover(spec, secrets, access, progress, deadline - time.monotonic())
-            ended = scenario.duration_s is None
-            while time.monotonic() < deadline:
-                if not ended and scenario.duration_s is not None and time.monotonic() - fault_at >= scenario.duration_s:
-                    undo()
-                    ended = True
-                    progress(f"{scenario.name}: fault ended after {scenario.duration_s:.0f} s")
-                healthy = _healthy(spec, secrets, access)[0]
-                now = time.monotonic()
-                if not healthy and seen_at is None:
-                    seen_at = now
-                    progress(f"status sees the fault {seen_at - fault_at:.1f} s after it")
-                # Healthy counts once status has seen the fault: a probe right after it
-                # reports the state from before (corosync takes its token timeout to notice).
-                if healthy and ended and (seen_at is not None or now - fault_at > UNSEEN_S):
-                    healed_at = now
-                    progress(f"every cluster healthy {healed_at - fault_at:.1f} s after the fault")
-                    break
-        finally:
-            undo()
-        proc.stdin.write("stop\n")
-        proc.stdin.flush()
+        heal = _fault_and_heal(Shot(scenario, spec, host, secrets, access, progress), fault_at)
         progress("workload stopped; reading back everything it wrote")
-        line = _readline(proc.stdout, 3 * READBACK_S + 30)
-        if not line.startswith("{"):
-            errlog.seek(0)
-            raise ChaosError(f"the workload reported no history: {errlog.read()[-2000:] or 'no answer'}")
-        history = History.model_validate_json(line)
-        if keep_history is not None:  # the evidence behind every number of the report, fault time included
-            keep_history.write_text(json.dumps({"scenario": scenario.name, "target": host, "fault_at": fault_at,
-                                                "healed_at": healed_at, "history": history.model_dump(mode="json")}))
-    finally:
-        if proc.poll() is None:  # a run cut short: let the workload clean up its rows and queue, bounded
-            with contextlib.suppress(OSError, ValueError):
-                proc.stdin.write("stop\n")  # type: ignore[union-attr]
-                proc.stdin.flush()  # type: ignore[union-attr]
-            try:
-                proc.wait(READBACK_S + 30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        errlog.close()
-    judgement = judge(history, fault_at, healed_at, scenario.heal_bound_s)
-    return RunReport(scenario.name, host, fault_at, None if seen_at is None else seen_at - fault_at,
-                     None if healed_at is None else healed_at - fault_at, judgement, len(history.ops), recovery)
+        history = w.history()
+    if keep_history is not None:  # the evidence behind every number of the report, fault time included
+        keep_history.write_text(json.dumps({"scenario": scenario.name, "target": host, "fault_at": fault_at,
+                                            "healed_at": heal.healed_at, "history": history.model_dump(mode="json")}))
+    judgement = judge(history, fault_at, heal.healed_at, scenario.heal_bound_s)
+    return RunReport(scenario.name, host, fault_at, None if heal.seen_at is None else heal.seen_at - fault_at,
+                     None if heal.healed_at is None else heal.healed_at - fault_at, judgement, len(history.ops),
+                     heal.recovery)
