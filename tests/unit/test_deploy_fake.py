@@ -1,0 +1,111 @@
+"""Deploy over fake hosts that answer as a healthy lab cluster does: every phase runs, no lab needed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+from typing import Any, cast
+
+import pytest
+
+from hastack.components.galera import GRASTATE
+from hastack.credentials.model import FINGERPRINTS_PATH, complete, fingerprints_text
+from hastack.deploy.context import REPLSET_PATH, DeployContext, DeployError, Report
+from hastack.deploy.phases import mongodb as mongo_phase
+from hastack.deploy.run import run
+from hastack.hosts.ssh import Result, SshHost
+from hastack.render import render_all
+from hastack.spec.load import load_spec
+from tests.helpers import THREE
+from tests.unit.fake_cluster import FIXTURES, FakeHost, FakeMongo, cluster, fake_mongo
+
+SPEC = load_spec(THREE)
+SECRETS = complete(SPEC, {})[0]
+
+
+@pytest.fixture
+def mongo(monkeypatch: pytest.MonkeyPatch) -> list[FakeMongo]:
+    """mongod on every member answers as an initiated set with the spec's configuration."""
+    document = json.loads(render_all(SPEC, SECRETS)["ctl1"][REPLSET_PATH].content)
+    clients: list[FakeMongo] = []
+    monkeypatch.setattr(mongo_phase, "mongo_client", fake_mongo({**document, "version": 1}, clients))
+    return clients
+
+
+def deploy(hosts: dict[str, FakeHost]) -> Report:
+    ctx = DeployContext(SPEC, SECRETS, render_all(SPEC, SECRETS), cast(dict[str, SshHost], hosts), lambda _: None)
+    return asyncio.run(run(ctx))
+
+
+def commands(hosts: dict[str, FakeHost]) -> list[str]:
+    return [c for h in hosts.values() for c in h.log]
+
+
+def test_a_deploy_on_a_healthy_cluster_changes_nothing(mongo: list[FakeMongo]) -> None:
+    hosts = cluster(SPEC, SECRETS)
+    report = deploy(hosts)
+    assert report.changes == []
+    assert set(report.timings) == {"files", "agent", "corosync", "galera", "rabbitmq", "mongodb", "memcached", "cib"}
+    sent = commands(hosts)
+    # Nothing placed, restarted, bootstrapped or reloaded; the CIB left as it runs.
+    assert not [c for c in sent if "python3 -c" in c and "O_EXCL" in c]
+    assert not [c for c in sent if c.startswith(("systemctl restart", "systemctl start", "galera_new_cluster",
+                                                 "corosync-cfgtool -R", "cibadmin --replace"))]
+    reads = {"replSetGetStatus", "replSetGetConfig"}
+    assert not [c for m in mongo for c in m.sent if c.startswith("replSet") and c not in reads]
+
+
+def test_a_host_with_other_secrets_stops_the_deploy_before_anything_is_placed(mongo: list[FakeMongo]) -> None:
+    other = complete(SPEC, {})[0]  # a copied spec: a new secrets file
+    hosts = cluster(SPEC, SECRETS, ctl2={shlex.join(["cat", FINGERPRINTS_PATH]): Result(
+        0, fingerprints_text(other), "")})
+    with pytest.raises(DeployError, match="other secrets") as exc:
+        deploy(hosts)
+    assert "ctl2" in str(exc.value) and "rabbitmq_erlang_cookie" in str(exc.value)
+    assert not [c for c in commands(hosts) if "O_EXCL" in c]
+
+
+def test_no_galera_node_running_but_history_on_disk_is_an_outage_not_a_first_deploy(
+        mongo: list[FakeMongo]) -> None:
+    down = Result(3, "inactive\n", "")
+    history = Result(0, (FIXTURES / "galera_grastate_crashed.dat").read_text(), "")
+    answers: dict[str, dict[str, Any]] = {n: {"systemctl is-active --quiet mariadb": down, GRASTATE.command: history}
+                                          for n in ("ctl1", "ctl2", "ctl3")}
+    hosts = cluster(SPEC, SECRETS, **answers)
+    with pytest.raises(DeployError, match="hastack recover") as exc:
+        deploy(hosts)
+    assert "ctl1, ctl2, ctl3 hold cluster history" in str(exc.value)
+    assert "galera_new_cluster" not in commands(hosts)
+
+
+def test_status_and_recover_read_a_healthy_cluster_as_healthy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+    from collections.abc import AsyncIterator
+
+    from hastack.components.mongodb import parse_replset_status
+    from hastack.hosts.fleet import Access
+    from hastack.recovery import run as rec
+    from hastack.status import gather
+    from hastack.status.model import verdict
+
+    hosts = cluster(SPEC, SECRETS)
+    rs = parse_replset_status(json.loads((FIXTURES / "mongo_replsetgetstatus.json").read_text()))
+
+    async def replset(h: Any, password: str, timeout_ms: int = 2000) -> Any:
+        return rs
+
+    @contextlib.asynccontextmanager
+    async def reachable(*_: Any, **__: Any) -> AsyncIterator[tuple[dict[str, SshHost], dict[str, str]]]:
+        yield cast(dict[str, SshHost], hosts), {}
+
+    monkeypatch.setattr(gather, "replset", replset)
+    facts = asyncio.run(gather.gather(SPEC, SECRETS, cast(dict[str, SshHost], hosts), {}))
+    unhealthy = [r for r in verdict(SPEC, facts) if not r.healthy and r.component not in ("vip", "haproxy")]
+    assert not unhealthy, unhealthy  # (the captured haproxy and address output is another lab's)
+    monkeypatch.setattr(rec, "replset", replset)
+    monkeypatch.setattr(rec, "reachable", reachable)
+    report = asyncio.run(rec.recover(SPEC, SECRETS, Access(FIXTURES, FIXTURES), lambda _: None, lambda _: None,
+                                     timeout=5))
+    assert report.ok and report.healthy == {"galera": True, "rabbitmq": True, "mongodb": True}
+    assert [r.outcome for r in report.rounds] == ["healthy", "healthy", "healthy"]
