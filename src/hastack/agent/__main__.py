@@ -23,8 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         cfg = load(args.config)
-    except (OSError, ValidationError) as exc:
-        print(f"hastack-agent: cannot use {args.config}: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"hastack-agent: cannot read {args.config}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        # Where and what, never the values: the file holds the monitor password.
+        wrong = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}"
+                          for e in exc.errors(include_input=False))
+        print(f"hastack-agent: cannot use {args.config}: {wrong}", file=sys.stderr)
         return 2
     server = make_server(cfg)
     logging.getLogger("hastack.agent").info("serving /galera on %s:%d", cfg.listen, cfg.port)

@@ -20,6 +20,7 @@ from hastack.agent.config import AgentConfig
 from hastack.components.galera import STATUS_SQL, GaleraState, Health, parse_wsrep_status, writer_health
 
 log = logging.getLogger("hastack.agent")
+REQUEST_TIMEOUT_S = 5.0
 
 
 class GaleraProbe:
@@ -57,7 +58,10 @@ class GaleraProbe:
                 state = self._ask()  # the kept connection died with a restarted server: one fresh login
         except pymysql.MySQLError as exc:
             self._close()
-            return Health(False, f"mariadb did not answer: {exc.args[-1] if exc.args else exc}"), None
+            # The server's own words stay in this node's journal; whoever polls gets the error code only.
+            log.warning("mariadb did not answer: %s", exc)
+            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else type(exc).__name__
+            return Health(False, f"mariadb did not answer (error {code})"), None
         return writer_health(state, self.cfg.donor_serves), state
 
     def check(self) -> tuple[Health, GaleraState | None]:
@@ -74,6 +78,8 @@ def make_server(cfg: AgentConfig) -> ThreadingHTTPServer:
     probe = GaleraProbe(cfg)
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = REQUEST_TIMEOUT_S  # a client that connects and says nothing is dropped, not kept
+
         def do_GET(self) -> None:
             if self.path.rstrip("/") == "/galera":
                 health, state = probe.check()

@@ -11,6 +11,7 @@ from hastack.render.galera import MONITOR_USER
 from hastack.spec.model import Spec
 
 UNIT = "/etc/systemd/system/hastack-agent.service"
+USER = "hastack-agent"  # made by deploy, as the owner of the agent's config
 UNIT_BODY = """\
 # Rendered by hastack: health endpoints haproxy polls (GET /galera on :{port}).
 [Unit]
@@ -21,6 +22,15 @@ After=network-online.target mariadb.service
 ExecStart=/usr/local/bin/hastack-agent --config {path}
 Restart=always
 RestartSec=1
+# It reads wsrep status over the local socket with its own password and serves a port above
+# 1024: it needs no privilege at all.
+User={user}
+Group={user}
+NoNewPrivileges=yes
+CapabilityBoundingSet=
+ProtectSystem=full
+ProtectHome=yes
+PrivateTmp=yes
 
 [Install]
 WantedBy=multi-user.target
@@ -36,7 +46,7 @@ def render_agent(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
                           mysql_password=secrets["galera_monitor_password"])
         body = "# Rendered by hastack; holds the monitor password.\n" + yaml.safe_dump(cfg.model_dump())
         out[node.name] = [
-            text(PATH, body, 0o600),
-            text(UNIT, UNIT_BODY.format(port=spec.haproxy.health_port, path=PATH)),
+            text(PATH, body, 0o600, owner=USER, group=USER),
+            text(UNIT, UNIT_BODY.format(port=spec.haproxy.health_port, path=PATH, user=USER)),
         ]
     return out
