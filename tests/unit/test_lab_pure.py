@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hastack.common.poll import until
 from hastack.lab import power
 from hastack.lab.fence import AGENT, lab_fencing
 from hastack.lab.layout import FENCE_AGENT_PATH, POWER_PORT, POWER_TOKEN_PATH, Layout, boot_files, layout
@@ -168,3 +169,60 @@ def test_reboot_powers_on_later_unless_an_off_follows(tmp_path: Path, monkeypatc
     timer.join(5)
     assert sw.calls == [("off", "ctl2"), ("off", "ctl2")]
     assert "ctl2" not in sw._pending
+
+
+def test_each_host_has_its_own_power_credential_and_computes_have_none() -> None:
+    from hastack.lab.layout import fencers, host_token
+
+    lay = layout(load_spec(THREE))
+    assert fencers(lay) == {"ctl1", "ctl2", "ctl3"}  # on the heartbeat rings; compute1 and compute2 are not
+    tokens = {h: host_token("master", h) for h in ("ctl1", "ctl2")}
+    assert tokens["ctl1"] != tokens["ctl2"] and host_token("other", "ctl1") != tokens["ctl1"]
+    assert power.caller(tokens["ctl2"], "master", fencers(lay)) == "ctl2"
+    assert power.caller(host_token("master", "compute1"), "master", fencers(lay)) is None
+    assert power.caller("master", "master", fencers(lay)) is None  # the lab's secret itself opens nothing
+    compute = boot_files(lay, lay.host("compute1"), "ssh-ed25519 AAAA test", None, "#!/usr/bin/python3\n")
+    assert POWER_TOKEN_PATH not in compute
+
+
+def test_the_switch_answers_its_hosts_only_and_drops_silent_callers(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import http.client
+    import socket
+    import threading
+
+    from hastack.lab.layout import host_token
+
+    monkeypatch.setattr(power, "REQUEST_TIMEOUT_S", 0.3)
+    lay = layout(load_spec(THREE))
+    sw = _RecordingSwitch(lay, LabDirs(tmp_path))
+    server = power.BoundedServer(("127.0.0.1", 0), power._handler(sw, "master"), workers=2)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+
+    def post(token: str, path: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("POST", path, headers={"Authorization": f"Bearer {token}"})
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    try:
+        assert post(host_token("master", "compute1"), "/hosts/ctl1/off") == 401  # a compute may power nothing
+        assert post("master", "/hosts/ctl1/off") == 401
+        assert sw.calls == []
+        assert post(host_token("master", "ctl2"), "/hosts/ctl1/off") == 200 and sw.calls == [("off", "ctl1")]
+        # Two callers that connect and say nothing hold both workers: a third is turned away at once...
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        assert until(lambda: server.active == 2, 5, every=0.01)  # both taken in
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
+            post(host_token("master", "ctl3"), "/hosts/ctl1/on")
+        # ...until the handler's timeout ends them (the server closes: recv sees the end), bounded.
+        for s in idle:
+            s.settimeout(5)
+            assert s.recv(1) == b""
+            s.close()
+        assert post(host_token("master", "ctl3"), "/hosts/ctl1/on") == 200 and sw.calls[-1] == ("on", "ctl1")
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -9,6 +9,7 @@ reaches the hosts from there); the client host takes the next one down.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
@@ -119,7 +120,20 @@ class BootFile:
     mode: int = 0o644
 
 
-def boot_files(lay: Layout, host: LabHost, authorized_key: str, power_token: str, fence_agent: str
+def host_token(master: str, host: str) -> str:
+    """`host`'s own credential for the switch, derived from the lab's secret: the switch keeps one
+    secret, each host holds only its own, and a request says who made it."""
+    return hmac.new(master.encode(), f"hastack-lab-power\0{host}".encode(), "sha256").hexdigest()
+
+
+def fencers(lay: Layout) -> frozenset[str]:
+    """The hosts that may run fence devices: those on the heartbeat rings (the cluster's possible
+    members). A compute host without ring links may power nothing, as in production, where it has no
+    credentials for the other servers' BMCs."""
+    return frozenset(h.name for h in lay.hosts if any(i.link > 0 for i in h.interfaces))
+
+
+def boot_files(lay: Layout, host: LabHost, authorized_key: str, power_token: str | None, fence_agent: str
                ) -> dict[str, BootFile]:
     """Files written into a host's root before it boots: who it is, how it is reached, how it is fenced."""
     hosts_lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
@@ -128,9 +142,10 @@ def boot_files(lay: Layout, host: LabHost, authorized_key: str, power_token: str
         "/etc/hostname": BootFile(f"{host.name}\n"),
         "/etc/hosts": BootFile("# Written by hastack lab.\n" + "\n".join(hosts_lines) + "\n"),
         "/root/.ssh/authorized_keys": BootFile(authorized_key.strip() + "\n", 0o600),
-        POWER_TOKEN_PATH: BootFile(power_token.strip() + "\n", 0o600),
         FENCE_AGENT_PATH: BootFile(fence_agent, 0o755),
     }
+    if power_token is not None:  # this host's own credential: only hosts that may fence get one
+        files[POWER_TOKEN_PATH] = BootFile(power_token.strip() + "\n", 0o600)
     for hif in host.interfaces:
         link = lay.links[hif.link]
         files[f"/etc/systemd/network/10-{hif.inside}.network"] = BootFile(

@@ -2,10 +2,12 @@
 
 `hastack lab up` runs it on the machine, listening on the management bridge's
 gateway address only. The hosts' fence agent (fence_hastack_lab) calls it with
-the lab's token to cut a host's power (the container's whole PID namespace
-killed at once), restore it (boot again), or report it. Every action is
-logged with its caller and time, in the lab directory's power.log: fencing is
-evidence, and this is where it is kept.
+its host's own token (only hosts on the heartbeat rings have one) to cut a
+host's power (the container's whole PID namespace killed at once), restore it
+(boot again), or report it. Every action is logged with its caller and time,
+in the lab directory's power.log: fencing is evidence, and this is where it
+is kept. At most WORKERS requests are served at once, each for at most
+REQUEST_TIMEOUT_S of silence.
 
     GET  /hosts              -> {"hosts": [...]}
     GET  /hosts/NAME         -> {"host": NAME, "power": "on"|"off"}
@@ -23,8 +25,9 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
-from hastack.lab.layout import POWER_PORT, Layout, layout
+from hastack.lab.layout import POWER_PORT, Layout, fencers, host_token, layout
 from hastack.lab.runtime import LabDirs, alive, load_state, locked_state, power_off, power_on
 from hastack.spec.load import load_spec
 
@@ -35,6 +38,14 @@ ACTIONS = ("on", "off", "reboot")
 # the cluster before the fencer has announced its result, pacemaker on it
 # would learn it was "just fenced" and stay down (measured here).
 POST_SECONDS = 10.0
+REQUEST_TIMEOUT_S = 10.0
+WORKERS = 16
+
+
+def caller(given: str, master: str, allowed: frozenset[str]) -> str | None:
+    """The fencing host whose token this is; None for anything else."""
+    return next((h for h in sorted(allowed) if hmac.compare_digest(given.encode(), host_token(master, h).encode())),
+                None)
 
 
 @dataclass(frozen=True)
@@ -111,14 +122,18 @@ class Switch:
         print(f"{time.strftime('%F %T')} {host}: powered on after reboot", file=sys.stderr, flush=True)
 
 
-def _handler(switch: Switch, token: str) -> type[BaseHTTPRequestHandler]:
+def _handler(switch: Switch, master: str) -> type[BaseHTTPRequestHandler]:
     names = tuple(h.name for h in switch.lay.hosts)
+    allowed = fencers(switch.lay)
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = REQUEST_TIMEOUT_S  # a caller that connects and says nothing is dropped
+
         def _serve(self, method: str) -> None:
             given = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                self._reply(401, {"error": "bad or missing token"})
+            who = caller(given, master, allowed)
+            if who is None:
+                self._reply(401, {"error": "bad or missing token, or a host that may not fence"})
                 return
             r = route(method, self.path, names)
             if r is None:
@@ -130,7 +145,8 @@ def _handler(switch: Switch, token: str) -> type[BaseHTTPRequestHandler]:
                 self._reply(500, {"error": str(exc)})
                 return
             if r.action in ACTIONS:
-                self.log_message("%s %s by %s: power %s", r.action, r.host, self.client_address[0], body["power"])
+                self.log_message("%s %s by %s (%s): power %s", r.action, r.host, who, self.client_address[0],
+                                 body["power"])
             self._reply(200, body)
 
         def do_GET(self) -> None:
@@ -154,12 +170,41 @@ def _handler(switch: Switch, token: str) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class BoundedServer(ThreadingHTTPServer):
+    """A thread per request, at most WORKERS at once: idle or flooding callers cannot hold every thread."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], workers: int = WORKERS
+                 ) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(workers)
+        self._count = threading.Lock()
+        self.active = 0  # requests being served now
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # full: this caller retries, as a fence agent does
+            return
+        with self._count:
+            self.active += 1
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._count:
+                self.active -= 1
+            self._slots.release()
+
+
 def main(argv: list[str]) -> int:
     spec_path, cache = Path(argv[0]), Path(argv[1])
     lay = layout(load_spec(spec_path))
     dirs = LabDirs(cache / lay.cluster)
-    token = dirs.power_token.read_text().strip()
-    server = ThreadingHTTPServer((str(lay.management.gateway), PORT), _handler(Switch(lay, dirs), token))
+    master = dirs.power_token.read_text().strip()
+    server = BoundedServer((str(lay.management.gateway), PORT), _handler(Switch(lay, dirs), master))
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print(f"{time.strftime('%F %T')} power switch for {lay.cluster} on {lay.management.gateway}:{PORT}", flush=True)
     server.serve_forever()

@@ -27,7 +27,7 @@ from pathlib import Path
 from hastack.common.poll import until
 from hastack.common.progress import Progress
 from hastack.lab.image import CACHE, Image
-from hastack.lab.layout import POWER_PORT, LabHost, Layout, boot_files
+from hastack.lab.layout import POWER_PORT, LabHost, Layout, boot_files, fencers, host_token
 from hastack.lab.netns import end_processes
 
 
@@ -193,7 +193,8 @@ def _prepare_root(dirs: LabDirs, image: Path, lay: Layout, host: LabHost) -> Pat
         sh("mount", "-t", "overlay", "overlay", "-o",
            f"lowerdir={image},upperdir={base / 'upper'},workdir={base / 'work'}", str(root))
     agent = (resources.files("hastack.lab") / "fence_hastack_lab").read_text()
-    files = boot_files(lay, host, dirs.key.with_suffix(".pub").read_text(), dirs.power_token.read_text(), agent)
+    token = host_token(dirs.power_token.read_text().strip(), host.name) if host.name in fencers(lay) else None
+    files = boot_files(lay, host, dirs.key.with_suffix(".pub").read_text(), token, agent)
     for path, f in files.items():
         target = root / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
