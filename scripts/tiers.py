@@ -101,11 +101,14 @@ def main() -> int:
     failed += run("mypy", [str(VENV / "mypy")], timings) != 0
     failed += run("import layers", [str(VENV / "lint-imports"), "--no-cache"], timings) != 0
     counts = Counts()
+    unfinished: list[str] = []
     for part in parts:
         junit = RESULTS / f"{part.name}.xml"
         junit.unlink(missing_ok=True)
         rc = run(f"part {part.name}", [str(VENV / "python"), "-m", "pytest", "-m", part.marks,
                                        f"--junitxml={junit}", *args.pytest_args], timings)
+        if not junit.exists():  # killed, or pytest could not start: no test of it counts as run
+            unfinished.append(part.name)
         counts.add_junit(junit)
         # pytest's 5 is "no test collected": a part that ran nothing is a failure here.
         failed += rc != 0
@@ -114,13 +117,16 @@ def main() -> int:
     print("\n=== wall time")
     for step, seconds, rc in timings:
         print(f"  {step:<30} {hms(seconds):>8}  {'ok' if rc == 0 else f'FAILED (exit {rc})'}")
-    tier = "full (parts: " + ", ".join(p.name for p in parts) + ")" if args.full else "fast"
-    print(f"  {'tier ' + tier:<30} {hms(total):>8}")
+    print(f"  {'tier ' + ('full' if args.full else 'fast'):<30} {hms(total):>8}  "
+          f"({', '.join(p.name for p in parts)})")
     print("\n=== the 15 slowest tests")
     for seconds, name in sorted(counts.durations, reverse=True)[:15]:
         print(f"  {seconds:8.1f} s  {name}")
     print()
-    closing = f"{counts.passed} passed, {counts.failed + counts.errors} failed, {counts.skipped} skipped"
+    if unfinished:
+        print(f"parts that did not finish, each counted as one failure: {', '.join(unfinished)}")
+    closing = (f"{counts.passed} passed, {counts.failed + counts.errors + len(unfinished)} failed, "
+               f"{counts.skipped} skipped")
     print(closing)
     return 1 if failed or counts.failed or counts.errors or counts.passed == 0 else 0
 
