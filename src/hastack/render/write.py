@@ -40,9 +40,11 @@ def _check_output(out: Path) -> None:
 
 def _write_file(root: Path, relative: str, content: bytes, mode: int, made: set[Path]) -> None:
     target = root / relative
-    if target.parent not in made:  # thousands of files share a few folders: one mkdir each
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        made.update(target.parents)
+    # Folders top-down, each made once (mkdir with parents=True tries every level again: 3x the calls).
+    for folder in reversed(target.relative_to(root).parents[:-1]):
+        if folder not in made:
+            (root / folder).mkdir(mode=0o700, exist_ok=True)
+            made.add(folder)
     # Created with at most the final mode: a secret never exists readable by others.
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode & 0o600 | 0o600)
     try:
