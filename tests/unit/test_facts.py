@@ -45,6 +45,10 @@ def test_a_fact_that_needs_success_names_host_command_and_output() -> None:
 
 
 def test_interpolated_values_are_quoted_in_scripts() -> None:
+    # A shell group is not a format field: recover's stop of a wedged mariadbd is such a line.
+    group = "timeout 10 systemctl stop mariadb || { systemctl kill -s KILL mariadb; systemctl stop mariadb; }"
+    assert shell(group) == ("sh", "-c", group)
+    assert script("test -e {p} || {{ echo missing; }}", p="a b") == "test -e 'a b' || { echo missing; }"
     odd = "x'; rm -rf / #"
     assert shlex.split(script("cat {path}", path=odd)) == ["cat", odd]
     assert shell("cat {path}", path=odd) == ("sh", "-c", f"cat {shlex.quote(odd)}")

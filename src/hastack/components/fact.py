@@ -54,8 +54,11 @@ def any_exit(parser: Callable[[str], T]) -> Callable[[int, str], T]:
 
 
 def script(template: str, **values: str) -> str:
-    """A shell line with every interpolated value quoted: `script("cat {path}", path=p)`."""
-    return template.format(**{k: shlex.quote(v) for k, v in values.items()})
+    """A shell line with every interpolated value quoted: `script("cat {path}", path=p)`.
+
+    A line with no values is taken as it is (a shell group `{ a; b; }` is not a field); one with
+    values writes a literal brace twice, as str.format wants."""
+    return template.format(**{k: shlex.quote(v) for k, v in values.items()}) if values else template
 
 
 def shell(template: str, **values: str) -> tuple[str, ...]:
