@@ -38,7 +38,6 @@ from hastack.recovery.decision import Outcome
 from hastack.render.mongodb import PORT as MONGO_PORT
 from hastack.spec.model import Spec
 
-COMPONENTS = ("galera", "rabbitmq", "mongodb")  # the order recovery takes them in
 # Between two looks while nodes boot or join on their own.
 POLL_S = 2.0
 
@@ -262,6 +261,9 @@ class Component(StrEnum):
     GALERA = "galera"
     RABBITMQ = "rabbitmq"
     MONGODB = "mongodb"
+
+
+COMPONENTS = tuple(c.value for c in Component)  # the order recovery takes them in
 
 
 Show = Callable[[Round], None]
