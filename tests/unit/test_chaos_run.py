@@ -5,21 +5,27 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import Iterator
+import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hastack.chaos import run as chaos
-from hastack.chaos.scenarios import SCENARIOS
+from hastack.chaos.scenarios import SCENARIOS, Fault
 from hastack.credentials.model import complete
 from hastack.hosts.fleet import Access
+from hastack.hosts.ssh import Result
+from hastack.recovery.run import Report as RecoveryReport
+from hastack.recovery.run import Round
 from hastack.spec.load import load_spec
 from hastack.workload.history import DB, History, Op, Readback
 from tests.helpers import THREE
+from tests.unit.fake_cluster import cluster
 from tests.unit.test_status import healthy_facts
 
+LOSSY = next(name for name, s in SCENARIOS.items() if s.fault is Fault.LOSS)
 SPEC = load_spec(THREE)
 SECRETS = complete(SPEC, {})[0]
 ACCESS = Access(Path("/nonexistent"), Path("/nonexistent"))
@@ -50,8 +56,8 @@ def lab(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             return History(ops=ops, readback={DB: Readback(keys=frozenset(o.key for o in ops), complete=True)})
 
     @contextlib.contextmanager
-    def workload(netns: str, payload: str) -> Iterator[Workload]:
-        world["netns"], world["payload"] = netns, json.loads(payload)
+    def workload(argv: list[str], payload: str) -> Iterator[Workload]:
+        world["argv"], world["payload"] = argv, json.loads(payload)
         yield Workload()
 
     monkeypatch.setattr(chaos, "_healthy", healthy)
@@ -74,7 +80,7 @@ def test_the_fault_is_seen_then_healed_and_undone_once_more_at_the_end(lab: dict
     assert report.seen_s is not None and report.healed_s is not None and report.healed_s >= report.seen_s
     assert report.history_ops == 3 and report.ok
     assert any("every cluster healthy" in p for p in lab["progress"])
-    assert lab["netns"].endswith("-client")
+    assert lab["argv"][:3] == ["ip", "netns", "exec"] and lab["argv"][3].endswith("-client")
     assert lab["payload"]["max_seconds"] == SCENARIOS["host-crash"].heal_bound_s + 120  # the workload's own bound
 
 
@@ -96,3 +102,115 @@ def test_a_sick_cluster_is_not_broken_further(lab: dict[str, Any]) -> None:
     with pytest.raises(chaos.ChaosError, match="not every cluster is healthy"):
         run("host-crash", lab)
     assert lab["faults"] == []
+
+
+# -- the workload process and the faults' own shell ----------------------------------------------------
+
+WORKLOAD = """
+import json, sys
+target = json.loads(sys.stdin.readline())
+if target.get("fail"):
+    print("cannot reach the VIP", file=sys.stderr, flush=True)
+    sys.exit(3)
+print(json.dumps({"ready": True, "streams": ["db", "mq"]}), flush=True)
+assert sys.stdin.readline().strip() == "stop"
+if target.get("garbled"):
+    print("Traceback: the readback failed", file=sys.stderr, flush=True)
+    print("not json", flush=True)
+else:
+    print(json.dumps({"ops": [], "readback": {}}), flush=True)
+"""
+
+
+def fake_workload(tmp_path: Path) -> list[str]:
+    script = tmp_path / "workload.py"
+    script.write_text(WORKLOAD)
+    return [sys.executable, str(script)]
+
+
+def test_the_workload_process_reports_its_streams_then_its_history_on_stop(tmp_path: Path) -> None:
+    with chaos._workload(fake_workload(tmp_path), json.dumps({})) as w:
+        assert w.streams == ("db", "mq")
+        history = w.history()
+    assert history.ops == () and w.proc.wait(5) == 0
+
+
+def test_a_workload_that_never_gets_going_is_an_error_with_what_it_said(tmp_path: Path) -> None:
+    with pytest.raises(chaos.ChaosError, match="did not get going within 90 s: no answer"), \
+            chaos._workload(fake_workload(tmp_path), json.dumps({"fail": True})):
+        pass
+
+
+def test_a_workload_with_no_history_is_an_error_quoting_its_stderr(tmp_path: Path) -> None:
+    with pytest.raises(chaos.ChaosError, match="reported no history: Traceback: the readback failed"), \
+            chaos._workload(fake_workload(tmp_path), json.dumps({"garbled": True})) as w:
+        w.history()
+
+
+def test_a_shell_sequence_stops_at_the_first_failure_and_an_undo_runs_every_step(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert chaos._sh_all((f"touch {a}", "false", f"touch {b}")) == "`false` failed: "
+    assert a.exists() and not b.exists()
+    chaos._sh_each(("false", f"rm {a}"))
+    assert not a.exists()
+
+
+def test_an_impairment_that_cannot_be_put_in_is_taken_out_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    mark = tmp_path / "rule"
+    monkeypatch.setattr(type(SCENARIOS[LOSSY]), "impair_commands",
+                        lambda self, lay, host, table: ((f"touch {mark}", "ls /nonexistent-hastack"), (f"rm {mark}",)))
+    shot = chaos.Shot(SCENARIOS[LOSSY], SPEC, "ctl1", SECRETS, ACCESS, lambda _: None)
+    with pytest.raises(chaos.ChaosError, match="ctl1: `ls /nonexistent-hastack` failed: .*No such file"):
+        chaos._impair(shot)
+    assert not mark.exists()
+
+
+def test_links_that_cannot_be_cut_are_an_error_naming_the_link() -> None:
+    shot = chaos.Shot(SCENARIOS["isolation"], SPEC, "ctl2", SECRETS, ACCESS, lambda _: None)
+    with pytest.raises(chaos.ChaosError, match="ctl2: could not take .* down"):
+        chaos._cut_links(shot)  # no lab runs: the host-side veths do not exist
+
+
+def test_a_command_on_a_host_reports_its_exit_and_an_unreachable_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    hosts = cluster(SPEC, SECRETS, ctl2={"pkill -KILL -x corosync": Result(1, "", "no process\n")})
+
+    @contextlib.asynccontextmanager
+    async def reachable(*_: Any, **__: Any) -> AsyncIterator[tuple[dict[str, Any], dict[str, str]]]:
+        yield hosts, {"ctl3": "connection refused"}
+
+    monkeypatch.setattr(chaos, "reachable", reachable)
+    chaos._run_on(SPEC, ACCESS, "ctl1", ("pkill", "-KILL", "-x", "corosync"))
+    with pytest.raises(chaos.ChaosError, match="ctl2: `pkill -KILL -x corosync` exited 1: no process"):
+        chaos._run_on(SPEC, ACCESS, "ctl2", ("pkill", "-KILL", "-x", "corosync"))
+    with pytest.raises(chaos.ChaosError, match="ctl3: connection refused"):
+        chaos._run_on(SPEC, ACCESS, "ctl3", ("true",))
+
+
+def test_health_is_every_verdict_of_one_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def probe(*_: Any) -> Any:
+        return healthy_facts()
+
+    monkeypatch.setattr(chaos, "probe", probe)
+    ok, facts = chaos._healthy(SPEC, SECRETS, ACCESS)
+    assert ok and facts == healthy_facts()
+
+
+def test_a_scenario_that_recovers_runs_recover_once_and_keeps_its_history(
+        lab: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[float] = []
+
+    async def recover(spec: Any, secrets: Any, access: Any, progress: Any, show: Any, *, timeout: float
+                      ) -> RecoveryReport:
+        calls.append(timeout)
+        show(Round("galera", "bootstrap", "every node down", ["bootstrap ctl1"], [], 1.0))
+        return RecoveryReport(seconds=2.0)
+
+    monkeypatch.setattr(chaos, "recover", recover)
+    lab["health"] = [True, False, True]
+    kept = tmp_path / "history.json"
+    report = chaos.run(SCENARIOS["power-loss"], SPEC, SECRETS, ACCESS, lab["progress"].append, keep_history=kept)
+    assert len(calls) == 1 and report.recovery is not None
+    assert "recover galera: bootstrap: every node down -> bootstrap ctl1" in lab["progress"]
+    record = json.loads(kept.read_text())
+    assert record["scenario"] == "power-loss" and len(record["history"]["ops"]) == 3

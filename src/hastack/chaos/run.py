@@ -347,13 +347,17 @@ class _Workload:
         return History.model_validate_json(line)
 
 
+def workload_argv(netns: str) -> list[str]:
+    """The workload process, run inside the client host's network namespace."""
+    return ["ip", "netns", "exec", netns, sys.executable, "-m", "hastack.workload.chaos_load"]
+
+
 @contextlib.contextmanager
-def _workload(netns: str, payload: str) -> Iterator[_Workload]:
+def _workload(argv: list[str], payload: str) -> Iterator[_Workload]:
     """The workload started with its target on stdin (secrets never on a command line); a run cut
     short still lets it clean up its rows and queue, bounded."""
     with tempfile.TemporaryFile(mode="w+") as errlog:
-        proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-m", "hastack.workload.chaos_load"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog, text=True)
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog, text=True)
         w = _Workload(proc, errlog)
         try:
             w.send(payload)
@@ -388,7 +392,7 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
     payload = ChaosTarget(**target(spec, secrets, MONGO_ADMIN).model_dump(), run=run_id,
                           client_address=str(lay.client_address), link_delay_s=scenario.delay_ms / 1000,
                           max_seconds=scenario.heal_bound_s + 120).model_dump_json()
-    with _workload(lay.client_netns, payload) as w:
+    with _workload(workload_argv(lay.client_netns), payload) as w:
         progress(f"workload running from {lay.client_netns} (run {run_id}): {', '.join(w.streams)}")
         fault_at = time.monotonic()
         progress(f"{scenario.name}: {host}")
