@@ -10,6 +10,7 @@ import pytest
 
 from hastack.components.fact import shell
 from hastack.components.galera import GRASTATE, RUNNING, STATUS, TRANSFER
+from hastack.components.mongodb import set_hosts
 from hastack.components.systemd import unit_age
 from hastack.credentials.model import complete
 from hastack.hosts.ssh import Result, SshHost
@@ -63,9 +64,8 @@ def test_a_silent_node_is_timed_from_its_first_look_and_bytes_arriving_restart_t
 
     def look() -> float:
         bytes_in = next(feeds)
-        fakes["ctl2"].answers[transfer] = Result(
-            0, (FIXTURES / "ss_tin_state_transfer.txt").read_text().replace("bytes_received:100000", f"bytes_received:{bytes_in}"),
-            "")
+        seen = (FIXTURES / "ss_tin_state_transfer.txt").read_text()
+        fakes["ctl2"].answers[transfer] = Result(0, seen.replace("received:100000", f"received:{bytes_in}"), "")
         return {f.name: f for f in asyncio.run(rec.galera_facts(SPEC, hosts_of(fakes), {}, quiet))}["ctl2"].silent_s
 
     first = look()
@@ -143,7 +143,8 @@ def test_rabbitmq_steps_are_sent_where_they_run() -> None:
     fakes = cluster(SPEC, SECRETS)
     d = rabbitmq.Decision(Outcome.REJOIN, "two down", (
         rabbitmq.Action(rabbitmq.Step.START, "ctl2"), rabbitmq.Action(rabbitmq.Step.FORCE_BOOT, "ctl3"),
-        rabbitmq.Action(rabbitmq.Step.FORGET, "rabbit@ctl3", on="ctl1"), rabbitmq.Action(rabbitmq.Step.RESTART, "ctl1")))
+        rabbitmq.Action(rabbitmq.Step.FORGET, "rabbit@ctl3", on="ctl1"),
+        rabbitmq.Action(rabbitmq.Step.RESTART, "ctl1")))
     shown: list[str] = []
     asyncio.run(rec.apply_rabbit(d, hosts_of(fakes), shown.append))
     assert sent(fakes["ctl2"], shell("systemctl reset-failed rabbitmq-server; systemctl start --no-block "
@@ -173,8 +174,8 @@ def test_mongod_is_started_without_blocking_on_each_node_named() -> None:
     assert sent(fakes["ctl2"], shell("systemctl reset-failed mongod; systemctl start --no-block mongod"))
 
 
-def test_mongo_hosts_name_members_and_the_arbiter_as_the_set_knows_them() -> None:
+def test_the_set_names_members_and_the_arbiter_by_address_and_port() -> None:
     seed = load_spec(SEED)
-    names: dict[str, Any] = rec.mongo_hosts(seed)
+    names: dict[str, Any] = set_hosts(seed)
     assert set(names) == {"ctl1", "ctl2", "arb1"}
     assert names["arb1"] == f"{seed.node('arb1').address}:27017"

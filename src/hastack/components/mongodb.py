@@ -6,8 +6,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hastack.spec.model import Node, Spec
+
 # The user hastack creates in the replica set (under the localhost exception) and probes with.
 MONGO_ADMIN = "hastack_admin"
+PORT = 27017
+
+
+def member_name(node: Node) -> str:
+    """How the replica set names the mongod on `node`: host:port."""
+    return f"{node.address}:{PORT}"
+
+
+def set_hosts(spec: Spec) -> dict[str, str]:
+    """Every host of the set, members and arbiter -> the name the set knows it by."""
+    hosts = [n for _, n in spec.mongo_members()] + ([spec.node(spec.mongodb.arbiter)] if spec.mongodb.arbiter else [])
+    return {n.name: member_name(n) for n in hosts}
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any
 import pymongo
 
 from hastack.components.mongodb import MONGO_ADMIN, ReplSet, parse_replset_status
+from hastack.components.mongodb import PORT as MONGO_PORT
 from hastack.hosts.ssh import SshHost
-from hastack.render.mongodb import PORT as MONGO_PORT
 
 
 @contextlib.asynccontextmanager

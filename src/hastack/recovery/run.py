@@ -26,6 +26,7 @@ from hastack.components import mongo_config
 from hastack.components.fact import shell
 from hastack.components.galera import GRASTATE, GRASTATE_PATH, RUNNING, TRANSFER, GaleraState, Silent, parse_recovered
 from hastack.components.galera import STATUS as WSREP
+from hastack.components.mongodb import set_hosts
 from hastack.components.rabbitmq import BOOT_STATE, CLUSTER
 from hastack.components.systemd import unit_age
 from hastack.credentials.model import Secrets
@@ -35,7 +36,6 @@ from hastack.hosts.probe import probe
 from hastack.hosts.ssh import HostError, SshHost
 from hastack.recovery import galera, mongodb, rabbitmq
 from hastack.recovery.decision import Outcome
-from hastack.render.mongodb import PORT as MONGO_PORT
 from hastack.spec.model import Spec
 
 # Between two looks while nodes boot or join on their own.
@@ -223,19 +223,9 @@ async def apply_rabbit(d: rabbitmq.Decision, hosts: dict[str, SshHost], progress
 
 # -- mongodb -------------------------------------------------------------------------------------------
 
-def mongo_hosts(spec: Spec) -> dict[str, str]:
-    """Host -> the member name the replica set knows it by."""
-    port = MONGO_PORT
-    names = {n.name: f"{n.address}:{port}" for _, n in spec.mongo_members()}
-    if spec.mongodb.arbiter:
-        arb = spec.node(spec.mongodb.arbiter)
-        names[arb.name] = f"{arb.address}:{port}"
-    return names
-
-
 async def mongo_facts(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreachable: dict[str, str]
                       ) -> tuple[tuple[mongodb.NodeFacts, ...], Any]:
-    names = list(mongo_hosts(spec))
+    names = list(set_hosts(spec))
 
     async def one(name: str) -> mongodb.NodeFacts:
         if name in unreachable:
@@ -331,7 +321,7 @@ async def look_rabbitmq(ctx: Context, hosts: dict[str, SshHost], unreachable: di
 
 async def look_mongodb(ctx: Context, hosts: dict[str, SshHost], unreachable: dict[str, str]) -> Look:
     facts, rs = await mongo_facts(ctx.spec, ctx.secrets, hosts, unreachable)
-    d = mongodb.decide(facts, rs, mongo_hosts(ctx.spec))
+    d = mongodb.decide(facts, rs, set_hosts(ctx.spec))
     act: Act | None = (lambda hs: apply_mongo(d, hs, ctx.progress)) if d.actions else None
     return Look(d.outcome, d.reason, tuple(str(a) for a in d.actions), _rows(d.evidence), act)
 
@@ -439,7 +429,7 @@ class PriorityChange:
 async def set_mongo_priority(spec: Spec, secrets: Secrets, access: Access, node: str, priority: float
                              ) -> PriorityChange:
     """Change one member's priority through the primary: config read, changed (pure, checked), sent."""
-    names = mongo_hosts(spec)
+    names = set_hosts(spec)
     if node not in names:
         raise RecoverError(f"{node} is not a mongodb member or arbiter ({', '.join(names)})")
     password = secrets["mongodb_admin_password"]

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from hastack.components.mongodb import PORT, member_name
 from hastack.credentials.model import Secrets
 from hastack.render.files import RenderedFile, text
 from hastack.spec.model import Spec
@@ -42,8 +43,6 @@ RestartSec=2
 [Install]
 WantedBy=multi-user.target
 """
-PORT = 27017
-
 
 def mongod_conf(spec: Spec, address: str) -> dict[str, Any]:
     return {
@@ -58,12 +57,12 @@ def mongod_conf(spec: Spec, address: str) -> dict[str, Any]:
 
 def replset_config(spec: Spec) -> dict[str, Any]:
     members: list[dict[str, Any]] = [
-        {"_id": i, "host": f"{node.address}:{PORT}", "priority": m.priority, "votes": m.votes}
+        {"_id": i, "host": member_name(node), "priority": m.priority, "votes": m.votes}
         for i, (m, node) in enumerate(spec.mongo_members())
     ]
     if spec.mongodb.arbiter:
         arb = spec.node(spec.mongodb.arbiter)
-        members.append({"_id": len(members), "host": f"{arb.address}:{PORT}", "arbiterOnly": True})
+        members.append({"_id": len(members), "host": member_name(arb), "arbiterOnly": True})
     return {
         "_id": spec.mongodb.replica_set,
         "members": members,

@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hastack.components.mongodb import PORT as MONGO_PORT
 from hastack.render.galera import PROBE_DB, PROBE_USER
-from hastack.render.mongodb import PORT as MONGO_PORT
 from hastack.workload.history import (
     AMQP,
     DB,

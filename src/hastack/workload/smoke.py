@@ -24,8 +24,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from hastack.common.poll import until
+from hastack.components.mongodb import PORT as MONGO_PORT
 from hastack.render.galera import PROBE_DB, PROBE_USER
-from hastack.render.mongodb import PORT as MONGO_PORT
 from hastack.spec.model import Spec
 
 SMOKE_QUEUE = "hastack.smoke"

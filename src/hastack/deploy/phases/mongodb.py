@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterable
 from typing import Any
 
 import pymongo
 import pymongo.errors
 
 from hastack.components.mongo_config import MembershipError, next_reconfig_step
-from hastack.components.mongodb import MONGO_ADMIN, ReplSet, parse_replset_status
+from hastack.components.mongodb import MONGO_ADMIN, ReplSet, member_name, parse_replset_status, set_hosts
 from hastack.deploy.context import (
     REPLSET_PATH,
     DeployContext,
@@ -21,8 +20,6 @@ from hastack.deploy.context import (
 )
 from hastack.deploy.plan import Phase
 from hastack.hosts.mongo import mongo_client
-from hastack.render.mongodb import PORT as MONGO_PORT
-from hastack.spec.model import Node
 
 
 def mongo(ctx: DeployContext, host: str, admin: bool = False) -> contextlib.AbstractAsyncContextManager[
@@ -71,7 +68,7 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
     removed = await mongo_converge(ctx, first, json.loads(ctx.tree[first][REPLSET_PATH].content))
     rs = await wait_for(lambda: mongo_healthy(ctx, first), 300, "every mongo member healthy")
     ctx.progress(f"mongodb: primary {rs.primary}")
-    by_address = mongo_hosts(ctx.spec.nodes)
+    by_address = {member_name(n): n.name for n in ctx.spec.nodes}  # removed members too
     for host in sorted(by_address[a] for a in removed if a in by_address):
         # Out of the set, its mongod would only log that it was removed: stopped, data kept.
         await ctx.h(host).run(["systemctl", "disable", "--now", "--quiet", "mongod"], timeout=300)
@@ -84,16 +81,11 @@ async def mongo_primary(ctx: DeployContext, host: str) -> ReplSet | None:
     return rs if rs.primary else None
 
 
-def mongo_hosts(nodes: Iterable[Node]) -> dict[str, str]:
-    """host:port as the replica set names a member -> the spec's node."""
-    return {f"{n.address}:{MONGO_PORT}": n.name for n in nodes}
-
-
 async def mongo_converge(ctx: DeployContext, first: str, document: dict[str, Any]) -> set[str]:
     """Settings and members the spec changed reach the running set, through its primary:
     one replSetReconfig per step (at most one voting member added or removed at a time).
     Returns the members (host:port) removed."""
-    by_address = mongo_hosts(n for _, n in ctx.spec.mongo_members())
+    by_address = {name: host for host, name in set_hosts(ctx.spec).items()}
     removed: set[str] = set()
     said = [""]
 
