@@ -102,7 +102,7 @@ STALL_S = 120.0
 DONATING = "Donor/Desynced"
 
 
-def decide(nodes: tuple[NodeFacts, ...], *, writer: str, arbitrator: str | None = None,  # noqa: PLR0911
+def decide(nodes: tuple[NodeFacts, ...], *, writer: str, arbitrator: str | None = None,
            force: bool = False, choose: str | None = None, patient: bool = False,
            grace_s: float = 45.0, stall_s: float = STALL_S) -> Decision:
     """The recovery for the galera nodes `nodes` (in spec order).
@@ -120,35 +120,51 @@ def decide(nodes: tuple[NodeFacts, ...], *, writer: str, arbitrator: str | None 
         return Decision(Outcome.REFUSE, f"{choose} is not a galera node ({', '.join(names)})", (),
                         evidence(nodes))
     garbd = (Action(Step.GARBD, arbitrator),) if arbitrator else ()
-    primary = [n for n in nodes if n.primary]
-    if primary:
-        # A node that answers outside the primary component is restarted; one
-        # that runs without answering yet is joining (an SST): left alone.
-        astray = [n for n in nodes if n.reachable and n.running and n.state is not None and not n.primary]
-        down = [n for n in nodes if n.reachable and not n.running]
-        silent = [n for n in nodes if n.reachable and n.running and n.state is None]
-        donating = any(n.state is not None and n.state.local_state == DONATING for n in primary)
-        stalled = [] if donating else [n for n in silent if n.silent_s >= stall_s]
-        joining = [n.name for n in silent if n not in stalled]
-        restart = [*astray, *stalled]
-        acts = [Action(Step.STOP, n.name) for n in restart]
-        acts += [Action(Step.JOIN, n.name) for n in [*restart, *down]]
-        size = max(n.state.cluster_size for n in primary if n.state)
-        # The arbitrator is (re)started only when the component lacks a member it should have.
-        garbd = garbd if size < len(nodes) + 1 else ()
-        if acts:
-            why = "".join(f"; {n.name} ran {n.silent_s:.0f} s answering nothing and receiving nothing, no "
-                          "member donating: wedged, restarted" for n in stalled)
-            return Decision(Outcome.REJOIN, f"a primary component (size {size}) runs on "
-                            f"{', '.join(n.name for n in primary)}; "
-                            f"{', '.join(n.name for n in [*restart, *down])} rejoin it{why}", (*acts, *garbd),
-                            evidence(nodes))
-        if joining:
-            return Decision(Outcome.WAIT, f"{', '.join(joining)} joining the primary component (size {size})",
-                            (), evidence(nodes))
-        return Decision(Outcome.HEALTHY, f"every reachable node is in the primary component (size {size})",
-                        garbd, evidence(nodes))
+    if any(n.primary for n in nodes):
+        return _beside_primary(nodes, garbd, stall_s)
+    not_yet = _not_readable_yet(nodes, force=force, patient=patient, grace_s=grace_s)
+    if not_yet is not None:
+        return not_yet
+    known = _positions(nodes, force=force, choose=choose)
+    if not isinstance(known, dict):  # a refusal
+        return known
+    return _bootstrap(nodes, known, garbd, writer=writer, force=force, choose=choose)
 
+
+def _beside_primary(nodes: tuple[NodeFacts, ...], garbd: tuple[Action, ...], stall_s: float) -> Decision:
+    """A primary component runs: every other node rejoins it, or is left to finish joining."""
+    primary = [n for n in nodes if n.primary]
+    # A node that answers outside the primary component is restarted; one
+    # that runs without answering yet is joining (an SST): left alone.
+    astray = [n for n in nodes if n.reachable and n.running and n.state is not None and not n.primary]
+    down = [n for n in nodes if n.reachable and not n.running]
+    silent = [n for n in nodes if n.reachable and n.running and n.state is None]
+    donating = any(n.state is not None and n.state.local_state == DONATING for n in primary)
+    stalled = [] if donating else [n for n in silent if n.silent_s >= stall_s]
+    joining = [n.name for n in silent if n not in stalled]
+    restart = [*astray, *stalled]
+    acts = [Action(Step.STOP, n.name) for n in restart]
+    acts += [Action(Step.JOIN, n.name) for n in [*restart, *down]]
+    size = max(n.state.cluster_size for n in primary if n.state)
+    # The arbitrator is (re)started only when the component lacks a member it should have.
+    garbd = garbd if size < len(nodes) + 1 else ()
+    if acts:
+        why = "".join(f"; {n.name} ran {n.silent_s:.0f} s answering nothing and receiving nothing, no "
+                      "member donating: wedged, restarted" for n in stalled)
+        return Decision(Outcome.REJOIN, f"a primary component (size {size}) runs on "
+                        f"{', '.join(n.name for n in primary)}; "
+                        f"{', '.join(n.name for n in [*restart, *down])} rejoin it{why}", (*acts, *garbd),
+                        evidence(nodes))
+    if joining:
+        return Decision(Outcome.WAIT, f"{', '.join(joining)} joining the primary component (size {size})",
+                        (), evidence(nodes))
+    return Decision(Outcome.HEALTHY, f"every reachable node is in the primary component (size {size})",
+                    garbd, evidence(nodes))
+
+
+def _not_readable_yet(nodes: tuple[NodeFacts, ...], *, force: bool, patient: bool, grace_s: float
+                      ) -> Decision | None:
+    """No primary component: wait, refuse or read first while a node's position cannot be known."""
     unreadable = [n for n in nodes if not n.reachable]
     if unreadable and patient:
         return Decision(Outcome.WAIT, f"no primary component; waiting for {', '.join(n.name for n in unreadable)} "
@@ -157,8 +173,7 @@ def decide(nodes: tuple[NodeFacts, ...], *, writer: str, arbitrator: str | None 
         return Decision(Outcome.REFUSE, f"no primary component, and {', '.join(n.name for n in unreadable)} "
                         "cannot be read: it may hold the latest commits. Bring it back, or run with --force "
                         "to bootstrap from the others (commits only it holds are lost)", (), evidence(nodes))
-    readable = [n for n in nodes if n.reachable]
-    blind = [n for n in readable if n.running and n.position() is None]
+    blind = [n for n in nodes if n.reachable and n.running and n.position() is None]
     # A node starting after a crash waits for its last primary component's
     # members (pc.recovery): when they all come back, galera restores it by
     # itself, with no node chosen. Give that its chance before stopping them.
@@ -170,12 +185,18 @@ def decide(nodes: tuple[NodeFacts, ...], *, writer: str, arbitrator: str | None 
         return Decision(Outcome.READ, f"no primary component; {', '.join(n.name for n in blind)} run without "
                         "answering, so their position cannot be read: stop them, then decide",
                         tuple(Action(Step.READ, n.name) for n in blind), evidence(nodes))
-    unknown = [n for n in readable if n.position() is None and n.grastate is not None and n.grastate.has_history]
+    unknown = [n for n in nodes if n.reachable and n.position() is None and n.grastate is not None
+               and n.grastate.has_history]
     if unknown and not force:
         return Decision(Outcome.REFUSE, f"the position of {', '.join(n.name for n in unknown)} cannot be read "
                         "(seqno -1 and --wsrep-recover failed); it may hold the latest commits. Read its error "
                         "log, or run with --force to bootstrap from the others", (), evidence(nodes))
-    known = {n.name: p for n in readable if (p := n.position()) is not None and p.uuid.strip("0-")}
+    return None
+
+
+def _positions(nodes: tuple[NodeFacts, ...], *, force: bool, choose: str | None) -> dict[str, Position] | Decision:
+    """The readable nodes' last commits, in one history (the operator's, when they differ), or a refusal."""
+    known = {n.name: p for n in nodes if n.reachable and (p := n.position()) is not None and p.uuid.strip("0-")}
     if not known:
         return Decision(Outcome.REFUSE, "no node holds galera history: this is a first deploy "
                         "(`hastack deploy`), not a recovery", (), evidence(nodes))
@@ -190,6 +211,13 @@ def decide(nodes: tuple[NodeFacts, ...], *, writer: str, arbitrator: str | None 
                             "the other: a person decides, with --bootstrap NODE --force", (), evidence(nodes))
         # The operator chose a history: the other nodes join it by a full state transfer.
         known = {n: p for n, p in known.items() if p.uuid == known[choose].uuid}
+    return known
+
+
+def _bootstrap(nodes: tuple[NodeFacts, ...], known: dict[str, Position], garbd: tuple[Action, ...], *,
+               writer: str, force: bool, choose: str | None) -> Decision:
+    """The node with the most commits (or the operator's) starts a new primary component; the others join it."""
+    names = [n.name for n in nodes]
     by_name = {n.name: n for n in nodes}
 
     def rank(name: str) -> tuple[int, bool, bool, int]:
@@ -204,6 +232,7 @@ def decide(nodes: tuple[NodeFacts, ...], *, writer: str, arbitrator: str | None 
         return Decision(Outcome.REFUSE, f"{target} is {behind} transaction(s) behind {best}: "
                         "bootstrapping it loses them; --force if that is meant", (), evidence(nodes))
     chosen = by_name[target]
+    readable = [n for n in nodes if n.reachable]
     acts = [Action(Step.STOP, n.name) for n in readable if n.running]
     if not (chosen.grastate and chosen.grastate.safe_to_bootstrap):
         acts.append(Action(Step.MARK_SAFE, chosen.name))

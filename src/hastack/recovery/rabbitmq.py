@@ -80,7 +80,7 @@ def evidence(nodes: tuple[NodeFacts, ...]) -> tuple[EvidenceRow, ...]:
                              _short(n.view.partitions) if n.view else "-", n.error) for n in nodes)
 
 
-def decide(nodes: tuple[NodeFacts, ...], *, force: bool = False, forget: tuple[str, ...] = (),  # noqa: PLR0911
+def decide(nodes: tuple[NodeFacts, ...], *, force: bool = False, forget: tuple[str, ...] = (),
            patient: bool = False) -> Decision:
     """What brings the nodes `nodes` (spec order) back into one cluster.
 
@@ -94,32 +94,44 @@ def decide(nodes: tuple[NodeFacts, ...], *, force: bool = False, forget: tuple[s
     if unknown:
         return Decision(Outcome.REFUSE, f"{', '.join(unknown)}: not rabbitmq nodes ({', '.join(names)})", (), ev)
     present = tuple(n for n in nodes if n.name not in forget)
-    want = {n.node for n in present}
     serving = [n for n in present if n.serving]
-    views = [n.view for n in present if n.view is not None]
     if serving:
-        anchor = serving[0]
-        assert anchor.view is not None
-        acts: list[Action] = []
-        if forget:
-            members = set(anchor.view.disk_nodes) | set(anchor.view.ram_nodes)
-            acts += [Action(Step.FORGET, f"rabbit@{f}", on=anchor.name) for f in forget if f"rabbit@{f}" in members]
-        # A partition: the side that serves the most nodes stays; the other side restarts and rejoins.
-        if any(v.partitions for v in views):
-            sides = sorted({tuple(sorted(set(v.running) & want)) for v in views}, key=lambda s: (-len(s), s))
-            keep = set(sides[0])
-            acts += [Action(Step.RESTART, n.name) for n in present if n.reachable and n.node not in keep]
-            return Decision(Outcome.REPAIR, f"partitioned: {' | '.join(_short(s) for s in sides)}; "
-                            f"{_short(sides[0])} stays, the rest restart and rejoin", tuple(acts), ev)
-        acts += [Action(Step.RESTART, n.name) for n in present if n.reachable and n.stalled]
-        acts += [Action(Step.START, n.name) for n in present if n.reachable and n.down]
-        if acts:
-            return Decision(Outcome.REPAIR, f"{_short(tuple(sorted(n.node for n in serving)))} serve; "
-                            + ", ".join(str(a) for a in acts), tuple(acts), ev)
-        if all(set(v.running) == want and set(v.serving) == want for v in views) and len(views) == len(present):
-            return Decision(Outcome.HEALTHY, f"{len(want)} nodes running, no partitions", (), ev)
-        return Decision(Outcome.WAIT, "nodes still booting: "
-                        + _short(tuple(sorted(want - set(anchor.view.serving)))), (), ev)
+        return _beside_serving(present, serving, forget, ev)
+    return _nothing_serves(present, force=force, patient=patient, ev=ev)
+
+
+def _beside_serving(present: tuple[NodeFacts, ...], serving: list[NodeFacts], forget: tuple[str, ...],
+                    ev: tuple[EvidenceRow, ...]) -> Decision:
+    """Some node serves: heal a partition, restart the stalled, start the stopped, forget the gone."""
+    want = {n.node for n in present}
+    views = [n.view for n in present if n.view is not None]
+    anchor = serving[0]
+    assert anchor.view is not None
+    acts: list[Action] = []
+    if forget:
+        members = set(anchor.view.disk_nodes) | set(anchor.view.ram_nodes)
+        acts += [Action(Step.FORGET, f"rabbit@{f}", on=anchor.name) for f in forget if f"rabbit@{f}" in members]
+    # A partition: the side that serves the most nodes stays; the other side restarts and rejoins.
+    if any(v.partitions for v in views):
+        sides = sorted({tuple(sorted(set(v.running) & want)) for v in views}, key=lambda s: (-len(s), s))
+        keep = set(sides[0])
+        acts += [Action(Step.RESTART, n.name) for n in present if n.reachable and n.node not in keep]
+        return Decision(Outcome.REPAIR, f"partitioned: {' | '.join(_short(s) for s in sides)}; "
+                        f"{_short(sides[0])} stays, the rest restart and rejoin", tuple(acts), ev)
+    acts += [Action(Step.RESTART, n.name) for n in present if n.reachable and n.stalled]
+    acts += [Action(Step.START, n.name) for n in present if n.reachable and n.down]
+    if acts:
+        return Decision(Outcome.REPAIR, f"{_short(tuple(sorted(n.node for n in serving)))} serve; "
+                        + ", ".join(str(a) for a in acts), tuple(acts), ev)
+    if all(set(v.running) == want and set(v.serving) == want for v in views) and len(views) == len(present):
+        return Decision(Outcome.HEALTHY, f"{len(want)} nodes running, no partitions", (), ev)
+    return Decision(Outcome.WAIT, "nodes still booting: "
+                    + _short(tuple(sorted(want - set(anchor.view.serving)))), (), ev)
+
+
+def _nothing_serves(present: tuple[NodeFacts, ...], *, force: bool, patient: bool,  # noqa: PLR0911
+                    ev: tuple[EvidenceRow, ...]) -> Decision:
+    """Nothing serves: start, restart or force-boot so that the nodes boot together."""
     # Nothing serves. Nodes that boot wait for the peers they last saw: start those.
     stalled = [n for n in present if n.reachable and n.stalled]
     booting = [n for n in present if n.reachable and not n.down and not n.stalled]
