@@ -301,69 +301,44 @@ DEFAULT_SERVICES = (
 )
 
 
+def _fill(data: dict[str, Any], key: str, field: str, value: Any, *, if_absent: bool = False) -> None:
+    """data[key][field] = value where the spec left it empty (or, `if_absent`, left it out).
+
+    A section of the wrong type is left as it is: validation reports it with its line."""
+    section = data.get(key)
+    section = {} if section is None else section
+    if not isinstance(section, dict):
+        return
+    if (field not in section) if if_absent else not section.get(field):
+        data[key] = {**section, field: value}
+
+
 def fill_placement(data: dict[str, Any]) -> dict[str, Any]:
     """Return raw spec data with empty node lists filled in from roles."""
     data = dict(data)
     nodes = [n for n in data["nodes"] if isinstance(n, dict)]
 
     def named(*roles: str) -> list[str]:
-        return [
-            str(n.get("name"))
-            for n in nodes
-            if any(r in (n.get("roles") or []) for r in roles)
-        ]
+        return [str(n.get("name")) for n in nodes if any(r in (n.get("roles") or []) for r in roles)]
 
-    controllers = named("controller")
-    arbitrators = named("arbitrator")
-
-    def section(key: str) -> dict[str, Any]:
-        value = data.get(key)
-        return dict(value) if isinstance(value, dict) else ({} if value is None else value)
-
-    coro = section("corosync")
-    if isinstance(coro, dict) and not coro.get("nodes"):
-        coro["nodes"] = named("controller", "network", "arbitrator")
-        data["corosync"] = coro
-
-    galera = section("galera")
-    if isinstance(galera, dict):
-        if not galera.get("nodes"):
-            galera["nodes"] = controllers
-        if "arbitrator" not in galera and arbitrators:
-            galera["arbitrator"] = arbitrators[0]
-        data["galera"] = galera
-
-    rabbit = section("rabbitmq")
-    if isinstance(rabbit, dict) and not rabbit.get("nodes"):
-        rabbit["nodes"] = controllers
-        data["rabbitmq"] = rabbit
-
-    mongo = section("mongodb")
-    if isinstance(mongo, dict):
-        if not mongo.get("members"):
-            # The guide gives the first member priority 3 so it is the usual primary.
-            mongo["members"] = [
-                {"node": name, "priority": 2 if i == 0 else 1} for i, name in enumerate(controllers)
-            ]
-        if "arbiter" not in mongo and arbitrators and len(controllers) % 2 == 0:
-            mongo["arbiter"] = arbitrators[0]
-        data["mongodb"] = mongo
-
+    controllers, arbitrators = named("controller"), named("arbitrator")
+    _fill(data, "corosync", "nodes", named("controller", "network", "arbitrator"))
+    _fill(data, "galera", "nodes", controllers)
+    if arbitrators:
+        _fill(data, "galera", "arbitrator", arbitrators[0], if_absent=True)
+    _fill(data, "rabbitmq", "nodes", controllers)
+    # The guide gives the first member a higher priority so it is the usual primary.
+    _fill(data, "mongodb", "members", [{"node": name, "priority": 2 if i == 0 else 1}
+                                       for i, name in enumerate(controllers)])
+    if arbitrators and len(controllers) % 2 == 0:
+        _fill(data, "mongodb", "arbiter", arbitrators[0], if_absent=True)
     for key in ("memcached", "haproxy"):
-        sec = section(key)
-        if isinstance(sec, dict) and not sec.get("nodes"):
-            sec["nodes"] = controllers
-            data[key] = sec
-
-    haproxy = data.get("haproxy")
-    openstack = section("openstack")
-    if isinstance(openstack, dict):
-        if not openstack.get("services"):
-            openstack["services"] = list(DEFAULT_SERVICES)
-        data["openstack"] = openstack
-    if isinstance(haproxy, dict) and not haproxy.get("services"):
+        _fill(data, key, "nodes", controllers)
+    _fill(data, "openstack", "services", list(DEFAULT_SERVICES))
+    openstack = data.get("openstack")
+    if isinstance(data.get("haproxy"), dict) and not data["haproxy"].get("services"):
         from hastack.spec.catalog import endpoints_for
 
         services = openstack.get("services", []) if isinstance(openstack, dict) else []
-        haproxy["services"] = [e.name for e in endpoints_for(services)]
+        data["haproxy"] = {**data["haproxy"], "services": [e.name for e in endpoints_for(services)]}
     return data

@@ -111,27 +111,29 @@ def _vips(spec: Spec) -> Iterator[SpecError]:
             )
 
 
+def _known(names: set[str], name: str | None, path: Path, what: str) -> Iterator[SpecError]:
+    if name is not None and name not in names:
+        yield SpecError(path, f"{what} {name!r} is not a node of this spec", "use a name from nodes[].name")
+
+
+def _each(names: set[str], listed: tuple[str, ...], path: Path, what: str) -> Iterator[SpecError]:
+    for j, name in enumerate(listed):
+        yield from _known(names, name, (*path, j), what)
+    for name, count in Counter(listed).items():
+        if count > 1:
+            yield SpecError(path, f"{name!r} is listed {count} times", "list each node once")
+
+
+def _placed(section: str, key: str, items: tuple[object, ...]) -> Iterator[SpecError]:
+    if not items:
+        yield SpecError((section, key), f"{section} is enabled but has no {key}",
+                        f"list {key}, give some nodes the controller role, or set {section}.enabled: false")
+
+
 def _placement(spec: Spec) -> Iterator[SpecError]:
     names = {n.name for n in spec.nodes}
-
-    def known(name: str | None, path: Path, what: str) -> Iterator[SpecError]:
-        if name is not None and name not in names:
-            yield SpecError(path, f"{what} {name!r} is not a node of this spec", "use a name from nodes[].name")
-
-    def each(names_: tuple[str, ...], path: Path, what: str) -> Iterator[SpecError]:
-        for j, name in enumerate(names_):
-            yield from known(name, (*path, j), what)
-        for name, count in Counter(names_).items():
-            if count > 1:
-                yield SpecError(path, f"{name!r} is listed {count} times", "list each node once")
-
-    def placed(section: str, key: str, items: tuple[object, ...]) -> Iterator[SpecError]:
-        if not items:
-            yield SpecError((section, key), f"{section} is enabled but has no {key}",
-                            f"list {key}, give some nodes the controller role, or set {section}.enabled: false")
-
-    yield from each(spec.corosync.nodes, ("corosync", "nodes"), "cluster member")
-    yield from known(spec.pacemaker.vip_preferred_node, ("pacemaker", "vip_preferred_node"), "node")
+    yield from _each(names, spec.corosync.nodes, ("corosync", "nodes"), "cluster member")
+    yield from _known(names, spec.pacemaker.vip_preferred_node, ("pacemaker", "vip_preferred_node"), "node")
     pref = spec.pacemaker.vip_preferred_node
     if pref in names and pref not in spec.haproxy.nodes:
         yield SpecError(
@@ -139,50 +141,59 @@ def _placement(spec: Spec) -> Iterator[SpecError]:
             f"{pref!r} does not run haproxy, so it can never hold the VIP",
             "name one of haproxy.nodes",
         )
-
-    g = spec.galera
-    if g.enabled:
-        yield from each(g.nodes, ("galera", "nodes"), "galera node")
-        yield from placed("galera", "nodes", g.nodes)
-        yield from known(g.arbitrator, ("galera", "arbitrator"), "arbitrator")
-        for key, value in (("writer", g.writer), ("donor", g.donor)):
-            yield from known(value, ("galera", key), key)
-            if value is not None and value in names and value not in g.nodes:
-                yield SpecError(("galera", key), f"{key} {value!r} is not one of galera.nodes",
-                                "name a node that runs galera")
-
-    r = spec.rabbitmq
-    if r.enabled:
-        yield from each(r.nodes, ("rabbitmq", "nodes"), "rabbitmq node")
-        yield from placed("rabbitmq", "nodes", r.nodes)
-        for j, name in enumerate(r.ram_nodes):
-            if name not in r.nodes:
-                yield SpecError(("rabbitmq", "ram_nodes", j), f"{name!r} is not one of rabbitmq.nodes",
-                                "RAM nodes must be cluster members (better: use none)")
-
-    m = spec.mongodb
-    if m.enabled:
-        member_names = tuple(mm.node for mm in m.members)
-        for j, mm in enumerate(m.members):
-            yield from known(mm.node, ("mongodb", "members", j, "node"), "mongodb member")
-        for name, count in Counter(member_names).items():
-            if count > 1:
-                yield SpecError(("mongodb", "members"), f"{name!r} is a member {count} times",
-                                "list each node once")
-        yield from placed("mongodb", "members", m.members)
-        yield from known(m.arbiter, ("mongodb", "arbiter"), "arbiter")
-
-    yield from each(spec.haproxy.nodes, ("haproxy", "nodes"), "haproxy node")
+    yield from _galera_placement(spec, names)
+    yield from _rabbit_placement(spec, names)
+    yield from _mongo_placement(spec, names)
+    yield from _each(names, spec.haproxy.nodes, ("haproxy", "nodes"), "haproxy node")
     if not spec.haproxy.nodes:
         yield SpecError(("haproxy", "nodes"), "no node runs haproxy",
                         "list haproxy.nodes or give some nodes the controller role")
-    yield from each(spec.memcached.nodes, ("memcached", "nodes"), "memcached node")
-
+    yield from _each(names, spec.memcached.nodes, ("memcached", "nodes"), "memcached node")
     for i, node in enumerate(spec.nodes):
         if node.has(Role.ARBITRATOR) and len(node.roles) > 1 and node.has(Role.COMPUTE):
             yield SpecError(("nodes", i, "roles"),
                             "an arbitrator must not also be a compute node",
                             "keep the voting node small and separate: its only job is to break ties")
+
+
+def _galera_placement(spec: Spec, names: set[str]) -> Iterator[SpecError]:
+    g = spec.galera
+    if not g.enabled:
+        return
+    yield from _each(names, g.nodes, ("galera", "nodes"), "galera node")
+    yield from _placed("galera", "nodes", g.nodes)
+    yield from _known(names, g.arbitrator, ("galera", "arbitrator"), "arbitrator")
+    for key, value in (("writer", g.writer), ("donor", g.donor)):
+        yield from _known(names, value, ("galera", key), key)
+        if value is not None and value in names and value not in g.nodes:
+            yield SpecError(("galera", key), f"{key} {value!r} is not one of galera.nodes",
+                            "name a node that runs galera")
+
+
+def _rabbit_placement(spec: Spec, names: set[str]) -> Iterator[SpecError]:
+    r = spec.rabbitmq
+    if not r.enabled:
+        return
+    yield from _each(names, r.nodes, ("rabbitmq", "nodes"), "rabbitmq node")
+    yield from _placed("rabbitmq", "nodes", r.nodes)
+    for j, name in enumerate(r.ram_nodes):
+        if name not in r.nodes:
+            yield SpecError(("rabbitmq", "ram_nodes", j), f"{name!r} is not one of rabbitmq.nodes",
+                            "RAM nodes must be cluster members (better: use none)")
+
+
+def _mongo_placement(spec: Spec, names: set[str]) -> Iterator[SpecError]:
+    m = spec.mongodb
+    if not m.enabled:
+        return
+    for j, mm in enumerate(m.members):
+        yield from _known(names, mm.node, ("mongodb", "members", j, "node"), "mongodb member")
+    for name, count in Counter(mm.node for mm in m.members).items():
+        if count > 1:
+            yield SpecError(("mongodb", "members"), f"{name!r} is a member {count} times",
+                            "list each node once")
+    yield from _placed("mongodb", "members", m.members)
+    yield from _known(names, m.arbiter, ("mongodb", "arbiter"), "arbiter")
 
 
 def _services(spec: Spec) -> Iterator[SpecError]:
