@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 from hastack.components.galera import GaleraState
-from hastack.deploy.phases import corosync, galera
+from hastack.deploy.phases import cib, corosync, galera
 from hastack.deploy.plan import PhaseKey
 from hastack.deploy.run import APPLY
 from tests.helpers import variant
@@ -39,3 +41,26 @@ def test_the_galera_plan_joins_the_rest_and_rolls_a_changed_config_writer_last()
     assert rolling.join == () and rolling.restart == ("ctl2", "ctl3", "ctl1")  # the primary last
     alone = galera.plan(["ctl1"], {"ctl1": st("Synced")}, "ctl1", {"ctl1"})
     assert alone.restart == () and alone.defer == ("ctl1",)  # never restart the only node
+
+
+def test_the_cib_plan_loads_when_resources_differ_or_the_file_changed_and_reloads_changed_haproxies() -> None:
+    from hastack.credentials.model import complete
+    from hastack.deploy.context import CIB_PATH
+    from hastack.render import render_all
+
+    spec = variant()
+    desired = render_all(spec, complete(spec, {})[0])["ctl1"][CIB_PATH].content
+    root = ET.fromstring(desired)
+    resources = root.find("configuration/resources")
+    assert resources is not None
+    live = ET.tostring(resources).decode()
+    same = cib.plan(desired, live, False, {"ctl1": False, "ctl2": True})
+    assert same == cib.CibPlan(None, ("ctl2",))
+    assert cib.plan(desired, live, True, {}).load == "the rendered CIB changed"
+    vip = next(el for el in resources.iter("primitive") if el.get("id", "").startswith("vip-"))
+    for parent in resources.iter():
+        if vip in list(parent):
+            parent.remove(vip)
+    missing = cib.plan(desired, ET.tostring(resources).decode(), False, {})
+    assert missing.load == f"resources differ: +{vip.get('id')}"
+    assert cib.plan(desired, None, False, {}).load is not None and "+" in str(cib.plan(desired, None, False, {}).load)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from hastack.components import pacemaker
 from hastack.components.pacemaker import PacemakerState, strays
@@ -15,6 +17,33 @@ from hastack.deploy.context import (
 from hastack.deploy.plan import Phase
 from hastack.hosts.probe import probe
 from hastack.render.pacemaker import managed_vips
+
+
+@dataclass(frozen=True)
+class CibPlan:
+    """What the phase changes: the configuration replaced (why), and the haproxies to reload."""
+
+    load: str | None  # why the configuration is loaded; None: it runs as rendered
+    reload_haproxy: tuple[str, ...]
+
+
+def plan(desired: bytes, live_resources: str | None, cib_changed: bool,
+         haproxy_changed: Mapping[str, bool]) -> CibPlan:
+    """Pure. `live_resources`: the running CIB's resources section (None: unreadable);
+    `haproxy_changed`: per haproxy node that runs haproxy, whether its haproxy.cfg changed.
+
+    Primitives are compared both ways: a resource the spec no longer has (the VIP, when keepalived
+    takes it over) must go even if an earlier, failed deploy already pushed the file."""
+    want = {el.get("id") for el in ET.fromstring(desired).iter("primitive")}
+    have = {el.get("id") for el in ET.fromstring(live_resources).iter("primitive")} if live_resources else set()
+    diff = [f"+{i}" for i in sorted(map(str, want - have))] + [f"-{i}" for i in sorted(map(str, have - want))]
+    load = None
+    if diff:
+        load = "resources differ: " + ", ".join(diff)
+    elif cib_changed:
+        load = "the rendered CIB changed"
+    # Pacemaker reloads haproxy only when told.
+    return CibPlan(load, tuple(n for n, changed in haproxy_changed.items() if changed))
 
 
 async def pacemaker_forget(ctx: DeployContext, anchor: str, mon: PacemakerState) -> None:
@@ -47,21 +76,21 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
     h = ctx.h(host)
     await pacemaker_forget(ctx, host, mon)
     desired = ctx.tree[host][CIB_PATH].content
-    configuration = ET.tostring(ET.fromstring(desired).find("configuration"))  # type: ignore[arg-type]
     live = await h.run(["cibadmin", "--query", "--scope", "resources"], check=False)
-    want_ids = {el.get("id") for el in ET.fromstring(desired).iter("primitive")}
-    have_ids = {el.get("id") for el in ET.fromstring(live.stdout).iter("primitive")} if live.rc == 0 else set()
-    # Primitives compared both ways: a resource the spec no longer has (the VIP, when
-    # keepalived takes it over) must go even if an earlier, failed deploy already pushed the file.
-    if want_ids != have_ids or any(ctx.file_changed(n, CIB_PATH) for n in phase.hosts):
+    haproxies = [n.name for n in ctx.spec.haproxy_nodes()]
+    running = await ctx.gather([ctx.active(n, "haproxy") for n in haproxies])
+    todo = plan(desired, live.stdout if live.rc == 0 else None,
+                any(ctx.file_changed(n, CIB_PATH) for n in phase.hosts),
+                {n: ctx.file_changed(n, "/etc/haproxy/haproxy.cfg") for n, up in zip(haproxies, running, strict=True)
+                 if up})
+    if todo.load is not None:
+        configuration = ET.tostring(ET.fromstring(desired).find("configuration"))  # type: ignore[arg-type]
         await h.run(["cibadmin", "--replace", "--scope", "configuration", "--xml-pipe"],
                     input=configuration.decode())
-        ctx.report.changed(host, "loaded the CIB configuration")
-    # Pacemaker reloads haproxy only when told; a changed haproxy.cfg is reloaded here.
-    for node in ctx.spec.haproxy_nodes():
-        if ctx.file_changed(node.name, "/etc/haproxy/haproxy.cfg") and await ctx.active(node.name, "haproxy"):
-            await ctx.h(node.name).run(["systemctl", "reload", "haproxy"])
-            ctx.report.changed(node.name, "reloaded haproxy")
+        ctx.report.changed(host, f"loaded the CIB configuration ({todo.load})")
+    for node in todo.reload_haproxy:
+        await ctx.h(node).run(["systemctl", "reload", "haproxy"])
+        ctx.report.changed(node, "reloaded haproxy")
     vips = {v.name for v in managed_vips(ctx.spec)}
 
     async def placed() -> bool | None:
