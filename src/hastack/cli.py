@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hastack import __version__
+from hastack.recovery.decision import COMPONENTS
 from hastack.tables import print_table
 
 # Each command imports what it uses, when it runs: `hastack check` never loads asyncssh, and
@@ -518,7 +519,7 @@ def mongo_priority(spec: Path, node: str, priority: float, *, reach: Reach, as_j
 
 @main.command()
 @click.argument("spec", type=click.Path(path_type=Path))
-@click.option("--only", "only", type=click.Choice(["galera", "rabbitmq", "mongodb"]), multiple=True,
+@click.option("--only", "only", type=click.Choice(COMPONENTS), multiple=True,
               help="Recover only this cluster (repeatable); default every one, galera first.")
 @click.option("--force", is_flag=True,
               help="Proceed without nodes that cannot be read (their last commits may be lost).")
@@ -538,7 +539,7 @@ def recover(spec: Path, *, only: tuple[str, ...], force: bool, bootstrap: str | 
     import asyncio
     import dataclasses
 
-    from hastack.recovery.run import COMPONENTS, Options, RecoverError, Round
+    from hastack.recovery.run import Options, RecoverError, Round
     from hastack.recovery.run import recover as run_recover
 
     model = _load(spec, as_json)

@@ -14,7 +14,7 @@ from hastack.credentials.model import complete
 from hastack.hosts.fleet import Access
 from hastack.hosts.ssh import HostError, Result, SshHost
 from hastack.recovery import run as rec
-from hastack.recovery.decision import Outcome
+from hastack.recovery.decision import Component, Outcome
 from hastack.spec.load import load_spec
 from tests.helpers import THREE
 
@@ -31,7 +31,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rec, "POLL_S", 0.0)
 
 
-def replay(monkeypatch: pytest.MonkeyPatch, comp: rec.Component, looks: list[rec.Look | Exception]) -> list[str]:
+def replay(monkeypatch: pytest.MonkeyPatch, comp: Component, looks: list[rec.Look | Exception]) -> list[str]:
     """`comp`'s looks in turn (the last one repeats); returns the log of the acts carried out."""
     acted: list[str] = []
 
@@ -65,7 +65,7 @@ def run(only: str, timeout: float = 5) -> rec.Report:
 
 def test_a_wait_then_a_repair_then_healthy() -> None:
     with pytest.MonkeyPatch.context() as mp:
-        acted = replay(mp, rec.Component.GALERA, [
+        acted = replay(mp, Component.GALERA, [
             rec.Look(Outcome.WAIT, "ctl2 is starting", (), []),
             rec.Look(Outcome.WAIT, "ctl2 is starting", (), []),  # the same: not shown twice
             rec.Look(Outcome.BOOTSTRAP, "ctl3 holds the most commits", ("bootstrap ctl3",), []),
@@ -78,7 +78,7 @@ def test_a_wait_then_a_repair_then_healthy() -> None:
 
 def test_a_refusal_ends_the_component_with_its_reason() -> None:
     with pytest.MonkeyPatch.context() as mp:
-        acted = replay(mp, rec.Component.RABBITMQ, [rec.Look(Outcome.REFUSE, "ctl3 cannot be read", (), [])])
+        acted = replay(mp, Component.RABBITMQ, [rec.Look(Outcome.REFUSE, "ctl3 cannot be read", (), [])])
         report = run("rabbitmq")
     assert not report.ok and report.refused == {"rabbitmq": "ctl3 cannot be read"} and not acted
 
@@ -86,7 +86,7 @@ def test_a_refusal_ends_the_component_with_its_reason() -> None:
 def test_a_host_failing_mid_look_is_an_error_round_then_the_loop_goes_on() -> None:
     failure = HostError("ctl1", "rabbitmqctl -q cluster_status", Result(69, "", "nodedown"))
     with pytest.MonkeyPatch.context() as mp:
-        replay(mp, rec.Component.MONGODB, [failure, rec.Look(Outcome.HEALTHY, "primary ctl1", (), [])])
+        replay(mp, Component.MONGODB, [failure, rec.Look(Outcome.HEALTHY, "primary ctl1", (), [])])
         report = run("mongodb")
     assert report.ok and [r.outcome for r in report.rounds] == ["error", "healthy"]
     assert "nodedown" in report.rounds[0].reason
@@ -94,6 +94,6 @@ def test_a_host_failing_mid_look_is_an_error_round_then_the_loop_goes_on() -> No
 
 def test_out_of_time_is_a_refusal_that_says_so() -> None:
     with pytest.MonkeyPatch.context() as mp:
-        replay(mp, rec.Component.GALERA, [rec.Look(Outcome.WAIT, "ctl2 is joining", (), [])])
+        replay(mp, Component.GALERA, [rec.Look(Outcome.WAIT, "ctl2 is joining", (), [])])
         report = run("galera", timeout=0.05)
     assert not report.ok and report.refused["galera"].startswith("not whole after")

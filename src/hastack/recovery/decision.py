@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Generic, TypeVar
 
 A = TypeVar("A")  # a decider's step
 E = TypeVar("E")  # a decider's evidence row
 S = TypeVar("S", bound=Enum)  # a cluster's kinds of step
+
+
+class Component(StrEnum):
+    """The clusters recovery repairs, in the order it takes them."""
+
+    GALERA = "galera"
+    RABBITMQ = "rabbitmq"
+    MONGODB = "mongodb"
+
+
+COMPONENTS = tuple(c.value for c in Component)
 
 
 class Outcome(Enum):

@@ -15,7 +15,7 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from enum import Enum, StrEnum
+from enum import Enum
 from typing import Any
 
 import asyncssh
@@ -35,7 +35,7 @@ from hastack.hosts.mongo import mongo_client, replset
 from hastack.hosts.probe import probe
 from hastack.hosts.ssh import HostError, SshHost
 from hastack.recovery import galera, mongodb, rabbitmq
-from hastack.recovery.decision import Outcome
+from hastack.recovery.decision import COMPONENTS, Component, Outcome
 from hastack.spec.model import Spec
 
 # Between two looks while nodes boot or join on their own.
@@ -246,15 +246,6 @@ async def mongo_facts(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], u
 
 
 # -- the loop: one reconcile protocol for every cluster ------------------------------------------------
-
-class Component(StrEnum):
-    GALERA = "galera"
-    RABBITMQ = "rabbitmq"
-    MONGODB = "mongodb"
-
-
-COMPONENTS = tuple(c.value for c in Component)  # the order recovery takes them in
-
 
 Show = Callable[[Round], None]
 Act = Callable[[dict[str, SshHost]], Awaitable[None]]
