@@ -635,7 +635,7 @@ def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, reach: Rea
     if report.changes:
         out.print(f"deploy: {len(report.changes)} change(s) in {took:.0f} s")
         for c in report.changes:
-            out.print(f"  {c}", markup=False)
+            out.print(f"  {c.phase:<10} {c}", markup=False)
     else:
         out.print(f"deploy: nothing to change; every host and cluster already matches the spec ({took:.1f} s)")
 

@@ -109,3 +109,12 @@ def test_status_and_recover_read_a_healthy_cluster_as_healthy(monkeypatch: pytes
                                      timeout=5))
     assert report.ok and report.healthy == {"galera": True, "rabbitmq": True, "mongodb": True}
     assert [r.outcome for r in report.rounds] == ["healthy", "healthy", "healthy"]
+
+
+def test_each_change_is_recorded_with_its_host_and_phase(mongo: list[FakeMongo]) -> None:
+    hosts = cluster(SPEC, SECRETS)
+    hosts["ctl2"].units.discard("memcached")  # stopped since the last deploy
+    report = deploy(hosts)
+    assert [(c.host, c.phase, c.what) for c in report.changes] == [("ctl2", "memcached", "started memcached")]
+    assert str(report.changes[0]) == "ctl2: started memcached"
+    assert "systemctl start memcached" in hosts["ctl2"].log

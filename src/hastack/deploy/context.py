@@ -35,13 +35,26 @@ class DeployError(Exception):
     """A step failed: names the host, the step and what was seen."""
 
 
+@dataclass(frozen=True)
+class ChangeRecord:
+    """One change a deploy made: where, in which phase, and what."""
+
+    host: str
+    phase: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.host}: {self.what}"
+
+
 @dataclass
 class Report:
-    changes: list[str] = field(default_factory=list)  # "host: what changed"
+    changes: list[ChangeRecord] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    phase: str = ""  # the phase running: each change is filed under it
 
     def changed(self, host: str, what: str) -> None:
-        self.changes.append(f"{host}: {what}")
+        self.changes.append(ChangeRecord(host, self.phase, what))
 
 
 async def wait_for(probe: Callable[[], Awaitable[T | None]], timeout: float, what: str,

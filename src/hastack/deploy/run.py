@@ -31,6 +31,7 @@ async def run(ctx: DeployContext, only: tuple[PhaseKey, ...] = ()) -> Report:
             continue
         t0 = time.monotonic()
         ctx.progress(f"{phase.key}: {phase.what} [{', '.join(phase.hosts)}]")
+        ctx.report.phase = phase.key
         try:
             await APPLY[phase.key](ctx, phase)
         except (pymongo.errors.PyMongoError, asyncssh.Error, OSError) as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping
 
 from hastack.common.progress import Progress
@@ -44,5 +45,5 @@ async def _file_diff(host: SshHost, tree: Tree) -> dict[str, str]:
 
 
 def summary(report: Report) -> Mapping[str, object]:
-    return {"changed": bool(report.changes), "changes": report.changes,
+    return {"changed": bool(report.changes), "changes": [dataclasses.asdict(c) for c in report.changes],
             "phase_seconds": {k: round(v, 2) for k, v in report.timings.items()}}
