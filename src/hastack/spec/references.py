@@ -156,12 +156,17 @@ def _placement(spec: Spec) -> Iterator[SpecError]:
                             "keep the voting node small and separate: its only job is to break ties")
 
 
+def _members(names: set[str], section: str, nodes: tuple[str, ...]) -> Iterator[SpecError]:
+    """A cluster's `nodes`: each a node of the spec, listed once, and at least one."""
+    yield from _each(names, nodes, (section, "nodes"), f"{section} node")
+    yield from _placed(section, "nodes", nodes)
+
+
 def _galera_placement(spec: Spec, names: set[str]) -> Iterator[SpecError]:
     g = spec.galera
     if not g.enabled:
         return
-    yield from _each(names, g.nodes, ("galera", "nodes"), "galera node")
-    yield from _placed("galera", "nodes", g.nodes)
+    yield from _members(names, "galera", g.nodes)
     yield from _known(names, g.arbitrator, ("galera", "arbitrator"), "arbitrator")
     for key, value in (("writer", g.writer), ("donor", g.donor)):
         yield from _known(names, value, ("galera", key), key)
@@ -174,8 +179,7 @@ def _rabbit_placement(spec: Spec, names: set[str]) -> Iterator[SpecError]:
     r = spec.rabbitmq
     if not r.enabled:
         return
-    yield from _each(names, r.nodes, ("rabbitmq", "nodes"), "rabbitmq node")
-    yield from _placed("rabbitmq", "nodes", r.nodes)
+    yield from _members(names, "rabbitmq", r.nodes)
     for j, name in enumerate(r.ram_nodes):
         if name not in r.nodes:
             yield SpecError(("rabbitmq", "ram_nodes", j), f"{name!r} is not one of rabbitmq.nodes",
