@@ -77,12 +77,12 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
     await pacemaker_forget(ctx, host, mon)
     desired = ctx.tree[host][CIB_PATH].content
     live = await h.run(["cibadmin", "--query", "--scope", "resources"], check=False)
-    haproxies = [n.name for n in ctx.spec.haproxy_nodes()]
-    running = await ctx.gather([ctx.active(n, "haproxy") for n in haproxies])
+    # Whether haproxy runs is asked only where its configuration changed: nothing to reload elsewhere.
+    changed = [n.name for n in ctx.spec.haproxy_nodes() if ctx.file_changed(n.name, "/etc/haproxy/haproxy.cfg")]
+    running = await ctx.gather([ctx.active(n, "haproxy") for n in changed])
     todo = plan(desired, live.stdout if live.rc == 0 else None,
                 any(ctx.file_changed(n, CIB_PATH) for n in phase.hosts),
-                {n: ctx.file_changed(n, "/etc/haproxy/haproxy.cfg") for n, up in zip(haproxies, running, strict=True)
-                 if up})
+                {n: True for n, up in zip(changed, running, strict=True) if up})
     if todo.load is not None:
         configuration = ET.tostring(ET.fromstring(desired).find("configuration"))  # type: ignore[arg-type]
         await h.run(["cibadmin", "--replace", "--scope", "configuration", "--xml-pipe"],
