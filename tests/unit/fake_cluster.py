@@ -12,7 +12,7 @@ import contextlib
 import json
 import shlex
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,3 +140,12 @@ def fake_mongo(config: dict[str, Any], clients: list[FakeMongo]) -> Callable[...
         yield client
 
     return mongo_client
+
+
+def fake_reachable(hosts: Mapping[str, Any], unreachable: dict[str, str] | None = None) -> Callable[..., Any]:
+    """A stand-in for `hosts.fleet.reachable`: the given hosts answer, `unreachable` do not."""
+    @contextlib.asynccontextmanager
+    async def reachable(*_: Any, **__: Any) -> AsyncIterator[tuple[dict[str, Any], dict[str, str]]]:
+        yield dict(hosts), dict(unreachable or {})
+
+    return reachable

@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from hastack.recovery.run import Round
 from hastack.spec.load import load_spec
 from hastack.workload.history import DB, History, Op, Readback
 from tests.helpers import THREE
-from tests.unit.fake_cluster import cluster
+from tests.unit.fake_cluster import cluster, fake_reachable
 from tests.unit.test_status import healthy_facts
 
 LOSSY = next(name for name, s in SCENARIOS.items() if s.fault is Fault.LOSS)
@@ -174,12 +174,7 @@ def test_links_that_cannot_be_cut_are_an_error_naming_the_link() -> None:
 
 def test_a_command_on_a_host_reports_its_exit_and_an_unreachable_host(monkeypatch: pytest.MonkeyPatch) -> None:
     hosts = cluster(SPEC, SECRETS, ctl2={"pkill -KILL -x corosync": Result(1, "", "no process\n")})
-
-    @contextlib.asynccontextmanager
-    async def reachable(*_: Any, **__: Any) -> AsyncIterator[tuple[dict[str, Any], dict[str, str]]]:
-        yield hosts, {"ctl3": "connection refused"}
-
-    monkeypatch.setattr(chaos, "reachable", reachable)
+    monkeypatch.setattr(chaos, "reachable", fake_reachable(hosts, {"ctl3": "connection refused"}))
     chaos._run_on(SPEC, ACCESS, "ctl1", ("pkill", "-KILL", "-x", "corosync"))
     with pytest.raises(chaos.ChaosError, match="ctl2: `pkill -KILL -x corosync` exited 1: no process"):
         chaos._run_on(SPEC, ACCESS, "ctl2", ("pkill", "-KILL", "-x", "corosync"))

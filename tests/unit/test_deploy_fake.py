@@ -18,7 +18,7 @@ from hastack.hosts.ssh import Result, SshHost
 from hastack.render import render_all
 from hastack.spec.load import load_spec
 from tests.helpers import THREE
-from tests.unit.fake_cluster import FIXTURES, FakeHost, FakeMongo, cluster, fake_mongo
+from tests.unit.fake_cluster import FIXTURES, FakeHost, FakeMongo, cluster, fake_mongo, fake_reachable
 
 SPEC = load_spec(THREE)
 SECRETS = complete(SPEC, {})[0]
@@ -80,8 +80,6 @@ def test_no_galera_node_running_but_history_on_disk_is_an_outage_not_a_first_dep
 
 
 def test_status_and_recover_read_a_healthy_cluster_as_healthy(monkeypatch: pytest.MonkeyPatch) -> None:
-    import contextlib
-    from collections.abc import AsyncIterator
 
     from hastack.components.mongodb import parse_replset_status
     from hastack.hosts.fleet import Access
@@ -95,16 +93,12 @@ def test_status_and_recover_read_a_healthy_cluster_as_healthy(monkeypatch: pytes
     async def replset(h: Any, password: str, timeout_ms: int = 2000) -> Any:
         return rs
 
-    @contextlib.asynccontextmanager
-    async def reachable(*_: Any, **__: Any) -> AsyncIterator[tuple[dict[str, SshHost], dict[str, str]]]:
-        yield cast(dict[str, SshHost], hosts), {}
-
     monkeypatch.setattr(gather, "replset", replset)
     facts = asyncio.run(gather.gather(SPEC, SECRETS, cast(dict[str, SshHost], hosts), {}))
     unhealthy = [r for r in verdict(SPEC, facts) if not r.healthy and r.component not in ("vip", "haproxy")]
     assert not unhealthy, unhealthy  # (the captured haproxy and address output is another lab's)
     monkeypatch.setattr(rec, "replset", replset)
-    monkeypatch.setattr(rec, "reachable", reachable)
+    monkeypatch.setattr(rec, "reachable", fake_reachable(hosts))
     report = asyncio.run(rec.recover(SPEC, SECRETS, Access(FIXTURES, FIXTURES), lambda _: None, lambda _: None,
                                      timeout=5))
     assert report.ok and report.healthy == {"galera": True, "rabbitmq": True, "mongodb": True}

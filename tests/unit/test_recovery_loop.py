@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,17 +14,14 @@ from hastack.recovery import run as rec
 from hastack.recovery.decision import Component, Outcome
 from hastack.spec.load import load_spec
 from tests.helpers import THREE
+from tests.unit.fake_cluster import fake_reachable
 
 SPEC = load_spec(THREE)
 
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    @contextlib.asynccontextmanager
-    async def reachable(*_: Any, **__: Any) -> AsyncIterator[tuple[dict[str, SshHost], dict[str, str]]]:
-        yield {}, {}
-
-    monkeypatch.setattr(rec, "reachable", reachable)
+    monkeypatch.setattr(rec, "reachable", fake_reachable({}))
     monkeypatch.setattr(rec, "POLL_S", 0.0)
 
 
