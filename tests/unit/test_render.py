@@ -234,11 +234,12 @@ def test_deploy_phases_follow_the_vip_manager() -> None:
     def keys(manager: str) -> list[str]:
         return [p.key for p in phases(variant(vip_manager=manager))]
 
-    assert keys("pacemaker")[-1] == "cib" and "keepalived" not in keys("pacemaker")
+    # OpenStack last, once the VIP it reaches its databases through is up.
+    assert keys("pacemaker")[-2:] == ["cib", "openstack"] and "keepalived" not in keys("pacemaker")
     assert "corosync" not in keys("keepalived") and "cib" not in keys("keepalived")
     hybrid = keys("keepalived-quorum")
-    # Quorum before the CIB (haproxy and fencing), keepalived last: its quorum check needs corosync.
-    assert hybrid.index("corosync") < hybrid.index("cib") < hybrid.index("keepalived") == len(hybrid) - 1
+    # Quorum before the CIB (haproxy and fencing), keepalived after it: its quorum check needs corosync.
+    assert hybrid.index("corosync") < hybrid.index("cib") < hybrid.index("keepalived") < hybrid.index("openstack")
 
 
 def test_cib_constraints() -> None:

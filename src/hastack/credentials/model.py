@@ -14,7 +14,7 @@ import string
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from hastack.spec.catalog import databases
+from hastack.spec.catalog import RUN, databases
 from hastack.spec.model import Spec
 
 _ALNUM = string.ascii_letters + string.digits
@@ -39,6 +39,11 @@ def _mongo_keyfile() -> str:
     return base64.b64encode(_random.token_bytes(576)).decode()
 
 
+def _fernet_key() -> str:
+    # A Fernet key: 32 random bytes, url-safe base64 (as keystone-manage fernet_setup writes).
+    return base64.urlsafe_b64encode(_random.token_bytes(32)).decode()
+
+
 # What each generator makes: a value read back must look the same, or it is refused
 # (a newline in a password injected a `listen` block into haproxy.cfg).
 _SHAPES: dict[Callable[[], str], re.Pattern[str]] = {
@@ -46,7 +51,19 @@ _SHAPES: dict[Callable[[], str], re.Pattern[str]] = {
     _erlang_cookie: re.compile(r"[A-Za-z0-9]{16,255}"),
     _corosync_authkey: re.compile(r"[A-Za-z0-9+/]{40,4096}={0,2}"),
     _mongo_keyfile: re.compile(r"[A-Za-z0-9+/]{8,1024}={0,2}"),
+    _fernet_key: re.compile(r"[A-Za-z0-9_-]{43}="),
 }
+
+
+def service_password_key(project: str) -> str:
+    """The password of a project's service user in keystone."""
+    return f"os_{project}_password"
+
+
+# keystone's Fernet token and credential keys: the same on every controller (a token issued by
+# one is read by the others, behind round robin). Index 0 is the staged key, 1 the primary.
+FERNET_KEYS = ("keystone_fernet_0", "keystone_fernet_1")
+CREDENTIAL_KEYS = ("keystone_credential_0", "keystone_credential_1")
 
 
 def db_password_key(service: str) -> str:
@@ -74,6 +91,13 @@ def required(spec: Spec) -> dict[str, Callable[[], str]]:
         for service in spec.openstack.services:
             if databases(service):
                 need[db_password_key(service)] = _password
+    run = [s for s in spec.openstack.services if s in RUN]
+    if "keystone" in run:
+        need["keystone_admin_password"] = _password
+        need |= dict.fromkeys((*FERNET_KEYS, *CREDENTIAL_KEYS), _fernet_key)
+    for project in run:
+        if project != "keystone":
+            need[service_password_key(project)] = _password
     return need
 
 

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from hastack.spec.model import Node, Spec, VipManager
+from hastack.spec.catalog import daemons_for
+from hastack.spec.model import Node, Role, Spec, VipManager
 
 
 class PhaseKey(StrEnum):
@@ -26,6 +27,7 @@ class PhaseKey(StrEnum):
     MEMCACHED = "memcached"
     CIB = "cib"
     KEEPALIVED = "keepalived"
+    OPENSTACK = "openstack"
 
 
 @dataclass(frozen=True)
@@ -73,4 +75,9 @@ def phases(spec: Spec) -> tuple[Phase, ...]:
         started = "" if spec.vip_manager.runs_pacemaker else "haproxy and "
         out.append(Phase(PhaseKey.KEEPALIVED, names(spec.haproxy_nodes()),
                          f"start {started}keepalived; wait for one holder of each VIP"))
+    run = daemons_for(spec.openstack.services)
+    if run:
+        out.append(Phase(PhaseKey.OPENSTACK, names(spec.with_role(Role.CONTROLLER)),
+                         "sync schemas once, bootstrap keystone, make its catalog; start "
+                         + ", ".join(d.unit for d in run) + " on every controller"))
     return tuple(out)

@@ -14,13 +14,25 @@ import asyncssh
 import pymongo.errors
 
 from hastack.deploy.context import DeployContext, DeployError, Report
-from hastack.deploy.phases import agent, cib, corosync, files, galera, keepalived, memcached, mongodb, rabbitmq
+from hastack.deploy.phases import (
+    agent,
+    cib,
+    corosync,
+    files,
+    galera,
+    keepalived,
+    memcached,
+    mongodb,
+    openstack,
+    rabbitmq,
+)
 from hastack.deploy.plan import Phase, PhaseKey, phases
 
 APPLY: dict[PhaseKey, Callable[[DeployContext, Phase], Awaitable[None]]] = {
     PhaseKey.FILES: files.apply, PhaseKey.AGENT: agent.apply, PhaseKey.COROSYNC: corosync.apply,
     PhaseKey.GALERA: galera.apply, PhaseKey.RABBITMQ: rabbitmq.apply, PhaseKey.MONGODB: mongodb.apply,
     PhaseKey.MEMCACHED: memcached.apply, PhaseKey.CIB: cib.apply, PhaseKey.KEEPALIVED: keepalived.apply,
+    PhaseKey.OPENSTACK: openstack.apply,
 }
 
 

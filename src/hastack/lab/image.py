@@ -28,9 +28,11 @@ BASE = ("systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "iputil
 # Then, inside the chroot: the components (services stay disabled until deploy).
 COMPONENTS = ("corosync", "pacemaker", "pacemaker-cli-utils", "resource-agents", "crmsh", "haproxy",
               "keepalived", "mariadb-server", "mariadb-backup", "galera-4", "galera-arbitrator-4",
-              "rabbitmq-server", "memcached", "rsyslog")
+              "rabbitmq-server", "memcached", "rsyslog",
+              # OpenStack, from Debian's own packages (bookworm: Zed), and the client for operators on a host.
+              "keystone", "glance-api", "placement-api", "uwsgi-plugin-python3", "python3-openstackclient")
 SERVICES_OFF = ("mariadb", "rabbitmq-server", "haproxy", "keepalived", "corosync", "pacemaker", "memcached",
-                "garb", "chrony")
+                "garb", "chrony", "keystone", "glance-api", "placement-api")
 
 
 class ImageError(Exception):

@@ -13,7 +13,8 @@ import hmac
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from hastack.spec.model import Spec
+from hastack.spec.catalog import RUN
+from hastack.spec.model import Role, Spec
 
 # Linux caps interface names at 15 characters: "hs" + 5 hex + "-" + 7.
 _IFNAMSIZ = 15
@@ -51,6 +52,8 @@ class LabHost:
     name: str
     index: int
     interfaces: tuple[HostIf, ...]
+    # Directories shared by hosts (lab name, path inside the host): the lab's stand-in for NFS.
+    shared: tuple[tuple[str, str], ...] = ()
 
     @property
     def address(self) -> IPv4Address:
@@ -99,7 +102,10 @@ def layout(spec: Spec) -> Layout:
     for n, node in enumerate(spec.nodes):
         ifs = [HostIf(0, node.interface, f"hs{tag}-{n}m", node.address)]
         ifs += [HostIf(i, f"hb{i}", f"hs{tag}-{n}h{i}", hb) for i, hb in enumerate(node.heartbeat, start=1)]
-        hosts.append(LabHost(node.name, n, tuple(ifs)))
+        shared: tuple[tuple[str, str], ...] = ()
+        if node.has(Role.CONTROLLER) and "glance" in RUN and "glance" in spec.openstack.services:
+            shared = (("glance-images", spec.openstack.glance.path),)
+        hosts.append(LabHost(node.name, n, tuple(ifs), shared))
     names = [i.outside for h in hosts for i in h.interfaces] + [link.bridge for link in links]
     if any(len(n) > _IFNAMSIZ for n in names):  # only past 999 nodes
         raise ValueError("the lab supports at most 999 hosts")

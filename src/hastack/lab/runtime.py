@@ -225,6 +225,19 @@ def pin_host_keys(dirs: LabDirs, address: str, public_keys: list[Path]) -> None:
     tmp.replace(dirs.known_hosts)
 
 
+def _shared(dirs: LabDirs, image: Path, name: str, path: str) -> Path:
+    """The machine's directory behind a shared path, owned as the image owns `path` (the same
+    user id in every host: all boot the same image)."""
+    where = dirs.root / "shared" / name
+    if not where.exists():
+        where.mkdir(parents=True, mode=0o750)
+        inside = image / path.lstrip("/")
+        if inside.exists():
+            st = inside.stat()
+            os.chown(where, st.st_uid, st.st_gid)
+    return where
+
+
 def boot(dirs: LabDirs, image: Path, lay: Layout, host: LabHost) -> int:
     """Boot one host; returns the nspawn PID once its links are on their bridges."""
     root = _prepare_root(dirs, image, lay, host)
@@ -234,6 +247,7 @@ def boot(dirs: LabDirs, image: Path, lay: Layout, host: LabHost) -> int:
     argv = ["systemd-nspawn", "--register=no", "--keep-unit", "--boot", "--quiet", "-D", str(root), "-M", host.name,
             # mongod locks its key pages (as a non-root user, through AmbientCapabilities).
             "--capability=CAP_IPC_LOCK",
+            *(f"--bind={_shared(dirs, image, name, path)}:{path}" for name, path in host.shared),
             *(f"--network-veth-extra={i.outside}:{i.inside}" for i in host.interfaces)]
     console = dirs.console(host.name).open("ab")
     # stdin from /dev/null and its own session: the container outlives this command.

@@ -15,6 +15,7 @@ from hastack.render.keepalived import render_keepalived
 from hastack.render.memcached import render_memcached
 from hastack.render.mongodb import render_mongodb
 from hastack.render.openstack import render_openstack
+from hastack.render.openstack_run import render_openstack_run
 from hastack.render.pacemaker import render_pacemaker
 from hastack.render.rabbitmq import render_rabbitmq
 from hastack.spec.model import Spec
@@ -31,6 +32,7 @@ RENDERERS: dict[str, Renderer] = {
     "haproxy": render_haproxy,
     "keepalived": render_keepalived,
     "openstack": render_openstack,
+    "openstack-run": render_openstack_run,
     "agent": render_agent,
     "fingerprints": render_fingerprints,
 }

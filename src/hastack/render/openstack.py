@@ -15,12 +15,13 @@ from __future__ import annotations
 import configparser
 import io
 
-from hastack.credentials.model import Secrets, db_password_key
+from hastack.credentials.model import Secrets, db_password_key, service_password_key
 from hastack.render.files import RenderedFile, text
 from hastack.render.galera import db_user
+from hastack.render.openstack_run import CREDENTIAL_DIR, FERNET_DIR, auth_url
 from hastack.render.rabbitmq import PORT as RABBIT_PORT
-from hastack.spec.catalog import databases
-from hastack.spec.model import QueueType, Role, Spec
+from hastack.spec.catalog import BY_NAME, RUN, databases
+from hastack.spec.model import Node, QueueType, Role, Spec
 
 # Projects whose agents run on compute or network nodes, and so need messaging there.
 AGENT_PROJECTS = {Role.COMPUTE: ("nova", "neutron"), Role.NETWORK: ("neutron",)}
@@ -56,7 +57,8 @@ def _ini(sections: dict[str, dict[str, str]]) -> str:
     return buf.getvalue()
 
 
-def fragment(spec: Spec, secrets: Secrets, project: str, controller: bool) -> str:
+def fragment(spec: Spec, secrets: Secrets, project: str, node: Node) -> str:
+    controller = node.has(Role.CONTROLLER)
     sections: dict[str, dict[str, str]] = {"DEFAULT": {}}
     if spec.rabbitmq.enabled:
         sections["DEFAULT"]["transport_url"] = transport_url(spec, secrets)
@@ -72,7 +74,8 @@ def fragment(spec: Spec, secrets: Secrets, project: str, controller: bool) -> st
         vip = spec.vips[0].address
         pw = secrets[db_password_key(project)]
         user = db_user(project)
-        sections["database"] = {
+        # placement reads its own section (oslo.db's options under another name).
+        sections["placement_database" if project == "placement" else "database"] = {
             "connection": f"mysql+pymysql://{user}:{pw}@{vip}/{dbs[0]}",
             # Ride out a galera writer failover instead of failing requests.
             "max_retries": "-1",
@@ -92,6 +95,8 @@ def fragment(spec: Spec, secrets: Secrets, project: str, controller: bool) -> st
         }
         if project != "keystone":
             sections["keystone_authtoken"] = {"memcached_servers": servers}
+    if controller and project in RUN:
+        _run_settings(spec, secrets, project, node, sections)
     if project == "neutron" and controller:
         n = spec.openstack.neutron
         network_nodes = len(spec.with_role(Role.NETWORK))
@@ -103,6 +108,32 @@ def fragment(spec: Spec, secrets: Secrets, project: str, controller: bool) -> st
             "dhcp_agents_per_network": str(n.dhcp_agents_per_network or min(network_nodes, 2) or 1),
         })
     return _ini(sections)
+
+
+def _run_settings(spec: Spec, secrets: Secrets, project: str, node: Node, sections: dict[str, dict[str, str]]
+                  ) -> None:
+    """What a project hastack runs needs beyond HA: keystone's tokens, the others' service user."""
+    if project == "keystone":
+        sections["token"] = {"provider": "fernet"}
+        # Three keys: staged, primary and one secondary for tokens issued before a rotation.
+        sections["fernet_tokens"] = {"key_repository": f"{FERNET_DIR}/", "max_active_keys": "3"}
+        sections["credential"] = {"key_repository": f"{CREDENTIAL_DIR}/"}
+        return
+    sections["keystone_authtoken"] |= {
+        "www_authenticate_uri": auth_url(spec), "auth_url": auth_url(spec), "auth_type": "password",
+        "project_domain_name": "Default", "user_domain_name": "Default", "project_name": "service",
+        "username": project, "password": secrets[service_password_key(project)],
+        "region_name": spec.openstack.region,
+    }
+    if project == "placement":
+        sections["api"] = {"auth_strategy": "keystone"}
+    if project == "glance":
+        # Its own server: bound to this node (haproxy holds the port on the VIP).
+        sections["DEFAULT"] |= {"bind_host": str(node.address), "bind_port": str(BY_NAME["glance-api"].port),
+                                "workers": str(spec.openstack.api_workers)}
+        sections["paste_deploy"] = {"flavor": "keystone"}
+        sections["glance_store"] = {"stores": "file,http", "default_store": "file",
+                                    "filesystem_store_datadir": spec.openstack.glance.path.rstrip("/") + "/"}
 
 
 def render_openstack(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
@@ -117,7 +148,7 @@ def render_openstack(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFil
         if not projects:
             continue
         out[node.name] = [
-            text(fragment_path(p), fragment(spec, secrets, p, controller), 0o640, group=p)
+            text(fragment_path(p), fragment(spec, secrets, p, node), 0o640, group=p)
             for p in projects
         ]
     return out

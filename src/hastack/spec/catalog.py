@@ -80,3 +80,52 @@ DATABASES: dict[str, tuple[str, ...]] = {
 
 def databases(service: str) -> tuple[str, ...]:
     return DATABASES.get(service, (service.replace("-", "_"),))
+
+
+# -- what hastack runs: each OpenStack daemon on the controllers -----------------------------------
+
+@dataclass(frozen=True)
+class Daemon:
+    """One OpenStack process hastack runs on every controller, under a systemd unit it renders.
+
+    An API is served either by uwsgi (`wsgi`: the application file Debian ships) or by the
+    project's own server binding the address itself (`argv`, with bind options in its config)."""
+
+    unit: str  # the package's unit name: hastack's unit in /etc/systemd/system replaces it
+    project: str
+    user: str
+    endpoint: str | None = None  # the catalog endpoint it serves; None: a worker behind the bus
+    wsgi: str | None = None
+    argv: tuple[str, ...] = ()
+
+
+DAEMONS: tuple[Daemon, ...] = (
+    Daemon("keystone", "keystone", "keystone", "keystone", wsgi="/usr/bin/keystone-wsgi-public"),
+    Daemon("placement-api", "placement", "placement", "placement-api", wsgi="/usr/bin/placement-api"),
+    # glance-api serves uploads with its own (eventlet) server: Debian runs it so, not under uwsgi.
+    Daemon("glance-api", "glance", "glance", "glance-api", argv=("/usr/bin/glance-api",)),
+)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """How a project appears in keystone's catalog: its service type and the path after host:port."""
+
+    type: str
+    path: str = ""
+    description: str = ""
+
+
+IDENTITY: dict[str, Identity] = {
+    "keystone": Identity("identity", "/v3", "OpenStack Identity"),
+    "glance": Identity("image", "", "OpenStack Image"),
+    "placement": Identity("placement", "", "OpenStack Placement"),
+}
+
+# Projects hastack deploys and runs (the rest of openstack.services get HA settings only, see HA705).
+RUN: frozenset[str] = frozenset(d.project for d in DAEMONS)
+
+
+def daemons_for(services: tuple[str, ...] | list[str]) -> tuple[Daemon, ...]:
+    wanted = set(services)
+    return tuple(d for d in DAEMONS if d.project in wanted)

@@ -212,10 +212,23 @@ class Neutron(Frozen):
     dhcp_agents_per_network: int = Field(default=0, ge=0, le=16)
 
 
+class Glance(Frozen):
+    # Where images live. `file`: a directory every controller mounts (NFS in production; the lab
+    # binds one host directory into every controller): an image uploaded through one controller
+    # must be readable through the others.
+    store: Literal["file"] = "file"
+    path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9_./-]{1,200}$")] = "/var/lib/glance/images"
+
+
 class OpenStack(Frozen):
     services: tuple[Name, ...] = ()
     region: Name = "regionone"
     neutron: Neutron = Neutron()
+    # Per API, per controller: uwsgi processes (or the API's own workers) and threads per process.
+    # Debian's defaults (8-16 processes of 32 threads) take gigabytes on a controller.
+    api_workers: int = Field(default=2, ge=1, le=64)
+    api_threads: int = Field(default=4, ge=1, le=64)
+    glance: Glance = Glance()
 
 
 class Waiver(Frozen):

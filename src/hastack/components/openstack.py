@@ -1,0 +1,78 @@
+"""Facts about the OpenStack services hastack runs: does an API answer, is a schema current."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hastack.components.fact import Fact, FactFailed
+
+# The host's own python3 asks (no curl in a minimal host): prints the HTTP status, 0 when nothing answered.
+_STATUS = """\
+import sys, urllib.error, urllib.request
+try:
+    print(urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])).status)
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+except Exception:
+    print(0)
+"""
+
+
+def parse_status(rc: int, stdout: str) -> int:
+    if rc != 0 or not stdout.strip().isdigit():
+        raise FactFailed(rc)
+    return int(stdout.strip())
+
+
+def http_status(url: str, timeout: float = 3.0) -> Fact[int]:
+    """The HTTP status `url` answers with, asked from the host (0: no answer)."""
+    return Fact(f"GET {url}", ("python3", "-c", _STATUS, url, str(timeout)), parse_status, timeout=timeout + 10)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """How a project's schema is checked and brought to the installed release, as the project's user."""
+
+    project: str
+    sync: tuple[str, ...]
+    check: tuple[str, ...] | None  # exits 0 when current; None: sync tells by the version it leaves
+    version: tuple[str, ...] | None = None
+
+    def as_user(self, argv: tuple[str, ...]) -> tuple[str, ...]:
+        # Never as root: a root-run manage command leaves root-owned logs the service then cannot write.
+        return ("runuser", "-u", self.project, "--", *argv)
+
+
+SCHEMAS: dict[str, Schema] = {
+    # db_sync --check: 0 current; 2, 3, 4: expand, migrate or contract needed.
+    "keystone": Schema("keystone", ("keystone-manage", "db_sync"), ("keystone-manage", "db_sync", "--check")),
+    # db check: 0 current; 3, 4, 5: expand, migrate or contract needed.
+    "glance": Schema("glance", ("glance-manage", "db_sync"), ("glance-manage", "db", "check")),
+    "placement": Schema("placement", ("placement-manage", "db", "sync"), None, ("placement-manage", "db", "version")),
+}
+NEEDS_SYNC = {"keystone": (2, 3, 4), "glance": (3, 4, 5)}
+
+
+def schema_current(schema: Schema) -> Fact[bool]:
+    """True when the schema is current; False when a sync is due; an error for anything else."""
+    assert schema.check is not None
+
+    def parse(rc: int, stdout: str) -> bool:
+        if rc == 0:
+            return True
+        if rc in NEEDS_SYNC[schema.project]:
+            return False
+        raise FactFailed(rc)
+
+    return Fact(f"{schema.project} schema", schema.as_user(schema.check), parse, timeout=120)
+
+
+def schema_version(schema: Schema) -> Fact[str]:
+    assert schema.version is not None
+
+    def parse(rc: int, stdout: str) -> str:
+        if rc != 0:
+            raise FactFailed(rc)
+        return stdout.strip().splitlines()[-1] if stdout.strip() else ""
+
+    return Fact(f"{schema.project} schema version", schema.as_user(schema.version), parse, timeout=120)

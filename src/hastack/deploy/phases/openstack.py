@@ -1,0 +1,187 @@
+"""The openstack phase: schemas synced once, keystone bootstrapped, the catalog made, every API answering.
+
+Ordered after the CIB phase: the services reach their databases, keystone
+and memcached through the VIP. Schemas are synced on one controller, one
+project at a time (two syncs at once deadlock on galera). keystone starts
+first (the others authenticate against it); its catalog (service users,
+roles, services and endpoints on the VIP) is made from a controller through
+the VIP, as an operator's client would.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from hastack.components import keystone_catalog
+from hastack.components.openstack import SCHEMAS, Schema, http_status, schema_current, schema_version
+from hastack.credentials.model import service_password_key
+from hastack.deploy.context import DeployContext, DeployError, wait_for
+from hastack.deploy.plan import Phase
+from hastack.hosts.files import Change
+from hastack.hosts.probe import probe
+from hastack.hosts.ssh import HostError
+from hastack.render.openstack import fragment_path
+from hastack.render.openstack_run import (
+    ADMIN,
+    CREDENTIAL_DIR,
+    FERNET_DIR,
+    auth_url,
+    log_path,
+    public_url,
+    unit_path,
+    uwsgi_path,
+)
+from hastack.spec.catalog import BY_NAME, IDENTITY, Daemon, daemons_for
+from hastack.spec.model import Spec
+
+# keystone first: every other service checks its tokens.
+ORDER = ("keystone", "placement", "glance")
+API_WAIT_S = 180.0
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Per daemon, per host: restart it (its files changed) or just make sure it runs."""
+
+    unit: str
+    host: str
+    restart: bool
+
+
+def plan_daemons(daemons: tuple[Daemon, ...], hosts: tuple[str, ...], changed: Mapping[str, set[str]]
+                 ) -> list[Restart]:
+    """Pure: a daemon restarts where any file it reads changed (its unit, uwsgi ini, config fragment, keys)."""
+    out = []
+    for d in daemons:
+        mine = {unit_path(d), uwsgi_path(d), fragment_path(d.project)}
+        for h in hosts:
+            keys = {p for p in changed.get(h, set()) if p.startswith((FERNET_DIR, CREDENTIAL_DIR))}
+            out.append(Restart(d.unit, h, bool(mine & changed.get(h, set())) or (d.project == "keystone"
+                                                                                and bool(keys))))
+    return out
+
+
+def catalog_want(spec: Spec, secrets: Mapping[str, str]) -> dict[str, object]:
+    """What keystone must hold: every project hastack runs, with its user (not keystone's own) and URL."""
+    services = []
+    for project in [p for p in ORDER if p in spec.openstack.services]:
+        ident = IDENTITY[project]
+        services.append({"name": project, "type": ident.type, "url": public_url(spec, project),
+                         "description": ident.description,
+                         "password": "" if project == "keystone" else secrets[service_password_key(project)]})
+    return {"auth_url": auth_url(spec), "admin_password": secrets["keystone_admin_password"],
+            "region": spec.openstack.region, "services": services}
+
+
+async def apply(ctx: DeployContext, phase: Phase) -> None:
+    daemons = daemons_for(ctx.spec.openstack.services)
+    if not daemons:
+        return
+    first = phase.hosts[0]
+    for project in [p for p in ORDER if p in ctx.spec.openstack.services]:
+        await sync_schema(ctx, first, SCHEMAS[project])
+    changed = {h: {p for p, c in ctx.pushed.get(h, {}).items() if c is not Change.NONE} for h in phase.hosts}
+    todo = plan_daemons(daemons, phase.hosts, changed)
+    by_unit = {d.unit: d for d in daemons}
+    keystone = [d for d in daemons if d.project == "keystone"]
+    for group in (keystone, [d for d in daemons if d.project != "keystone"]):
+        units = {d.unit for d in group}
+        await ctx.gather([ctx.ensure_running(r.host, r.unit, restart_if=r.restart) for r in todo if r.unit in units])
+        await ctx.gather([api_answers(ctx, h, by_unit[u]) for u in sorted(units) for h in phase.hosts])
+        if group is keystone and keystone:
+            await ensure_catalog(ctx, first)
+
+
+async def sync_schema(ctx: DeployContext, host: str, schema: Schema) -> None:
+    """The schema brought to the installed release, once, on `host`; a change only when it was not current."""
+    h = ctx.h(host)
+    if schema.check is not None:
+        if await probe(h, schema_current(schema)):
+            return
+        ctx.progress(f"openstack: {schema.project} schema sync on {host}")
+        await _manage(ctx, host, schema, schema.sync)
+        ctx.report.changed(host, f"synced the {schema.project} database schema")
+        return
+    before = await probe(h, schema_version(schema))
+    await _manage(ctx, host, schema, schema.sync)
+    after = await probe(h, schema_version(schema))
+    if after != before:
+        ctx.report.changed(host, f"synced the {schema.project} database schema ({before or 'empty'} -> {after})")
+
+
+async def _manage(ctx: DeployContext, host: str, schema: Schema, argv: tuple[str, ...]) -> None:
+    res = await ctx.h(host).run(schema.as_user(argv), check=False, timeout=900)
+    if res.rc != 0:
+        log = await ctx.h(host).run(["tail", "-n", "20", f"/var/log/{schema.project}/{schema.project}-manage.log"],
+                                    check=False)
+        tail = "\n".join((res.stderr + res.stdout).strip().splitlines()[-10:]) or log.stdout.strip()
+        raise DeployError(f"{schema.project} on {host}: `{' '.join(argv)}` exited {res.rc}; nothing else was "
+                          f"changed for {schema.project}. Last lines:\n{tail}")
+
+
+async def api_answers(ctx: DeployContext, host: str, d: Daemon) -> None:
+    """`d`'s API answers on `host`'s own address as haproxy's check expects (bounded)."""
+    if d.endpoint is None:
+        return
+    ep = BY_NAME[d.endpoint]
+    url = f"http://{ctx.spec.node(host).address}:{ep.port}{ep.check_path or '/'}"
+
+    async def answers() -> bool | None:
+        status = await probe(ctx.h(host), http_status(url))
+        low, _, high = ep.check_status.partition("-")
+        return True if int(low) <= status <= int(high or low) else None
+
+    try:
+        await wait_for(answers, API_WAIT_S, f"{d.unit} on {host} to answer {url}")
+    except DeployError as exc:
+        log = await ctx.h(host).run(["tail", "-n", "15", log_path(d)], check=False)
+        journal = await ctx.h(host).run(["journalctl", "-u", d.unit, "-n", "10", "--no-pager"], check=False)
+        raise DeployError(f"{exc}\n{log_path(d)}:\n{log.stdout.strip()}\njournal:\n{journal.stdout.strip()}") from None
+
+
+async def ensure_catalog(ctx: DeployContext, host: str) -> None:
+    """keystone bootstrapped (once) and its catalog made, through the VIP from `host`."""
+    want = catalog_want(ctx.spec, ctx.secrets)
+    result = await _catalog(ctx, host, want)
+    if result.get("bootstrap"):
+        ctx.progress(f"openstack: keystone bootstrap on {host}")
+        await _bootstrap(ctx, host)
+        ctx.report.changed(host, "bootstrapped keystone (admin user, project, role, region, identity endpoints)")
+        result = await _catalog(ctx, host, want)
+        if result.get("bootstrap"):
+            raise DeployError(f"keystone on {host}: the admin cannot log in even after bootstrap; "
+                              "is keystone_admin_password the one keystone was bootstrapped with?")
+    if "error" in result:
+        raise DeployError(f"keystone catalog on {host}: {result['error']}")
+    for change in list(result.get("changes") or []):  # type: ignore[call-overload]
+        ctx.report.changed(host, f"keystone: {change}")
+
+
+async def _catalog(ctx: DeployContext, host: str, want: dict[str, object]) -> dict[str, object]:
+    source = inspect.getsource(keystone_catalog)
+    try:
+        res = await ctx.h(host).run(["python3", "-c", source], input=json.dumps(want) + "\n", timeout=300)
+    except HostError as exc:
+        raise DeployError(f"keystone catalog on {host}: {exc.result.stdout.strip()[-500:] or exc}") from None
+    out: dict[str, object] = json.loads(res.stdout.strip().splitlines()[-1])
+    return out
+
+
+async def _bootstrap(ctx: DeployContext, host: str) -> None:
+    spec = ctx.spec
+    url = public_url(spec, "keystone")
+    # The password through stdin into the environment: never on a command line.
+    argv = ("sh", "-c", 'read -r OS_BOOTSTRAP_PASSWORD && export OS_BOOTSTRAP_PASSWORD && exec "$@"', "bootstrap",
+            *SCHEMAS["keystone"].as_user(("keystone-manage", "bootstrap", "--bootstrap-username", ADMIN,
+                                          "--bootstrap-project-name", ADMIN, "--bootstrap-role-name", "admin",
+                                          "--bootstrap-service-name", "keystone",
+                                          "--bootstrap-region-id", spec.openstack.region,
+                                          "--bootstrap-admin-url", url, "--bootstrap-internal-url", url,
+                                          "--bootstrap-public-url", url)))
+    res = await ctx.h(host).run(argv, check=False, input=ctx.secrets["keystone_admin_password"] + "\n", timeout=300)
+    if res.rc != 0:
+        raise DeployError(f"keystone on {host}: `keystone-manage bootstrap` exited {res.rc}; last lines:\n"
+                          + "\n".join((res.stderr + res.stdout).strip().splitlines()[-10:]))

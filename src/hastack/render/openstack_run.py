@@ -1,0 +1,128 @@
+"""What hastack runs of OpenStack on the controllers: units, uwsgi settings, keystone's keys, the admin's cloud.
+
+Debian's packages start each API through an init script that binds every
+address (colliding with haproxy on the VIP) with 8-16 processes, and load
+uwsgi's apparmor plugin, which kills uwsgi inside a container. hastack
+replaces each daemon's unit with its own (same name, in /etc/systemd/system):
+bound to the node's management address, sized by the spec, running as the
+project's user.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from hastack.credentials.model import CREDENTIAL_KEYS, FERNET_KEYS, Secrets
+from hastack.render.files import RenderedFile, text
+from hastack.spec.catalog import BY_NAME, IDENTITY, Daemon, daemons_for
+from hastack.spec.model import Node, Role, Spec
+
+FERNET_DIR = "/etc/keystone/fernet-keys"
+CREDENTIAL_DIR = "/etc/keystone/credential-keys"
+CLOUDS = "/etc/hastack/clouds.yaml"
+CLOUD = "hastack"  # the cloud's name in clouds.yaml
+ADMIN = "admin"
+
+
+def unit_path(d: Daemon) -> str:
+    return f"/etc/systemd/system/{d.unit}.service"
+
+
+def uwsgi_path(d: Daemon) -> str:
+    return f"/etc/hastack/uwsgi/{d.unit}.ini"
+
+
+def log_path(d: Daemon) -> str:
+    return f"/var/log/{d.project}/{d.unit}.log"
+
+
+def public_url(spec: Spec, project: str) -> str:
+    """Where clients reach a project: its port on the VIP (every interface: one haproxy frontend)."""
+    endpoint = next(d.endpoint for d in daemons_for([project]) if d.endpoint)
+    return f"http://{spec.vips[0].address}:{BY_NAME[endpoint].port}{IDENTITY[project].path}"
+
+
+def auth_url(spec: Spec) -> str:
+    return f"http://{spec.vips[0].address}:{BY_NAME['keystone'].port}"
+
+
+def uwsgi_ini(spec: Spec, d: Daemon, node: Node) -> str:
+    assert d.wsgi is not None and d.endpoint is not None
+    port = BY_NAME[d.endpoint].port
+    return "\n".join([
+        "# Rendered by hastack: Debian's ini without the apparmor plugin, bound to this node only.",
+        "[uwsgi]",
+        "plugins = python3",
+        "master = true",
+        f"http-socket = {node.address}:{port}",
+        f"processes = {spec.openstack.api_workers}",
+        f"threads = {spec.openstack.api_threads}",
+        "enable-threads = true",
+        "lazy-apps = true",
+        "thunder-lock = true",
+        # An application that fails to load exits (systemd restarts it) instead of answering 500.
+        "need-app = true",
+        "die-on-term = true",
+        "no-orphans = true",
+        "buffer-size = 65535",
+        "rem-header = Content-Length",
+        "listen = 100",
+        f"name = {d.unit}",
+        f"chdir = /var/lib/{d.project}",
+        f"wsgi-file = {d.wsgi}",
+        f"logto = {log_path(d)}",
+        "",
+    ])
+
+
+def unit(d: Daemon) -> str:
+    start = f"/usr/bin/uwsgi_python3 --ini {uwsgi_path(d)}" if d.wsgi else " ".join(d.argv)
+    return "\n".join([
+        "# Rendered by hastack: replaces the package's unit (see /etc/hastack/uwsgi for uwsgi's settings).",
+        "[Unit]",
+        f"Description=OpenStack {d.unit} (hastack)",
+        "After=network-online.target",
+        "Wants=network-online.target",
+        "",
+        "[Service]",
+        f"User={d.user}",
+        f"Group={d.user}",
+        "Type=simple",
+        f"WorkingDirectory=/var/lib/{d.project}",
+        f"RuntimeDirectory={d.unit} lock/{d.unit}",
+        f"ExecStart={start}",
+        "Restart=on-failure",
+        "RestartSec=2",
+        "LimitNOFILE=65535",
+        "TimeoutStopSec=15",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ])
+
+
+def clouds_yaml(spec: Spec, secrets: Secrets) -> str:
+    """The admin's cloud, through the VIP: for deploy's keystone steps and for operators on a controller."""
+    cloud = {"clouds": {CLOUD: {
+        "auth": {"auth_url": f"{auth_url(spec)}/v3", "username": ADMIN, "password": secrets["keystone_admin_password"],
+                 "project_name": ADMIN, "user_domain_name": "Default", "project_domain_name": "Default"},
+        "region_name": spec.openstack.region, "interface": "internal", "identity_api_version": 3}}}
+    return "# Rendered by hastack: the OpenStack admin, through the VIP.\n" + yaml.safe_dump(cloud, sort_keys=False)
+
+
+def render_openstack_run(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
+    daemons = daemons_for(spec.openstack.services)
+    if not daemons:
+        return {}
+    out: dict[str, list[RenderedFile]] = {}
+    for node in spec.with_role(Role.CONTROLLER):
+        files = [text(unit_path(d), unit(d)) for d in daemons]
+        files += [text(uwsgi_path(d), uwsgi_ini(spec, d, node)) for d in daemons if d.wsgi]
+        if "keystone" in spec.openstack.services:
+            for directory, keys in ((FERNET_DIR, FERNET_KEYS), (CREDENTIAL_DIR, CREDENTIAL_KEYS)):
+                files += [text(f"{directory}/{i}", secrets[k], 0o600, owner="keystone", group="keystone")
+                          for i, k in enumerate(keys)]
+            files.append(text(CLOUDS, clouds_yaml(spec, secrets), 0o600))
+        out[node.name] = files
+    return out

@@ -1,0 +1,151 @@
+"""OpenStack on the controllers, without a lab: what is rendered, what restarts, and keystone's catalog made
+over an in-memory keystone that answers as keystone's v3 API does."""
+
+from __future__ import annotations
+
+import configparser
+import itertools
+import re
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from hastack.components.keystone_catalog import Service, Want, ensure
+from hastack.credentials.model import FERNET_KEYS, complete
+from hastack.deploy.phases.openstack import catalog_want, plan_daemons
+from hastack.render import render_all
+from hastack.render.openstack import fragment_path
+from hastack.render.openstack_run import FERNET_DIR, unit_path, uwsgi_path
+from hastack.spec.catalog import daemons_for
+from hastack.spec.load import load_spec
+from tests.helpers import THREE
+
+SPEC = load_spec(THREE)
+SECRETS = complete(SPEC, {})[0]
+
+
+class FakeKeystone:
+    """keystone v3 as far as the catalog needs it: lists with filters, creates, grants, password logins."""
+
+    def __init__(self) -> None:
+        ids = itertools.count(1)
+        self.new_id = lambda: f"id{next(ids)}"
+        self.rows: dict[str, list[dict[str, Any]]] = {
+            "regions": [{"id": "regionone"}], "projects": [{"id": "p0", "name": "admin", "domain_id": "default"}],
+            "roles": [{"id": "r0", "name": "admin"}], "users": [], "services": [], "endpoints": []}
+        self.grants: set[str] = set()
+        self.passwords: dict[str, str] = {}
+        self.writes: list[str] = []
+
+    def login(self, user: str, password: str) -> bool:
+        return self.passwords.get(user) == password
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        url = urlsplit(path)
+        parts = url.path.strip("/").split("/")[1:]  # after v3
+        if method not in {"GET", "HEAD"}:
+            self.writes.append(f"{method} {url.path}")
+        if parts[0] == "projects" and len(parts) == 6:  # a grant
+            key = "/".join(parts)
+            if method == "HEAD":
+                return (204 if key in self.grants else 404), None
+            self.grants.add(key)
+            return 204, None
+        kind = parts[0]
+        if method == "GET" and len(parts) == 2:
+            row = next((r for r in self.rows[kind] if r["id"] == parts[1]), None)
+            return (200, {kind[:-1]: row}) if row else (404, {"error": "not found"})
+        if method == "GET":
+            query = dict(parse_qsl(url.query))
+            return 200, {kind: [r for r in self.rows[kind] if all(r.get(k) == v for k, v in query.items())]}
+        assert body is not None
+        item = dict(next(iter(body.values())))
+        if method == "POST":
+            item.setdefault("id", self.new_id())
+            if kind == "users":
+                self.passwords[item["name"]] = item.pop("password")
+            self.rows[kind].append(item)
+            return 201, {kind[:-1]: item}
+        row = next(r for r in self.rows[kind] if r["id"] == parts[1])  # PATCH
+        if kind == "users":
+            self.passwords[row["name"]] = item.pop("password")
+        row.update(item)
+        return 200, {kind[:-1]: row}
+
+
+def want() -> Want:
+    data = catalog_want(SPEC, SECRETS)
+    return Want.from_json(data)
+
+
+def test_the_catalog_is_made_once_and_a_second_run_changes_nothing() -> None:
+    ks = FakeKeystone()
+    changes = ensure(ks, want())
+    assert "project service" in changes
+    assert {"user glance", "user placement"} <= set(changes)
+    assert "user keystone" not in changes  # keystone's own entry has no user
+    urls = {(e["interface"], e["url"]) for e in ks.rows["endpoints"]}
+    vip = SPEC.vips[0].address
+    assert ("public", f"http://{vip}:9292") in urls and ("internal", f"http://{vip}:5000/v3") in urls
+    assert len(ks.rows["endpoints"]) == 3 * 3  # three services, three interfaces
+    assert len(ks.grants) == 2
+    writes = len(ks.writes)
+    assert ensure(ks, want()) == [] and len(ks.writes) == writes
+
+
+def test_a_moved_endpoint_and_a_lost_password_are_put_right() -> None:
+    ks = FakeKeystone()
+    ensure(ks, want())
+    ks.passwords["glance"] = "something-else"
+    placement = next(e for e in ks.rows["endpoints"] if e["url"].endswith(":8778") and e["interface"] == "admin")
+    placement["url"] = "http://192.0.2.1:8778"
+    changes = ensure(ks, want())
+    assert changes == [f"endpoint placement admin: http://192.0.2.1:8778 -> http://{SPEC.vips[0].address}:8778",
+                       "user glance: password set"]
+    assert ks.login("glance", SECRETS["os_glance_password"])
+
+
+def test_a_keystone_without_the_admin_role_is_an_error_not_a_guess() -> None:
+    ks = FakeKeystone()
+    ks.rows["roles"] = []
+    try:
+        ensure(ks, Want("regionone", (Service("glance", "image", "http://x:9292", "pw"),)))
+    except Exception as exc:
+        assert "bootstrap creates it" in str(exc)
+    else:
+        raise AssertionError("no error")
+
+
+def test_a_daemon_restarts_only_where_a_file_it_reads_changed() -> None:
+    daemons = daemons_for(SPEC.openstack.services)
+    hosts = ("ctl1", "ctl2", "ctl3")
+    keystone = next(d for d in daemons if d.project == "keystone")
+    glance = next(d for d in daemons if d.project == "glance")
+    todo = plan_daemons(daemons, hosts, {"ctl2": {fragment_path("glance")}, "ctl3": {f"{FERNET_DIR}/1"},
+                                         "ctl1": {uwsgi_path(keystone)}})
+    restarts = {(r.unit, r.host) for r in todo if r.restart}
+    assert restarts == {("glance-api", "ctl2"), ("keystone", "ctl3"), ("keystone", "ctl1")}
+    assert len(todo) == len(daemons) * len(hosts)
+    assert not [r for r in plan_daemons(daemons, hosts, {"ctl1": {unit_path(glance).replace("glance", "x")}})
+                if r.restart]
+
+
+def test_each_controller_binds_its_own_address_with_the_spec_s_workers_and_shares_keystone_s_keys() -> None:
+    tree = render_all(SPEC, SECRETS)
+    controllers = ("ctl1", "ctl2", "ctl3")
+    for host in controllers:
+        address = str(SPEC.node(host).address)
+        ini = tree[host]["/etc/hastack/uwsgi/keystone.ini"].content.decode()
+        assert f"http-socket = {address}:5000" in ini and "plugins = python3\n" in ini
+        assert "apparmor-profile" not in ini
+        assert f"processes = {SPEC.openstack.api_workers}" in ini
+        glance = configparser.ConfigParser(interpolation=None)
+        glance.read_string(tree[host][fragment_path("glance")].content.decode())
+        assert glance["DEFAULT"]["bind_host"] == address
+        assert glance["keystone_authtoken"]["password"] == SECRETS["os_glance_password"]
+        placement = tree[host][fragment_path("placement")].content.decode()
+        assert "[placement_database]" in placement and "[database]" not in placement
+    keys = {tree[h][f"{FERNET_DIR}/1"].content for h in controllers}
+    assert len(keys) == 1 and keys == {SECRETS[FERNET_KEYS[1]].encode()}
+    assert tree["ctl1"][f"{FERNET_DIR}/1"].mode == 0o600 and tree["ctl1"][f"{FERNET_DIR}/1"].owner == "keystone"
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}=", SECRETS[FERNET_KEYS[0]])
+    assert "/etc/systemd/system/keystone.service" not in tree["compute1"]
