@@ -291,6 +291,27 @@ def lab_wipe(host: str, spec: Path) -> None:
     _progress(f"{host}: blank and booted (pid {pid}); run `hastack deploy {spec}` to bring it back into its clusters")
 
 
+@lab.command("client", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--spec", "spec", type=click.Path(path_type=Path), default=DEFAULT_LAB_SPEC, show_default=True)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def lab_client(spec: Path, command: tuple[str, ...]) -> None:
+    """Run COMMAND on the lab's client host as the cloud's admin: `hastack lab client -- openstack server list`.
+
+    It reaches the cloud through the VIP only, with a clouds.yaml (0600) and OS_CLOUD=hastack set."""
+    import subprocess
+
+    from hastack.lab.client import ClientError, client_argv
+
+    model = _load(spec, False)
+    secrets, _, _ = _secrets(spec, model)
+    try:
+        argv = client_argv(model, secrets, command)
+    except ClientError as exc:
+        err.print(f"[bold red]lab client:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(EXIT_INPUT)
+    sys.exit(subprocess.run(argv, check=False).returncode)
+
+
 @lab.command("smoke")
 @click.argument("spec", type=click.Path(path_type=Path), default=DEFAULT_LAB_SPEC)
 @click.option("--json", "as_json", is_flag=True, help="Print each check with its evidence as JSON.")

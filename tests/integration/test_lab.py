@@ -26,7 +26,7 @@ from hastack.credentials.store import secrets_path
 from hastack.lab.layout import layout
 from hastack.lab.runtime import LabDirs, load_state
 from hastack.spec.load import load_spec
-from hastack.spec.model import VipManager
+from hastack.spec.model import Role, VipManager
 from tests.helpers import SEED, THREE
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
@@ -200,8 +200,15 @@ def test_status_reports_every_cluster_healthy(lab: Path) -> None:
     rc, status = cli_json("status", str(lab))
     assert rc == 0 and status["healthy"]
     rows = {c["component"]: c for c in status["components"]}
-    assert set(rows) == {"hosts", "corosync", "pacemaker", "vip", "galera", "rabbitmq", "mongodb", "haproxy"}
+    assert set(rows) == {"hosts", "corosync", "pacemaker", "vip", "galera", "rabbitmq", "mongodb", "haproxy",
+                         "openstack"}
     facts = status["facts"]
+    # Every API hastack runs: each backend up on every haproxy, and read through the VIP with a token.
+    reads = facts["openstack"]["apis"]
+    assert set(reads) == {"keystone", "glance", "placement"} and all(r["status"] == 200 for r in reads.values())
+    ours = load_spec(lab)
+    backends = 3 * len(ours.with_role(Role.CONTROLLER)) * len(ours.haproxy_nodes()) * len(ours.vips)
+    assert rows["openstack"]["summary"].startswith(f"API backends up {backends}/{backends};")
     spec = load_spec(lab)
     voters = sorted(n.name for n in spec.corosync_nodes())
     assert sorted(m["name"] for m in facts["quorum"]["members"]) == voters
@@ -229,6 +236,20 @@ def test_smoke_from_the_client_host(lab: Path) -> None:
     assert checks["rabbitmq"]["evidence"]["confirmed"] and checks["rabbitmq"]["evidence"]["queue_type"] == "quorum"
     secondaries = checks["mongodb"]["evidence"]["read_on_secondaries"]
     assert len(secondaries) == len(spec.mongo_members()) - 1 and all(secondaries.values())
+    image = checks["openstack"]["evidence"]
+    assert image["uploaded"] == image["downloaded"] == 1 << 20
+
+
+@fast
+def test_the_openstack_client_reaches_the_cloud_through_the_vip(lab: Path) -> None:
+    res = cli("lab", "client", "--spec", str(lab), "--", "openstack", "endpoint", "list", "-f", "json", timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    endpoints = json.loads(res.stdout)
+    vip = str(load_spec(lab).vips[0].address)
+    assert {e["Service Name"] for e in endpoints} == {"keystone", "glance", "placement"}
+    assert len(endpoints) == 9 and all(f"//{vip}:" in e["URL"] for e in endpoints)
+    clouds = LabDirs.of(load_spec(lab).cluster).root / "clouds.yaml"
+    assert clouds.stat().st_mode & 0o777 == 0o600
 
 
 @fast

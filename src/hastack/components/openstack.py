@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from hastack.components.fact import Fact, FactFailed
@@ -76,3 +77,33 @@ def schema_version(schema: Schema) -> Fact[str]:
         return stdout.strip().splitlines()[-1] if stdout.strip() else ""
 
     return Fact(f"{schema.project} schema version", schema.as_user(schema.version), parse, timeout=120)
+
+
+@dataclass(frozen=True)
+class ApiRead:
+    status: int  # 0: nothing answered
+    ms: float
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+@dataclass(frozen=True)
+class ApiCheck:
+    """What one authenticated look at every API through the VIP saw (components/openstack_api.py)."""
+
+    token_ms: float
+    apis: dict[str, ApiRead]
+    error: str = ""
+
+
+def parse_api_check(stdout: str) -> ApiCheck:
+    """The last line openstack_api printed; ValueError when it printed nothing of the kind."""
+    lines = stdout.strip().splitlines()
+    if not lines:
+        raise ValueError("the API check printed nothing")
+    data = json.loads(lines[-1])
+    return ApiCheck(float(data.get("token_ms", 0.0)),
+                    {n: ApiRead(int(r["status"]), float(r["ms"])) for n, r in data.get("apis", {}).items()},
+                    str(data.get("error", "")))

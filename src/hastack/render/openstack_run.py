@@ -83,6 +83,9 @@ def unit(d: Daemon) -> str:
         f"Description=OpenStack {d.unit} (hastack)",
         "After=network-online.target",
         "Wants=network-online.target",
+        # Retried for as long as it takes: after a power loss the API comes up before the VIP and
+        # the databases behind it; systemd's default limit would give up after five tries.
+        "StartLimitIntervalSec=0",
         "",
         "[Service]",
         f"User={d.user}",

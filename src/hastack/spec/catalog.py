@@ -114,12 +114,13 @@ class Identity:
     type: str
     path: str = ""
     description: str = ""
+    read: str = "/"  # an authenticated read status makes through the VIP (after the path)
 
 
 IDENTITY: dict[str, Identity] = {
-    "keystone": Identity("identity", "/v3", "OpenStack Identity"),
-    "glance": Identity("image", "", "OpenStack Image"),
-    "placement": Identity("placement", "", "OpenStack Placement"),
+    "keystone": Identity("identity", "/v3", "OpenStack Identity", "/regions"),
+    "glance": Identity("image", "", "OpenStack Image", "/v2/images?limit=1"),
+    "placement": Identity("placement", "", "OpenStack Placement", "/resource_providers?limit=1"),
 }
 
 # Projects hastack deploys and runs (the rest of openstack.services get HA settings only, see HA705).

@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import json
 from typing import Any, TypeVar
 
 import asyncssh
 
-from hastack.components import corosync, galera, haproxy, network, pacemaker, rabbitmq
+from hastack.components import corosync, galera, haproxy, network, openstack_api, pacemaker, rabbitmq
 from hastack.components.fact import Fact
 from hastack.components.galera import GaleraState
+from hastack.components.openstack import ApiCheck, parse_api_check
 from hastack.credentials.model import Secrets
 from hastack.hosts.fleet import Access, reachable
 from hastack.hosts.mongo import replset
 from hastack.hosts.probe import probe as read
 from hastack.hosts.ssh import HostError, SshHost
-from hastack.spec.model import Spec
+from hastack.render.openstack_run import ADMIN, auth_url, public_url
+from hastack.spec.catalog import IDENTITY, RUN, daemons_for
+from hastack.spec.model import Role, Spec
 from hastack.status.model import Facts
 
 T = TypeVar("T")
 PROBE_TIMEOUT = 10.0
+API_TIMEOUT = 1.5  # each API read: status answers within its budget
 # A host that has not answered SSH in this long is reported unreachable, not waited for.
 CONNECT_TIMEOUT = 3.0
 
@@ -28,7 +34,7 @@ CONNECT_TIMEOUT = 3.0
 # can say what went wrong instead of "no node answered".
 COMPONENT_OF = {"quorum": "corosync", "links": "corosync", "pacemaker": "pacemaker", "galera": "galera",
                 "rabbit": "rabbitmq", "rabbit_queues": "rabbitmq", "mongo": "mongodb", "haproxy": "haproxy",
-                "addresses": "vip"}
+                "addresses": "vip", "openstack": "openstack"}
 
 
 async def _first(hosts: list[SshHost], fact: Fact[T], errors: dict[str, str], component: str) -> T | None:
@@ -52,6 +58,28 @@ async def _each(hosts: list[SshHost], fact: Fact[T]) -> dict[str, T]:
     """The fact on every host at once; a host that cannot show it is left out."""
     values = await asyncio.gather(*(read(h, fact, PROBE_TIMEOUT) for h in hosts), return_exceptions=True)
     return {h.name: v for h, v in zip(hosts, values, strict=True) if not isinstance(v, BaseException)}
+
+
+def api_ask(spec: Spec, secrets: Secrets) -> dict[str, object]:
+    """What the API check asks: a token as the admin, then one read per API hastack runs, through the VIP."""
+    projects = [p for p in IDENTITY if p in spec.openstack.services and p in RUN]
+    return {"auth_url": auth_url(spec), "user": ADMIN, "password": secrets["keystone_admin_password"],
+            "timeout": API_TIMEOUT, "apis": {p: public_url(spec, p) + IDENTITY[p].read for p in projects}}
+
+
+async def _api_check(spec: Spec, secrets: Secrets, hosts: list[SshHost], errors: dict[str, str]) -> ApiCheck | None:
+    """One controller asks every API through the VIP (the first that can run the check)."""
+    if "keystone" not in spec.openstack.services or not daemons_for(spec.openstack.services):
+        return None
+    source = inspect.getsource(openstack_api)
+    for h in hosts:
+        try:
+            res = await h.run(["python3", "-c", source], check=False, timeout=PROBE_TIMEOUT,
+                              input=json.dumps(api_ask(spec, secrets)) + "\n")
+            return parse_api_check(res.stdout)
+        except (HostError, asyncssh.Error, OSError, ValueError, KeyError) as exc:
+            errors["openstack"] = f"{h.name}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"
+    return None
 
 
 async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreachable: dict[str, str]) -> Facts:
@@ -88,12 +116,15 @@ async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreac
                 errors["mongodb"] = f"{h.name}: {exc}"
         return None
 
-    names = ("quorum", "links", "pacemaker", "galera", "rabbit", "rabbit_queues", "mongo", "haproxy", "addresses")
+    names = ("quorum", "links", "pacemaker", "galera", "rabbit", "rabbit_queues", "mongo", "haproxy", "addresses",
+             "openstack")
+    ctl = on([n.name for n in spec.with_role(Role.CONTROLLER)])
     results = await asyncio.gather(
         _first(cor, corosync.QUORUM, errors, "corosync"), _each(cor, corosync.LINKS),
         _first(cor, pacemaker.MON, errors, "pacemaker"), galera_states(),
         _first(rab, rabbitmq.CLUSTER, errors, "rabbitmq"), _first(rab, rabbitmq.QUEUES, errors, "rabbit_queues"),
-        mongo(), _each(hap, haproxy.STATS), _each(list(up.values()), network.ADDRESSES), return_exceptions=True)
+        mongo(), _each(hap, haproxy.STATS), _each(list(up.values()), network.ADDRESSES),
+        _api_check(spec, secrets, ctl, errors), return_exceptions=True)
     values: dict[str, Any] = {}
     for name, r in zip(names, results, strict=True):
         if isinstance(r, (HostError, asyncssh.Error, OSError, ValueError, KeyError)):

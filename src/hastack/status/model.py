@@ -10,8 +10,10 @@ from hastack.components.corosync import LinkState, Quorum
 from hastack.components.galera import GaleraState
 from hastack.components.haproxy import ServerState
 from hastack.components.mongodb import ReplSet
+from hastack.components.openstack import ApiCheck
 from hastack.components.pacemaker import PacemakerState
 from hastack.components.rabbitmq import QuorumQueue, RabbitCluster
+from hastack.spec.catalog import daemons_for
 from hastack.spec.model import Spec
 
 
@@ -28,6 +30,7 @@ class Facts:
     mongo: ReplSet | None = None
     haproxy: dict[str, tuple[ServerState, ...]] = field(default_factory=dict)
     addresses: dict[str, frozenset[IPv4Address]] = field(default_factory=dict)
+    openstack: ApiCheck | None = None  # one authenticated read per API through the VIP
     errors: dict[str, str] = field(default_factory=dict)  # component -> probe error
 
 
@@ -57,6 +60,8 @@ def verdict(spec: Spec, f: Facts) -> tuple[Row, ...]:
         rows.append(_mongo(spec, f))
     if spec.haproxy_nodes():
         rows.append(_haproxy(spec, f))
+    if any(d.endpoint for d in daemons_for(spec.openstack.services)):
+        rows.append(_openstack(spec, f))
     return tuple(rows)
 
 
@@ -217,8 +222,8 @@ def _mongo(spec: Spec, f: Facts) -> Row:
     return _row("mongodb", f"{rs.name} primary {primary}; {roles}", problems)
 
 
-# Backends of the clusters hastack deploys; the OpenStack APIs' backends are
-# reported, not judged: hastack does not install the API services themselves.
+# Backends of the clusters hastack deploys. The APIs hastack runs are judged in the openstack row;
+# the others (services hastack does not run yet, HA705) are reported, not judged.
 INFRA_PROXIES = ("galera-", "memcached-", "rabbitmq-", "mongodb-")
 
 
@@ -235,8 +240,40 @@ def _haproxy(spec: Spec, f: Facts) -> Row:
     apis_up = {x.proxy for s in f.haproxy.values() for x in s
                if not x.proxy.startswith(INFRA_PROXIES) and x.status.startswith("UP")}
     up = sum(1 for x in infra if x.status.startswith("UP"))
+    run = {d.endpoint for d in daemons_for(spec.openstack.services) if d.endpoint}
+    others = sorted({s for s in spec.haproxy.services if s not in run})
+    notes = [f"frontends for APIs hastack does not run (their servers stay down): {', '.join(others)}"] \
+        if others else []
     return _row("haproxy", f"{len(f.haproxy)} instance(s); cluster servers {up}/{len(infra)} up; "
-                f"API backends with a server up {len(apis_up)}/{len(apis)}", problems)
+                f"API backends with a server up {len(apis_up)}/{len(apis)}", problems, notes)
+
+
+def _openstack(spec: Spec, f: Facts) -> Row:
+    """Every API hastack runs: its backends up on every haproxy, and a read through the VIP that succeeds."""
+    problems: list[str] = []
+    up = total = 0
+    for d in daemons_for(spec.openstack.services):
+        if d.endpoint is None:
+            continue
+        proxies = {f"{d.endpoint}-{v.name}" for v in spec.vips}
+        servers = [x for s in f.haproxy.values() for x in s if x.proxy in proxies]
+        total += len(servers)
+        up += sum(1 for x in servers if x.status.startswith("UP"))
+        down = sorted({x.server for x in servers if not x.status.startswith("UP")})
+        if down:
+            problems.append(f"{d.endpoint} down on {', '.join(down)}")
+    check = f.openstack
+    reads = ""
+    if check is None:
+        problems.append(f.errors.get("openstack", "no controller could ask the APIs"))
+    elif check.error:
+        problems.append(f"through the VIP: {check.error}")
+    else:
+        problems += [f"{name} through the VIP: " + (f"HTTP {r.status}" if r.status else "no answer")
+                     for name, r in check.apis.items() if not r.ok]
+        reads = f"; token {check.token_ms:.0f} ms, " + ", ".join(
+            f"{name} {r.status or '-'} {r.ms:.0f} ms" for name, r in check.apis.items())
+    return _row("openstack", f"API backends up {up}/{total}{reads}", problems)
 
 
 @dataclass(frozen=True)

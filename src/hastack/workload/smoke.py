@@ -4,7 +4,9 @@
 - rabbitmq: a message published with confirms to a quorum queue through the
   VIP is consumed;
 - mongodb: a document written with majority write concern is read from each
-  secondary.
+  secondary;
+- openstack: a token issued through the VIP, an image uploaded to glance and
+  downloaded again, byte for byte (openstacksdk, as a user's client works).
 
 `python -m hastack.workload.smoke` reads its target (addresses, credentials)
 as JSON on stdin, so no secret is ever on a command line, and prints one JSON
@@ -13,6 +15,7 @@ result per check. Every wait is bounded.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -26,6 +29,8 @@ from pydantic import BaseModel, ConfigDict
 from hastack.common.poll import until
 from hastack.components.mongodb import PORT as MONGO_PORT
 from hastack.render.galera import PROBE_DB, PROBE_USER
+from hastack.render.openstack_run import ADMIN, auth_url
+from hastack.spec.catalog import RUN
 from hastack.spec.model import Spec
 
 SMOKE_QUEUE = "hastack.smoke"
@@ -51,6 +56,10 @@ class Target(BaseModel):
     mongo_user: str = ""
     mongo_password: str = ""
     client_timeout_s: float = 3.0  # one database or mongo operation (timing.client_timeout_ms)
+    os_auth_url: str = ""  # keystone through the VIP; empty: hastack runs no OpenStack here
+    os_password: str = ""
+    os_region: str = ""
+    os_image: bool = False  # glance runs: upload and download an image
 
 
 def target(spec: Spec, secrets: dict[str, str] | Any, mongo_user: str) -> Target:
@@ -67,6 +76,9 @@ def target(spec: Spec, secrets: dict[str, str] | Any, mongo_user: str) -> Target
         kw |= {"mongo_members": {n.name: str(n.address) for _, n in spec.mongo_members()},
                "mongo_replset": spec.mongodb.replica_set, "mongo_user": mongo_user,
                "mongo_password": secrets["mongodb_admin_password"]}
+    if "keystone" in spec.openstack.services and "keystone" in RUN:
+        kw |= {"os_auth_url": auth_url(spec) + "/v3", "os_password": secrets["keystone_admin_password"],
+               "os_region": spec.openstack.region, "os_image": "glance" in spec.openstack.services}
     return Target(**kw)
 
 
@@ -203,11 +215,47 @@ def mongodb(t: Target) -> Check:
     return c
 
 
-CHECKS: dict[str, Callable[[Target], Check]] = {"galera": galera, "rabbitmq": rabbitmq, "mongodb": mongodb}
+def openstack_cloud(t: Target) -> Any:
+    """A connection as the admin through the VIP's public endpoints (openstacksdk, from the lab extras)."""
+    import openstack
+
+    return openstack.connect(auth_url=t.os_auth_url, username=ADMIN, password=t.os_password, project_name=ADMIN,
+                             user_domain_name="Default", project_domain_name="Default", region_name=t.os_region,
+                             interface="public", identity_api_version="3", api_timeout=30)
+
+
+def openstack_check(t: Target) -> Check:
+    c = Check("openstack")
+    cloud = openstack_cloud(t)
+    t0 = time.monotonic()
+    cloud.authorize()
+    c.evidence["token_s"] = round(time.monotonic() - t0, 3)
+    c.detail = f"token issued through the VIP in {c.evidence['token_s']:.2f} s"
+    c.ok = True
+    if t.os_image:
+        data = uuid.uuid4().bytes * 65536  # 1 MiB, different every run
+        image = cloud.image.create_image(name=f"hastack-smoke-{uuid.uuid4().hex[:8]}", data=data, disk_format="raw",
+                                         container_format="bare", use_import=False, allow_duplicates=True)
+        try:
+            back = cloud.image.download_image(image, stream=False)
+            got = back.content if hasattr(back, "content") else bytes(back)
+            c.evidence |= {"image": image.id, "uploaded": len(data), "downloaded": len(got),
+                           "sha256": hashlib.sha256(data).hexdigest()}
+            c.ok = got == data
+            c.detail += ("; a 1 MiB image uploaded and downloaded again, byte for byte" if c.ok
+                         else f"; the image came back different ({len(got)} of {len(data)} bytes)")
+        finally:
+            cloud.image.delete_image(image, ignore_missing=True)
+    return c
+
+
+CHECKS: dict[str, Callable[[Target], Check]] = {"galera": galera, "rabbitmq": rabbitmq, "mongodb": mongodb,
+                                                "openstack": openstack_check}
 
 
 def run(t: Target) -> list[Check]:
-    wanted = [("galera", bool(t.galera_nodes)), ("rabbitmq", bool(t.rabbit_hosts)), ("mongodb", bool(t.mongo_members))]
+    wanted = [("galera", bool(t.galera_nodes)), ("rabbitmq", bool(t.rabbit_hosts)), ("mongodb", bool(t.mongo_members)),
+              ("openstack", bool(t.os_auth_url))]
     out = []
     for name, enabled in wanted:
         if not enabled:

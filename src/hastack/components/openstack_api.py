@@ -1,0 +1,61 @@
+"""One authenticated read per API through the VIP, as a client sees the cloud.
+
+Runs on a controller (`python3 -c` with this module's source; what to ask,
+the password included, as JSON on stdin) with the standard library only.
+Logs in once (a password login costs keystone ~0.3 s of CPU: one per look),
+then reads each API with that token. Prints one JSON line:
+`{"token_ms": ..., "apis": {name: {"status": int, "ms": float}}}`, or
+`{"error": ...}` when no token could be had.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+
+def _request(url: str, timeout: float, body: dict[str, Any] | None = None, token: str | None = None
+             ) -> tuple[int, Any]:
+    req = urllib.request.Request(url, method="POST" if body is not None else "GET",
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json", "Accept": "application/json",
+                                          **({"X-Auth-Token": token} if token else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            resp.read()
+            return resp.status, resp.headers
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers
+    except OSError:
+        return 0, {}
+
+
+def main() -> int:
+    ask = json.loads(sys.stdin.readline())
+    timeout = float(ask.get("timeout", 1.5))
+    auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": ask["user"], "domain": {"id": "default"}, "password": ask["password"]}}},
+        "scope": {"project": {"name": ask["user"], "domain": {"id": "default"}}}}}
+    t0 = time.monotonic()
+    status, headers = _request(ask["auth_url"].rstrip("/") + "/v3/auth/tokens", timeout, body=auth)
+    token_ms = round((time.monotonic() - t0) * 1000, 1)
+    if status != 201:
+        print(json.dumps({"error": f"no token: HTTP {status}" if status else "no token: keystone did not answer",
+                          "token_ms": token_ms}))
+        return 0
+    token = headers["X-Subject-Token"]
+    apis = {}
+    for name, url in ask["apis"].items():
+        t = time.monotonic()
+        code, _ = _request(url, timeout, token=token)
+        apis[name] = {"status": code, "ms": round((time.monotonic() - t) * 1000, 1)}
+    print(json.dumps({"token_ms": token_ms, "apis": apis}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
