@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from hastack.lab.runtime import LabDirs, load_state
-from hastack.spec.load import load_spec
 from hastack.spec.catalog import daemons_for
+from hastack.spec.load import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = [ROOT / "examples" / "three-controller.yaml", ROOT / "examples" / "seed-two-node.yaml"]
@@ -113,6 +113,15 @@ def lab_down(spec: Path, env: dict[str, str]) -> None:
                    check=True)
 
 
+def print_openstack_pss(spec: Path, units: dict[str, dict[str, int]]) -> None:
+    openstack = {d.unit for d in daemons_for(load_spec(spec).openstack.services)}
+    for host, per in sorted(units.items()):
+        ours = {u: k for u, k in per.items() if u in openstack}
+        if ours:
+            print(f"  {spec.name} {host} OpenStack PSS {sum(ours.values()) / 1024:.0f} MiB: "
+                  + ", ".join(f"{u} {k / 1024:.0f} MiB" for u, k in sorted(ours.items())), flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", type=Path, action="append", help="spec(s) to bring up (default: both examples)")
@@ -157,12 +166,7 @@ def main() -> int:
             finally:
                 lab_down(spec, base)
         rows.append((spec.name, cold, warm, pss, drop))
-        openstack = {d.unit for d in daemons_for(load_spec(spec).openstack.services)}
-        for host, per in sorted(units.items()):
-            ours = {u: k for u, k in per.items() if u in openstack}
-            if ours:
-                print(f"  {spec.name} {host} OpenStack PSS {sum(ours.values()) / 1024:.0f} MiB: "
-                      + ", ".join(f"{u} {k / 1024:.0f} MiB" for u, k in sorted(ours.items())), flush=True)
+        print_openstack_pss(spec, units)
 
     def med(xs: list[float]) -> str:
         return f"{statistics.median(xs):6.1f} s" if xs else "     -  "
