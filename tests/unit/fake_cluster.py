@@ -40,7 +40,7 @@ CAPTURED = {
     pacemaker.MON.command: "crm_mon_lab_healthy.xml",
     galera.STATUS.command: "galera_wsrep_status.tsv",
     rabbitmq.CLUSTER.command: "rabbitmq_cluster_status.json",
-    haproxy.STATS.command: "haproxy_show_stat.csv",
+    haproxy.STATS.command: "haproxy_show_stat_openstack.csv",
     network.ADDRESSES.command: "ip_o_4_addr.txt",
 }
 
@@ -74,6 +74,8 @@ class FakeHost:
             return None
         if "def ensure(api" in argv[2]:
             return Result(0, '{"changes": []}\n', "")
+        if "token_ms" in argv[2]:  # status's look at every API through the VIP
+            return Result(0, (FIXTURES / "openstack_api_check.json").read_text(), "")
         return Result(0, "200\n", "")
 
     def _as_deployed(self, command: str) -> Result:

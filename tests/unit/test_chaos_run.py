@@ -167,9 +167,10 @@ def test_an_impairment_that_cannot_be_put_in_is_taken_out_again(tmp_path: Path, 
 
 
 def test_links_that_cannot_be_cut_are_an_error_naming_the_link() -> None:
-    shot = chaos.Shot(SCENARIOS["isolation"], SPEC, "ctl2", SECRETS, ACCESS, lambda _: None)
+    nowhere = SPEC.model_copy(update={"cluster": "nolabofthisname"})  # no such lab: its veths do not exist
+    shot = chaos.Shot(SCENARIOS["isolation"], nowhere, "ctl2", SECRETS, ACCESS, lambda _: None)
     with pytest.raises(chaos.ChaosError, match=r"ctl2: could not take \S+ down"):
-        chaos._cut_links(shot)  # no lab runs: the host-side veths do not exist
+        chaos._cut_links(shot)
 
 
 def test_a_command_on_a_host_reports_its_exit_and_an_unreachable_host(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ from hastack.components.galera import parse_wsrep_status
 from hastack.components.haproxy import parse_show_stat
 from hastack.components.mongodb import parse_replset_status
 from hastack.components.network import parse_addresses
+from hastack.components.openstack import parse_api_check
 from hastack.components.pacemaker import parse_crm_mon
 from hastack.components.rabbitmq import parse_cluster_status, parse_quorum_queues
 from hastack.lab.fence import lab_fencing
@@ -34,7 +35,7 @@ def healthy_facts() -> Facts:
     rows = [tuple(line.split("\t", 1)) for line in text("galera_wsrep_status.tsv").splitlines()]
     gal = parse_wsrep_status(rows)  # type: ignore[arg-type]
     ctl1_addrs = parse_addresses(text("ip_o_4_addr.txt"))
-    stats = parse_show_stat(text("haproxy_show_stat.csv"))
+    stats = parse_show_stat(text("haproxy_show_stat_openstack.csv"))
     links = parse_links(text("corosync_cfgtool_s.txt"))
     return Facts(
         quorum=parse_quorum(text("corosync_quorumtool_s.txt")),
@@ -46,6 +47,7 @@ def healthy_facts() -> Facts:
         mongo=parse_replset_status(json_util.loads(text("mongo_replsetgetstatus.json"))),
         haproxy={"ctl1": stats, "ctl2": stats, "ctl3": stats},
         addresses={"ctl1": ctl1_addrs},
+        openstack=parse_api_check(text("openstack_api_check.json")),
     )
 
 
@@ -61,10 +63,27 @@ def rows_by_name(facts: Facts) -> dict[str, Row]:
 def test_healthy_lab_is_healthy_everywhere() -> None:
     rows = verdict(spec(), healthy_facts())
     assert [r.component for r in rows] == ["hosts", "corosync", "pacemaker", "vip", "galera", "rabbitmq", "mongodb",
-                                           "haproxy"]
+                                           "haproxy", "openstack"]
     assert all(r.healthy for r in rows), [r for r in rows if not r.healthy]
+    openstack = next(r for r in rows if r.component == "openstack")
+    assert openstack.summary.startswith("API backends up 27/27; token 240 ms, keystone 200 16 ms")
+    haproxy = next(r for r in rows if r.component == "haproxy")
+    assert "nova-api" in haproxy.notes[0] and "keystone" not in haproxy.notes[0]
     galera = next(r for r in rows if r.component == "galera")
     assert "writer ctl1" in galera.summary and "size 3/3" in galera.summary
+
+
+def test_an_api_down_behind_the_vip_or_refusing_tokens_is_a_problem() -> None:
+    f = healthy_facts()
+    ctl2_down = {h: tuple(dataclasses.replace(s, status="DOWN") if (s.proxy, s.server) == ("glance-api-internal",
+                                                                                          "ctl2") else s
+                          for s in servers) for h, servers in f.haproxy.items()}
+    row = rows_by_name(dataclasses.replace(f, haproxy=ctl2_down))["openstack"]
+    assert not row.healthy and row.problems == ("glance-api down on ctl2",)
+    no_token = dataclasses.replace(f, openstack=parse_api_check('{"error": "no token: HTTP 503", "token_ms": 3}'))
+    assert rows_by_name(no_token)["openstack"].problems == ("through the VIP: no token: HTTP 503",)
+    silent = dataclasses.replace(f, openstack=None, errors={"openstack": "ctl1: timed out"})
+    assert rows_by_name(silent)["openstack"].problems == ("ctl1: timed out",)
 
 
 def test_host_view() -> None:

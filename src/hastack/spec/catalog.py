@@ -120,7 +120,7 @@ class Identity:
 IDENTITY: dict[str, Identity] = {
     "keystone": Identity("identity", "/v3", "OpenStack Identity", "/regions"),
     "glance": Identity("image", "", "OpenStack Image", "/v2/images?limit=1"),
-    "placement": Identity("placement", "", "OpenStack Placement", "/resource_providers?limit=1"),
+    "placement": Identity("placement", "", "OpenStack Placement", "/resource_providers"),
 }
 
 # Projects hastack deploys and runs (the rest of openstack.services get HA settings only, see HA705).

@@ -16,13 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hastack.components import keystone_catalog
-from hastack.components.openstack import SCHEMAS, Schema, http_status, schema_current, schema_version
+from hastack.components.openstack import SCHEMAS, Schema, http_status, schema_current
 from hastack.credentials.model import service_password_key
 from hastack.deploy.context import DeployContext, DeployError, wait_for
 from hastack.deploy.plan import Phase
 from hastack.hosts.files import Change
 from hastack.hosts.probe import probe
-from hastack.hosts.ssh import HostError
 from hastack.render.openstack import fragment_path
 from hastack.render.openstack_run import (
     ADMIN,
@@ -34,7 +33,7 @@ from hastack.render.openstack_run import (
     unit_path,
     uwsgi_path,
 )
-from hastack.spec.catalog import BY_NAME, IDENTITY, Daemon, daemons_for
+from hastack.spec.catalog import BY_NAME, IDENTITY, Daemon, Endpoint, daemons_for
 from hastack.spec.model import Spec
 
 # keystone first: every other service checks its tokens.
@@ -81,8 +80,7 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
     if not daemons:
         return
     first = phase.hosts[0]
-    for project in [p for p in ORDER if p in ctx.spec.openstack.services]:
-        await sync_schema(ctx, first, SCHEMAS[project])
+    await sync_schemas(ctx, phase.hosts, [p for p in ORDER if p in ctx.spec.openstack.services])
     changed = {h: {p for p, c in ctx.pushed.get(h, {}).items() if c is not Change.NONE} for h in phase.hosts}
     todo = plan_daemons(daemons, phase.hosts, changed)
     by_unit = {d.unit: d for d in daemons}
@@ -91,25 +89,25 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
         units = {d.unit for d in group}
         await ctx.gather([ctx.ensure_running(r.host, r.unit, restart_if=r.restart) for r in todo if r.unit in units])
         await ctx.gather([api_answers(ctx, h, by_unit[u]) for u in sorted(units) for h in phase.hosts])
+        await ctx.gather([vip_answers(ctx, first, by_unit[u]) for u in sorted(units)])
         if group is keystone and keystone:
             await ensure_catalog(ctx, first)
 
 
-async def sync_schema(ctx: DeployContext, host: str, schema: Schema) -> None:
-    """The schema brought to the installed release, once, on `host`; a change only when it was not current."""
-    h = ctx.h(host)
-    if schema.check is not None:
-        if await probe(h, schema_current(schema)):
-            return
-        ctx.progress(f"openstack: {schema.project} schema sync on {host}")
-        await _manage(ctx, host, schema, schema.sync)
-        ctx.report.changed(host, f"synced the {schema.project} database schema")
-        return
-    before = await probe(h, schema_version(schema))
-    await _manage(ctx, host, schema, schema.sync)
-    after = await probe(h, schema_version(schema))
-    if after != before:
-        ctx.report.changed(host, f"synced the {schema.project} database schema ({before or 'empty'} -> {after})")
+async def sync_schemas(ctx: DeployContext, hosts: tuple[str, ...], projects: list[str]) -> None:
+    """Each schema checked (read-only: at once, spread over the controllers), then the due ones synced
+    one after the other on the first controller."""
+    due = await ctx.gather([probe(ctx.h(hosts[i % len(hosts)]), schema_current(SCHEMAS[p]))
+                            for i, p in enumerate(projects)])
+    for project, current in zip(projects, due, strict=True):
+        if current:
+            continue
+        ctx.progress(f"openstack: {project} schema sync on {hosts[0]}")
+        await _manage(ctx, hosts[0], SCHEMAS[project], SCHEMAS[project].sync)
+        if not await probe(ctx.h(hosts[0]), schema_current(SCHEMAS[project])):
+            raise DeployError(f"{project} on {hosts[0]}: the schema is still not current after "
+                              f"`{' '.join(SCHEMAS[project].sync)}`")
+        ctx.report.changed(hosts[0], f"synced the {project} database schema")
 
 
 async def _manage(ctx: DeployContext, host: str, schema: Schema, argv: tuple[str, ...]) -> None:
@@ -122,24 +120,38 @@ async def _manage(ctx: DeployContext, host: str, schema: Schema, argv: tuple[str
                           f"changed for {schema.project}. Last lines:\n{tail}")
 
 
+async def _until_answers(ctx: DeployContext, host: str, ep: Endpoint, url: str, what: str) -> None:
+    """`url`, asked from `host`, answers as haproxy's check of `ep` expects (bounded)."""
+    low, _, high = ep.check_status.partition("-")
+
+    async def answers() -> bool | None:
+        status = await probe(ctx.h(host), http_status(url))
+        return True if int(low) <= status <= int(high or low) else None
+
+    await wait_for(answers, API_WAIT_S, what)
+
+
 async def api_answers(ctx: DeployContext, host: str, d: Daemon) -> None:
-    """`d`'s API answers on `host`'s own address as haproxy's check expects (bounded)."""
+    """`d`'s API answers on `host`'s own address; on a timeout, its log and journal say why."""
     if d.endpoint is None:
         return
     ep = BY_NAME[d.endpoint]
     url = f"http://{ctx.spec.node(host).address}:{ep.port}{ep.check_path or '/'}"
-
-    async def answers() -> bool | None:
-        status = await probe(ctx.h(host), http_status(url))
-        low, _, high = ep.check_status.partition("-")
-        return True if int(low) <= status <= int(high or low) else None
-
     try:
-        await wait_for(answers, API_WAIT_S, f"{d.unit} on {host} to answer {url}")
+        await _until_answers(ctx, host, ep, url, f"{d.unit} on {host} to answer {url}")
     except DeployError as exc:
         log = await ctx.h(host).run(["tail", "-n", "15", log_path(d)], check=False)
         journal = await ctx.h(host).run(["journalctl", "-u", d.unit, "-n", "10", "--no-pager"], check=False)
         raise DeployError(f"{exc}\n{log_path(d)}:\n{log.stdout.strip()}\njournal:\n{journal.stdout.strip()}") from None
+
+
+async def vip_answers(ctx: DeployContext, host: str, d: Daemon) -> None:
+    """`d`'s API answers through the VIP, asked from `host`: haproxy marks a backend up only after its checks."""
+    if d.endpoint is None:
+        return
+    ep = BY_NAME[d.endpoint]
+    url = f"http://{ctx.spec.vips[0].address}:{ep.port}{ep.check_path or '/'}"
+    await _until_answers(ctx, host, ep, url, f"{d.unit} to answer through the VIP ({url})")
 
 
 async def ensure_catalog(ctx: DeployContext, host: str) -> None:
@@ -162,11 +174,13 @@ async def ensure_catalog(ctx: DeployContext, host: str) -> None:
 
 async def _catalog(ctx: DeployContext, host: str, want: dict[str, object]) -> dict[str, object]:
     source = inspect.getsource(keystone_catalog)
-    try:
-        res = await ctx.h(host).run(["python3", "-c", source], input=json.dumps(want) + "\n", timeout=300)
-    except HostError as exc:
-        raise DeployError(f"keystone catalog on {host}: {exc.result.stdout.strip()[-500:] or exc}") from None
-    out: dict[str, object] = json.loads(res.stdout.strip().splitlines()[-1])
+    res = await ctx.h(host).run(["python3", "-c", source], check=False, input=json.dumps(want) + "\n", timeout=300)
+    lines = res.stdout.strip().splitlines()
+    if res.rc != 0 and not lines:
+        # The script's own source is the command: not worth repeating; its last words are.
+        last = "\n".join(res.stderr.strip().splitlines()[-3:])
+        raise DeployError(f"keystone catalog on {host} (components/keystone_catalog.py) exited {res.rc}: {last}")
+    out: dict[str, object] = json.loads(lines[-1])
     return out
 
 
