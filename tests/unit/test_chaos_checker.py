@@ -219,3 +219,17 @@ def test_readback_keeps_what_it_read_when_the_cleanup_fails() -> None:
     back = _retrying(read, clean)
     assert back.complete and back.keys == {"run-1", "run-2"} and calls == ["read", "read"]
     assert not table
+
+
+def test_each_api_gets_its_gap_and_an_error_after_healing_breaks_the_api_invariant() -> None:
+    keystone = ops("api-keystone", [(99.8, True), (100.2, False), (104.1, True), (104.4, True), (104.7, True)])
+    steady = [(101.0 + 0.3 * i, True) for i in range(24)]  # every 0.3 s until 107.9 s
+    glance = ops("api-glance", [(99.9, True), *steady, (108.0, False), (108.1, True)])
+    h = History(ops=(*keystone, *glance))
+    j = judge(h, FAULT, 105.0, 240)
+    gaps = {s.stream: s.rto_s for s in j.streams}
+    assert gaps["api-keystone"] == pytest.approx(4.1) and gaps["api-glance"] == pytest.approx(1.0)
+    api = next(i for i in j.invariants if i.name == "api: no error once healthy")
+    assert not api.ok and "api-glance at +7.99 s" in api.detail  # started at 107.99 s, after healing at 105 s
+    clean = judge(History(ops=tuple(keystone)), FAULT, 105.0, 240)
+    assert next(i for i in clean.invariants if i.name == "api: no error once healthy").ok

@@ -15,7 +15,17 @@ from collections import defaultdict
 from dataclasses import dataclass
 from itertools import combinations
 
-from hastack.workload.history import AMQP, DB, MONGO, MONGO_PRIMARY, STREAMS, GaleraSample, History, Op
+from hastack.workload.history import (
+    AMQP,
+    API_PREFIX,
+    DB,
+    MONGO,
+    MONGO_PRIMARY,
+    STREAMS,
+    GaleraSample,
+    History,
+    Op,
+)
 
 # Galera samples closer than this are compared as simultaneous.
 GALERA_WINDOW_S = 0.5
@@ -86,7 +96,7 @@ def judge(h: History, fault_at: float, healed_at: float | None, bound_s: float) 
     for o in h.ops:
         by_stream[o.stream].append(o)
     streams, invariants = [], []
-    for name in STREAMS:
+    for name in (*STREAMS, *sorted(s for s in by_stream if s.startswith(API_PREFIX))):
         ops = by_stream.get(name, [])
         if not ops:
             continue
@@ -110,6 +120,13 @@ def judge(h: History, fault_at: float, healed_at: float | None, bound_s: float) 
         primary = [s.t for s in h.mongo if s.writable]
         streams.append(StreamResult(MONGO_PRIMARY, len(h.mongo), len(primary), longest_wait(primary, fault_at)))
 
+    invariants += _invariants(h, fault_at, healed_at, bound_s)
+    return Judgement(tuple(streams), tuple(invariants))
+
+
+def _invariants(h: History, fault_at: float, healed_at: float | None, bound_s: float) -> list[Invariant]:
+    """What must hold whatever the streams' gaps: one VIP holder, one primary component, clean APIs, healed."""
+    invariants: list[Invariant] = []
     if h.vip:
         multi = [s for s in h.vip if len(s.macs) > 1]
         none = sum(1 for s in h.vip if not s.macs)
@@ -122,11 +139,17 @@ def judge(h: History, fault_at: float, healed_at: float | None, bound_s: float) 
         detail = (f"{len(h.galera)} samples; " + (f"two primary components at +{brains[0][0] - fault_at:.2f} s: "
                                                   f"{brains[0][1]} and {brains[0][2]}" if brains else "never two"))
         invariants.append(Invariant("galera: one primary component", not brains, detail))
+    api = [o for o in h.ops if o.stream.startswith(API_PREFIX)]
+    if api and healed_at is not None:
+        # Once status says every cluster (the APIs among them) is healthy, a client sees no error.
+        late = [o for o in api if not o.ok and o.t0 > healed_at]
+        detail = (f"{len(api)} API calls, {len(late)} failed after status said healthy"
+                  + (f" (first: {late[0].stream} at +{late[0].t0 - fault_at:.2f} s: {late[0].error})" if late else ""))
+        invariants.append(Invariant("api: no error once healthy", not late, detail))
     if healed_at is None:
         invariants.append(Invariant("healthy again", False, f"not every cluster healthy within {bound_s:.0f} s"))
     else:
         took = healed_at - fault_at
         invariants.append(Invariant("healthy again", took <= bound_s, f"every cluster healthy {took:.1f} s after "
                                     f"the fault (bound {bound_s:.0f} s)"))
-    return Judgement(tuple(streams), tuple(invariants))
-
+    return invariants

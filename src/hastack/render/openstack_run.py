@@ -42,6 +42,12 @@ def public_url(spec: Spec, project: str) -> str:
     return f"http://{spec.vips[0].address}:{BY_NAME[endpoint].port}{IDENTITY[project].path}"
 
 
+def api_reads(spec: Spec) -> dict[str, str]:
+    """Per API hastack runs, a URL an authenticated client reads through the VIP (status, chaos)."""
+    return {p: public_url(spec, p) + IDENTITY[p].read for p in IDENTITY
+            if p in spec.openstack.services and daemons_for([p])}
+
+
 def auth_url(spec: Spec) -> str:
     return f"http://{spec.vips[0].address}:{BY_NAME['keystone'].port}"
 

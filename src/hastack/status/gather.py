@@ -18,8 +18,8 @@ from hastack.hosts.fleet import Access, reachable
 from hastack.hosts.mongo import replset
 from hastack.hosts.probe import probe as read
 from hastack.hosts.ssh import HostError, SshHost
-from hastack.render.openstack_run import ADMIN, auth_url, public_url
-from hastack.spec.catalog import IDENTITY, RUN, daemons_for
+from hastack.render.openstack_run import ADMIN, api_reads, auth_url
+from hastack.spec.catalog import daemons_for
 from hastack.spec.model import Role, Spec
 from hastack.status.model import Facts
 
@@ -62,9 +62,8 @@ async def _each(hosts: list[SshHost], fact: Fact[T]) -> dict[str, T]:
 
 def api_ask(spec: Spec, secrets: Secrets) -> dict[str, object]:
     """What the API check asks: a token as the admin, then one read per API hastack runs, through the VIP."""
-    projects = [p for p in IDENTITY if p in spec.openstack.services and p in RUN]
     return {"auth_url": auth_url(spec), "user": ADMIN, "password": secrets["keystone_admin_password"],
-            "timeout": API_TIMEOUT, "apis": {p: public_url(spec, p) + IDENTITY[p].read for p in projects}}
+            "timeout": API_TIMEOUT, "apis": api_reads(spec)}
 
 
 async def _api_check(spec: Spec, secrets: Secrets, hosts: list[SshHost], errors: dict[str, str]) -> ApiCheck | None:

@@ -6,7 +6,11 @@ Four streams, each a thread, each op recorded with its start, end and outcome:
   as oslo.messaging does (every transport_url node in turn);
 - mongo: one document per insert with majority write concern;
 - vip: every 50 ms an ARP request for the VIP (who holds it: one MAC per
-  holder) and a TCP connect to it (does it answer).
+  holder) and a TCP connect to it (does it answer);
+- api (when hastack runs OpenStack): a password login to keystone every
+  2 s (api-token), and an authenticated read of each API in turn through
+  the VIP, one stream per API (api-keystone, api-glance, ...), in process
+  with keystoneauth as an OpenStack client works.
 And a galera sampler per node: is it in a primary component, with whom.
 
 Protocol: the target (smoke.Target plus this run's fields) as one JSON line
@@ -29,10 +33,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import Field
+
 from hastack.components.mongodb import PORT as MONGO_PORT
 from hastack.render.galera import PROBE_DB, PROBE_USER
 from hastack.workload.history import (
     AMQP,
+    API_PREFIX,
+    API_TOKEN,
     DB,
     MONGO,
     VIP,
@@ -46,6 +54,8 @@ from hastack.workload.history import (
 from hastack.workload.smoke import SMOKE_QUEUE, Target
 
 PACE_S = 0.02  # one op per stream every 20 ms at most: enough resolution, little load on 2 cores
+API_EVERY_S = 0.1  # one API read every 100 ms, in turn: each API every 0.3 s
+TOKEN_EVERY_S = 2.0  # a password login costs keystone ~0.3 s of CPU: not more often
 VIP_EVERY_S = 0.05
 GALERA_EVERY_S = 0.25
 MONGO_EVERY_S = 0.1  # a primary's arrival to within 0.1 s: the fast profile elects in ~1 s
@@ -55,6 +65,8 @@ CLEANUP_S = 60.0  # the delete of a run's rows and documents: thousands after a 
 
 class ChaosTarget(Target):
     run: str  # this run's id: table rows, the queue and documents carry it
+    # API name -> an authenticated read through the VIP (when hastack runs OpenStack).
+    api_reads: dict[str, str] = Field(default_factory=dict)
     client_address: str
     interface: str = "eth0"
     max_seconds: float = 600.0
@@ -339,6 +351,61 @@ def mongo_readback(t: ChaosTarget) -> Readback:
     return _retrying(read, clean)
 
 
+# -- api ---------------------------------------------------------------------
+
+def _api_session(t: ChaosTarget) -> tuple[Any, Callable[[], str]]:
+    """A keystoneauth session, and a login that issues a new token each time it is called."""
+    from keystoneauth1 import session
+    from keystoneauth1.identity import v3
+
+    sess = session.Session()
+
+    def login() -> str:
+        auth = v3.Password(auth_url=t.os_auth_url, username="admin", password=t.os_password, project_name="admin",
+                           user_domain_id="default", project_domain_id="default")
+        return str(auth.get_token(sess))
+
+    return sess, login
+
+
+def api_tokens(load: Load, token: list[str]) -> None:
+    """api-token: a password login every TOKEN_EVERY_S; the readers use the newest token."""
+    _, login = _api_session(load.t)
+
+    def once() -> None:
+        t0 = time.monotonic()
+        try:
+            token[0] = login()
+            load.rec.op(API_TOKEN, "", t0, True)
+        except Exception as exc:
+            load.rec.op(API_TOKEN, "", t0, False, f"{type(exc).__name__}: {exc}")
+
+    load.loop(TOKEN_EVERY_S, once)
+
+
+def api_reader(load: Load, token: list[str]) -> None:
+    """api-NAME: each API read in turn with the newest token (any keystone validates any Fernet token)."""
+    sess, _ = _api_session(load.t)
+    names = sorted(load.t.api_reads)
+    turn = [0]
+
+    def once() -> None:
+        name = names[turn[0] % len(names)]
+        turn[0] += 1
+        if not token[0]:
+            return
+        t0 = time.monotonic()
+        try:
+            resp = sess.get(load.t.api_reads[name], headers={"X-Auth-Token": token[0]}, authenticated=False,
+                            raise_exc=False, timeout=load.t.client_timeout_s)
+            ok = 200 <= resp.status_code < 300
+            load.rec.op(API_PREFIX + name, "", t0, ok, "" if ok else f"HTTP {resp.status_code}")
+        except Exception as exc:
+            load.rec.op(API_PREFIX + name, "", t0, False, f"{type(exc).__name__}: {exc}")
+
+    load.loop(API_EVERY_S, once)
+
+
 # -- vip ---------------------------------------------------------------------
 
 def arp_request(src_mac: bytes, src_ip: str, target_ip: str) -> bytes:
@@ -436,11 +503,15 @@ def main() -> int:
     if t.mongo_members:
         workers.append((MONGO, mongo_writer, ()))
         workers += [(f"mongo-{n}", mongo_sampler, (n, a)) for n, a in t.mongo_members.items()]
+    if t.api_reads:
+        token = [""]
+        workers += [(API_TOKEN, api_tokens, (token,)), ("api-reads", api_reader, (token,))]
     load = Load(t, rec, stop, deadline)
     threads = [threading.Thread(target=fn, args=(load, *args), name=name, daemon=True) for name, fn, args in workers]
     for th in threads:
         th.start()
-    wanted = {name for name, _, _ in workers if not name.startswith(("galera-", "mongo-"))}
+    wanted = {name for name, _, _ in workers if not name.startswith(("galera-", "mongo-", "api-reads"))}
+    wanted |= {API_PREFIX + name for name in t.api_reads}
     ready_by = time.monotonic() + 60
     while rec.first_ok < wanted and time.monotonic() < ready_by:
         time.sleep(0.05)

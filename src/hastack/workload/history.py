@@ -16,6 +16,10 @@ DB, AMQP, MONGO, VIP = "db", "amqp", "mongo", "vip"
 STREAMS = (DB, AMQP, MONGO, VIP)
 # Not a stream of writes: when some mongo member answered as the writable primary (the server's view).
 MONGO_PRIMARY = "mongo-primary"
+# The OpenStack APIs, one stream each: `api-token` (a password login to keystone) and `api-NAME` (an
+# authenticated read of that API), all through the VIP.
+API_PREFIX = "api-"
+API_TOKEN = "api-token"
 
 
 class _Frozen(BaseModel):
