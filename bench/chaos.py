@@ -32,7 +32,9 @@ from hastack.chaos.scenarios import SCENARIOS
 
 ROOT = Path(__file__).resolve().parent.parent
 HASTACK = str(Path(sys.executable).parent / "hastack")
-STREAMS = ("vip", "db", "amqp", "mongo", "mongo-primary")
+STREAMS = ("vip", "db", "amqp", "mongo", "mongo-primary", "api-token", "api-keystone", "api-glance", "api-placement")
+SHORT = {"mongo-primary": "m.pri", "api-token": "token", "api-keystone": "keyst", "api-glance": "glance",
+         "api-placement": "place"}
 
 
 def hastack(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
@@ -104,8 +106,7 @@ def main() -> int:
             finally:
                 hastack("lab", "down", str(spec))
 
-    print(f"\n{'scenario':<15} {'variant':<22} " + " ".join(f"{s.replace('mongo-primary', 'm.pri') + ' gap s':>11}"
-                                                         for s in STREAMS)
+    print(f"\n{'scenario':<15} {'variant':<22} " + " ".join(f"{SHORT.get(s, s) + ' gap s':>11}" for s in STREAMS)
           + f" {'healed s':>9} {'lost':>5} {'ok':>5}")
     for (scenario, profile), reports in results.items():
         cells = []
@@ -119,7 +120,8 @@ def main() -> int:
         print(f"{scenario:<15} {profile:<22} " + " ".join(cells) + f" {med(healed):>9} {lost:>5} "
               f"{oks}/{len(reports):<3}")
     print("\nm.pri: no mongo member answering as writable primary (asked every 0.1 s), the server's side of "
-          "the mongo gap")
+          "the mongo gap; token: keystone password logins (every 2 s); keyst, glance, place: authenticated "
+          "reads of each API through the VIP (each every 0.3 s)")
     print("medians of the runs; 'lost' counts acknowledged commits, confirmed messages and majority writes "
           "missing at the end, over all runs")
     return 0
