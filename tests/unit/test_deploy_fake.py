@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import shlex
 from typing import Any, cast
@@ -113,3 +114,31 @@ def test_each_change_is_recorded_with_its_host_and_phase(mongo: list[FakeMongo])
     assert [(c.host, c.phase, c.what) for c in report.changes] == [("ctl2", "memcached", "started memcached")]
     assert str(report.changes[0]) == "ctl2: started memcached"
     assert "systemctl start memcached" in hosts["ctl2"].log
+
+
+def test_a_changed_api_configuration_restarts_one_controller_at_a_time(mongo: list[FakeMongo]) -> None:
+    from hastack.render.openstack_run import uwsgi_path
+    from hastack.spec.catalog import daemons_for
+
+    keystone = next(d for d in daemons_for(SPEC.openstack.services) if d.project == "keystone")
+    hosts = cluster(SPEC, SECRETS)
+    sent: list[tuple[str, str]] = []  # every command on every host, in the order it ran
+    for h in hosts.values():
+        h.files.pop(uwsgi_path(keystone), None)  # the controllers still have the old uwsgi settings: a new file lands
+        run = h.run
+
+        async def logged(argv: Any, *args: Any, _run: Any = run, _name: str = h.name, **kw: Any) -> Result:
+            sent.append((_name, shlex.join(argv)))
+            return cast(Result, await _run(argv, *args, **kw))
+
+        h.run = logged  # type: ignore[method-assign]
+    report = deploy(hosts)
+    restarts = [i for i, (_, c) in enumerate(sent) if c == "systemctl restart keystone"]
+    assert [sent[i][0] for i in restarts] == ["ctl1", "ctl2", "ctl3"]
+    # Between two restarts, the one before answers on its own address and is up in haproxy again.
+    for a, b in itertools.pairwise(restarts):
+        between = [c for h, c in sent[a:b] if h == sent[a][0]]
+        assert any("5000/v3" in c for c in between)
+        assert any("show stat" in c for _, c in sent[a:b])
+    assert [str(c) for c in report.changes if "keystone" in c.what and c.phase == "openstack"] == [
+        "ctl1: restarted keystone", "ctl2: restarted keystone", "ctl3: restarted keystone"]

@@ -77,24 +77,33 @@ def fragment(spec: Spec, secrets: Secrets, project: str, node: Node) -> str:
         # placement reads its own section (oslo.db's options under another name).
         sections["placement_database" if project == "placement" else "database"] = {
             "connection": f"mysql+pymysql://{user}:{pw}@{vip}/{dbs[0]}",
-            # Ride out a galera writer failover instead of failing requests.
+            # Ride out a galera writer failover instead of failing requests: retry for ever, every
+            # second (oslo.db waits 10 s between tries by default, longer than the failover itself).
             "max_retries": "-1",
+            "retry_interval": "1",
             "connection_recycle_time": "280",
         }
         if project == "nova":
             sections["api_database"] = {
                 "connection": f"mysql+pymysql://{user}:{pw}@{vip}/{dbs[1]}",
                 "max_retries": "-1",
+                "retry_interval": "1",
             }
     if controller:
         servers = _memcache_servers(spec)
+        # A memcached that stops answering (its node died, haproxy moved to the next) is skipped for
+        # `dead_retry` seconds: 300 by default, five minutes with no cache after a one-second blip.
         sections["cache"] = {
             "enabled": "true",
             "backend": "oslo_cache.memcache_pool",
             "memcache_servers": servers,
+            "memcache_dead_retry": "10",
+            "memcache_socket_timeout": "1.0",
+            "memcache_pool_connection_get_timeout": "2",
         }
         if project != "keystone":
-            sections["keystone_authtoken"] = {"memcached_servers": servers}
+            sections["keystone_authtoken"] = {"memcached_servers": servers, "memcache_pool_dead_retry": "10",
+                                              "memcache_pool_socket_timeout": "1"}
     if controller and project in RUN:
         _run_settings(spec, secrets, project, node, sections)
     if project == "neutron" and controller:

@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hastack.components import keystone_catalog
+from hastack.components import haproxy, keystone_catalog
 from hastack.components.openstack import SCHEMAS, Schema, http_status, schema_current
 from hastack.credentials.model import service_password_key
 from hastack.deploy.context import DeployContext, DeployError, wait_for
@@ -87,8 +87,20 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
     keystone = [d for d in daemons if d.project == "keystone"]
     for group in (keystone, [d for d in daemons if d.project != "keystone"]):
         units = {d.unit for d in group}
-        await ctx.gather([ctx.ensure_running(r.host, r.unit, restart_if=r.restart) for r in todo if r.unit in units])
+        mine = [r for r in todo if r.unit in units]
+        # Stopped ones start everywhere at once: nothing they serve is up to keep up.
+        await ctx.gather([ctx.ensure_running(r.host, r.unit) for r in mine])
         await ctx.gather([api_answers(ctx, h, by_unit[u]) for u in sorted(units) for h in phase.hosts])
+        # A changed configuration restarts one controller at a time, each back in every haproxy
+        # before the next goes: the API never loses all its backends to a deploy.
+        for host in phase.hosts:
+            again = [r for r in mine if r.host == host and r.restart]
+            if again:
+                ctx.progress(f"openstack: {', '.join(r.unit for r in again)} restart on {host} (a file they read "
+                             "changed); the other controllers serve meanwhile")
+                await ctx.gather([ctx.ensure_running(host, r.unit, restart_if=True) for r in again])
+                await ctx.gather([api_answers(ctx, host, by_unit[r.unit]) for r in again])
+                await ctx.gather([backend_up(ctx, host, by_unit[r.unit]) for r in again])
         await ctx.gather([vip_answers(ctx, first, by_unit[u]) for u in sorted(units)])
         if group is keystone and keystone:
             await ensure_catalog(ctx, first)
@@ -152,6 +164,20 @@ async def vip_answers(ctx: DeployContext, host: str, d: Daemon) -> None:
     ep = BY_NAME[d.endpoint]
     url = f"http://{ctx.spec.vips[0].address}:{ep.port}{ep.check_path or '/'}"
     await _until_answers(ctx, host, ep, url, f"{d.unit} to answer through the VIP ({url})")
+
+
+async def backend_up(ctx: DeployContext, host: str, d: Daemon) -> None:
+    """Every haproxy shows `host` up again as a backend of `d`'s API (its checks passed `rise` times)."""
+    if d.endpoint is None:
+        return
+    proxies = {f"{d.endpoint}-{v.name}" for v in ctx.spec.vips}
+
+    async def up_everywhere() -> bool | None:
+        views = await ctx.gather([probe(ctx.h(n.name), haproxy.STATS) for n in ctx.spec.haproxy_nodes()])
+        return True if all(s.status.startswith("UP") for servers in views for s in servers
+                           if s.proxy in proxies and s.server == host) else None
+
+    await wait_for(up_everywhere, API_WAIT_S, f"every haproxy to send {d.unit} requests to {host} again")
 
 
 async def ensure_catalog(ctx: DeployContext, host: str) -> None:
