@@ -142,3 +142,17 @@ def test_a_changed_api_configuration_restarts_one_controller_at_a_time(mongo: li
         assert any("show stat" in c for _, c in sent[a:b])
     assert [str(c) for c in report.changes if "keystone" in c.what and c.phase == "openstack"] == [
         "ctl1: restarted keystone", "ctl2: restarted keystone", "ctl3: restarted keystone"]
+
+
+def test_a_stopped_api_with_new_files_is_started_once_not_restarted(mongo: list[FakeMongo]) -> None:
+    from hastack.render.openstack_run import unit_path
+    from hastack.spec.catalog import daemons_for
+
+    glance = next(d for d in daemons_for(SPEC.openstack.services) if d.project == "glance")
+    hosts = cluster(SPEC, SECRETS)
+    hosts["ctl2"].units.discard(glance.unit)
+    hosts["ctl2"].files.pop(unit_path(glance))  # a first deploy of it there: its unit file is new
+    report = deploy(hosts)
+    mine = [str(c) for c in report.changes if c.phase == "openstack"]
+    assert mine == ["ctl2: started glance-api"]
+    assert "systemctl restart glance-api" not in hosts["ctl2"].log

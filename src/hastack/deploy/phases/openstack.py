@@ -10,6 +10,7 @@ the VIP, as an operator's client would.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 from collections.abc import Mapping
@@ -88,7 +89,10 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
     for group in (keystone, [d for d in daemons if d.project != "keystone"]):
         units = {d.unit for d in group}
         mine = [r for r in todo if r.unit in units]
-        # Stopped ones start everywhere at once: nothing they serve is up to keep up.
+        running = await ctx.gather([ctx.active(r.host, r.unit) for r in mine])
+        # Stopped ones start everywhere at once (with their new files: no restart after), nothing
+        # they serve being up to keep up; the running ones are only enabled here.
+        mine = [dataclasses.replace(r, restart=r.restart and up) for r, up in zip(mine, running, strict=True)]
         await ctx.gather([ctx.ensure_running(r.host, r.unit) for r in mine])
         await ctx.gather([api_answers(ctx, h, by_unit[u]) for u in sorted(units) for h in phase.hosts])
         # A changed configuration restarts one controller at a time, each back in every haproxy
