@@ -300,12 +300,12 @@ def lab_client(spec: Path, command: tuple[str, ...]) -> None:
     It reaches the cloud through the VIP only, with a clouds.yaml (0600) and OS_CLOUD=hastack set."""
     import subprocess
 
-    from hastack.lab.client import ClientError, client_argv
+    from hastack.lab.client import ClientError, client_argv, require_up
 
     model = _load(spec, False)
-    secrets, _, _ = _secrets(spec, model)
     try:
-        argv = client_argv(model, secrets, command)
+        require_up(model)  # before the secrets: a lab that is not up gets no new secrets file
+        argv = client_argv(model, *_secrets(spec, model)[:1], command)
     except ClientError as exc:
         err.print(f"[bold red]lab client:[/] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_INPUT)

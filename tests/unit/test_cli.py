@@ -167,3 +167,11 @@ def test_lab_without_a_lab_up_is_refused(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(LabDirs, "of", classmethod(lambda cls, cluster: cls(tmp_path / "lab" / cluster)))
     code, out = run("status", str(THREE), "--lab")
     assert code == 2 and "no lab is up" in out
+
+
+def test_lab_client_without_a_lab_says_so_and_writes_no_secrets(tmp_path: Path) -> None:
+    spec = tmp_path / "nolab.yaml"
+    spec.write_text(THREE.read_text().replace("cluster: openstack", "cluster: nolabofthisname"))
+    rc, output = run("lab", "client", "--spec", str(spec), "--", "openstack", "token", "issue")
+    assert rc == 2 and "is not up" in output and "hastack lab up" in output
+    assert not list(tmp_path.glob("*.secrets.yaml"))

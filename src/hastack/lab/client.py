@@ -40,13 +40,18 @@ def client_clouds(spec: Spec, secrets: Secrets, dirs: LabDirs) -> Path:
     return path
 
 
+def require_up(spec: Spec) -> None:
+    """The lab's client host exists (checked before anything is read or written for it)."""
+    ns = layout(spec).client_netns
+    if not Path("/run/netns", ns).exists():
+        raise ClientError(f"the lab of {spec.cluster} is not up (no client host {ns}): `hastack lab up` first")
+
+
 def client_argv(spec: Spec, secrets: Secrets, command: tuple[str, ...]) -> list[str]:
     """`command` as the client host runs it: in its namespace, with the admin's cloud and this venv's tools."""
     dirs = LabDirs.of(spec.cluster)
     lay = layout(spec)
-    if not Path("/run/netns", lay.client_netns).exists():
-        raise ClientError(f"the lab of {spec.cluster} is not up (no client host {lay.client_netns}): "
-                          "`hastack lab up` first")
+    require_up(spec)
     if not command:
         raise ClientError("no command: e.g. `hastack lab client -- openstack server list`")
     tools = Path(sys.executable).parent
