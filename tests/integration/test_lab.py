@@ -26,6 +26,8 @@ from hastack.components.pacemaker import MON, PacemakerState, parse_crm_mon
 from hastack.credentials.store import secrets_path
 from hastack.lab.layout import layout
 from hastack.lab.runtime import LabDirs, load_state
+from hastack.render.openstack_run import log_path
+from hastack.spec.catalog import daemons_for
 from hastack.spec.load import load_spec
 from hastack.spec.model import Role, VipManager
 from tests.helpers import SEED, THREE
@@ -140,13 +142,19 @@ def evidence(spec_path: Path, components: list[str], lines: int = 12) -> str:
              "pacemaker": ("pacemaker", list(spec.corosync_nodes())),
              "corosync": ("corosync", list(spec.corosync_nodes())),
              "haproxy": ("haproxy", list(spec.haproxy_nodes()))}
+    daemons = daemons_for(spec.openstack.services)
+    units["openstack"] = (" ".join(d.unit for d in daemons), list(spec.with_role(Role.CONTROLLER)))
     for comp in components:
         unit, nodes = units.get(comp, ("", []))
+        flags = " ".join(f"-u {u}" for u in unit.split())
+        # An API's own log says why it answers 500 or not at all; systemd's journal only that it ran.
+        logs = " ".join(log_path(d) for d in daemons) if comp == "openstack" else ""
+        command = f"journalctl {flags} -n {lines} --no-pager -o short-precise"
+        if logs:
+            command += f"; systemctl is-active {' '.join(d.unit for d in daemons)}; tail -n {lines} {logs}"
         for n in nodes:
-            flags = " ".join(f"-u {u}" for u in unit.split())
             try:
-                res = ssh(dirs, str(n.address), f"journalctl {flags} -n {lines} --no-pager -o short-precise",
-                          timeout=20)
+                res = ssh(dirs, str(n.address), command, timeout=20)
                 text = res.stdout.strip() or res.stderr.strip()
             except subprocess.TimeoutExpired:
                 text = "(no answer in 20 s)"
