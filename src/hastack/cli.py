@@ -438,7 +438,8 @@ def _refuse_blocking(spec_path: Path, model: Spec, as_json: bool, verb: str) -> 
 
 _STREAM_NAMES = {"db": "database commits via the VIP", "amqp": "confirmed publishes (quorum queue)",
                  "mongo": "majority writes", "vip": "VIP connects (every 50 ms)",
-                 "mongo-primary": "mongo primary (members asked)", "api-token": "keystone logins (every 2 s)"}
+                 "mongo-primary": "mongo primary (members asked)", "api-token": "keystone logins (every 2 s)",
+                 "api-servers": "servers created (every 5 s), ACTIVE at the end"}
 
 
 def _stream_name(stream: str) -> str:

@@ -26,7 +26,7 @@ from hastack.components.pacemaker import MON, PacemakerState, parse_crm_mon
 from hastack.credentials.store import secrets_path
 from hastack.lab.layout import layout
 from hastack.lab.runtime import LabDirs, load_state
-from hastack.render.openstack_run import log_path
+from hastack.render.openstack_run import FLAVOR, IMAGE, log_path
 from hastack.spec.catalog import daemons_for
 from hastack.spec.load import load_spec
 from hastack.spec.model import Role, VipManager
@@ -214,9 +214,11 @@ def test_status_reports_every_cluster_healthy(lab: Path) -> None:
     facts = status["facts"]
     # Every API hastack runs: each backend up on every haproxy, and read through the VIP with a token.
     reads = facts["openstack"]["apis"]
-    assert set(reads) == {"keystone", "glance", "placement"} and all(r["status"] == 200 for r in reads.values())
+    assert set(reads) == {"keystone", "glance", "placement", "neutron", "nova"}
+    assert all(r["status"] == 200 for r in reads.values()), reads
     ours = load_spec(lab)
-    backends = 3 * len(ours.with_role(Role.CONTROLLER)) * len(ours.haproxy_nodes()) * len(ours.vips)
+    # keystone, glance, placement, neutron, nova's API, metadata and console proxy.
+    backends = 7 * len(ours.with_role(Role.CONTROLLER)) * len(ours.haproxy_nodes()) * len(ours.vips)
     assert rows["openstack"]["summary"].startswith(f"API backends up {backends}/{backends};")
     spec = load_spec(lab)
     voters = sorted(n.name for n in spec.corosync_nodes())
@@ -247,6 +249,8 @@ def test_smoke_from_the_client_host(lab: Path) -> None:
     assert len(secondaries) == len(spec.mongo_members()) - 1 and all(secondaries.values())
     image = checks["openstack"]["evidence"]
     assert image["uploaded"] == image["downloaded"] == 1 << 20
+    # A server booted on a compute (nova's fake driver), then deleted.
+    assert image["compute"] in {n.name for n in spec.with_role(Role.COMPUTE)}, image
 
 
 @fast
@@ -255,10 +259,22 @@ def test_the_openstack_client_reaches_the_cloud_through_the_vip(lab: Path) -> No
     assert res.returncode == 0, res.stderr[-2000:]
     endpoints = json.loads(res.stdout)
     vip = str(load_spec(lab).vips[0].address)
-    assert {e["Service Name"] for e in endpoints} == {"keystone", "glance", "placement"}
-    assert len(endpoints) == 9 and all(f"//{vip}:" in e["URL"] for e in endpoints)
+    assert {e["Service Name"] for e in endpoints} == {"keystone", "glance", "placement", "neutron", "nova"}
+    assert len(endpoints) == 15 and all(f"//{vip}:" in e["URL"] for e in endpoints)
     clouds = LabDirs.of(load_spec(lab).cluster).root / "clouds.yaml"
     assert clouds.stat().st_mode & 0o777 == 0o600
+    # A server from deploy's flavor and image, as a user would make one (fake driver, no network).
+    name = f"client-{os.getpid()}"
+    made = cli("lab", "client", "--spec", str(lab), "--", "openstack", "server", "create", "--flavor", FLAVOR,
+               "--image", IMAGE, "--nic", "none", "--wait", "-f", "json", name, timeout=300)
+    try:
+        assert made.returncode == 0, made.stderr[-2000:]
+        server = json.loads(made.stdout)
+        assert server["status"] == "ACTIVE", server
+    finally:
+        gone = cli("lab", "client", "--spec", str(lab), "--", "openstack", "server", "delete", "--wait", name,
+                   timeout=300)
+    assert gone.returncode == 0, gone.stderr[-2000:]
 
 
 @fast
@@ -392,10 +408,11 @@ def test_chaos_loses_nothing_and_heals(lab: Path, scenario: str) -> None:
         assert all(rec["healthy"].values()), rec
     streams = {s["stream"]: s for s in report["judgement"]["streams"]}
     assert set(streams) == {"db", "amqp", "mongo", "vip", "mongo-primary", "api-token", "api-keystone", "api-glance",
-                            "api-placement"}
+                            "api-placement", "api-neutron", "api-nova", "api-servers"}
     assert all(s["rto_s"] is not None and not s["lost"] for s in streams.values()), streams
     names = {i["name"] for i in report["judgement"]["invariants"]}
-    assert {"db: nothing lost", "amqp: nothing lost", "mongo: nothing lost", "vip: at most one holder",
+    assert {"db: nothing lost", "amqp: nothing lost", "mongo: nothing lost", "api-servers: nothing lost",
+            "vip: at most one holder",
             "galera: one primary component", "healthy again"} <= names
     wait_healthy(lab, 240)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pymongo.errors
 
-from hastack.components import corosync, galera, haproxy, network, pacemaker, rabbitmq
+from hastack.components import corosync, galera, haproxy, network, openstack, pacemaker, rabbitmq
 from hastack.credentials.model import FINGERPRINTS_PATH, Secrets, fingerprints_text
 from hastack.deploy import bundle
 from hastack.deploy.context import CIB_PATH
@@ -42,6 +42,7 @@ CAPTURED = {
     rabbitmq.CLUSTER.command: "rabbitmq_cluster_status.json",
     haproxy.STATS.command: "haproxy_show_stat_openstack.csv",
     network.ADDRESSES.command: "ip_o_4_addr.txt",
+    openstack.CELL_HOSTS.command: "nova_cell_list_hosts.txt",
 }
 
 
@@ -121,6 +122,7 @@ def units_on(spec: Spec, host: str) -> set[str]:
               "mongod": on(n for _, n in spec.mongo_members()) or host == spec.mongodb.arbiter,
               "memcached": on(spec.memcached_nodes()), "haproxy": on(spec.haproxy_nodes())}
     placed |= {d.unit: on(spec.with_role(Role.CONTROLLER)) for d in daemons_for(spec.openstack.services)}
+    placed |= {d.unit: on(spec.with_role(Role.COMPUTE)) for d in daemons_for(spec.openstack.services, computes=True)}
     return {unit for unit, runs in placed.items() if runs}
 
 

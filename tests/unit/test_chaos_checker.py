@@ -233,3 +233,18 @@ def test_each_api_gets_its_gap_and_an_error_after_healing_breaks_the_api_invaria
     assert not api.ok and "api-glance at +7.99 s" in api.detail  # started at 107.99 s, after healing at 105 s
     clean = judge(History(ops=tuple(keystone)), FAULT, 105.0, 240)
     assert next(i for i in clean.invariants if i.name == "api: no error once healthy").ok
+
+
+def test_a_server_nova_accepted_but_not_active_at_the_end_is_lost() -> None:
+    from hastack.workload.history import API_SERVERS
+
+    made = ops(API_SERVERS, [(95.0, True), (100.5, False), (105.0, True), (110.0, True)])
+    back = Readback(keys=frozenset({"k0", "k2"}), complete=True)  # k3 went to ERROR (or never came)
+    j = judge(History(ops=tuple(made), readback={API_SERVERS: back}), FAULT, 104.0, 240)
+    servers = {s.stream: s for s in j.streams}[API_SERVERS]
+    assert servers.lost == ("k3",) and servers.acked == 3 and servers.rto_s == pytest.approx(5.0)
+    inv = {i.name: i for i in j.invariants}
+    lost = inv["api-servers: nothing lost"]
+    assert not lost.ok and "servers nova accepted" in lost.detail
+    unread = judge(History(ops=tuple(made)), FAULT, 104.0, 240)
+    assert not {i.name: i for i in unread.invariants}["api-servers: read back"].ok

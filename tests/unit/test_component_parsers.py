@@ -6,13 +6,16 @@ import dataclasses
 from ipaddress import IPv4Address
 from pathlib import Path
 
+import pytest
 from bson import json_util
 
 from hastack.components.corosync import parse_links, parse_quorum
+from hastack.components.fact import FactFailed
 from hastack.components.galera import leavers, parse_wsrep_status, parse_wsrep_text
 from hastack.components.haproxy import parse_show_stat
 from hastack.components.mongodb import parse_replset_status
 from hastack.components.network import parse_addresses
+from hastack.components.openstack import parse_cell_hosts
 from hastack.components.pacemaker import parse_crm_mon
 from hastack.components.rabbitmq import (
     conf_needs_restart,
@@ -138,3 +141,11 @@ def test_crm_mon_failed_actions() -> None:
     assert {(a.resource, a.node) for a in pm.failures} >= {("fence-ctl2", "ctl1"), ("fence-ctl1", "ctl3")}
     assert all(a.status == "Not installed" and "fence_ipmilan" in a.reason for a in pm.failures)
     assert not any(r.active for r in pm.resources if r.id.startswith("fence-"))
+
+
+def test_nova_cell_hosts_are_the_hostname_column_of_list_hosts() -> None:
+    assert parse_cell_hosts(0, fixture("nova_cell_list_hosts.txt")) == {"compute1", "compute2"}
+    header_only = "\n".join([*fixture("nova_cell_list_hosts.txt").splitlines()[:3], "+--+"])
+    assert parse_cell_hosts(0, header_only) == frozenset()  # no compute mapped yet
+    with pytest.raises(FactFailed):
+        parse_cell_hosts(1, "")

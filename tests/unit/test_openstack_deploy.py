@@ -86,8 +86,8 @@ def test_the_catalog_is_made_once_and_a_second_run_changes_nothing() -> None:
     urls = {(e["interface"], e["url"]) for e in ks.rows["endpoints"]}
     vip = SPEC.vips[0].address
     assert ("public", f"http://{vip}:9292") in urls and ("internal", f"http://{vip}:5000/v3") in urls
-    assert len(ks.rows["endpoints"]) == 3 * 3  # three services, three interfaces
-    assert len(ks.grants) == 2
+    assert len(ks.rows["endpoints"]) == 5 * 3  # keystone, placement, glance, neutron, nova; three interfaces
+    assert len(ks.grants) == 4  # the four service users, admin on the service project
     writes = len(ks.writes)
     assert ensure(ks, want()) == [] and len(ks.writes) == writes
 
@@ -149,3 +149,36 @@ def test_each_controller_binds_its_own_address_with_the_spec_s_workers_and_share
     assert tree["ctl1"][f"{FERNET_DIR}/1"].mode == 0o600 and tree["ctl1"][f"{FERNET_DIR}/1"].owner == "keystone"
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}=", SECRETS[FERNET_KEYS[0]])
     assert "/etc/systemd/system/keystone.service" not in tree["compute1"]
+
+
+def test_nova_runs_its_services_on_the_controllers_and_the_fake_driver_on_the_computes() -> None:
+    tree = render_all(SPEC, SECRETS)
+    ctl = configparser.ConfigParser(interpolation=None)
+    ctl.read_string(tree["ctl2"][fragment_path("nova")].content.decode())
+    address = str(SPEC.node("ctl2").address)
+    assert ctl["vnc"]["novncproxy_host"] == address and ctl["DEFAULT"]["my_ip"] == address
+    assert ctl["vnc"]["novncproxy_base_url"].startswith(f"http://{SPEC.vips[0].address}:6080/")
+    assert ctl["placement"]["username"] == "nova" and ctl["placement"]["password"] == SECRETS["os_nova_password"]
+    assert ctl["neutron"]["password"] == SECRETS["os_nova_password"]
+    assert ctl["conductor"]["workers"] == str(SPEC.openstack.api_workers)
+    assert "compute_driver" not in ctl["DEFAULT"]
+    assert "http-socket = " + address + ":8774" in tree["ctl2"]["/etc/hastack/uwsgi/nova-api.ini"].content.decode()
+    compute = configparser.ConfigParser(interpolation=None)
+    compute.read_string(tree["compute1"][fragment_path("nova")].content.decode())
+    assert compute["DEFAULT"]["compute_driver"] == "fake.FakeDriver" and compute["DEFAULT"]["host"] == "compute1"
+    assert "database" not in compute and compute["placement"]["region_name"] == SPEC.openstack.region
+    unit = tree["compute1"]["/etc/systemd/system/nova-compute.service"].content.decode()
+    assert "from nova.cmd.compute import main" in unit and "--log-file /var/log/nova/nova-compute.log" in unit
+    assert "/etc/systemd/system/nova-compute.service" not in tree["ctl1"]
+    assert "/etc/systemd/system/nova-conductor.service" not in tree["compute1"]
+
+
+def test_neutron_server_is_ml2_and_tells_nova_as_its_own_user() -> None:
+    tree = render_all(SPEC, SECRETS)
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.read_string(tree["ctl1"][fragment_path("neutron")].content.decode())
+    assert cp["DEFAULT"]["core_plugin"] == "ml2" and cp["ml2"]["tenant_network_types"] == "vxlan"
+    assert cp["nova"]["username"] == "neutron" and cp["nova"]["password"] == SECRETS["os_neutron_password"]
+    assert cp["keystone_authtoken"]["username"] == "neutron"
+    assert urlsplit(cp["database"]["connection"]).path == "/neutron"
+    assert "neutron-api.ini" in tree["ctl1"]["/etc/systemd/system/neutron-api.service"].content.decode()

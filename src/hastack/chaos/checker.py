@@ -18,6 +18,7 @@ from itertools import combinations
 from hastack.workload.history import (
     AMQP,
     API_PREFIX,
+    API_SERVERS,
     DB,
     MONGO,
     MONGO_PRIMARY,
@@ -29,7 +30,8 @@ from hastack.workload.history import (
 
 # Galera samples closer than this are compared as simultaneous.
 GALERA_WINDOW_S = 0.5
-_LOSS_NAMES = {DB: "acknowledged database commits", AMQP: "confirmed messages", MONGO: "majority-acknowledged writes"}
+_LOSS_NAMES = {DB: "acknowledged database commits", AMQP: "confirmed messages", MONGO: "majority-acknowledged writes",
+               API_SERVERS: "servers nova accepted (each ACTIVE at the end)"}
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from hastack.lab.layout import Layout, layout
 from hastack.lab.runtime import LabDirs, LabError, cables_out, load_state, power_cut, power_off, power_on, restart
 from hastack.recovery.run import Report as RecoveryReport
 from hastack.recovery.run import Round, recover
-from hastack.render.openstack_run import api_reads
+from hastack.render.openstack_run import api_reads, public_url
 from hastack.spec.model import Spec
 from hastack.status.gather import probe
 from hastack.status.model import Facts, verdict
@@ -390,7 +390,10 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
     host = pick_target(scenario, spec, facts)
     lay = layout(spec)
     run_id = pysecrets.token_hex(6)
-    payload = ChaosTarget(**target(spec, secrets, MONGO_ADMIN).model_dump(), run=run_id, api_reads=api_reads(spec),
+    base = target(spec, secrets, MONGO_ADMIN)
+    servers = {"compute_url": public_url(spec, "nova"), "image_url": public_url(spec, "glance")} \
+        if base.os_server else {}
+    payload = ChaosTarget(**base.model_dump(), run=run_id, api_reads=api_reads(spec), **servers,
                           client_address=str(lay.client_address), link_delay_s=scenario.delay_ms / 1000,
                           max_seconds=scenario.heal_bound_s + 120).model_dump_json()
     with _workload(workload_argv(lay.client_netns), payload) as w:

@@ -36,6 +36,25 @@ _PLACEMENT_HEAD = ("import os, placement.db.sqlalchemy as d; from alembic.script
 _PLACEMENT_CHECK = ('test "$(placement-manage db version 2>/dev/null | tail -n 1)" = '
                     f'"$(python3 -c "{_PLACEMENT_HEAD}")"')
 
+# nova has two schemas (its API database, and cell0 with cell1) and the cell mappings tying them.
+_NOVA_HEAD = ("import os, nova.db.{0} as d; from alembic.script import ScriptDirectory; "
+              "print(ScriptDirectory(os.path.join(os.path.dirname(d.__file__), 'migrations')).get_current_head())")
+_NOVA_CHECK = " && ".join((
+    *(f'test "$(nova-manage {cmd} version 2>/dev/null | tail -n 1)" = "$(python3 -c "{_NOVA_HEAD.format(db)}")"'
+      for cmd, db in (("api_db", "api"), ("db", "main"))),
+    *(f"nova-manage cell_v2 list_cells 2>/dev/null | grep -q ' {cell} '" for cell in ("cell0", "cell1"))))
+# The API database first (cells are mapped there), cell0 mapped, cell1 made from the configured
+# database and bus once, then both cell databases synced. Each step is a no-op when already done.
+_NOVA_SYNC = ("nova-manage api_db sync && nova-manage cell_v2 map_cell0"
+              " && { nova-manage cell_v2 list_cells | grep -q ' cell1 '"
+              " || nova-manage cell_v2 create_cell --name cell1; }"
+              " && nova-manage db sync")
+
+# neutron: current when the revisions alembic stands at are the installed heads (expand and contract).
+_NEUTRON_REVS = "neutron-db-manage {} 2>/dev/null | grep -o '^[0-9a-f]\\{{12\\}}' | sort"
+_NEUTRON_CHECK = (f'h="$({_NEUTRON_REVS.format("heads")})"; '
+                  f'test -n "$h" && test "$({_NEUTRON_REVS.format("current")})" = "$h"')
+
 
 @dataclass(frozen=True)
 class Schema:
@@ -58,6 +77,8 @@ SCHEMAS: dict[str, Schema] = {
     # db check: 0 current; 3, 4, 5: expand, migrate or contract needed.
     "glance": Schema("glance", ("glance-manage", "db_sync"), ("glance-manage", "db", "check"), (3, 4, 5)),
     "placement": Schema("placement", ("placement-manage", "db", "sync"), ("sh", "-c", _PLACEMENT_CHECK), (1,)),
+    "neutron": Schema("neutron", ("neutron-db-manage", "upgrade", "heads"), ("sh", "-c", _NEUTRON_CHECK), (1,)),
+    "nova": Schema("nova", ("sh", "-c", _NOVA_SYNC), ("sh", "-c", _NOVA_CHECK), (1,)),
 }
 
 
@@ -102,3 +123,15 @@ def parse_api_check(stdout: str) -> ApiCheck:
     return ApiCheck(float(data.get("token_ms", 0.0)),
                     {n: ApiRead(int(r["status"]), float(r["ms"])) for n, r in data.get("apis", {}).items()},
                     str(data.get("error", "")))
+
+
+def parse_cell_hosts(rc: int, stdout: str) -> frozenset[str]:
+    """`nova-manage cell_v2 list_hosts`: the compute hosts mapped to a cell (a table: cell, uuid, host)."""
+    if rc != 0:
+        raise FactFailed(rc)
+    rows = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in stdout.splitlines() if ln.startswith("|")]
+    return frozenset(r[2] for r in rows[1:] if len(r) == 3)
+
+
+CELL_HOSTS: Fact[frozenset[str]] = Fact("nova cell hosts", SCHEMAS["nova"].as_user(
+    ("nova-manage", "cell_v2", "list_hosts")), parse_cell_hosts, timeout=120)

@@ -77,7 +77,13 @@ def phases(spec: Spec) -> tuple[Phase, ...]:
                          f"start {started}keepalived; wait for one holder of each VIP"))
     run = daemons_for(spec.openstack.services)
     if run:
-        out.append(Phase(PhaseKey.OPENSTACK, names(spec.with_role(Role.CONTROLLER)),
+        controllers = names(spec.with_role(Role.CONTROLLER))
+        on_computes = daemons_for(spec.openstack.services, computes=True)
+        computes = tuple(n for n in names(spec.with_role(Role.COMPUTE)) if n not in controllers) \
+            if on_computes else ()
+        also = f"; then {', '.join(d.unit for d in on_computes)} on every compute, mapped to a cell" \
+            if on_computes else ""
+        out.append(Phase(PhaseKey.OPENSTACK, controllers + computes,
                          "sync schemas once, bootstrap keystone, make its catalog; start "
-                         + ", ".join(d.unit for d in run) + " on every controller"))
+                         + ", ".join(d.unit for d in run) + " on every controller" + also))
     return tuple(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,13 @@ class Result:
     stderr: str
 
 
+# sshd refuses an 11th session on one connection (OpenSSH's MaxSessions is 10), and counts a session
+# until its close reaches it, a little after the command's exit: commands gathered over many units
+# of one host wait their turn here, and a refused one is opened again shortly (bounded).
+MAX_SESSIONS = 6
+OPEN_RETRIES = 10
+
+
 class SshHost:
     def __init__(self, name: str, address: str, key_path: str, *, known_hosts: str, port: int = 22,
                  user: str = "root", connect_timeout: float = 10) -> None:
@@ -37,6 +45,7 @@ class SshHost:
         self._user = user
         self._timeout = connect_timeout
         self._conn: asyncssh.SSHClientConnection | None = None
+        self._sessions = asyncio.Semaphore(MAX_SESSIONS)
 
     async def __aenter__(self) -> SshHost:
         # The host key is checked against known_hosts, always: a host not recorded there
@@ -69,8 +78,16 @@ class SshHost:
             raise TypeError(f"{self.name}: commands are argv sequences, not strings: {argv!r}")
         command = shlex.join(argv)
         binary = isinstance(input, bytes)
-        proc = await self.conn.run(command, check=False, timeout=timeout, input=input,
-                                   **({"encoding": None} if binary else {}))
+        async with self._sessions:
+            for attempt in range(OPEN_RETRIES):
+                try:
+                    proc = await self.conn.run(command, check=False, timeout=timeout, input=input,
+                                               **({"encoding": None} if binary else {}))
+                    break
+                except asyncssh.ChannelOpenError:
+                    if attempt == OPEN_RETRIES - 1:
+                        raise
+                    await asyncio.sleep(0.1 * (attempt + 1))
         result = Result(proc.exit_status or 0, _text(proc.stdout), _text(proc.stderr))
         if check and result.rc != 0:
             raise HostError(self.name, command, result)

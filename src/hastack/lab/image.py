@@ -18,7 +18,7 @@ from pathlib import Path
 from hastack.common.progress import Progress
 from hastack.lab.aptsources import machine_mirror
 
-BUILDER_VERSION = "2"
+BUILDER_VERSION = "3"
 SUITE = "bookworm"
 CACHE = Path(os.environ.get("HASTACK_CACHE", "/var/lib/hastack"))
 
@@ -30,9 +30,13 @@ COMPONENTS = ("corosync", "pacemaker", "pacemaker-cli-utils", "resource-agents",
               "keepalived", "mariadb-server", "mariadb-backup", "galera-4", "galera-arbitrator-4",
               "rabbitmq-server", "memcached", "rsyslog",
               # OpenStack, from Debian's own packages (bookworm: Zed), and the client for operators on a host.
-              "keystone", "glance-api", "placement-api", "uwsgi-plugin-python3", "python3-openstackclient")
+              "keystone", "glance-api", "placement-api", "nova-api", "nova-conductor", "nova-scheduler",
+              "nova-consoleproxy", "neutron-server", "uwsgi-plugin-python3", "python3-openstackclient")
+# (nova-compute runs from python3-nova's code: its package would pull a hypervisor in.)
 SERVICES_OFF = ("mariadb", "rabbitmq-server", "haproxy", "keepalived", "corosync", "pacemaker", "memcached",
-                "garb", "chrony", "keystone", "glance-api", "placement-api")
+                "garb", "chrony", "keystone", "glance-api", "placement-api", "nova-api", "nova-api-metadata",
+                "nova-conductor", "nova-scheduler", "nova-novncproxy", "nova-spicehtml5proxy", "nova-serialproxy",
+                "neutron-api", "neutron-rpc-server")
 
 
 class ImageError(Exception):
@@ -105,8 +109,12 @@ def build(mongod: Path | None, progress: Progress = print, cache: Path = CACHE) 
     policy.write_text("#!/bin/sh\nexit 101\n")  # no service starts inside the chroot
     policy.chmod(0o755)
     progress(f"installing {len(COMPONENTS)} component packages")
-    env = ["env", "DEBIAN_FRONTEND=noninteractive"]
-    _run(["chroot", str(work), *env, "apt-get", "install", "-y", "--no-install-recommends", *COMPONENTS],
+    # Some maintainer scripts (nova-common's) read /proc and resolve the host's own name: install in
+    # a namespace of our own with /proc mounted (gone when it ends) and a name the image resolves.
+    (work / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 lab\n")
+    install = ('root=$1; shift; hostname lab && mount -t proc proc "$root/proc" && '
+               'exec chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"')
+    _run(["unshare", "--uts", "--mount", "--fork", "sh", "-c", install, "install", str(work), *COMPONENTS],
          log, "component install", 1800)
     _run(["chroot", str(work), "systemctl", "disable", *SERVICES_OFF], log, "disabling services", 300)
     _run(["chroot", str(work), "systemctl", "enable", "systemd-networkd"], log, "enabling networkd", 300)

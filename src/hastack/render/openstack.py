@@ -106,6 +106,10 @@ def fragment(spec: Spec, secrets: Secrets, project: str, node: Node) -> str:
                                               "memcache_pool_socket_timeout": "1"}
     if controller and project in RUN:
         _run_settings(spec, secrets, project, node, sections)
+    if project == "nova":
+        _nova_settings(spec, secrets, node, sections)
+    if project == "neutron" and controller:
+        _neutron_settings(spec, secrets, sections)
     if project == "neutron" and controller:
         n = spec.openstack.neutron
         network_nodes = len(spec.with_role(Role.NETWORK))
@@ -143,6 +147,52 @@ def _run_settings(spec: Spec, secrets: Secrets, project: str, node: Node, sectio
         sections["paste_deploy"] = {"flavor": "keystone"}
         sections["glance_store"] = {"stores": "file,http", "default_store": "file",
                                     "filesystem_store_datadir": spec.openstack.glance.path.rstrip("/") + "/"}
+
+
+def _service_auth(spec: Spec, secrets: Secrets, user: str) -> dict[str, str]:
+    """keystoneauth settings for one service calling another as `user` (a service user, admin in `service`)."""
+    return {"auth_type": "password", "auth_url": f"{auth_url(spec)}/v3", "project_name": "service",
+            "project_domain_name": "Default", "user_domain_name": "Default", "username": user,
+            "password": secrets[service_password_key(user)], "region_name": spec.openstack.region}
+
+
+def _neutron_settings(spec: Spec, secrets: Secrets, sections: dict[str, dict[str, str]]) -> None:
+    """neutron-server with ML2: the API and its RPC workers; agents (none in the lab) bind ports."""
+    sections["DEFAULT"] |= {"core_plugin": "ml2", "service_plugins": "router", "auth_strategy": "keystone",
+                            "rpc_workers": str(spec.openstack.api_workers), "rpc_state_report_workers": "1"}
+    sections["ml2"] = {"type_drivers": "flat,vlan,vxlan", "tenant_network_types": "vxlan",
+                       "mechanism_drivers": "openvswitch", "extension_drivers": "port_security"}
+    sections["ml2_type_vxlan"] = {"vni_ranges": "1:1000"}
+    sections["ml2_type_flat"] = {"flat_networks": "provider"}
+    # Port events reach nova as neutron's own service user.
+    if "nova" in spec.openstack.services:
+        sections["nova"] = _service_auth(spec, secrets, "neutron")
+
+
+def _nova_settings(spec: Spec, secrets: Secrets, node: Node, sections: dict[str, dict[str, str]]) -> None:
+    """nova on a controller (API, metadata, conductor, scheduler, console proxy) or a compute (fake driver)."""
+    vip = spec.vips[0].address
+    sections["DEFAULT"] |= {"my_ip": str(node.address), "host": node.name}
+    # nova's own user reaches placement and neutron (Debian's default names no user for placement
+    # and neutron's admin on localhost).
+    sections["placement"] = _service_auth(spec, secrets, "nova") | {"valid_interfaces": "internal"}
+    if "neutron" in spec.openstack.services:
+        sections["neutron"] = _service_auth(spec, secrets, "nova") | {"valid_interfaces": "internal",
+                                                                      "service_metadata_proxy": "false"}
+    # Debian's nova.conf turns spice on; hastack's consoles are noVNC, proxied on the controllers.
+    sections["spice"] = {"enabled": "false"}
+    if node.has(Role.CONTROLLER):
+        workers = str(spec.openstack.api_workers)
+        sections["api"] = {"auth_strategy": "keystone"}
+        sections["conductor"] = {"workers": workers}
+        sections["scheduler"] = {"workers": workers}
+        sections["vnc"] = {"enabled": "true", "novncproxy_host": str(node.address),
+                           "novncproxy_port": str(BY_NAME["nova-novncproxy"].port),
+                           "novncproxy_base_url": f"http://{vip}:{BY_NAME['nova-novncproxy'].port}/vnc_auto.html"}
+    if node.has(Role.COMPUTE):
+        # Real nova-compute, no hypervisor: instances exist in nova's databases and placement only.
+        sections["DEFAULT"]["compute_driver"] = "fake.FakeDriver"
+        sections["vnc"] = {"enabled": "false"} if not node.has(Role.CONTROLLER) else sections["vnc"]
 
 
 def render_openstack(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:

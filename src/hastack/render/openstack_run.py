@@ -10,6 +10,8 @@ project's user.
 
 from __future__ import annotations
 
+import shlex
+
 import yaml
 
 from hastack.credentials.model import CREDENTIAL_KEYS, FERNET_KEYS, Secrets
@@ -22,6 +24,9 @@ CREDENTIAL_DIR = "/etc/keystone/credential-keys"
 CLOUDS = "/etc/hastack/clouds.yaml"
 CLOUD = "hastack"  # the cloud's name in clouds.yaml
 ADMIN = "admin"
+# What deploy makes for a first server: the smallest flavor and a 1 MiB raw image.
+FLAVOR = "hastack.tiny"
+IMAGE = "hastack-tiny"
 
 
 def unit_path(d: Daemon) -> str:
@@ -82,7 +87,9 @@ def uwsgi_ini(spec: Spec, d: Daemon, node: Node) -> str:
 
 
 def unit(d: Daemon) -> str:
-    start = f"/usr/bin/uwsgi_python3 --ini {uwsgi_path(d)}" if d.wsgi else " ".join(d.argv)
+    # A daemon of its own logs where a uwsgi one does (oslo.log's --log-file), not only to the journal.
+    start = (f"/usr/bin/uwsgi_python3 --ini {uwsgi_path(d)}" if d.wsgi
+             else " ".join(shlex.quote(a) if " " in a else a for a in d.argv) + f" --log-file {log_path(d)}")
     return "\n".join([
         "# Rendered by hastack: replaces the package's unit (see /etc/hastack/uwsgi for uwsgi's settings).",
         "[Unit]",
@@ -122,16 +129,20 @@ def clouds_yaml(spec: Spec, secrets: Secrets) -> str:
 
 def render_openstack_run(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
     daemons = daemons_for(spec.openstack.services)
-    if not daemons:
-        return {}
+    on_computes = daemons_for(spec.openstack.services, computes=True)
     out: dict[str, list[RenderedFile]] = {}
-    for node in spec.with_role(Role.CONTROLLER):
-        files = [text(unit_path(d), unit(d)) for d in daemons]
-        files += [text(uwsgi_path(d), uwsgi_ini(spec, d, node)) for d in daemons if d.wsgi]
-        if "keystone" in spec.openstack.services:
-            for directory, keys in ((FERNET_DIR, FERNET_KEYS), (CREDENTIAL_DIR, CREDENTIAL_KEYS)):
-                files += [text(f"{directory}/{i}", secrets[k], 0o600, owner="keystone", group="keystone")
-                          for i, k in enumerate(keys)]
-            files.append(text(CLOUDS, clouds_yaml(spec, secrets), 0o600))
-        out[node.name] = files
+    for node in spec.nodes:
+        files: list[RenderedFile] = []
+        if node.has(Role.CONTROLLER) and daemons:
+            files += [text(unit_path(d), unit(d)) for d in daemons]
+            files += [text(uwsgi_path(d), uwsgi_ini(spec, d, node)) for d in daemons if d.wsgi]
+            if "keystone" in spec.openstack.services:
+                for directory, keys in ((FERNET_DIR, FERNET_KEYS), (CREDENTIAL_DIR, CREDENTIAL_KEYS)):
+                    files += [text(f"{directory}/{i}", secrets[k], 0o600, owner="keystone", group="keystone")
+                              for i, k in enumerate(keys)]
+                files.append(text(CLOUDS, clouds_yaml(spec, secrets), 0o600))
+        if node.has(Role.COMPUTE):
+            files += [text(unit_path(d), unit(d)) for d in on_computes]
+        if files:
+            out[node.name] = files
     return out

@@ -97,6 +97,7 @@ class Daemon:
     endpoint: str | None = None  # the catalog endpoint it serves; None: a worker behind the bus
     wsgi: str | None = None
     argv: tuple[str, ...] = ()
+    on_computes: bool = False  # runs on every compute host instead of the controllers
 
 
 DAEMONS: tuple[Daemon, ...] = (
@@ -104,6 +105,20 @@ DAEMONS: tuple[Daemon, ...] = (
     Daemon("placement-api", "placement", "placement", "placement-api", wsgi="/usr/bin/placement-api"),
     # glance-api serves uploads with its own (eventlet) server: Debian runs it so, not under uwsgi.
     Daemon("glance-api", "glance", "glance", "glance-api", argv=("/usr/bin/glance-api",)),
+    # neutron's API under uwsgi, its RPC workers (what agents talk to over the bus) on their own.
+    Daemon("neutron-api", "neutron", "neutron", "neutron-server", wsgi="/usr/bin/neutron-api"),
+    Daemon("neutron-rpc-server", "neutron", "neutron", argv=("/usr/bin/neutron-rpc-server",)),
+    Daemon("nova-api", "nova", "nova", "nova-api", wsgi="/usr/bin/nova-api-wsgi"),
+    Daemon("nova-api-metadata", "nova", "nova", "nova-metadata", wsgi="/usr/bin/nova-metadata-wsgi"),
+    Daemon("nova-conductor", "nova", "nova", argv=("/usr/bin/nova-conductor",)),
+    Daemon("nova-scheduler", "nova", "nova", argv=("/usr/bin/nova-scheduler",)),
+    # A TCP frontend: browsers' websockets to the consoles, binding [vnc] novncproxy_host itself.
+    Daemon("nova-novncproxy", "nova", "nova", "nova-novncproxy", argv=("/usr/bin/nova-novncproxy",)),
+    # nova's fake virt driver: real nova-compute with no hypervisor. Started from nova's own code
+    # (python3-nova): the nova-compute package would pull a hypervisor's packages in.
+    Daemon("nova-compute", "nova", "nova", argv=("/usr/bin/python3", "-c",
+                                                 "import sys; from nova.cmd.compute import main; sys.exit(main())"),
+           on_computes=True),
 )
 
 
@@ -121,12 +136,15 @@ IDENTITY: dict[str, Identity] = {
     "keystone": Identity("identity", "/v3", "OpenStack Identity", "/regions"),
     "glance": Identity("image", "", "OpenStack Image", "/v2/images?limit=1"),
     "placement": Identity("placement", "", "OpenStack Placement", "/resource_providers"),
+    "neutron": Identity("network", "", "OpenStack Networking", "/v2.0/networks?limit=1"),
+    "nova": Identity("compute", "/v2.1", "OpenStack Compute", "/flavors"),
 }
 
 # Projects hastack deploys and runs (the rest of openstack.services get HA settings only, see HA705).
 RUN: frozenset[str] = frozenset(d.project for d in DAEMONS)
 
 
-def daemons_for(services: tuple[str, ...] | list[str]) -> tuple[Daemon, ...]:
+def daemons_for(services: tuple[str, ...] | list[str], computes: bool = False) -> tuple[Daemon, ...]:
+    """The daemons of `services` hastack runs on the controllers (or, `computes`, on the compute hosts)."""
     wanted = set(services)
-    return tuple(d for d in DAEMONS if d.project in wanted)
+    return tuple(d for d in DAEMONS if d.project in wanted and d.on_computes == computes)

@@ -10,7 +10,9 @@ Four streams, each a thread, each op recorded with its start, end and outcome:
 - api (when hastack runs OpenStack): a password login to keystone every
   2 s (api-token), and an authenticated read of each API in turn through
   the VIP, one stream per API (api-keystone, api-glance, ...), in process
-  with keystoneauth as an OpenStack client works.
+  with keystoneauth as an OpenStack client works; with nova, a server
+  created every 5 s (api-servers: acknowledged when nova answers 202), each
+  of which must be ACTIVE at the end.
 And a galera sampler per node: is it in a primary component, with whom.
 
 Protocol: the target (smoke.Target plus this run's fields) as one JSON line
@@ -37,9 +39,11 @@ from pydantic import Field
 
 from hastack.components.mongodb import PORT as MONGO_PORT
 from hastack.render.galera import PROBE_DB, PROBE_USER
+from hastack.render.openstack_run import FLAVOR, IMAGE
 from hastack.workload.history import (
     AMQP,
     API_PREFIX,
+    API_SERVERS,
     API_TOKEN,
     DB,
     MONGO,
@@ -59,6 +63,7 @@ TOKEN_EVERY_S = 2.0  # a password login costs keystone ~0.3 s of CPU: not more o
 VIP_EVERY_S = 0.05
 GALERA_EVERY_S = 0.25
 MONGO_EVERY_S = 0.1  # a primary's arrival to within 0.1 s: the fast profile elects in ~1 s
+SERVER_EVERY_S = 5.0  # a server create: nova's API, conductor, scheduler, placement, a compute
 READBACK_S = 90.0  # after "stop": how long the final reads may retry while the cluster settles
 CLEANUP_S = 60.0  # the delete of a run's rows and documents: thousands after a long run
 
@@ -67,6 +72,9 @@ class ChaosTarget(Target):
     run: str  # this run's id: table rows, the queue and documents carry it
     # API name -> an authenticated read through the VIP (when hastack runs OpenStack).
     api_reads: dict[str, str] = Field(default_factory=dict)
+    # With nova: where servers are made (the compute API) and deploy's image is found (glance).
+    compute_url: str = ""
+    image_url: str = ""
     client_address: str
     interface: str = "eth0"
     max_seconds: float = 600.0
@@ -406,6 +414,71 @@ def api_reader(load: Load, token: list[str]) -> None:
     load.loop(API_EVERY_S, once)
 
 
+def _headers(token: str) -> dict[str, str]:
+    # 2.37: a server may be made with no network (`"networks": "none"`).
+    return {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.37"}
+
+
+def server_image(t: ChaosTarget) -> str:
+    """The id of deploy's image (servers are made from it with deploy's flavor, whose id is its name)."""
+    sess, login = _api_session(t)
+    resp = sess.get(f"{t.image_url}/v2/images?name={IMAGE}", headers=_headers(login()), authenticated=False)
+    images = resp.json()["images"]
+    if not images:
+        raise LookupError(f"no image {IMAGE} in glance: deploy makes it")
+    return str(images[0]["id"])
+
+
+def server_creator(load: Load, token: list[str], image: str) -> None:
+    """api-servers: a server every SERVER_EVERY_S, acknowledged when nova answers 202 (the create is recorded)."""
+    sess, _ = _api_session(load.t)
+    seq = [0]
+
+    def once() -> None:
+        if not token[0]:
+            return
+        seq[0] += 1
+        key = f"{load.t.run}-s{seq[0]}"
+        body = {"server": {"name": key, "flavorRef": FLAVOR, "imageRef": image, "networks": "none"}}
+        t0 = time.monotonic()
+        try:
+            resp = sess.post(f"{load.t.compute_url}/servers", json=body, headers=_headers(token[0]),
+                             authenticated=False, raise_exc=False, timeout=load.t.client_timeout_s)
+            ok = resp.status_code == 202
+            load.rec.op(API_SERVERS, key, t0, ok, "" if ok else f"HTTP {resp.status_code}")
+        except Exception as exc:
+            load.rec.op(API_SERVERS, key, t0, False, f"{type(exc).__name__}: {exc}")
+
+    load.loop(SERVER_EVERY_S, once)
+
+
+def servers_readback(t: ChaosTarget) -> Readback:
+    """The run's servers that are ACTIVE once none is still building (bounded); then all deleted."""
+    sess, login = _api_session(t)
+    url = f"{t.compute_url}/servers/detail?name=^{t.run}-s"
+
+    def listed(token: str) -> list[dict[str, Any]]:
+        resp = sess.get(url, headers=_headers(token), authenticated=False, timeout=10)
+        return list(resp.json()["servers"])
+
+    def read() -> frozenset[str]:
+        token = login()
+        settle_by = time.monotonic() + READBACK_S
+        while True:
+            servers = listed(token)
+            if all(s["status"] in ("ACTIVE", "ERROR") for s in servers) or time.monotonic() > settle_by:
+                return frozenset(s["name"] for s in servers if s["status"] == "ACTIVE")
+            time.sleep(2)
+
+    def clean() -> None:
+        token = login()
+        for server in listed(token):
+            sess.delete(f"{t.compute_url}/servers/{server['id']}", headers=_headers(token), authenticated=False,
+                        raise_exc=False, timeout=10)
+
+    return _retrying(read, clean)
+
+
 # -- vip ---------------------------------------------------------------------
 
 def arp_request(src_mac: bytes, src_ip: str, target_ip: str) -> bytes:
@@ -506,6 +579,8 @@ def main() -> int:
     if t.api_reads:
         token = [""]
         workers += [(API_TOKEN, api_tokens, (token,)), ("api-reads", api_reader, (token,))]
+        if t.compute_url:
+            workers.append((API_SERVERS, server_creator, (token, server_image(t))))
     load = Load(t, rec, stop, deadline)
     threads = [threading.Thread(target=fn, args=(load, *args), name=name, daemon=True) for name, fn, args in workers]
     for th in threads:
@@ -533,6 +608,8 @@ def main() -> int:
         readback[AMQP] = amqp_readback(t)
     if t.mongo_members:
         readback[MONGO] = mongo_readback(t)
+    if t.compute_url:
+        readback[API_SERVERS] = servers_readback(t)
     with rec.lock:
         history = History(ops=tuple(rec.ops), vip=tuple(rec.vip), galera=tuple(rec.galera), mongo=tuple(rec.mongo),
                           readback=readback, started=started, ended=time.monotonic())

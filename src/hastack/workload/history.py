@@ -20,6 +20,7 @@ MONGO_PRIMARY = "mongo-primary"
 # authenticated read of that API), all through the VIP.
 API_PREFIX = "api-"
 API_TOKEN = "api-token"
+API_SERVERS = "api-servers"  # servers created through nova's API: each must be ACTIVE at the end
 
 
 class _Frozen(BaseModel):

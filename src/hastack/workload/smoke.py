@@ -29,12 +29,13 @@ from pydantic import BaseModel, ConfigDict
 from hastack.common.poll import until
 from hastack.components.mongodb import PORT as MONGO_PORT
 from hastack.render.galera import PROBE_DB, PROBE_USER
-from hastack.render.openstack_run import ADMIN, auth_url
+from hastack.render.openstack_run import ADMIN, FLAVOR, IMAGE, auth_url
 from hastack.spec.catalog import RUN
 from hastack.spec.model import Spec
 
 SMOKE_QUEUE = "hastack.smoke"
 READ_TIMEOUT = 15.0
+SERVER_WAIT_S = 120  # a fake-driver boot takes seconds; scheduling waits on placement and the bus
 
 
 class Target(BaseModel):
@@ -60,6 +61,7 @@ class Target(BaseModel):
     os_password: str = ""
     os_region: str = ""
     os_image: bool = False  # glance runs: upload and download an image
+    os_server: bool = False  # nova runs: boot a server from deploy's flavor and image, then delete it
 
 
 def target(spec: Spec, secrets: dict[str, str] | Any, mongo_user: str) -> Target:
@@ -78,7 +80,8 @@ def target(spec: Spec, secrets: dict[str, str] | Any, mongo_user: str) -> Target
                "mongo_password": secrets["mongodb_admin_password"]}
     if "keystone" in spec.openstack.services and "keystone" in RUN:
         kw |= {"os_auth_url": auth_url(spec) + "/v3", "os_password": secrets["keystone_admin_password"],
-               "os_region": spec.openstack.region, "os_image": "glance" in spec.openstack.services}
+               "os_region": spec.openstack.region, "os_image": "glance" in spec.openstack.services,
+               "os_server": {"nova", "glance", "neutron"} <= set(spec.openstack.services)}
     return Target(**kw)
 
 
@@ -246,7 +249,30 @@ def openstack_check(t: Target) -> Check:
                          else f"; the image came back different ({len(got)} of {len(data)} bytes)")
         finally:
             cloud.image.delete_image(image, ignore_missing=True)
+    if t.os_server:
+        server_lifecycle(cloud, c)
     return c
+
+
+def server_lifecycle(cloud: Any, c: Check) -> None:
+    """A server booted (nova's fake driver on a compute) to ACTIVE, then deleted and gone."""
+    flavor = cloud.compute.find_flavor(FLAVOR, ignore_missing=False)
+    image = cloud.image.find_image(IMAGE, ignore_missing=False)
+    t0 = time.monotonic()
+    # No network: the server's life is nova's (API, conductor, scheduler, placement, compute).
+    server = cloud.compute.create_server(name=f"hastack-smoke-{uuid.uuid4().hex[:8]}", flavor_id=flavor.id,
+                                         image_id=image.id, networks="none")
+    try:
+        server = cloud.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], wait=SERVER_WAIT_S)
+        c.evidence |= {"server": server.id, "compute": server.compute_host,
+                       "active_s": round(time.monotonic() - t0, 2)}
+    finally:
+        t1 = time.monotonic()
+        cloud.compute.delete_server(server, ignore_missing=True)
+        cloud.compute.wait_for_delete(server, wait=SERVER_WAIT_S)
+        c.evidence["deleted_s"] = round(time.monotonic() - t1, 2)
+    c.detail += (f"; server {server.id[:8]} ACTIVE on {server.compute_host} in {c.evidence['active_s']:.1f} s "
+                 f"and deleted in {c.evidence['deleted_s']:.1f} s")
 
 
 CHECKS: dict[str, Callable[[Target], Check]] = {"galera": galera, "rabbitmq": rabbitmq, "mongodb": mongodb,

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hastack.components import haproxy, keystone_catalog
-from hastack.components.openstack import SCHEMAS, Schema, http_status, schema_current
+from hastack.components.openstack import CELL_HOSTS, SCHEMAS, Schema, http_status, schema_current
 from hastack.credentials.model import service_password_key
 from hastack.deploy.context import DeployContext, DeployError, wait_for
 from hastack.deploy.plan import Phase
@@ -26,8 +26,12 @@ from hastack.hosts.probe import probe
 from hastack.render.openstack import fragment_path
 from hastack.render.openstack_run import (
     ADMIN,
+    CLOUD,
+    CLOUDS,
     CREDENTIAL_DIR,
     FERNET_DIR,
+    FLAVOR,
+    IMAGE,
     auth_url,
     log_path,
     public_url,
@@ -35,11 +39,31 @@ from hastack.render.openstack_run import (
     uwsgi_path,
 )
 from hastack.spec.catalog import BY_NAME, IDENTITY, Daemon, Endpoint, daemons_for
-from hastack.spec.model import Spec
+from hastack.spec.model import Role, Spec
 
 # keystone first: every other service checks its tokens.
-ORDER = ("keystone", "placement", "glance")
+ORDER = ("keystone", "placement", "glance", "neutron", "nova")
 API_WAIT_S = 180.0
+# The admin's client on a controller; each resource made only when it is missing (or, an image,
+# not active: an upload cut short leaves one queued). The admin project's servers are not bounded:
+# a chaos run makes one every 5 s, past nova's default quota of 10.
+STARTERS = f"""set -e
+export OS_CLIENT_CONFIG_FILE={CLOUDS} OS_CLOUD={CLOUD}
+if ! openstack flavor show {FLAVOR} >/dev/null 2>&1; then
+  openstack flavor create --id {FLAVOR} --vcpus 1 --ram 64 --disk 1 {FLAVOR} >/dev/null
+  echo "nova: made flavor {FLAVOR}"
+fi
+if [ "$(openstack quota show {ADMIN} -f value -c instances 2>/dev/null)" != -1 ]; then
+  openstack quota set --instances -1 --cores -1 --ram -1 {ADMIN} >/dev/null
+  echo "nova: the {ADMIN} project's instances, cores and RAM unlimited (smoke and chaos servers)"
+fi
+if [ "$(openstack image show {IMAGE} -f value -c status 2>/dev/null)" != active ]; then
+  openstack image delete {IMAGE} >/dev/null 2>&1 || true
+  f=$(mktemp); head -c 1048576 /dev/zero > "$f"
+  openstack image create --disk-format raw --container-format bare --public --file "$f" {IMAGE} >/dev/null
+  rm -f "$f"; echo "glance: uploaded image {IMAGE} (1 MiB, raw)"
+fi
+"""
 
 
 @dataclass(frozen=True)
@@ -77,37 +101,77 @@ def catalog_want(spec: Spec, secrets: Mapping[str, str]) -> dict[str, object]:
 
 
 async def apply(ctx: DeployContext, phase: Phase) -> None:
-    daemons = daemons_for(ctx.spec.openstack.services)
+    spec = ctx.spec
+    daemons = daemons_for(spec.openstack.services)
     if not daemons:
         return
-    first = phase.hosts[0]
-    await sync_schemas(ctx, phase.hosts, [p for p in ORDER if p in ctx.spec.openstack.services])
+    controllers = tuple(h for h in phase.hosts if spec.node(h).has(Role.CONTROLLER))
+    computes = tuple(n.name for n in spec.with_role(Role.COMPUTE))
+    first = controllers[0]
+    await sync_schemas(ctx, controllers, [p for p in ORDER if p in spec.openstack.services])
     changed = {h: {p for p, c in ctx.pushed.get(h, {}).items() if c is not Change.NONE} for h in phase.hosts}
-    todo = plan_daemons(daemons, phase.hosts, changed)
-    by_unit = {d.unit: d for d in daemons}
-    keystone = [d for d in daemons if d.project == "keystone"]
-    for group in (keystone, [d for d in daemons if d.project != "keystone"]):
-        units = {d.unit for d in group}
-        mine = [r for r in todo if r.unit in units]
-        running = await ctx.gather([ctx.active(r.host, r.unit) for r in mine])
-        # Stopped ones start everywhere at once (with their new files: no restart after), nothing
-        # they serve being up to keep up; the running ones are only enabled here.
-        mine = [dataclasses.replace(r, restart=r.restart and up) for r, up in zip(mine, running, strict=True)]
-        await ctx.gather([ctx.ensure_running(r.host, r.unit) for r in mine])
-        await ctx.gather([api_answers(ctx, h, by_unit[u]) for u in sorted(units) for h in phase.hosts])
-        # A changed configuration restarts one controller at a time, each back in every haproxy
-        # before the next goes: the API never loses all its backends to a deploy.
-        for host in phase.hosts:
-            again = [r for r in mine if r.host == host and r.restart]
-            if again:
-                ctx.progress(f"openstack: {', '.join(r.unit for r in again)} restart on {host} (a file they read "
-                             "changed); the other controllers serve meanwhile")
-                await ctx.gather([ctx.ensure_running(host, r.unit, restart_if=True) for r in again])
-                await ctx.gather([api_answers(ctx, host, by_unit[r.unit]) for r in again])
-                await ctx.gather([backend_up(ctx, host, by_unit[r.unit]) for r in again])
-        await ctx.gather([vip_answers(ctx, first, by_unit[u]) for u in sorted(units)])
+    keystone = tuple(d for d in daemons if d.project == "keystone")
+    for group in (keystone, tuple(d for d in daemons if d.project != "keystone")):
+        await run_daemons(ctx, group, controllers, changed)
+        await ctx.gather([vip_answers(ctx, first, d) for d in group])
         if group is keystone and keystone:
             await ensure_catalog(ctx, first)
+    on_computes = daemons_for(spec.openstack.services, computes=True)
+    if on_computes and computes:
+        await run_daemons(ctx, on_computes, computes, changed)
+        await map_computes(ctx, first, computes)
+    if {"nova", "glance"} <= set(spec.openstack.services):
+        await ensure_starters(ctx, first)
+
+
+async def run_daemons(ctx: DeployContext, group: tuple[Daemon, ...], hosts: tuple[str, ...],
+                      changed: Mapping[str, set[str]]) -> None:
+    """`group` running on every one of `hosts`, answering, and restarted where a file it reads changed."""
+    by_unit = {d.unit: d for d in group}
+    mine = plan_daemons(group, hosts, changed)
+    running = await ctx.gather([ctx.active(r.host, r.unit) for r in mine])
+    # Stopped ones start everywhere at once (with their new files: no restart after), nothing
+    # they serve being up to keep up; the running ones are only enabled here.
+    mine = [dataclasses.replace(r, restart=r.restart and up) for r, up in zip(mine, running, strict=True)]
+    await ctx.gather([ctx.ensure_running(r.host, r.unit) for r in mine])
+    await ctx.gather([api_answers(ctx, h, d) for d in group for h in hosts])
+    # A changed configuration restarts one host at a time, each back in every haproxy before the
+    # next goes: the API never loses all its backends to a deploy.
+    for host in hosts:
+        again = [r for r in mine if r.host == host and r.restart]
+        if again:
+            ctx.progress(f"openstack: {', '.join(r.unit for r in again)} restart on {host} (a file they read "
+                         "changed); the other hosts serve meanwhile")
+            await ctx.gather([ctx.ensure_running(host, r.unit, restart_if=True) for r in again])
+            await ctx.gather([api_answers(ctx, host, by_unit[r.unit]) for r in again])
+            await ctx.gather([backend_up(ctx, host, by_unit[r.unit]) for r in again])
+
+
+async def map_computes(ctx: DeployContext, host: str, computes: tuple[str, ...]) -> None:
+    """Every compute mapped to nova's cell (`discover_hosts` once its nova-compute has registered)."""
+    have = await probe(ctx.h(host), CELL_HOSTS)
+    if set(computes) <= have:
+        return
+    discover = SCHEMAS["nova"].as_user(("nova-manage", "cell_v2", "discover_hosts", "--by-service"))
+
+    async def mapped() -> bool | None:
+        await ctx.h(host).run(discover, check=False, timeout=120)
+        return True if set(computes) <= await probe(ctx.h(host), CELL_HOSTS) else None
+
+    missing = sorted(set(computes) - have)
+    ctx.progress(f"openstack: mapping {', '.join(missing)} to nova's cell (nova-manage cell_v2 discover_hosts)")
+    await wait_for(mapped, API_WAIT_S, f"nova-compute on {', '.join(missing)} to register and be mapped to a cell")
+    ctx.report.changed(host, f"nova: mapped {', '.join(missing)} to cell1")
+
+
+async def ensure_starters(ctx: DeployContext, host: str) -> None:
+    """A flavor and a tiny raw image for a first server (the `openstack` client on `host`, as the admin)."""
+    res = await ctx.h(host).run(["sh", "-c", STARTERS], check=False, timeout=300)
+    if res.rc != 0:
+        raise DeployError(f"openstack on {host}: making flavor {FLAVOR} and image {IMAGE} exited {res.rc}; "
+                          "last lines:\n" + "\n".join((res.stderr + res.stdout).strip().splitlines()[-8:]))
+    for line in res.stdout.strip().splitlines():
+        ctx.report.changed(host, line)
 
 
 async def sync_schemas(ctx: DeployContext, hosts: tuple[str, ...], projects: list[str]) -> None:
@@ -142,7 +206,9 @@ async def _until_answers(ctx: DeployContext, host: str, ep: Endpoint, url: str, 
 
     async def answers() -> bool | None:
         status = await probe(ctx.h(host), http_status(url))
-        return True if int(low) <= status <= int(high or low) else None
+        # A TCP frontend (the console proxy) is up when anything answers on its port.
+        ok = status != 0 if not ep.http else int(low) <= status <= int(high or low)
+        return True if ok else None
 
     await wait_for(answers, API_WAIT_S, what)
 
