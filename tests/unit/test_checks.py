@@ -177,6 +177,7 @@ CASES: dict[str, Callable[[], Spec]] = {
     "HA702": lambda: variant(openstack={"neutron": {"l3_ha": False, "allow_automatic_l3agent_failover": False}}),
     "HA703": _edit(_no_network_nodes),
     "HA704": lambda: variant(openstack={"neutron": {"max_l3_agents_per_router": 1}}),
+    "HA705": lambda: variant(openstack={"services": ["keystone", "glance", "nova", "placement", "neutron", "heat"]}),
 }
 
 

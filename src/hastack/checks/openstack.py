@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from hastack.checks.finding import Hit, Severity, rule
+from hastack.spec.catalog import NO_DAEMON, RUN
 from hastack.spec.model import Role, Spec
 
-E, W = Severity.ERROR, Severity.WARNING
+E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 
 
 @rule("HA701", W, "neutron routers without L3 HA",
@@ -44,3 +45,15 @@ def network_nodes(spec: Spec) -> Iterator[Hit]:
 def one_agent(spec: Spec) -> Iterator[Hit]:
     if "neutron" in spec.openstack.services and spec.openstack.neutron.max_l3_agents_per_router == 1:
         yield Hit("neutron", "max_l3_agents_per_router = 1")
+
+
+@rule("HA705", INFO, "OpenStack services hastack fronts but does not run",
+      why="""hastack deploys and runs keystone, glance, placement, neutron-server and nova
+      (Debian bookworm's packages). The other services of openstack.services get
+      their HA settings and a haproxy frontend only: their servers are yours to run,
+      and status reports those backends without judging them.""",
+      fix="Run those services yourself behind the rendered frontends, or drop them from openstack.services.")
+def not_run(spec: Spec) -> Iterator[Hit]:
+    others = [s for s in spec.openstack.services if s not in RUN and s not in NO_DAEMON]
+    if others:
+        yield Hit("openstack", "fronted, not run: " + ", ".join(others))

@@ -142,6 +142,8 @@ IDENTITY: dict[str, Identity] = {
 
 # Projects hastack deploys and runs (the rest of openstack.services get HA settings only, see HA705).
 RUN: frozenset[str] = frozenset(d.project for d in DAEMONS)
+# Entries of openstack.services that are no OpenStack API of their own to run.
+NO_DAEMON: frozenset[str] = frozenset({"memcached"})
 
 
 def daemons_for(services: tuple[str, ...] | list[str], computes: bool = False) -> tuple[Daemon, ...]:

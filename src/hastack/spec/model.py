@@ -302,15 +302,13 @@ class Spec(Frozen):
         return tuple(self.node(n) for n in self.memcached.nodes)
 
 
+# What hastack runs (cinder, heat and horizon may be listed: fronted, not run, HA705).
 DEFAULT_SERVICES = (
     "keystone",
     "glance",
     "nova",
     "placement",
     "neutron",
-    "cinder",
-    "horizon",
-    "heat",
 )
 
 

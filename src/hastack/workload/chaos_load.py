@@ -58,7 +58,7 @@ from hastack.workload.history import (
 from hastack.workload.smoke import SMOKE_QUEUE, Target
 
 PACE_S = 0.02  # one op per stream every 20 ms at most: enough resolution, little load on 2 cores
-API_EVERY_S = 0.1  # one API read every 100 ms, in turn: each API every 0.3 s
+API_EVERY_S = 0.1  # one API read every 100 ms, in turn: with five APIs, each every 0.5 s
 TOKEN_EVERY_S = 2.0  # a password login costs keystone ~0.3 s of CPU: not more often
 VIP_EVERY_S = 0.05
 GALERA_EVERY_S = 0.25
