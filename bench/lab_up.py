@@ -114,7 +114,8 @@ def lab_down(spec: Path, env: dict[str, str]) -> None:
 
 
 def print_openstack_pss(spec: Path, units: dict[str, dict[str, int]]) -> None:
-    openstack = {d.unit for d in daemons_for(load_spec(spec).openstack.services)}
+    services = load_spec(spec).openstack.services
+    openstack = {d.unit for d in (*daemons_for(services), *daemons_for(services, computes=True))}
     for host, per in sorted(units.items()):
         ours = {u: k for u, k in per.items() if u in openstack}
         if ours:

@@ -235,16 +235,25 @@ def test_each_api_gets_its_gap_and_an_error_after_healing_breaks_the_api_invaria
     assert next(i for i in clean.invariants if i.name == "api: no error once healthy").ok
 
 
-def test_a_server_nova_accepted_but_not_active_at_the_end_is_lost() -> None:
+def test_a_server_nova_accepted_but_not_active_at_the_end_is_lost_unless_the_fault_caught_its_build() -> None:
     from hastack.workload.history import API_SERVERS
 
-    made = ops(API_SERVERS, [(95.0, True), (100.5, False), (105.0, True), (110.0, True)])
-    back = Readback(keys=frozenset({"k0", "k2"}), complete=True)  # k3 went to ERROR (or never came)
+    # k0 long before the fault, k1 just before it (its build in flight), k2 while it is on, k3 and k4 after healing.
+    made = ops(API_SERVERS, [(60.0, True), (95.0, True), (101.0, True), (102.0, False), (105.0, True), (110.0, True)])
+    states = {"k1": "BUILD", "k2": "ERROR No valid host was found.", "k5": "ERROR boom"}
+    back = Readback(keys=frozenset({"k0", "k4"}), complete=True, states=states)
     j = judge(History(ops=tuple(made), readback={API_SERVERS: back}), FAULT, 104.0, 240)
     servers = {s.stream: s for s in j.streams}[API_SERVERS]
-    assert servers.lost == ("k3",) and servers.acked == 3 and servers.rto_s == pytest.approx(5.0)
+    assert servers.lost == ("k5",) and servers.acked == 5 and servers.rto_s == pytest.approx(5.0)
     inv = {i.name: i for i in j.invariants}
     lost = inv["api-servers: nothing lost"]
-    assert not lost.ok and "servers nova accepted" in lost.detail
+    assert not lost.ok and "servers nova accepted" in lost.detail and "k5 (ERROR boom)" in lost.detail
+    assert "2 accepted while the fault was on" in lost.detail and "k2 (ERROR No valid host was found.)" in lost.detail
+    ok = Readback(keys=frozenset({"k0", "k4", "k5"}), complete=True, states=states)
+    assert {i.name: i for i in judge(History(ops=tuple(made), readback={API_SERVERS: ok}), FAULT, 104.0,
+                                         240).invariants}["api-servers: nothing lost"].ok
+    early = ops(API_SERVERS, [(60.0, True)])  # long before the fault, and not ACTIVE: lost
+    assert judge(History(ops=tuple(early), readback={API_SERVERS: Readback(complete=True)}), FAULT, 104.0,
+                 240).streams[0].lost == ("k0",)
     unread = judge(History(ops=tuple(made)), FAULT, 104.0, 240)
     assert not {i.name: i for i in unread.invariants}["api-servers: read back"].ok

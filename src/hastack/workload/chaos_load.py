@@ -461,12 +461,16 @@ def servers_readback(t: ChaosTarget) -> Readback:
         resp = sess.get(url, headers=_headers(token), authenticated=False, timeout=10)
         return list(resp.json()["servers"])
 
+    states: dict[str, str] = {}
+
     def read() -> frozenset[str]:
         token = login()
         settle_by = time.monotonic() + READBACK_S
         while True:
             servers = listed(token)
             if all(s["status"] in ("ACTIVE", "ERROR") for s in servers) or time.monotonic() > settle_by:
+                states.update({s["name"]: f"{s['status']} {(s.get('fault') or {}).get('message', '')}".strip()[:160]
+                               for s in servers if s["status"] != "ACTIVE"})
                 return frozenset(s["name"] for s in servers if s["status"] == "ACTIVE")
             time.sleep(2)
 
@@ -476,7 +480,8 @@ def servers_readback(t: ChaosTarget) -> Readback:
             sess.delete(f"{t.compute_url}/servers/{server['id']}", headers=_headers(token), authenticated=False,
                         raise_exc=False, timeout=10)
 
-    return _retrying(read, clean)
+    back = _retrying(read, clean)
+    return back.model_copy(update={"states": states})
 
 
 # -- vip ---------------------------------------------------------------------

@@ -68,6 +68,8 @@ class Readback(_Frozen):
     keys: frozenset[str] = frozenset()
     complete: bool = False  # the read itself succeeded
     error: str = ""
+    # What became of keys found but not as wanted (a server in ERROR: nova's fault message).
+    states: dict[str, str] = {}
 
 
 class History(_Frozen):
