@@ -162,7 +162,13 @@ def test_nova_runs_its_services_on_the_controllers_and_the_fake_driver_on_the_co
     assert ctl["neutron"]["password"] == SECRETS["os_nova_password"]
     assert ctl["conductor"]["workers"] == str(SPEC.openstack.api_workers)
     assert "compute_driver" not in ctl["DEFAULT"]
-    assert "http-socket = " + address + ":8774" in tree["ctl2"]["/etc/hastack/uwsgi/nova-api.ini"].content.decode()
+    ini = tree["ctl2"]["/etc/hastack/uwsgi/nova-api.ini"].content.decode()
+    assert "http-socket = " + address + ":8774" in ini
+    # eventlet-patched applications deadlock under uwsgi threads: single-threaded processes.
+    uwsgi = {name: tree["ctl2"][f"/etc/hastack/uwsgi/{name}.ini"].content.decode()
+             for name in ("neutron-api", "keystone")}
+    assert "threads = 1\n" in ini and "threads = 1\n" in uwsgi["neutron-api"]
+    assert f"threads = {SPEC.openstack.api_threads}\n" in uwsgi["keystone"]
     compute = configparser.ConfigParser(interpolation=None)
     compute.read_string(tree["compute1"][fragment_path("nova")].content.decode())
     assert compute["DEFAULT"]["compute_driver"] == "fake.FakeDriver" and compute["DEFAULT"]["host"] == "compute1"

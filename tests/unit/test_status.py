@@ -91,6 +91,15 @@ def test_an_api_down_behind_the_vip_or_refusing_tokens_is_a_problem() -> None:
     assert rows_by_name(silent)["openstack"].problems == ("ctl1: timed out",)
 
 
+def test_a_compute_whose_nova_compute_stopped_reporting_is_a_problem() -> None:
+    f = healthy_facts()
+    assert f.openstack is not None and "nova-compute up 2/2" in rows_by_name(f)["openstack"].summary
+    down = dataclasses.replace(f, openstack=dataclasses.replace(f.openstack, computes={"compute1": "down"}))
+    row = rows_by_name(down)["openstack"]
+    assert not row.healthy and "nova-compute up 0/2" in row.summary
+    assert row.problems == ("nova-compute on compute1: down", "nova-compute on compute2: not registered")
+
+
 def test_host_view() -> None:
     view = {h.host: h for h in host_view(spec(), healthy_facts())}
     assert view["ctl1"].vips == "internal" and view["ctl2"].vips == "-"

@@ -112,6 +112,7 @@ class ApiCheck:
     token_ms: float
     apis: dict[str, ApiRead]
     error: str = ""
+    computes: dict[str, str] | None = None  # nova-compute per host: "up" or "down"; None: nova not asked
 
 
 def parse_api_check(stdout: str) -> ApiCheck:
@@ -122,7 +123,8 @@ def parse_api_check(stdout: str) -> ApiCheck:
     data = json.loads(lines[-1])
     return ApiCheck(float(data.get("token_ms", 0.0)),
                     {n: ApiRead(int(r["status"]), float(r["ms"])) for n, r in data.get("apis", {}).items()},
-                    str(data.get("error", "")))
+                    str(data.get("error", "")),
+                    {str(h): str(v) for h, v in data["computes"].items()} if "computes" in data else None)
 
 
 def parse_cell_hosts(rc: int, stdout: str) -> frozenset[str]:

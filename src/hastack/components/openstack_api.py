@@ -3,9 +3,11 @@
 Runs on a controller (`python3 -c` with this module's source; what to ask,
 the password included, as JSON on stdin) with the standard library only.
 Logs in once (a password login costs keystone ~0.3 s of CPU: one per look),
-then reads each API with that token. Prints one JSON line:
-`{"token_ms": ..., "apis": {name: {"status": int, "ms": float}}}`, or
-`{"error": ...}` when no token could be had.
+then reads each API with that token, and, with nova, its compute services
+(`os-services`: is each nova-compute reporting in). Prints one JSON line:
+`{"token_ms": ..., "apis": {name: {"status": int, "ms": float}},
+"computes": {host: "up" | "down"}}`, or `{"error": ...}` when no token could
+be had.
 """
 
 from __future__ import annotations
@@ -19,19 +21,23 @@ from typing import Any
 
 
 def _request(url: str, timeout: float, body: dict[str, Any] | None = None, token: str | None = None
-             ) -> tuple[int, Any]:
+             ) -> tuple[int, Any, bytes]:
     req = urllib.request.Request(url, method="POST" if body is not None else "GET",
                                  data=None if body is None else json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json", "Accept": "application/json",
                                           **({"X-Auth-Token": token} if token else {})})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            resp.read()
-            return resp.status, resp.headers
+            return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers
+        return exc.code, exc.headers, b""
     except OSError:
-        return 0, {}
+        return 0, {}, b""
+
+
+def computes(body: bytes) -> dict[str, str]:
+    """nova-compute's state per host, as nova's os-services says (heartbeats within service_down_time)."""
+    return {s["host"]: s["state"] for s in json.loads(body)["services"] if s["binary"] == "nova-compute"}
 
 
 def main() -> int:
@@ -41,7 +47,7 @@ def main() -> int:
         "name": ask["user"], "domain": {"id": "default"}, "password": ask["password"]}}},
         "scope": {"project": {"name": ask["user"], "domain": {"id": "default"}}}}}
     t0 = time.monotonic()
-    status, headers = _request(ask["auth_url"].rstrip("/") + "/v3/auth/tokens", timeout, body=auth)
+    status, headers, _ = _request(ask["auth_url"].rstrip("/") + "/v3/auth/tokens", timeout, body=auth)
     token_ms = round((time.monotonic() - t0) * 1000, 1)
     if status != 201:
         print(json.dumps({"error": f"no token: HTTP {status}" if status else "no token: keystone did not answer",
@@ -51,9 +57,13 @@ def main() -> int:
     apis = {}
     for name, url in ask["apis"].items():
         t = time.monotonic()
-        code, _ = _request(url, timeout, token=token)
+        code, _, _ = _request(url, timeout, token=token)
         apis[name] = {"status": code, "ms": round((time.monotonic() - t) * 1000, 1)}
-    print(json.dumps({"token_ms": token_ms, "apis": apis}))
+    out: dict[str, Any] = {"token_ms": token_ms, "apis": apis}
+    if ask.get("services"):
+        code, _, body = _request(ask["services"], timeout, token=token)
+        out["computes"] = computes(body) if code == 200 else {}
+    print(json.dumps(out))
     return 0
 
 

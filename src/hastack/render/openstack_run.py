@@ -67,7 +67,7 @@ def uwsgi_ini(spec: Spec, d: Daemon, node: Node) -> str:
         "master = true",
         f"http-socket = {node.address}:{port}",
         f"processes = {spec.openstack.api_workers}",
-        f"threads = {spec.openstack.api_threads}",
+        f"threads = {1 if d.eventlet else spec.openstack.api_threads}",
         "enable-threads = true",
         "lazy-apps = true",
         "thunder-lock = true",

@@ -98,6 +98,10 @@ class Daemon:
     wsgi: str | None = None
     argv: tuple[str, ...] = ()
     on_computes: bool = False  # runs on every compute host instead of the controllers
+    # The application monkey-patches eventlet: under uwsgi threads it deadlocks ("greenlet.error: cannot
+    # switch to a different thread", every thread asleep, the listen queue full: seen on neutron-api
+    # after a host crash), so its uwsgi workers are single-threaded processes.
+    eventlet: bool = False
 
 
 DAEMONS: tuple[Daemon, ...] = (
@@ -106,10 +110,11 @@ DAEMONS: tuple[Daemon, ...] = (
     # glance-api serves uploads with its own (eventlet) server: Debian runs it so, not under uwsgi.
     Daemon("glance-api", "glance", "glance", "glance-api", argv=("/usr/bin/glance-api",)),
     # neutron's API under uwsgi, its RPC workers (what agents talk to over the bus) on their own.
-    Daemon("neutron-api", "neutron", "neutron", "neutron-server", wsgi="/usr/bin/neutron-api"),
+    Daemon("neutron-api", "neutron", "neutron", "neutron-server", wsgi="/usr/bin/neutron-api", eventlet=True),
     Daemon("neutron-rpc-server", "neutron", "neutron", argv=("/usr/bin/neutron-rpc-server",)),
-    Daemon("nova-api", "nova", "nova", "nova-api", wsgi="/usr/bin/nova-api-wsgi"),
-    Daemon("nova-api-metadata", "nova", "nova", "nova-metadata", wsgi="/usr/bin/nova-metadata-wsgi"),
+    Daemon("nova-api", "nova", "nova", "nova-api", wsgi="/usr/bin/nova-api-wsgi", eventlet=True),
+    Daemon("nova-api-metadata", "nova", "nova", "nova-metadata", wsgi="/usr/bin/nova-metadata-wsgi",
+           eventlet=True),
     Daemon("nova-conductor", "nova", "nova", argv=("/usr/bin/nova-conductor",)),
     Daemon("nova-scheduler", "nova", "nova", argv=("/usr/bin/nova-scheduler",)),
     # A TCP frontend: browsers' websockets to the consoles, binding [vnc] novncproxy_host itself.

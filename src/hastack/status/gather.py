@@ -18,7 +18,7 @@ from hastack.hosts.fleet import Access, reachable
 from hastack.hosts.mongo import replset
 from hastack.hosts.probe import probe as read
 from hastack.hosts.ssh import HostError, SshHost
-from hastack.render.openstack_run import ADMIN, api_reads, auth_url
+from hastack.render.openstack_run import ADMIN, api_reads, auth_url, public_url
 from hastack.spec.catalog import daemons_for
 from hastack.spec.model import Role, Spec
 from hastack.status.model import Facts
@@ -62,8 +62,10 @@ async def _each(hosts: list[SshHost], fact: Fact[T]) -> dict[str, T]:
 
 def api_ask(spec: Spec, secrets: Secrets) -> dict[str, object]:
     """What the API check asks: a token as the admin, then one read per API hastack runs, through the VIP."""
+    services = public_url(spec, "nova") + "/os-services?binary=nova-compute" \
+        if "nova" in spec.openstack.services and daemons_for(spec.openstack.services, computes=True) else ""
     return {"auth_url": auth_url(spec), "user": ADMIN, "password": secrets["keystone_admin_password"],
-            "timeout": API_TIMEOUT, "apis": api_reads(spec)}
+            "timeout": API_TIMEOUT, "apis": api_reads(spec), "services": services}
 
 
 async def _api_check(spec: Spec, secrets: Secrets, hosts: list[SshHost], errors: dict[str, str]) -> ApiCheck | None:

@@ -14,7 +14,7 @@ from hastack.components.openstack import ApiCheck
 from hastack.components.pacemaker import PacemakerState
 from hastack.components.rabbitmq import QuorumQueue, RabbitCluster
 from hastack.spec.catalog import daemons_for
-from hastack.spec.model import Spec
+from hastack.spec.model import Role, Spec
 
 
 @dataclass(frozen=True)
@@ -273,7 +273,18 @@ def _openstack(spec: Spec, f: Facts) -> Row:
                      for name, r in check.apis.items() if not r.ok]
         reads = f"; token {check.token_ms:.0f} ms, " + ", ".join(
             f"{name} {r.status or '-'} {r.ms:.0f} ms" for name, r in check.apis.items())
+        if check.computes is not None:
+            reads += "; " + _computes(spec, check.computes, problems)
     return _row("openstack", f"API backends up {up}/{total}{reads}", problems)
+
+
+def _computes(spec: Spec, states: dict[str, str], problems: list[str]) -> str:
+    """Every compute host's nova-compute reporting in (nova's own view: heartbeats within service_down_time)."""
+    want = [n.name for n in spec.with_role(Role.COMPUTE)]
+    for host in want:
+        if states.get(host) != "up":
+            problems.append(f"nova-compute on {host}: " + states.get(host, "not registered"))
+    return f"nova-compute up {sum(states.get(h) == 'up' for h in want)}/{len(want)}"
 
 
 @dataclass(frozen=True)
