@@ -149,3 +149,12 @@ def test_nova_cell_hosts_are_the_hostname_column_of_list_hosts() -> None:
     assert parse_cell_hosts(0, header_only) == frozenset()  # no compute mapped yet
     with pytest.raises(FactFailed):
         parse_cell_hosts(1, "")
+
+
+def test_nova_compute_states_are_read_from_os_services() -> None:
+    from hastack.components.openstack_api import computes
+
+    body = fixture("nova_os_services.json").encode()
+    assert computes(body) == {"compute1": "up", "compute2": "up"}
+    other = b'{"services": [{"binary": "nova-conductor", "host": "ctl1", "state": "up"}]}'
+    assert computes(other) == {}
