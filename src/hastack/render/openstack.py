@@ -110,7 +110,6 @@ def fragment(spec: Spec, secrets: Secrets, project: str, node: Node) -> str:
         _nova_settings(spec, secrets, node, sections)
     if project == "neutron" and controller:
         _neutron_settings(spec, secrets, sections)
-    if project == "neutron" and controller:
         n = spec.openstack.neutron
         network_nodes = len(spec.with_role(Role.NETWORK))
         sections["DEFAULT"].update({
@@ -192,7 +191,8 @@ def _nova_settings(spec: Spec, secrets: Secrets, node: Node, sections: dict[str,
     if node.has(Role.COMPUTE):
         # Real nova-compute, no hypervisor: instances exist in nova's databases and placement only.
         sections["DEFAULT"]["compute_driver"] = "fake.FakeDriver"
-        sections["vnc"] = {"enabled": "false"} if not node.has(Role.CONTROLLER) else sections["vnc"]
+        if not node.has(Role.CONTROLLER):
+            sections["vnc"] = {"enabled": "false"}  # no console to serve
 
 
 def render_openstack(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
