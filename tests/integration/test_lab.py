@@ -346,10 +346,12 @@ def test_an_image_outlives_the_controller_that_stored_it(lab: Path, tmp_path: Pa
     image = json.loads(made.stdout)["id"]
     controllers = list(spec.with_role(Role.CONTROLLER))
 
+    glance_log = next(log_path(d) for d in daemons_for(["glance"]))
+
     def served(request: str) -> list[str]:
-        """The controllers whose glance logged `request` for the image."""
-        return [n.name for n in controllers if ssh(dirs, str(n.address), "journalctl -u glance-api --no-pager | "
-                                                   f"grep -q '{request} /v2/images/{image}/file'").returncode == 0]
+        """The controllers whose glance logged `request` for the image (in its own log file)."""
+        return [n.name for n in controllers if ssh(dirs, str(n.address), f"grep -q '{request} /v2/images/{image}/file' "
+                                                   f"{glance_log}").returncode == 0]
 
     try:
         stored_by = served("PUT")
