@@ -33,9 +33,10 @@ from hastack.chaos.scenarios import SCENARIOS
 ROOT = Path(__file__).resolve().parent.parent
 HASTACK = str(Path(sys.executable).parent / "hastack")
 STREAMS = ("vip", "db", "amqp", "mongo", "mongo-primary", "api-token", "api-keystone", "api-glance", "api-placement",
-           "api-neutron", "api-nova", "api-servers")
+           "api-neutron", "api-nova", "api-cinder", "api-heat", "api-horizon", "api-servers")
 SHORT = {"mongo-primary": "m.pri", "api-token": "token", "api-keystone": "keyst", "api-glance": "glance",
-         "api-placement": "place", "api-neutron": "neutr", "api-nova": "nova", "api-servers": "servers"}
+         "api-placement": "place", "api-neutron": "neutr", "api-nova": "nova", "api-cinder": "cinder",
+         "api-heat": "heat", "api-horizon": "horiz", "api-servers": "servers"}
 
 
 def hastack(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
@@ -121,8 +122,9 @@ def main() -> int:
         print(f"{scenario:<15} {profile:<22} " + " ".join(cells) + f" {med(healed):>9} {lost:>5} "
               f"{oks}/{len(reports):<3}")
     print("\nm.pri: no mongo member answering as writable primary (asked every 0.1 s), the server's side of "
-          "the mongo gap; token: keystone password logins (every 2 s); keyst, glance, place, neutr, nova: "
-          "authenticated reads of each API through the VIP (each every 0.5 s); servers: a server created every 5 s")
+          "the mongo gap; token: keystone password logins (every 2 s); keyst, glance, place, neutr, nova, cinder, "
+          "heat, horiz: authenticated reads of each API through the VIP (each every 0.5 s; horiz: its login page); "
+          "servers: a server created every 5 s")
     print("medians of the runs; 'lost' counts acknowledged commits, confirmed messages, majority writes and "
           "accepted servers not ACTIVE (outside the fault's window) missing at the end, over all runs")
     return 0

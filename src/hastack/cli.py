@@ -316,7 +316,8 @@ def lab_client(spec: Path, command: tuple[str, ...]) -> None:
 @click.argument("spec", type=click.Path(path_type=Path), default=DEFAULT_LAB_SPEC)
 @click.option("--json", "as_json", is_flag=True, help="Print each check with its evidence as JSON.")
 def lab_smoke(spec: Path, as_json: bool) -> None:
-    """From the lab's client host: a galera row through the VIP, a confirmed quorum-queue message, a majority write."""
+    """From the lab's client host: a galera row through the VIP, a confirmed quorum-queue message, a majority
+    write, OpenStack (token, image, server) and horizon's login in headless Chromium (a screenshot kept)."""
     if not _smoke(spec, _load(spec, as_json), as_json=as_json):
         sys.exit(EXIT_FAILED)
 
@@ -326,6 +327,7 @@ def _smoke(spec: Path, model: Spec, *, as_json: bool) -> bool:
 
     from hastack.components.mongodb import MONGO_ADMIN
     from hastack.lab.layout import layout
+    from hastack.lab.runtime import LabDirs
     from hastack.workload.smoke import target
 
     secrets = _secrets(spec, model)[0]
@@ -333,10 +335,13 @@ def _smoke(spec: Path, model: Spec, *, as_json: bool) -> bool:
     if not Path("/run/netns", ns).exists():
         err.print(f"[bold red]no lab client host {ns}[/]: run `hastack lab up {escape(str(spec))}` first")
         sys.exit(EXIT_INPUT)
-    payload = target(model, secrets, MONGO_ADMIN).model_dump_json()
+    t = target(model, secrets, MONGO_ADMIN)
+    if t.horizon_url:  # kept for the user beside the lab's other files
+        t = t.model_copy(update={"screenshot": str(LabDirs.of(model.cluster).root / "horizon-login.png")})
+    payload = t.model_dump_json()
     # Secrets go on stdin, never on a command line.
     res = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "hastack.workload.smoke"],
-                         input=payload, capture_output=True, text=True, timeout=180, check=False)
+                         input=payload, capture_output=True, text=True, timeout=420, check=False)
     try:
         checks = json.loads(res.stdout)
     except json.JSONDecodeError:

@@ -214,11 +214,12 @@ def test_status_reports_every_cluster_healthy(lab: Path) -> None:
     facts = status["facts"]
     # Every API hastack runs: each backend up on every haproxy, and read through the VIP with a token.
     reads = facts["openstack"]["apis"]
-    assert set(reads) == {"keystone", "glance", "placement", "neutron", "nova"}
+    assert set(reads) == {"keystone", "glance", "placement", "neutron", "nova", "cinder", "heat", "horizon"}
     assert all(r["status"] == 200 for r in reads.values()), reads
     ours = load_spec(lab)
-    # keystone, glance, placement, neutron, nova's API, metadata and console proxy.
-    backends = 7 * len(ours.with_role(Role.CONTROLLER)) * len(ours.haproxy_nodes()) * len(ours.vips)
+    # keystone, glance, placement, neutron, nova's API, metadata and console proxy, cinder, heat and its CFN
+    # API, horizon.
+    backends = 11 * len(ours.with_role(Role.CONTROLLER)) * len(ours.haproxy_nodes()) * len(ours.vips)
     assert rows["openstack"]["summary"].startswith(f"API backends up {backends}/{backends};")
     spec = load_spec(lab)
     voters = sorted(n.name for n in spec.corosync_nodes())
@@ -251,6 +252,10 @@ def test_smoke_from_the_client_host(lab: Path) -> None:
     assert image["uploaded"] == image["downloaded"] == 1 << 20
     # A server booted on a compute (nova's fake driver), then deleted.
     assert image["compute"] in {n.name for n in spec.with_role(Role.COMPUTE)}, image
+    # horizon through the VIP in a real browser: logged in as the admin, the page kept as a PNG.
+    horizon = checks["horizon"]["evidence"]
+    assert "/auth/login" not in horizon["url"] and horizon["url"].startswith(f"http://{spec.vips[0].address}")
+    assert Path(horizon["screenshot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @fast
@@ -259,8 +264,9 @@ def test_the_openstack_client_reaches_the_cloud_through_the_vip(lab: Path) -> No
     assert res.returncode == 0, res.stderr[-2000:]
     endpoints = json.loads(res.stdout)
     vip = str(load_spec(lab).vips[0].address)
-    assert {e["Service Name"] for e in endpoints} == {"keystone", "glance", "placement", "neutron", "nova"}
-    assert len(endpoints) == 15 and all(f"//{vip}:" in e["URL"] for e in endpoints)
+    assert {e["Service Name"] for e in endpoints} == {"keystone", "glance", "placement", "neutron", "nova",
+                                                       "cinderv3", "cinder", "heat", "heat-cfn"}
+    assert len(endpoints) == 27 and all(f"//{vip}:" in e["URL"] for e in endpoints)
     clouds = LabDirs.of(load_spec(lab).cluster).root / "clouds.yaml"
     assert clouds.stat().st_mode & 0o777 == 0o600
     # A server from deploy's flavor and image, as a user would make one (fake driver, no network).
@@ -389,6 +395,7 @@ def test_fencing_powers_a_host_off_and_it_rejoins(lab: Path, case: Case) -> None
 
 @pytest.mark.parametrize("scenario", [pytest.param("host-crash", marks=fast), pytest.param("stack-crash", marks=fast),
                                       pytest.param("isolation", marks=fast), "ring-loss", "service-crash",
+                                      "mgmt-loss", "link1-loss",
                                       "link-loss", "link-latency", "split", pytest.param("power-loss", marks=fast)])
 def test_chaos_loses_nothing_and_heals(lab: Path, scenario: str) -> None:
     res, report = cli_json_run("chaos", scenario, str(lab), timeout=900)
@@ -410,13 +417,19 @@ def test_chaos_loses_nothing_and_heals(lab: Path, scenario: str) -> None:
         assert all(rec["healthy"].values()), rec
     streams = {s["stream"]: s for s in report["judgement"]["streams"]}
     assert set(streams) == {"db", "amqp", "mongo", "vip", "mongo-primary", "api-token", "api-keystone", "api-glance",
-                            "api-placement", "api-neutron", "api-nova", "api-servers"}
+                            "api-placement", "api-neutron", "api-nova", "api-cinder", "api-heat", "api-horizon",
+                            "api-servers"}
     assert all(s["rto_s"] is not None and not s["lost"] for s in streams.values()), streams
     names = {i["name"] for i in report["judgement"]["invariants"]}
     assert {"db: nothing lost", "amqp: nothing lost", "mongo: nothing lost", "api-servers: nothing lost",
             "vip: at most one holder",
             "galera: one primary component", "healthy again"} <= names
+    if scenario == "link1-loss":  # one ring left: nothing may react
+        assert {"no fence", "vip: never moved", "no operation failed or stalled"} <= names
     wait_healthy(lab, 240)
+    if scenario == "mgmt-loss":  # the VIP left the host that lost its clients' network, and stays away
+        _, status = cli_json("status", str(lab))
+        assert [h["host"] for h in status["hosts"] if h["vips"] != "-"] != [report["target"]], status["hosts"]
 
 
 def test_mongo_priority_moves_the_primary_and_back(lab: Path, case: Case) -> None:

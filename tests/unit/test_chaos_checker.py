@@ -119,6 +119,37 @@ def test_isolation_cuts_every_link_ring_loss_only_the_rings() -> None:
     rings = SCENARIOS["ring-loss"].links_to_cut(host)
     assert everything == tuple(i.outside for i in host.interfaces) and len(everything) == 3
     assert rings == everything[1:]  # management (clients, fencing) stays up
+    assert SCENARIOS["mgmt-loss"].links_to_cut(host) == everything[:1]  # the rings stay up
+    assert SCENARIOS["link1-loss"].links_to_cut(host) == everything[1:2]  # the second ring carries on
+    assert SCENARIOS["mgmt-loss"].duration_s == SCENARIOS["link1-loss"].duration_s == 30.0  # then put back
+
+
+def test_a_quiet_fault_fails_on_any_reaction() -> None:
+    calm = ops(DB, [(99.0, True), (100.4, True), (100.8, True)]) + ops(AMQP, [(99.5, True), (100.5, True)])
+    vip = tuple(VipSample(t=t, macs=("aa:01",)) for t in (99.0, 100.2, 101.0))
+    back = {DB: Readback(keys=frozenset({"k0", "k1", "k2"}), complete=True),
+            AMQP: Readback(keys=frozenset({"k0", "k1"}), complete=True)}
+    j = judge(History(ops=tuple(calm), vip=vip, readback=back), FAULT, FAULT + 1, 240, quiet=True)
+    inv = {i.name: i for i in j.invariants}
+    assert j.ok and {"no fence", "vip: never moved", "no operation failed or stalled"} <= set(inv)
+    # The same record, each reaction in turn: a fence, a second holder, a stalled commit.
+    fenced = judge(History(ops=tuple(calm), vip=vip, readback=back), FAULT, FAULT + 1, 240, quiet=True,
+                   fenced=("ctl1",))
+    assert not fenced.ok and "ctl1" in {i.name: i for i in fenced.invariants}["no fence"].detail
+    moved = (*vip, VipSample(t=101.5, macs=("aa:02",)))
+    assert not judge(History(ops=tuple(calm), vip=moved, readback=back), FAULT, FAULT + 1, 240, quiet=True).ok
+    stalled = (*calm, Op(stream=DB, key="k3", t0=100.9, t1=102.4, ok=True))
+    back_all = back | {DB: Readback(keys=frozenset({"k0", "k1", "k2", "k3"}), complete=True)}
+    slow = judge(History(ops=stalled, vip=vip, readback=back_all), FAULT, FAULT + 1, 240, quiet=True)
+    detail = {i.name: i for i in slow.invariants}["no operation failed or stalled"].detail
+    assert not slow.ok and "db at +0.90 s, 1.50 s" in detail
+    # A slow API answer is the lab's load, not a reaction; a failed one is.
+    busy = (*calm, Op(stream="api-heat", t0=100.5, t1=102.3, ok=True))
+    assert judge(History(ops=busy, vip=vip, readback=back), FAULT, FAULT + 1, 240, quiet=True).ok
+    broken = (*calm, Op(stream="api-heat", t0=100.5, t1=101.0, ok=False, error="HTTP 503"))
+    assert not judge(History(ops=broken, vip=vip, readback=back), FAULT, FAULT + 1, 240, quiet=True).ok
+    # The same stall after an ordinary fault is a gap to measure, not a failure.
+    assert judge(History(ops=stalled, vip=vip, readback=back_all), FAULT, FAULT + 1, 240).ok
 
 
 def test_link_loss_drops_both_ways_on_every_link_of_the_target_and_is_undone() -> None:

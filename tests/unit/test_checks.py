@@ -26,6 +26,15 @@ def _two_node() -> Spec:
     return spec_from(data)
 
 
+def _bare_two_node() -> Spec:
+    """Two controllers and nothing else on the management network: each pings only the other."""
+    data = raw(SEED)
+    data["nodes"] = [n for n in data["nodes"] if n["name"] in ("ctl1", "ctl2")]
+    data["galera"].pop("arbitrator")
+    data["mongodb"].pop("arbiter")
+    return spec_from(data)
+
+
 def _edit(fn: Callable[[dict[str, Any]], None], path: Any = THREE) -> Callable[[], Spec]:
     def build() -> Spec:
         data = copy.deepcopy(raw(path))
@@ -135,6 +144,7 @@ CASES: dict[str, Callable[[], Spec]] = {
     "HA120": lambda: variant(vip_manager="keepalived"),
     "HA121": _edit(_lonely_haproxy),
     "HA122": lambda: variant(vip_manager="keepalived-quorum"),
+    "HA123": _bare_two_node,
     "HA130": _edit(_drop_compute_fence),
     "HA131": _edit(_busy_arbiter, SEED),
     "HA201": lambda: variant(galera={"nodes": ["ctl1", "ctl2"], "donor": "ctl2"}),
@@ -177,7 +187,7 @@ CASES: dict[str, Callable[[], Spec]] = {
     "HA702": lambda: variant(openstack={"neutron": {"l3_ha": False, "allow_automatic_l3agent_failover": False}}),
     "HA703": _edit(_no_network_nodes),
     "HA704": lambda: variant(openstack={"neutron": {"max_l3_agents_per_router": 1}}),
-    "HA705": lambda: variant(openstack={"services": ["keystone", "glance", "nova", "placement", "neutron", "heat"]}),
+    "HA705": lambda: variant(openstack={"services": ["keystone", "glance", "nova", "placement", "nova-spice"]}),
 }
 
 

@@ -86,8 +86,11 @@ def test_the_catalog_is_made_once_and_a_second_run_changes_nothing() -> None:
     urls = {(e["interface"], e["url"]) for e in ks.rows["endpoints"]}
     vip = SPEC.vips[0].address
     assert ("public", f"http://{vip}:9292") in urls and ("internal", f"http://{vip}:5000/v3") in urls
-    assert len(ks.rows["endpoints"]) == 5 * 3  # keystone, placement, glance, neutron, nova; three interfaces
-    assert len(ks.grants) == 4  # the four service users, admin on the service project
+    # keystone, placement, glance, neutron, nova, cinder (as volumev3 and block-storage), heat and its CFN
+    # API; three interfaces each.
+    assert len(ks.rows["endpoints"]) == 9 * 3
+    assert ("public", f"http://{vip}:8004/v1/%(project_id)s") in urls
+    assert len(ks.grants) == 6  # the six service users (not keystone, not heat-cfn), admin on the service project
     writes = len(ks.writes)
     assert ensure(ks, want()) == [] and len(ks.writes) == writes
 

@@ -14,6 +14,7 @@ from hastack.deploy.plan import phases
 from hastack.render import render_all
 from hastack.render.files import Tree
 from hastack.render.pacemaker import build_cib
+from hastack.spec.errors import SpecLoadError
 from hastack.spec.load import load_spec
 from hastack.spec.model import Spec
 from tests.helpers import SEED, THREE, secrets_for, variant
@@ -200,6 +201,39 @@ def test_openstack_fragments() -> None:
     assert "database" not in compute  # computes never reach the database directly
 
 
+def test_cinder_heat_and_horizon_run_bound_to_their_node() -> None:
+    spec = load_spec(THREE)
+    secrets = secrets_for(spec)
+    tree = render_all(spec, secrets)
+    heat = configparser.ConfigParser(interpolation=None)
+    heat.read_string(files(tree, "ctl2", "/etc/heat/heat.conf.d/50-hastack-ha.conf"))
+    # The engine acts for users through trusts given to heat's own user; instances call the CFN API on the VIP.
+    assert heat["trustee"]["username"] == "heat" and heat["trustee"]["password"] == secrets["os_heat_password"]
+    assert heat["DEFAULT"]["heat_metadata_server_url"] == "http://10.77.0.10:8000"
+    assert urlsplit(heat["database"]["connection"]).path == "/heat"
+    cinder = configparser.ConfigParser(interpolation=None)
+    cinder.read_string(files(tree, "ctl2", "/etc/cinder/cinder.conf.d/50-hastack-ha.conf"))
+    assert cinder["DEFAULT"]["my_ip"] == "10.77.0.12" and cinder["keystone_authtoken"]["username"] == "cinder"
+    for unit in ("cinder-api", "heat-api", "heat-api-cfn", "horizon"):
+        assert "http-socket = 10.77.0.12:" in files(tree, "ctl2", f"/etc/hastack/uwsgi/{unit}.ini"), unit
+    # horizon binds port 80 as www-data (a capability, not root), in a log directory systemd makes for it.
+    unit = files(tree, "ctl2", "/etc/systemd/system/horizon.service")
+    assert "User=www-data" in unit and "AmbientCapabilities=CAP_NET_BIND_SERVICE" in unit
+    assert "LogsDirectory=horizon" in unit
+    assert "AmbientCapabilities" not in files(tree, "ctl2", "/etc/systemd/system/heat-api.service")
+    assert "static-map = /static=" in files(tree, "ctl2", "/etc/hastack/uwsgi/horizon.ini")
+    # One signing key everywhere (signed-cookie sessions: any controller serves any session), never world-readable.
+    path = "/etc/openstack-dashboard/local_settings.d/_90_hastack.py"
+    settings = [tree[h][path] for h in ("ctl1", "ctl2", "ctl3")]
+    assert len({f.content for f in settings}) == 1 and settings[0].mode == 0o640 and settings[0].group == "www-data"
+    scope: dict[str, object] = {}
+    exec(settings[0].content.decode(), scope)  # horizon exec()s it the same way
+    assert scope["SECRET_KEY"] == secrets["horizon_secret_key"]
+    assert scope["SESSION_ENGINE"] == "django.contrib.sessions.backends.signed_cookies"
+    assert scope["OPENSTACK_KEYSTONE_URL"] == "http://10.77.0.10:5000/v3"
+    assert "10.77.0.10" in scope["ALLOWED_HOSTS"]  # type: ignore[operator]
+
+
 def test_keepalived_replaces_pacemaker_vip() -> None:
     spec = variant(vip_manager="keepalived", waivers=[{"code": "HA120", "reason": "operator prefers VRRP"}])
     tree = render_all(spec, secrets_for(spec))
@@ -217,7 +251,10 @@ def test_keepalived_quorum_gates_vrrp_on_corosync_and_keeps_fencing() -> None:
     script = conf.split("vrrp_script chk_quorum {", 1)[1].split("}", 1)[0]
     assert '"/usr/sbin/corosync-quorumtool -s"' in script and "fall 1" in script
     tracked = conf.split("track_script {", 1)[1].split("}", 1)[0].split()
-    assert tracked == ["chk_haproxy", "chk_quorum"]
+    assert tracked == ["chk_haproxy", "chk_mgmt", "chk_quorum"]
+    # The management network checked as pacemaker's ping clone checks it: one other node answering is enough.
+    mgmt = conf.split("vrrp_script chk_mgmt {", 1)[1].split("}", 1)[0]
+    assert '"/usr/bin/fping -q -x 1 -r 0 -t 1000 10.77.0.12 10.77.0.13 10.77.0.21 10.77.0.22"' in mgmt
     assert "advert_int 1\n" in conf  # the default profile's advert
     cib = build_cib(spec)
     ids = {p.get("id", "") for p in cib.iter("primitive")}
@@ -261,6 +298,26 @@ def test_cib_constraints() -> None:
              for p in cib.iter("primitive") if p.get("class") == "stonith"}
     assert set(metas) == {"fence-ctl1", "fence-ctl2", "fence-arb1"}
     assert all(m == {"failure-timeout": "120s"} for m in metas.values())
+
+
+def test_a_vip_holder_must_reach_the_management_network() -> None:
+    spec = variant(networks={"management": "10.77.0.0/24", "heartbeat": ["10.77.1.0/24", "10.77.2.0/24"],
+                             "ping_targets": ["10.77.0.1"]}, timing={"profile": "fast"})
+    cib = build_cib(spec)
+    ping = next(p for p in cib.iter("primitive") if p.get("type") == "ping")
+    lists = {ia.get("id"): nv.get("value") for ia in ping.iter("instance_attributes") for nv in ia.iter("nvpair")
+             if nv.get("name") == "host_list"}
+    # Each node pings every other node and the spec's gateway, never itself (its own address answers
+    # with the link down).
+    assert lists["mgmt-ping-ia-ctl2"] == "10.77.0.11 10.77.0.13 10.77.0.21 10.77.0.22 10.77.0.1"
+    assert next(op for op in ping.iter("op") if op.get("name") == "monitor").get("interval") == "1s"  # fast
+    [rule] = [c.find("rule") for c in cib.iter("rsc_location") if c.get("id") == "vip-internal-needs-mgmt"]
+    assert rule is not None and rule.get("score") == "-INFINITY" and rule.get("boolean-op") == "or"
+    assert [(e.get("attribute"), e.get("operation"), e.get("value")) for e in rule.iter("expression")] == [
+        ("mgmt-reach", "not_defined", None), ("mgmt-reach", "lt", "1")]
+    # A target outside the management network is refused with the spec.
+    with pytest.raises(SpecLoadError, match=r"ping_targets 192\.0\.2\.1 not in the management network"):
+        variant(networks={"management": "10.77.0.0/24", "ping_targets": ["192.0.2.1"]})
 
 
 def test_fence_delay_becomes_pcmk_delay_base() -> None:

@@ -66,14 +66,15 @@ def test_healthy_lab_is_healthy_everywhere() -> None:
                                            "haproxy", "openstack"]
     assert all(r.healthy for r in rows), [r for r in rows if not r.healthy]
     openstack = next(r for r in rows if r.component == "openstack")
-    assert openstack.summary.startswith("API backends up 63/63; token 475 ms, keystone 200 27 ms")
+    assert openstack.summary.startswith("API backends up 99/99; token 294 ms, keystone 200 130 ms")
+    assert "heat 200 351 ms, horizon 200 52 ms; nova-compute up 2/2" in openstack.summary
     haproxy = next(r for r in rows if r.component == "haproxy")
-    assert "API backends with a server up 7/7" in haproxy.summary and not haproxy.notes
+    assert "API backends with a server up 11/11" in haproxy.summary and not haproxy.notes
     # A service listed but not run (HA705): its frontend is reported, not judged.
     more = spec().model_copy(update={"haproxy": spec().haproxy.model_copy(
-        update={"services": (*spec().haproxy.services, "cinder-api")})})
+        update={"services": (*spec().haproxy.services, "nova-spicehtml5proxy")})})
     noted = next(r for r in verdict(more, healthy_facts()) if r.component == "haproxy")
-    assert noted.healthy and "cinder-api" in noted.notes[0] and "nova-api" not in noted.notes[0]
+    assert noted.healthy and "nova-spicehtml5proxy" in noted.notes[0] and "nova-api" not in noted.notes[0]
     galera = next(r for r in rows if r.component == "galera")
     assert "writer ctl1" in galera.summary and "size 3/3" in galera.summary
 

@@ -23,6 +23,7 @@ from hastack.workload.history import (
     MONGO,
     MONGO_PRIMARY,
     STREAMS,
+    VIP,
     GaleraSample,
     History,
     Op,
@@ -96,7 +97,9 @@ def split_brains(samples: tuple[GaleraSample, ...]) -> list[tuple[float, tuple[s
     return found
 
 
-def judge(h: History, fault_at: float, healed_at: float | None, bound_s: float) -> Judgement:
+def judge(h: History, fault_at: float, healed_at: float | None, bound_s: float, *, quiet: bool = False,
+          fenced: tuple[str, ...] = ()) -> Judgement:
+    """The record judged; `quiet`: a fault nothing may react to (`fenced`: hosts the power switch cut meanwhile)."""
     by_stream: dict[str, list[Op]] = defaultdict(list)
     for o in h.ops:
         by_stream[o.stream].append(o)
@@ -133,7 +136,38 @@ def judge(h: History, fault_at: float, healed_at: float | None, bound_s: float) 
         streams.append(StreamResult(MONGO_PRIMARY, len(h.mongo), len(primary), longest_wait(primary, fault_at)))
 
     invariants += _invariants(h, fault_at, healed_at, bound_s)
+    if quiet:
+        invariants += _quiet(h, fault_at, fenced)
     return Judgement(tuple(streams), tuple(invariants))
+
+
+# A quiet fault: a database commit, publish, mongo write or VIP connect slower than this is a stall (a
+# healthy one takes milliseconds). API calls are judged on failures only: on the lab's two cores a
+# busy API answers in over a second with no fault at all.
+QUIET_SLOW_S = 1.0
+_STALLS = frozenset({DB, AMQP, MONGO, VIP})
+
+
+def _quiet(h: History, fault_at: float, fenced: tuple[str, ...]) -> list[Invariant]:
+    """Nothing reacted: nobody fenced, the VIP answered from one holder throughout, no operation failed,
+    no write or VIP connect stalled."""
+    out = [Invariant("no fence", not fenced, f"fenced: {', '.join(fenced)}" if fenced else "nobody fenced")]
+    if h.vip:
+        holders = sorted({m for s in h.vip for m in s.macs})
+        unanswered = sum(1 for s in h.vip if s.t > fault_at and not s.macs)
+        out.append(Invariant("vip: never moved", len(holders) == 1,
+                             f"answered by {', '.join(holders) or 'nobody'} ({unanswered} samples after the fault "
+                             "unanswered: the VIP stream's gap says whether clients noticed)"))
+    after = [o for o in h.ops if o.t0 >= fault_at]
+    bad = [o for o in after if not o.ok or (o.stream in _STALLS and o.t1 - o.t0 > QUIET_SLOW_S)]
+    detail = (f"{len(after)} operations after the fault, {len(bad)} failed (or, writes and VIP connects, slower "
+              f"than {QUIET_SLOW_S:g} s)")
+    if bad:
+        first = bad[0]
+        detail += (f" (first: {first.stream} at +{first.t0 - fault_at:.2f} s, {first.t1 - first.t0:.2f} s"
+                   + (f": {first.error}" if first.error else "") + ")")
+    out.append(Invariant("no operation failed or stalled", not bad, detail))
+    return out
 
 
 def _in_flight(ops: list[Op], fault_at: float, healed_at: float | None) -> set[str]:

@@ -396,6 +396,7 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
     payload = ChaosTarget(**base.model_dump(), run=run_id, api_reads=api_reads(spec), **servers,
                           client_address=str(lay.client_address), link_delay_s=scenario.delay_ms / 1000,
                           max_seconds=scenario.heal_bound_s + 120).model_dump_json()
+    fenced_before = dict(load_state(LabDirs.of(spec.cluster)).fenced)
     with _workload(workload_argv(lay.client_netns), payload) as w:
         progress(f"workload running from {lay.client_netns} (run {run_id}): {', '.join(w.streams)}")
         fault_at = time.monotonic()
@@ -406,7 +407,10 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
     if keep_history is not None:  # the evidence behind every number of the report, fault time included
         keep_history.write_text(json.dumps({"scenario": scenario.name, "target": host, "fault_at": fault_at,
                                             "healed_at": heal.healed_at, "history": history.model_dump(mode="json")}))
-    judgement = judge(history, fault_at, heal.healed_at, scenario.heal_bound_s)
+    # Hosts the lab's power switch cut since the run began (fence or power action).
+    fenced = tuple(sorted(h for h, t in load_state(LabDirs.of(spec.cluster)).fenced.items()
+                          if fenced_before.get(h) != t))
+    judgement = judge(history, fault_at, heal.healed_at, scenario.heal_bound_s, quiet=scenario.quiet, fenced=fenced)
     return RunReport(scenario.name, host, fault_at, None if heal.seen_at is None else heal.seen_at - fault_at,
                      None if heal.healed_at is None else heal.healed_at - fault_at, judgement, len(history.ops),
                      heal.recovery)

@@ -22,6 +22,18 @@ class Fault(Enum):
     ROLLING = "rolling-restart"  # every host rebooted cleanly in turn, each waited on until healthy
 
 
+class Cut(Enum):
+    """CUT_LINKS: which of the host's links (link 0: management; 1, 2: the corosync rings)."""
+
+    ALL = "every link"
+    RINGS = "the corosync rings"
+    MANAGEMENT = "the management network"
+    FIRST_RING = "the first corosync ring"
+
+    def takes(self, link: int) -> bool:
+        return {Cut.ALL: True, Cut.RINGS: link > 0, Cut.MANAGEMENT: link == 0, Cut.FIRST_RING: link == 1}[self]
+
+
 class Aim(Enum):
     VIP_HOLDER = "vip-holder"
     GALERA_WRITER = "galera-writer"
@@ -51,7 +63,9 @@ class Scenario:
     # Units kept from restarting (masked until the next boot): a crash that
     # systemd undoes within a second is not the crash this scenario is about.
     keep_down: tuple[str, ...] = ()
-    heartbeat_only: bool = False  # CUT_LINKS: the corosync rings only, clients still reach the host
+    cut: Cut = Cut.ALL  # CUT_LINKS: which links
+    # Nothing may happen: no fence, the VIP stays where it is, no operation fails or stalls.
+    quiet: bool = False
     # Every cluster healthy again within this, or the run fails. 360 s: a fenced host's reboot and
     # rejoin takes ~60 s, but its RabbitMQ start can hang and is retried after 90 s (the unit
     # drop-in for rabbitmq-server#6034): ~140 s in 2 of 3 fast host-crash bench runs, and once
@@ -126,7 +140,7 @@ class Scenario:
 
     def links_to_cut(self, host: LabHost) -> tuple[str, ...]:
         """CUT_LINKS: the host-side veths to take down (link 0 is management, the rest the rings)."""
-        return tuple(i.outside for i in host.interfaces if i.link > 0 or not self.heartbeat_only)
+        return tuple(i.outside for i in host.interfaces if self.cut.takes(i.link))
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
@@ -140,7 +154,13 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "over", Fault.CUT_LINKS, Aim.VIP_HOLDER),
     Scenario("ring-loss", "both corosync rings of the VIP holder cut while clients still reach it: the "
              "majority fences it before taking the VIP, never two holders", Fault.CUT_LINKS, Aim.VIP_HOLDER,
-             heartbeat_only=True),
+             cut=Cut.RINGS),
+    Scenario("mgmt-loss", "the VIP holder's management (client) network cut for 30 s while its corosync rings "
+             "stay up: the VIP, the galera writer and every leader leave it; back by themselves once the link "
+             "returns", Fault.CUT_LINKS, Aim.VIP_HOLDER, cut=Cut.MANAGEMENT, duration_s=30.0),
+    Scenario("link1-loss", "the VIP holder's first corosync ring cut for 30 s (the guide's reason for two rings): "
+             "nothing may happen, no fence, no VIP move, no operation failed or stalled", Fault.CUT_LINKS,
+             Aim.VIP_HOLDER, cut=Cut.FIRST_RING, duration_s=30.0, quiet=True),
     Scenario("power-loss", "every host of the lab off at once (the whole room), on again 5 s later; "
              "`hastack recover` brings every cluster back without a person choosing a node",
              Fault.POWER_LOSS, Aim.EVERY_HOST, recover=True),

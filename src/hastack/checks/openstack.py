@@ -48,10 +48,11 @@ def one_agent(spec: Spec) -> Iterator[Hit]:
 
 
 @rule("HA705", INFO, "OpenStack services hastack fronts but does not run",
-      why="""hastack deploys and runs keystone, glance, placement, neutron-server and nova
-      (Debian bookworm's packages). The other services of openstack.services get
-      their HA settings and a haproxy frontend only: their servers are yours to run,
-      and status reports those backends without judging them.""",
+      why="""hastack deploys and runs keystone, glance, placement, neutron-server, nova,
+      cinder (API and scheduler), heat and horizon (Debian bookworm's packages). The
+      other services of openstack.services (nova's SPICE console proxy) get their HA
+      settings and a haproxy frontend only: their servers are yours to run, and status
+      reports those backends without judging them.""",
       fix="Run those services yourself behind the rendered frontends, or drop them from openstack.services.")
 def not_run(spec: Spec) -> Iterator[Hit]:
     others = [s for s in spec.openstack.services if s not in RUN and s not in NO_DAEMON]

@@ -164,6 +164,18 @@ def vrrp_ahead_of_fencing(spec: Spec) -> Iterator[Hit]:
                          f"~{t.corosync_failover_ms(_voters(spec)) + 1000} ms")
 
 
+@rule("HA123", W, "a VIP holder with one ping target",
+      why="""A VIP holder gives the address up when it reaches no other node and no ping
+      target on the management network (it lost its clients' network, rings up). With a
+      single target, that target's own failure looks the same: the last haproxy node
+      standing would give the VIP up too, and nobody holds it.""",
+      fix="Add the management network's gateway (or another always-on address) to networks.ping_targets.")
+def single_ping_target(spec: Spec) -> Iterator[Hit]:
+    for node in spec.haproxy_nodes():
+        if len(spec.ping_targets(node)) < 2:
+            yield Hit(node.name, f"pings only {', '.join(spec.ping_targets(node)) or 'nothing'}")
+
+
 @rule("HA121", E, "haproxy on fewer than two nodes",
       why="The VIP can only move to a node that runs haproxy; with one such node the VIP has nowhere to go.",
       fix="Run haproxy on at least two nodes (haproxy.nodes).")

@@ -55,6 +55,14 @@ _NEUTRON_REVS = "neutron-db-manage {} 2>/dev/null | grep -o '^[0-9a-f]\\{{12\\}}
 _NEUTRON_CHECK = (f'h="$({_NEUTRON_REVS.format("heads")})"; '
                   f'test -n "$h" && test "$({_NEUTRON_REVS.format("current")})" = "$h"')
 
+# cinder (alembic since Yoga): current when `db version` is the installed head.
+_CINDER_HEAD = _NOVA_HEAD.replace("nova.db.{0}", "cinder.db")
+_CINDER_CHECK = f'test "$(cinder-manage db version 2>/dev/null | tail -n 1)" = "$(python3 -c "{_CINDER_HEAD}")"'
+# heat (still sqlalchemy-migrate in Zed): current when `db_version` is the highest numbered script.
+_HEAT_HEAD = ("import os, heat.db.sqlalchemy.migrate_repo as r; d = os.path.join(os.path.dirname(r.__file__), "
+              "'versions'); print(max(int(f[:3]) for f in os.listdir(d) if f[:3].isdigit()))")
+_HEAT_CHECK = f'test "$(heat-manage db_version 2>/dev/null | tail -n 1)" = "$(python3 -c "{_HEAT_HEAD}")"'
+
 
 @dataclass(frozen=True)
 class Schema:
@@ -79,6 +87,8 @@ SCHEMAS: dict[str, Schema] = {
     "placement": Schema("placement", ("placement-manage", "db", "sync"), ("sh", "-c", _PLACEMENT_CHECK), (1,)),
     "neutron": Schema("neutron", ("neutron-db-manage", "upgrade", "heads"), ("sh", "-c", _NEUTRON_CHECK), (1,)),
     "nova": Schema("nova", ("sh", "-c", _NOVA_SYNC), ("sh", "-c", _NOVA_CHECK), (1,)),
+    "cinder": Schema("cinder", ("cinder-manage", "db", "sync"), ("sh", "-c", _CINDER_CHECK), (1,)),
+    "heat": Schema("heat", ("heat-manage", "db_sync"), ("sh", "-c", _HEAT_CHECK), (1,)),
 }
 
 

@@ -14,7 +14,7 @@ import string
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from hastack.spec.catalog import RUN, databases
+from hastack.spec.catalog import RUN, USERS, databases
 from hastack.spec.model import Spec
 
 _ALNUM = string.ascii_letters + string.digits
@@ -96,8 +96,11 @@ def required(spec: Spec) -> dict[str, Callable[[], str]]:
         need["keystone_admin_password"] = _password
         need |= dict.fromkeys((*FERNET_KEYS, *CREDENTIAL_KEYS), _fernet_key)
     for project in run:
-        if project != "keystone":
+        if project in USERS:
             need[service_password_key(project)] = _password
+    if "horizon" in run:
+        # Django's signing key, the same on every controller: sessions are signed cookies any of them reads.
+        need["horizon_secret_key"] = _password
     return need
 
 

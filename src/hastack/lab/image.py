@@ -18,7 +18,7 @@ from pathlib import Path
 from hastack.common.progress import Progress
 from hastack.lab.aptsources import machine_mirror
 
-BUILDER_VERSION = "3"
+BUILDER_VERSION = "4"
 SUITE = "bookworm"
 CACHE = Path(os.environ.get("HASTACK_CACHE", "/var/lib/hastack"))
 
@@ -27,16 +27,18 @@ BASE = ("systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "iputil
         "python3", "python3-venv", "libcurl4", "procps", "psmisc", "socat", "chrony", "nftables", "iptables")
 # Then, inside the chroot: the components (services stay disabled until deploy).
 COMPONENTS = ("corosync", "pacemaker", "pacemaker-cli-utils", "resource-agents", "crmsh", "haproxy",
-              "keepalived", "mariadb-server", "mariadb-backup", "galera-4", "galera-arbitrator-4",
+              "keepalived", "fping", "mariadb-server", "mariadb-backup", "galera-4", "galera-arbitrator-4",
               "rabbitmq-server", "memcached", "rsyslog",
               # OpenStack, from Debian's own packages (bookworm: Zed), and the client for operators on a host.
               "keystone", "glance-api", "placement-api", "nova-api", "nova-conductor", "nova-scheduler",
-              "nova-consoleproxy", "neutron-server", "uwsgi-plugin-python3", "python3-openstackclient")
+              "nova-consoleproxy", "neutron-server", "cinder-api", "cinder-scheduler", "heat-api", "heat-api-cfn",
+              "heat-engine", "openstack-dashboard", "uwsgi-plugin-python3", "python3-openstackclient")
 # (nova-compute runs from python3-nova's code: its package would pull a hypervisor in.)
 SERVICES_OFF = ("mariadb", "rabbitmq-server", "haproxy", "keepalived", "corosync", "pacemaker", "memcached",
                 "garb", "chrony", "keystone", "glance-api", "placement-api", "nova-api", "nova-api-metadata",
                 "nova-conductor", "nova-scheduler", "nova-novncproxy", "nova-spicehtml5proxy", "nova-serialproxy",
-                "neutron-api", "neutron-rpc-server")
+                "neutron-api", "neutron-rpc-server", "cinder-api", "cinder-scheduler", "heat-api", "heat-api-cfn",
+                "heat-engine")
 
 
 class ImageError(Exception):

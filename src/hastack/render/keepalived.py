@@ -44,6 +44,8 @@ def render_keepalived(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFi
             advert_int=f"{advert:g}",
             peers=[str(n.address) for n in nodes if n.name != node.name],
             prefix=spec.networks.management.prefixlen,
+            ping_targets=spec.ping_targets(node),
+            ping_s=spec.timing.pacemaker_ping_s,
         )
         out[node.name] = [text(CONF, conf)]
     return out

@@ -67,7 +67,7 @@ def fragment(spec: Spec, secrets: Secrets, project: str, node: Node) -> str:
             "rabbit_quorum_queue": str(quorum).lower(),
             "rabbit_ha_queues": str(spec.rabbitmq.queue_type is QueueType.MIRRORED).lower(),
             "amqp_durable_queues": str(quorum).lower(),
-            "heartbeat_timeout_threshold": "60",
+            "heartbeat_timeout_threshold": str(spec.timing.rabbit_heartbeat_s),
         }
     dbs = databases(project)
     if controller and spec.galera.enabled and dbs:
@@ -108,6 +108,10 @@ def fragment(spec: Spec, secrets: Secrets, project: str, node: Node) -> str:
         _run_settings(spec, secrets, project, node, sections)
     if project == "nova":
         _nova_settings(spec, secrets, node, sections)
+    if project == "cinder" and controller:
+        sections["DEFAULT"] |= {"my_ip": str(node.address), "auth_strategy": "keystone"}
+    if project == "heat" and controller:
+        _heat_settings(spec, secrets, sections)
     if project == "neutron" and controller:
         _neutron_settings(spec, secrets, sections)
         n = spec.openstack.neutron
@@ -166,6 +170,18 @@ def _neutron_settings(spec: Spec, secrets: Secrets, sections: dict[str, dict[str
     # Port events reach nova as neutron's own service user.
     if "nova" in spec.openstack.services:
         sections["nova"] = _service_auth(spec, secrets, "neutron")
+
+
+def _heat_settings(spec: Spec, secrets: Secrets, sections: dict[str, dict[str, str]]) -> None:
+    """heat's API and engine: instances reach the CFN API on the VIP; the engine acts for users by trusts
+    delegated to heat's own user."""
+    cfn = f"http://{spec.vips[0].address}:{BY_NAME['heat-api-cfn'].port}"
+    sections["DEFAULT"] |= {"heat_metadata_server_url": cfn, "heat_waitcondition_server_url": f"{cfn}/v1/waitcondition",
+                            "num_engine_workers": str(spec.openstack.api_workers)}
+    sections["trustee"] = {k: v for k, v in _service_auth(spec, secrets, "heat").items()
+                           if k in ("auth_type", "auth_url", "username", "password", "user_domain_name")}
+    sections["clients_keystone"] = {"auth_uri": auth_url(spec)}
+    sections["ec2authtoken"] = {"auth_uri": f"{auth_url(spec)}/v3"}
 
 
 def _nova_settings(spec: Spec, secrets: Secrets, node: Node, sections: dict[str, dict[str, str]]) -> None:

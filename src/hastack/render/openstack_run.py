@@ -16,16 +16,18 @@ import yaml
 
 from hastack.credentials.model import CREDENTIAL_KEYS, FERNET_KEYS, Secrets
 from hastack.render.files import RenderedFile, text
-from hastack.spec.catalog import BY_NAME, IDENTITY, Daemon, daemons_for
+from hastack.spec.catalog import BY_NAME, IDENTITY, RUN, Daemon, daemons_for
 from hastack.spec.model import Node, Role, Spec
 
 FERNET_DIR = "/etc/keystone/fernet-keys"
 CREDENTIAL_DIR = "/etc/keystone/credential-keys"
 CLOUDS = "/etc/hastack/clouds.yaml"
+HORIZON_SETTINGS = "/etc/openstack-dashboard/local_settings.d/_90_hastack.py"
 CLOUD = "hastack"  # the cloud's name in clouds.yaml
 ADMIN = "admin"
 # What deploy makes for a first server: the smallest flavor and a 1 MiB raw image.
 FLAVOR = "hastack.tiny"
+HORIZON_LOGIN = "/auth/login/"
 IMAGE = "hastack-tiny"
 
 
@@ -41,16 +43,26 @@ def log_path(d: Daemon) -> str:
     return f"/var/log/{d.project}/{d.unit}.log"
 
 
-def public_url(spec: Spec, project: str) -> str:
-    """Where clients reach a project: its port on the VIP (every interface: one haproxy frontend)."""
-    endpoint = next(d.endpoint for d in daemons_for([project]) if d.endpoint)
-    return f"http://{spec.vips[0].address}:{BY_NAME[endpoint].port}{IDENTITY[project].path}"
+def public_url(spec: Spec, name: str) -> str:
+    """Where clients reach an API (by its service name in keystone): its port on the VIP (every
+    interface: one haproxy frontend)."""
+    ident = IDENTITY[name]
+    return f"http://{spec.vips[0].address}:{BY_NAME[ident.endpoint].port}{ident.path}"
+
+
+def catalog_names(spec: Spec) -> list[str]:
+    """The keystone service names of the APIs hastack runs for the spec."""
+    return [n for n, i in IDENTITY.items() if i.project in spec.openstack.services and i.project in RUN]
 
 
 def api_reads(spec: Spec) -> dict[str, str]:
-    """Per API hastack runs, a URL an authenticated client reads through the VIP (status, chaos)."""
-    return {p: public_url(spec, p) + IDENTITY[p].read for p in IDENTITY
-            if p in spec.openstack.services and daemons_for([p])}
+    """Per API hastack runs, a URL a client reads through the VIP with its token (status, chaos);
+    `%(project_id)s` stands for the token's project. horizon: its login page, as a browser asks."""
+    reads = {IDENTITY[n].project: public_url(spec, n) + read for n in catalog_names(spec)
+             if (read := IDENTITY[n].read) is not None}
+    if "horizon" in spec.openstack.services:
+        reads["horizon"] = f"http://{spec.vips[0].address}:{BY_NAME['horizon'].port}{HORIZON_LOGIN}"
+    return reads
 
 
 def auth_url(spec: Spec) -> str:
@@ -81,6 +93,7 @@ def uwsgi_ini(spec: Spec, d: Daemon, node: Node) -> str:
         f"name = {d.unit}",
         f"chdir = /var/lib/{d.project}",
         f"wsgi-file = {d.wsgi}",
+        *([f"static-map = {d.static}"] if d.static else []),
         f"logto = {log_path(d)}",
         "",
     ])
@@ -111,11 +124,35 @@ def unit(d: Daemon) -> str:
         "RestartSec=2",
         "LimitNOFILE=65535",
         "TimeoutStopSec=15",
+        # A port under 1024 (horizon's 80) bound by its unprivileged user.
+        *(["AmbientCapabilities=CAP_NET_BIND_SERVICE"] if d.endpoint and BY_NAME[d.endpoint].port < 1024 else []),
+        # Its own log directory where the package made none for this user (horizon's, run as www-data).
+        *([f"LogsDirectory={d.project}"] if d.user != d.project else []),
         "",
         "[Install]",
         "WantedBy=multi-user.target",
         "",
     ])
+
+
+def horizon_settings(spec: Spec, secrets: Secrets) -> str:
+    """A snippet horizon reads after Debian's local_settings.py: keystone through the VIP, sessions in
+    signed cookies (any controller serves any session: nothing to lose when one dies), one signing key."""
+    names = [str(v.address) for v in spec.vips] + [str(n.address) for n in spec.with_role(Role.CONTROLLER)]
+    names += [n.name for n in spec.with_role(Role.CONTROLLER)] + ["localhost"]
+    settings = {
+        "SECRET_KEY": secrets["horizon_secret_key"],
+        "OPENSTACK_HOST": str(spec.vips[0].address),
+        "OPENSTACK_KEYSTONE_URL": f"{auth_url(spec)}/v3",
+        "OPENSTACK_ENDPOINT_TYPE": "internalURL",
+        "OPENSTACK_KEYSTONE_DEFAULT_ROLE": "member",
+        "ALLOWED_HOSTS": names,
+        "SESSION_ENGINE": "django.contrib.sessions.backends.signed_cookies",
+        "SESSION_TIMEOUT": 3600,
+    }
+    lines = ["# Rendered by hastack: read after local_settings.py (Debian's), so these settings win."]
+    lines += [f"{k} = {v!r}" for k, v in settings.items()]
+    return "\n".join(lines) + "\n"
 
 
 def clouds_yaml(spec: Spec, secrets: Secrets) -> str:
@@ -141,6 +178,8 @@ def render_openstack_run(spec: Spec, secrets: Secrets) -> dict[str, list[Rendere
                     files += [text(f"{directory}/{i}", secrets[k], 0o600, owner="keystone", group="keystone")
                               for i, k in enumerate(keys)]
                 files.append(text(CLOUDS, clouds_yaml(spec, secrets), 0o600))
+            if "horizon" in spec.openstack.services:
+                files.append(text(HORIZON_SETTINGS, horizon_settings(spec, secrets), 0o640, group="www-data"))
         if node.has(Role.COMPUTE):
             files += [text(unit_path(d), unit(d)) for d in on_computes]
         if files:

@@ -102,6 +102,7 @@ class Daemon:
     # switch to a different thread", every thread asleep, the listen queue full: seen on neutron-api
     # after a host crash), so its uwsgi workers are single-threaded processes.
     eventlet: bool = False
+    static: str | None = None  # "URL=directory": files uwsgi serves itself (horizon's compressed assets)
 
 
 DAEMONS: tuple[Daemon, ...] = (
@@ -124,29 +125,60 @@ DAEMONS: tuple[Daemon, ...] = (
     Daemon("nova-compute", "nova", "nova", argv=("/usr/bin/python3", "-c",
                                                  "import sys; from nova.cmd.compute import main; sys.exit(main())"),
            on_computes=True),
+    # cinder's API and scheduler: volumes are scheduled to backends (cinder-volume) hastack does not run.
+    Daemon("cinder-api", "cinder", "cinder", "cinder-api", wsgi="/usr/bin/cinder-wsgi"),
+    Daemon("cinder-scheduler", "cinder", "cinder", argv=("/usr/bin/cinder-scheduler",)),
+    Daemon("heat-api", "heat", "heat", "heat-api", wsgi="/usr/bin/heat-wsgi-api"),
+    Daemon("heat-api-cfn", "heat", "heat", "heat-api-cfn", wsgi="/usr/bin/heat-wsgi-api-cfn"),
+    Daemon("heat-engine", "heat", "heat", argv=("/usr/bin/heat-engine",)),
+    # horizon (Django) as www-data: Debian's local_settings.py reads and writes its secret-key
+    # store there, which only www-data may write.
+    Daemon("horizon", "horizon", "www-data", "horizon", wsgi="/usr/share/openstack-dashboard/wsgi.py",
+           static="/static=/var/lib/openstack-dashboard/static"),
 )
 
 
 @dataclass(frozen=True)
 class Identity:
-    """How a project appears in keystone's catalog: its service type and the path after host:port."""
+    """How an API appears in keystone's catalog (keyed by its service name there): its project, type, the
+    endpoint it is served on and the path after host:port (`%(project_id)s`: keystone fills in the
+    caller's project)."""
 
+    project: str
     type: str
+    endpoint: str
     path: str = ""
     description: str = ""
-    read: str = "/"  # an authenticated read status makes through the VIP (after the path)
+    read: str | None = "/"  # an authenticated read status makes through the VIP (after the path)
+    user: bool = True  # the project has a service user of this name (keystone's own, heat-cfn's: no)
 
 
+PROJECT_ID = "%(project_id)s"
 IDENTITY: dict[str, Identity] = {
-    "keystone": Identity("identity", "/v3", "OpenStack Identity", "/regions"),
-    "glance": Identity("image", "", "OpenStack Image", "/v2/images?limit=1"),
-    "placement": Identity("placement", "", "OpenStack Placement", "/resource_providers"),
-    "neutron": Identity("network", "", "OpenStack Networking", "/v2.0/networks?limit=1"),
-    "nova": Identity("compute", "/v2.1", "OpenStack Compute", "/flavors"),
+    "keystone": Identity("keystone", "identity", "keystone", "/v3", "OpenStack Identity", "/regions", user=False),
+    "placement": Identity("placement", "placement", "placement-api", "", "OpenStack Placement",
+                          "/resource_providers"),
+    "glance": Identity("glance", "image", "glance-api", "", "OpenStack Image", "/v2/images?limit=1"),
+    "neutron": Identity("neutron", "network", "neutron-server", "", "OpenStack Networking",
+                        "/v2.0/networks?limit=1"),
+    "nova": Identity("nova", "compute", "nova-api", "/v2.1", "OpenStack Compute", "/flavors"),
+    "cinderv3": Identity("cinder", "volumev3", "cinder-api", f"/v3/{PROJECT_ID}", "OpenStack Block Storage",
+                         "/volumes?limit=1", user=False),  # the type nova and most clients look up
+    "cinder": Identity("cinder", "block-storage", "cinder-api", f"/v3/{PROJECT_ID}", "OpenStack Block Storage",
+                       None),  # the same API under its newer type, with cinder's service user
+    # A stack list goes over the bus to heat-engine: the read sees the engine as well as the API.
+    "heat": Identity("heat", "orchestration", "heat-api", f"/v1/{PROJECT_ID}", "OpenStack Orchestration",
+                     "/stacks?limit=1"),
+    # The CloudFormation API authenticates by EC2 signatures, not tokens: no read of its own.
+    "heat-cfn": Identity("heat", "cloudformation", "heat-api-cfn", "/v1", "OpenStack Orchestration (CFN)", None,
+                         user=False),
 }
 
 # Projects hastack deploys and runs (the rest of openstack.services get HA settings only, see HA705).
 RUN: frozenset[str] = frozenset(d.project for d in DAEMONS)
+# Projects with a service user in keystone (named as the project): every one hastack runs but
+# keystone itself and horizon (a web client of the others, with the user's own token).
+USERS: frozenset[str] = frozenset(i.project for i in IDENTITY.values() if i.user)
 # Entries of openstack.services that are no OpenStack API of their own to run.
 NO_DAEMON: frozenset[str] = frozenset({"memcached"})
 

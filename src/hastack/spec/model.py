@@ -64,6 +64,16 @@ class Node(Frozen):
 class Networks(Frozen):
     management: IPv4Network
     heartbeat: tuple[IPv4Network, ...] = Field(default=(), max_length=8)
+    # Besides every other node's management address, what a VIP holder pings to know it still
+    # reaches its clients (a gateway): a node that reaches none of them gives the VIP up.
+    ping_targets: tuple[IPv4Address, ...] = Field(default=(), max_length=16)
+
+    @model_validator(mode="after")
+    def _targets_on_management(self) -> Networks:
+        outside = [str(a) for a in self.ping_targets if a not in self.management]
+        if outside:
+            raise ValueError(f"ping_targets {', '.join(outside)} not in the management network {self.management}")
+        return self
 
 
 class Vip(Frozen):
@@ -301,15 +311,15 @@ class Spec(Frozen):
     def memcached_nodes(self) -> tuple[Node, ...]:
         return tuple(self.node(n) for n in self.memcached.nodes)
 
+    def ping_targets(self, node: Node) -> tuple[str, ...]:
+        """What `node` pings to know it reaches the management network: every other node there, and
+        the spec's own targets (a gateway). Never itself: its own address answers with the link down."""
+        return tuple(str(n.address) for n in self.nodes if n.name != node.name) + tuple(
+            str(a) for a in self.networks.ping_targets)
 
-# What hastack runs (cinder, heat and horizon may be listed: fronted, not run, HA705).
-DEFAULT_SERVICES = (
-    "keystone",
-    "glance",
-    "nova",
-    "placement",
-    "neutron",
-)
+
+# What hastack runs, all of it: the guide's services that still exist.
+DEFAULT_SERVICES = ("keystone", "glance", "nova", "placement", "neutron", "cinder", "heat", "horizon")
 
 
 def _fill(data: dict[str, Any], key: str, field: str, value: Any, *, if_absent: bool = False) -> None:

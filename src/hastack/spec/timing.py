@@ -32,9 +32,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "corosync_token_coefficient_ms": 650,
         "corosync_consensus_ms": None,
         "pacemaker_monitor_s": 5,
+        "pacemaker_ping_s": 3,
         "haproxy_inter_ms": 1000,
         "haproxy_rise": 2,
         "haproxy_fall": 3,
+        "haproxy_connect_ms": 2000,
         "galera_keepalive_ms": 1000,
         "galera_suspect_ms": 5000,
         "galera_inactive_ms": 15000,
@@ -42,6 +44,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "mongo_heartbeat_ms": 2000,
         "mongo_catchup_timeout_ms": -1,
         "rabbit_net_ticktime_s": 60,
+        "rabbit_heartbeat_s": 20,
         "keepalived_advert_ms": 1000,
         "client_timeout_ms": 3000,
     },
@@ -50,9 +53,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "corosync_token_coefficient_ms": 0,
         "corosync_consensus_ms": None,
         "pacemaker_monitor_s": 2,
+        "pacemaker_ping_s": 1,
         "haproxy_inter_ms": 200,
         "haproxy_rise": 2,
         "haproxy_fall": 2,
+        "haproxy_connect_ms": 1000,
         "galera_keepalive_ms": 400,
         "galera_suspect_ms": 1500,
         "galera_inactive_ms": 4000,
@@ -60,6 +65,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "mongo_heartbeat_ms": 250,
         "mongo_catchup_timeout_ms": 0,
         "rabbit_net_ticktime_s": 15,
+        "rabbit_heartbeat_s": 10,
         "keepalived_advert_ms": 100,
         "client_timeout_ms": 1000,
     },
@@ -75,9 +81,18 @@ class Timing(BaseModel):
     # None: corosync's own rule, 1.2 x the effective token.
     corosync_consensus_ms: int | None = Field(ge=200, le=120_000)
     pacemaker_monitor_s: int = Field(ge=1, le=3600)
+    # How often each VIP holder checks that it still reaches the management network (every other
+    # node, the spec's ping targets; one try, answered within 1 s): a holder that lost its client
+    # network while its rings are up is found by nothing else.
+    pacemaker_ping_s: int = Field(ge=1, le=600)
     haproxy_inter_ms: int = Field(ge=100, le=600_000)
     haproxy_rise: int = Field(ge=1, le=100)
     haproxy_fall: int = Field(ge=1, le=100)
+    # How long haproxy waits for a backend to accept a connection before it retries on another
+    # (`option redispatch 1`). Until its checks mark a crashed backend down, every request sent
+    # there waits this long: haproxy's customary 5 s would be most of an API's gap. A LAN connect
+    # takes under a millisecond; 1 s still allows one lost SYN to be sent again.
+    haproxy_connect_ms: int = Field(ge=100, le=60_000)
     galera_keepalive_ms: int = Field(ge=100, le=60_000)
     galera_suspect_ms: int = Field(ge=500, le=600_000)
     galera_inactive_ms: int = Field(ge=1000, le=600_000)
@@ -90,6 +105,12 @@ class Timing(BaseModel):
     # has every majority-committed write); writes acknowledged by the old primary alone may roll back.
     mongo_catchup_timeout_ms: int = Field(ge=-1, le=600_000)
     rabbit_net_ticktime_s: int = Field(ge=1, le=3600)
+    # AMQP heartbeats of the OpenStack services (oslo.messaging's heartbeat_timeout_threshold): how
+    # long RabbitMQ keeps delivering RPC requests to a consumer whose host it can no longer reach
+    # before it drops the connection and hands them to another. oslo's 60 s was a 50 s heat gap
+    # after a host lost its management network (mgmt-loss); too low, and a starved process is
+    # disconnected for nothing.
+    rabbit_heartbeat_s: int = Field(ge=2, le=600)
     keepalived_advert_ms: int = Field(ge=10, le=255_000)
     # How long a client waits on one database or mongo operation before it gives up and
     # reconnects (hastack's own workload and probes): a client stuck on a dead host's socket

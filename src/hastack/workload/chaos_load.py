@@ -40,6 +40,7 @@ from pydantic import Field
 from hastack.components.mongodb import PORT as MONGO_PORT
 from hastack.render.galera import PROBE_DB, PROBE_USER
 from hastack.render.openstack_run import FLAVOR, IMAGE
+from hastack.spec.catalog import PROJECT_ID
 from hastack.workload.history import (
     AMQP,
     API_PREFIX,
@@ -58,7 +59,8 @@ from hastack.workload.history import (
 from hastack.workload.smoke import SMOKE_QUEUE, Target
 
 PACE_S = 0.02  # one op per stream every 20 ms at most: enough resolution, little load on 2 cores
-API_EVERY_S = 0.1  # one API read every 100 ms, in turn: with five APIs, each every 0.5 s
+API_EVERY_S = 0.5  # each API read every 0.5 s, each in its own thread
+LOGIN_TIMEOUT_S = 5.0  # a keystone password login, and any call given no timeout of its own
 TOKEN_EVERY_S = 2.0  # a password login costs keystone ~0.3 s of CPU: not more often
 VIP_EVERY_S = 0.05
 GALERA_EVERY_S = 0.25
@@ -366,7 +368,9 @@ def _api_session(t: ChaosTarget) -> tuple[Any, Callable[[], str]]:
     from keystoneauth1 import session
     from keystoneauth1.identity import v3
 
-    sess = session.Session()
+    # Bounded like every other call (a login that went to a host just cut off hung 61 s on the
+    # session's default, no timeout); a password login on a busy lab takes over 1 s.
+    sess = session.Session(timeout=LOGIN_TIMEOUT_S)
 
     def login() -> str:
         auth = v3.Password(auth_url=t.os_auth_url, username="admin", password=t.os_password, project_name="admin",
@@ -391,20 +395,30 @@ def api_tokens(load: Load, token: list[str]) -> None:
     load.loop(TOKEN_EVERY_S, once)
 
 
-def api_reader(load: Load, token: list[str]) -> None:
-    """api-NAME: each API read in turn with the newest token (any keystone validates any Fernet token)."""
+def api_reads(t: ChaosTarget) -> dict[str, str]:
+    """The reads, with the admin project's id where a URL holds keystone's `%(project_id)s` (asked once)."""
+    if not any(PROJECT_ID in url for url in t.api_reads.values()):
+        return dict(t.api_reads)
+    from keystoneauth1.identity import v3
+
+    sess, _ = _api_session(t)
+    auth = v3.Password(auth_url=t.os_auth_url, username="admin", password=t.os_password, project_name="admin",
+                       user_domain_id="default", project_domain_id="default")
+    project = str(auth.get_project_id(sess))
+    return {name: url.replace(PROJECT_ID, project) for name, url in t.api_reads.items()}
+
+
+def api_reader(load: Load, token: list[str], name: str, url: str) -> None:
+    """api-NAME: one API read every API_EVERY_S with the newest token (any keystone validates any Fernet
+    token). A thread per API: one API stuck on its timeout must not hold the others' reads back."""
     sess, _ = _api_session(load.t)
-    names = sorted(load.t.api_reads)
-    turn = [0]
 
     def once() -> None:
-        name = names[turn[0] % len(names)]
-        turn[0] += 1
         if not token[0]:
             return
         t0 = time.monotonic()
         try:
-            resp = sess.get(load.t.api_reads[name], headers={"X-Auth-Token": token[0]}, authenticated=False,
+            resp = sess.get(url, headers={"X-Auth-Token": token[0]}, authenticated=False,
                             raise_exc=False, timeout=load.t.client_timeout_s)
             ok = 200 <= resp.status_code < 300
             load.rec.op(API_PREFIX + name, "", t0, ok, "" if ok else f"HTTP {resp.status_code}")
@@ -583,15 +597,15 @@ def main() -> int:
         workers += [(f"mongo-{n}", mongo_sampler, (n, a)) for n, a in t.mongo_members.items()]
     if t.api_reads:
         token = [""]
-        workers += [(API_TOKEN, api_tokens, (token,)), ("api-reads", api_reader, (token,))]
+        workers.append((API_TOKEN, api_tokens, (token,)))
+        workers += [(API_PREFIX + name, api_reader, (token, name, url)) for name, url in sorted(api_reads(t).items())]
         if t.compute_url:
             workers.append((API_SERVERS, server_creator, (token, server_image(t))))
     load = Load(t, rec, stop, deadline)
     threads = [threading.Thread(target=fn, args=(load, *args), name=name, daemon=True) for name, fn, args in workers]
     for th in threads:
         th.start()
-    wanted = {name for name, _, _ in workers if not name.startswith(("galera-", "mongo-", "api-reads"))}
-    wanted |= {API_PREFIX + name for name in t.api_reads}
+    wanted = {name for name, _, _ in workers if not name.startswith(("galera-", "mongo-"))}
     ready_by = time.monotonic() + 60
     while rec.first_ok < wanted and time.monotonic() < ready_by:
         time.sleep(0.05)

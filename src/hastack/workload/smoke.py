@@ -6,7 +6,10 @@
 - mongodb: a document written with majority write concern is read from each
   secondary;
 - openstack: a token issued through the VIP, an image uploaded to glance and
-  downloaded again, byte for byte (openstacksdk, as a user's client works).
+  downloaded again, byte for byte (openstacksdk, as a user's client works), a
+  server booted to ACTIVE and deleted;
+- horizon: its login page opened through the VIP in headless Chromium (Debian's),
+  the admin logged in, and the page after it kept as a screenshot.
 
 `python -m hastack.workload.smoke` reads its target (addresses, credentials)
 as JSON on stdin, so no secret is ever on a command line, and prints one JSON
@@ -29,13 +32,14 @@ from pydantic import BaseModel, ConfigDict
 from hastack.common.poll import until
 from hastack.components.mongodb import PORT as MONGO_PORT
 from hastack.render.galera import PROBE_DB, PROBE_USER
-from hastack.render.openstack_run import ADMIN, FLAVOR, IMAGE, auth_url
-from hastack.spec.catalog import RUN
+from hastack.render.openstack_run import ADMIN, FLAVOR, HORIZON_LOGIN, IMAGE, auth_url
+from hastack.spec.catalog import BY_NAME, RUN
 from hastack.spec.model import Spec
 
 SMOKE_QUEUE = "hastack.smoke"
 READ_TIMEOUT = 15.0
 SERVER_WAIT_S = 120  # a fake-driver boot takes seconds; scheduling waits on placement and the bus
+HORIZON_WAIT_S = 60  # a page, or the login: horizon asks keystone, then nova and others for the overview
 
 
 class Target(BaseModel):
@@ -62,6 +66,8 @@ class Target(BaseModel):
     os_region: str = ""
     os_image: bool = False  # glance runs: upload and download an image
     os_server: bool = False  # nova runs: boot a server from deploy's flavor and image, then delete it
+    horizon_url: str = ""  # horizon runs: its login page through the VIP
+    screenshot: str = ""  # where the page after horizon's login is kept (PNG)
 
 
 def target(spec: Spec, secrets: dict[str, str] | Any, mongo_user: str) -> Target:
@@ -82,6 +88,8 @@ def target(spec: Spec, secrets: dict[str, str] | Any, mongo_user: str) -> Target
         kw |= {"os_auth_url": auth_url(spec) + "/v3", "os_password": secrets["keystone_admin_password"],
                "os_region": spec.openstack.region, "os_image": "glance" in spec.openstack.services,
                "os_server": {"nova", "glance", "neutron"} <= set(spec.openstack.services)}
+        if "horizon" in spec.openstack.services:
+            kw["horizon_url"] = f"http://{vip}:{BY_NAME['horizon'].port}{HORIZON_LOGIN}"
     return Target(**kw)
 
 
@@ -275,13 +283,60 @@ def server_lifecycle(cloud: Any, c: Check) -> None:
                  f"and deleted in {c.evidence['deleted_s']:.1f} s")
 
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"  # Debian's chromium-driver: Selenium fetches no driver of its own
+
+
+def horizon_check(t: Target) -> Check:
+    """horizon's login page through the VIP in headless Chromium; the admin logs in; the next page is kept."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    c = Check("horizon")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    # As root in a namespace: no sandbox; no /dev/shm assumptions; a window big enough to read.
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,900"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        driver.set_page_load_timeout(HORIZON_WAIT_S)
+        t0 = time.monotonic()
+        driver.get(t.horizon_url)
+        wait = WebDriverWait(driver, HORIZON_WAIT_S)
+        wait.until(ec.presence_of_element_located((By.ID, "id_username")))
+        c.evidence["login_page_s"] = round(time.monotonic() - t0, 2)
+        driver.find_element(By.ID, "id_username").send_keys(ADMIN)
+        driver.find_element(By.ID, "id_password").send_keys(t.os_password)
+        t1 = time.monotonic()
+        driver.find_element(By.ID, "loginBtn").click()
+        # Logged in: the page has a logout link (a failed login stays on the form with an error).
+        wait.until(lambda d: "/auth/login" not in d.current_url
+                   and d.find_elements(By.CSS_SELECTOR, "a[href$='/auth/logout/']"))
+        c.evidence |= {"logged_in_s": round(time.monotonic() - t1, 2), "url": driver.current_url,
+                       "title": driver.title}
+        if t.screenshot:
+            driver.save_screenshot(t.screenshot)
+            c.evidence["screenshot"] = t.screenshot
+        c.ok = True
+        c.detail = (f"login page in {c.evidence['login_page_s']:.1f} s; admin logged in ({driver.title!r}, "
+                    f"{c.evidence['logged_in_s']:.1f} s)" + (f"; screenshot {t.screenshot}" if t.screenshot else ""))
+    finally:
+        driver.quit()
+    return c
+
+
 CHECKS: dict[str, Callable[[Target], Check]] = {"galera": galera, "rabbitmq": rabbitmq, "mongodb": mongodb,
-                                                "openstack": openstack_check}
+                                                "openstack": openstack_check, "horizon": horizon_check}
 
 
 def run(t: Target) -> list[Check]:
     wanted = [("galera", bool(t.galera_nodes)), ("rabbitmq", bool(t.rabbit_hosts)), ("mongodb", bool(t.mongo_members)),
-              ("openstack", bool(t.os_auth_url))]
+              ("openstack", bool(t.os_auth_url)), ("horizon", bool(t.horizon_url))]
     out = []
     for name, enabled in wanted:
         if not enabled:

@@ -31,8 +31,10 @@ from hastack.render.openstack_run import (
     CREDENTIAL_DIR,
     FERNET_DIR,
     FLAVOR,
+    HORIZON_SETTINGS,
     IMAGE,
     auth_url,
+    catalog_names,
     log_path,
     public_url,
     unit_path,
@@ -42,7 +44,7 @@ from hastack.spec.catalog import BY_NAME, IDENTITY, Daemon, Endpoint, daemons_fo
 from hastack.spec.model import Role, Spec
 
 # keystone first: every other service checks its tokens.
-ORDER = ("keystone", "placement", "glance", "neutron", "nova")
+ORDER = ("keystone", "placement", "glance", "neutron", "nova", "cinder", "heat", "horizon")
 API_WAIT_S = 180.0
 # The admin's client on a controller; each resource made only when it is missing (or, an image,
 # not active: an upload cut short leaves one queued). The admin project's servers are not bounded:
@@ -80,7 +82,8 @@ def plan_daemons(daemons: tuple[Daemon, ...], hosts: tuple[str, ...], changed: M
     """Pure: a daemon restarts where any file it reads changed (its unit, uwsgi ini, config fragment, keys)."""
     out = []
     for d in daemons:
-        mine = {unit_path(d), uwsgi_path(d), fragment_path(d.project)}
+        mine = {unit_path(d), uwsgi_path(d), fragment_path(d.project)} | (
+            {HORIZON_SETTINGS} if d.project == "horizon" else set())
         for h in hosts:
             keys = {p for p in changed.get(h, set()) if p.startswith((FERNET_DIR, CREDENTIAL_DIR))}
             out.append(Restart(d.unit, h, bool(mine & changed.get(h, set())) or (d.project == "keystone"
@@ -91,11 +94,11 @@ def plan_daemons(daemons: tuple[Daemon, ...], hosts: tuple[str, ...], changed: M
 def catalog_want(spec: Spec, secrets: Mapping[str, str]) -> dict[str, object]:
     """What keystone must hold: every project hastack runs, with its user (not keystone's own) and URL."""
     services = []
-    for project in [p for p in ORDER if p in spec.openstack.services]:
-        ident = IDENTITY[project]
-        services.append({"name": project, "type": ident.type, "url": public_url(spec, project),
+    for name in catalog_names(spec):
+        ident = IDENTITY[name]
+        services.append({"name": name, "type": ident.type, "url": public_url(spec, name),
                          "description": ident.description,
-                         "password": "" if project == "keystone" else secrets[service_password_key(project)]})
+                         "password": secrets[service_password_key(ident.project)] if ident.user else ""})
     return {"auth_url": auth_url(spec), "admin_password": secrets["keystone_admin_password"],
             "region": spec.openstack.region, "services": services}
 
@@ -108,7 +111,7 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
     controllers = tuple(h for h in phase.hosts if spec.node(h).has(Role.CONTROLLER))
     computes = tuple(n.name for n in spec.with_role(Role.COMPUTE))
     first = controllers[0]
-    await sync_schemas(ctx, controllers, [p for p in ORDER if p in spec.openstack.services])
+    await sync_schemas(ctx, controllers, [p for p in ORDER if p in spec.openstack.services and p in SCHEMAS])
     changed = {h: {p for p, c in ctx.pushed.get(h, {}).items() if c is not Change.NONE} for h in phase.hosts}
     keystone = tuple(d for d in daemons if d.project == "keystone")
     for group in (keystone, tuple(d for d in daemons if d.project != "keystone")):
