@@ -9,6 +9,7 @@ from pathlib import Path
 from hastack.components.pacemaker import PacemakerState, parse_crm_mon
 from hastack.lab.netns import netns
 from hastack.render.corosync import link_addresses
+from hastack.render.pacemaker import PING_ATTRIBUTE
 from hastack.spec.load import load_spec
 from tests.helpers import SEED
 from tests.integration.conftest import Rendered, render_to, require
@@ -60,11 +61,23 @@ def _crm_mon(cib: Path) -> PacemakerState:
     return parse_crm_mon(res.stdout)
 
 
+def _reach(cib: Path, node: str, targets: int) -> None:
+    """What the ping clone would record on `node`: how many management targets answered (the
+    simulator runs no agent, so the attribute is set as the agent sets it, a transient one)."""
+    res = subprocess.run([require("crm_attribute"), "--node", node, "--name", PING_ATTRIBUTE, "--update",
+                          str(targets), "--lifetime", "reboot"], capture_output=True, text=True, timeout=60,
+                         check=False, env={**os.environ, "CIB_file": str(cib)})
+    assert res.returncode == 0, res.stderr
+
+
 def _all_up(r: Rendered, tmp: Path) -> Path:
     cib = r.path(r.spec.corosync.nodes[0], "/etc/hastack/cib.xml")
-    up = tmp / "up.xml"
+    booted, up = tmp / "booted.xml", tmp / "up.xml"
     args = [a for n in r.spec.corosync.nodes for a in ("-u", n)]
-    _simulate(cib, up, *args, "-q", "1")
+    _simulate(cib, booted, *args, "-q", "1")
+    for node in r.spec.haproxy.nodes:  # every haproxy node reaches its management network
+        _reach(booted, node, len(r.spec.ping_targets(r.spec.node(node))))
+    _simulate(booted, up)
     return up
 
 
@@ -96,6 +109,24 @@ def test_vip_moves_to_a_survivor_never_to_the_voting_node(tmp_path: Path) -> Non
     assert "ctl1" not in state.online()
     assert state.where("vip-internal") == ("ctl2",)
     assert state.where("haproxy-clone") == ("ctl2",)
+
+
+def test_vip_leaves_a_holder_that_reaches_nobody_and_stays_off_an_unknown_one(tmp_path: Path) -> None:
+    r = render_to(load_spec(SEED), tmp_path / "out")
+    up = _all_up(r, tmp_path)
+    assert _crm_mon(up).where("vip-internal") == ("ctl1",)
+    # ctl1 lost its clients' network, its rings up: still a member, no longer a VIP holder.
+    _reach(up, "ctl1", 0)
+    cut = tmp_path / "cut.xml"
+    _simulate(up, cut)
+    state = _crm_mon(cut)
+    assert "ctl1" in state.online() and state.where("vip-internal") == ("ctl2",)
+    assert sorted(state.where("haproxy-clone")) == ["ctl1", "ctl2"]  # haproxy stays; only the address moves
+    # Nobody known to reach the network (before the first ping): the VIP waits rather than guess.
+    booted = tmp_path / "unknown.xml"
+    _simulate(r.path("ctl1", "/etc/hastack/cib.xml"), booted, *[a for n in r.spec.corosync.nodes for a in ("-u", n)],
+              "-q", "1")
+    assert _crm_mon(booted).where("vip-internal") == ()
 
 
 def test_crm_verify_rejects_a_broken_cib(tmp_path: Path) -> None:
