@@ -29,6 +29,12 @@ def files(tree: Tree, host: str, path: str) -> str:
     return tree[host][path].content.decode()
 
 
+def ini(tree: Tree, host: str, path: str) -> configparser.ConfigParser:
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.read_string(files(tree, host, path))
+    return cp
+
+
 def test_render_is_deterministic(spec: Spec) -> None:
     secrets = secrets_for(spec)
     a, b = render_all(spec, secrets), render_all(spec, secrets)
@@ -181,8 +187,7 @@ def test_openstack_fragments() -> None:
     spec = load_spec(THREE)
     secrets = secrets_for(spec)
     tree = render_all(spec, secrets)
-    cp = configparser.ConfigParser(interpolation=None)
-    cp.read_string(files(tree, "ctl1", "/etc/nova/nova.conf.d/50-hastack-ha.conf"))
+    cp = ini(tree, "ctl1", "/etc/nova/nova.conf.d/50-hastack-ha.conf")
     url = urlsplit(cp["DEFAULT"]["transport_url"])
     assert url.scheme == "rabbit"
     assert [h.split("@")[1] for h in url.netloc.split(",")] == [
@@ -192,12 +197,10 @@ def test_openstack_fragments() -> None:
     assert db.hostname == "10.77.0.10" and db.path == "/nova"
     assert urlsplit(cp["api_database"]["connection"]).path == "/nova_api"
     assert cp["cache"]["memcache_servers"] == "10.77.0.10:11211"
-    neutron = configparser.ConfigParser(interpolation=None)
-    neutron.read_string(files(tree, "ctl2", "/etc/neutron/neutron.conf.d/50-hastack-ha.conf"))
+    neutron = ini(tree, "ctl2", "/etc/neutron/neutron.conf.d/50-hastack-ha.conf")
     assert neutron["DEFAULT"]["l3_ha"] == "true"
     assert neutron["DEFAULT"]["max_l3_agents_per_router"] == "3"
-    compute = configparser.ConfigParser(interpolation=None)
-    compute.read_string(files(tree, "compute1", "/etc/nova/nova.conf.d/50-hastack-ha.conf"))
+    compute = ini(tree, "compute1", "/etc/nova/nova.conf.d/50-hastack-ha.conf")
     assert "database" not in compute  # computes never reach the database directly
 
 
@@ -205,14 +208,12 @@ def test_cinder_heat_and_horizon_run_bound_to_their_node() -> None:
     spec = load_spec(THREE)
     secrets = secrets_for(spec)
     tree = render_all(spec, secrets)
-    heat = configparser.ConfigParser(interpolation=None)
-    heat.read_string(files(tree, "ctl2", "/etc/heat/heat.conf.d/50-hastack-ha.conf"))
+    heat = ini(tree, "ctl2", "/etc/heat/heat.conf.d/50-hastack-ha.conf")
     # The engine acts for users through trusts given to heat's own user; instances call the CFN API on the VIP.
     assert heat["trustee"]["username"] == "heat" and heat["trustee"]["password"] == secrets["os_heat_password"]
     assert heat["DEFAULT"]["heat_metadata_server_url"] == "http://10.77.0.10:8000"
     assert urlsplit(heat["database"]["connection"]).path == "/heat"
-    cinder = configparser.ConfigParser(interpolation=None)
-    cinder.read_string(files(tree, "ctl2", "/etc/cinder/cinder.conf.d/50-hastack-ha.conf"))
+    cinder = ini(tree, "ctl2", "/etc/cinder/cinder.conf.d/50-hastack-ha.conf")
     assert cinder["DEFAULT"]["my_ip"] == "10.77.0.12" and cinder["keystone_authtoken"]["username"] == "cinder"
     for unit in ("cinder-api", "heat-api", "heat-api-cfn", "horizon"):
         assert "http-socket = 10.77.0.12:" in files(tree, "ctl2", f"/etc/hastack/uwsgi/{unit}.ini"), unit
