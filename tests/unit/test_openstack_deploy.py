@@ -16,10 +16,10 @@ from hastack.render import render_all
 from hastack.render.openstack import fragment_path
 from hastack.render.openstack_run import FERNET_DIR, unit_path, uwsgi_path
 from hastack.spec.catalog import daemons_for
-from hastack.spec.load import load_spec
-from tests.helpers import THREE
+from hastack.spec.model import EVERY_SERVICE
+from tests.helpers import variant
 
-SPEC = load_spec(THREE)
+SPEC = variant(openstack={"services": list(EVERY_SERVICE)})
 SECRETS = complete(SPEC, {})[0]
 
 

@@ -16,7 +16,7 @@ from hastack.render.files import Tree
 from hastack.render.pacemaker import build_cib
 from hastack.spec.errors import SpecLoadError
 from hastack.spec.load import load_spec
-from hastack.spec.model import Spec
+from hastack.spec.model import EVERY_SERVICE, Spec
 from tests.helpers import SEED, THREE, secrets_for, variant
 
 
@@ -205,7 +205,7 @@ def test_openstack_fragments() -> None:
 
 
 def test_cinder_heat_and_horizon_run_bound_to_their_node() -> None:
-    spec = load_spec(THREE)
+    spec = variant(openstack={"services": list(EVERY_SERVICE)})
     secrets = secrets_for(spec)
     tree = render_all(spec, secrets)
     heat = ini(tree, "ctl2", "/etc/heat/heat.conf.d/50-hastack-ha.conf")

@@ -19,9 +19,9 @@ from hastack.components.rabbitmq import parse_cluster_status, parse_quorum_queue
 from hastack.lab.fence import lab_fencing
 from hastack.lab.layout import layout
 from hastack.spec.load import load_spec
-from hastack.spec.model import Spec
+from hastack.spec.model import EVERY_SERVICE, Spec
 from hastack.status.model import Facts, Row, galera_writer, host_view, verdict
-from tests.helpers import SEED, THREE
+from tests.helpers import SEED, variant
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -52,7 +52,8 @@ def healthy_facts() -> Facts:
 
 
 def spec() -> Spec:
-    s = load_spec(THREE)
+    # The fixtures are from a lab running all eight OpenStack services.
+    s = variant(openstack={"services": list(EVERY_SERVICE)})
     return lab_fencing(s, layout(s))
 
 

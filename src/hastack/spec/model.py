@@ -318,8 +318,10 @@ class Spec(Frozen):
             str(a) for a in self.networks.ping_targets)
 
 
-# What hastack runs, all of it: the guide's services that still exist.
-DEFAULT_SERVICES = ("keystone", "glance", "nova", "placement", "neutron", "cinder", "heat", "horizon")
+# What hastack runs by default. cinder, heat and horizon run too when listed; they are not in the
+# default yet: with them a host crash in the 2-core CI lab once did not heal within its 360 s bound.
+DEFAULT_SERVICES = ("keystone", "glance", "nova", "placement", "neutron")
+EVERY_SERVICE = (*DEFAULT_SERVICES, "cinder", "heat", "horizon")
 
 
 def _fill(data: dict[str, Any], key: str, field: str, value: Any, *, if_absent: bool = False) -> None:
