@@ -363,19 +363,24 @@ def mongo_readback(t: ChaosTarget) -> Readback:
 
 # -- api ---------------------------------------------------------------------
 
+def _admin_auth(t: ChaosTarget) -> Any:
+    """A fresh password login as the cloud's admin (each one issues a new token)."""
+    from keystoneauth1.identity import v3
+
+    return v3.Password(auth_url=t.os_auth_url, username="admin", password=t.os_password, project_name="admin",
+                       user_domain_id="default", project_domain_id="default")
+
+
 def _api_session(t: ChaosTarget) -> tuple[Any, Callable[[], str]]:
     """A keystoneauth session, and a login that issues a new token each time it is called."""
     from keystoneauth1 import session
-    from keystoneauth1.identity import v3
 
     # Bounded like every other call (a login that went to a host just cut off hung 61 s on the
     # session's default, no timeout); a password login on a busy lab takes over 1 s.
     sess = session.Session(timeout=LOGIN_TIMEOUT_S)
 
     def login() -> str:
-        auth = v3.Password(auth_url=t.os_auth_url, username="admin", password=t.os_password, project_name="admin",
-                           user_domain_id="default", project_domain_id="default")
-        return str(auth.get_token(sess))
+        return str(_admin_auth(t).get_token(sess))
 
     return sess, login
 
@@ -399,12 +404,8 @@ def api_reads(t: ChaosTarget) -> dict[str, str]:
     """The reads, with the admin project's id where a URL holds keystone's `%(project_id)s` (asked once)."""
     if not any(PROJECT_ID in url for url in t.api_reads.values()):
         return dict(t.api_reads)
-    from keystoneauth1.identity import v3
-
     sess, _ = _api_session(t)
-    auth = v3.Password(auth_url=t.os_auth_url, username="admin", password=t.os_password, project_name="admin",
-                       user_domain_id="default", project_domain_id="default")
-    project = str(auth.get_project_id(sess))
+    project = str(_admin_auth(t).get_project_id(sess))
     return {name: url.replace(PROJECT_ID, project) for name, url in t.api_reads.items()}
 
 
