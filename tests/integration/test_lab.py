@@ -412,7 +412,7 @@ def test_chaos_loses_nothing_and_heals(lab: Path, scenario: str) -> None:
         # The run's own progress (what recover saw and did) and the sick clusters' journals.
         _, status = cli_json("status", str(lab), timeout=120)
         sick = [c["component"] for c in status["components"] if not c["healthy"]]
-        pytest.fail(f"{failed}\n{res.stderr[-4000:]}\n{evidence(lab, sick)}")
+        pytest.fail(f"{failed}\n{res.stderr[-8000:]}\n{evidence(lab, sick)}")
     assert not failed, failed
     if scenario == "power-loss":  # `hastack recover` ran, and brought every cluster back by itself
         rec = report["recovery"]

@@ -80,9 +80,9 @@ CASES = [
                                                   ":100:.yaml"), 2, ":100:.yaml"),
     Bad("fence target overridden", lambda t: three(t, FENCE, FENCE + " pcmk_host_list: ctl2,"), 2,
         "pcmk_host_list is set by hastack"),
-    Bad("escape sequence in a waiver", lambda t: three(t, "cluster: openstack",
-                                                       'cluster: openstack\nwaivers:\n  - {code: HA110, reason: '
-                                                       '"\\e[2J\\e[31mall fine here, really"}'), 2, "waivers"),
+    Bad("escape sequence in a waiver", lambda t: three(t, "waivers:\n",
+                                                       'waivers:\n  - {code: HA110, reason: '
+                                                       '"\\e[2J\\e[31mall fine here, really"}\n'), 2, "waivers[0]"),
     Bad("fence password echoed", lambda t: three(t, FENCE, FENCE + " password: 'hunter2 secret!',"), 2,
         "value (hidden", never="hunter2"),
 ]

@@ -20,6 +20,7 @@ from hastack.hosts.ssh import Result
 from hastack.recovery.run import Report as RecoveryReport
 from hastack.recovery.run import Round
 from hastack.spec.load import load_spec
+from hastack.status.model import Row
 from hastack.workload.history import DB, History, Op, Readback
 from tests.helpers import THREE
 from tests.unit.fake_cluster import cluster, fake_reachable
@@ -36,9 +37,11 @@ def lab(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Health answers from a script, a fault that only records, a workload that reports a history."""
     world: dict[str, Any] = {"health": [True], "faults": [], "undone": 0, "progress": []}
 
-    def healthy(spec: Any, secrets: Any, access: Any) -> tuple[bool, Any]:
+    def healthy(spec: Any, secrets: Any, access: Any) -> tuple[bool, Any, tuple[Row, ...]]:
         answer = world["health"].pop(0) if len(world["health"]) > 1 else world["health"][0]
-        return answer, healthy_facts()
+        rows = (Row("galera", True, "3/3 synced"),
+                Row("openstack", answer, "", () if answer else ("orchestration: HTTP 503",)))
+        return answer, healthy_facts(), rows
 
     def fault(shot: chaos.Shot) -> chaos.Undo:
         world["faults"].append((shot.scenario.name, shot.host))
@@ -94,6 +97,10 @@ def test_a_cluster_that_never_heals_is_judged_not_healthy(lab: dict[str, Any]) -
     lab["health"] = [True, False]
     report = run("stack-crash", lab, heal_bound_s=0.2)
     assert report.healed_s is None and not report.ok
+    # What stayed sick is in the run's progress: once when it changed, once at the bound.
+    said = [p for p in lab["progress"] if "orchestration: HTTP 503" in p]
+    assert said[0].endswith("unhealthy: openstack: orchestration: HTTP 503") and len(said) == 2, said
+    assert said[-1] == "not healed within 0 s; still unhealthy: openstack: orchestration: HTTP 503"
     assert any(not i.ok and i.name == "healthy again" for i in report.judgement.invariants)
 
 
@@ -188,8 +195,8 @@ def test_health_is_every_verdict_of_one_probe(monkeypatch: pytest.MonkeyPatch) -
         return healthy_facts()
 
     monkeypatch.setattr(chaos, "probe", probe)
-    ok, facts = chaos._healthy(SPEC, SECRETS, ACCESS)
-    assert ok and facts == healthy_facts()
+    ok, facts, rows = chaos._healthy(SPEC, SECRETS, ACCESS)
+    assert ok and facts == healthy_facts() and {r.component for r in rows} >= {"galera", "rabbitmq", "haproxy"}
 
 
 def test_a_scenario_that_recovers_runs_recover_once_and_keeps_its_history(

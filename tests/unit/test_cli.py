@@ -41,7 +41,7 @@ def test_check_json(tmp_path: Path) -> None:
     code, out = run("check", str(SEED), "--format", "json")
     doc = json.loads(out)
     assert code == 0 and doc["ok"] is True and doc["counts"]["warning"] == 3
-    assert {f["code"] for f in doc["findings"]} == {"HA202", "HA303", "HA402"}
+    assert {f["code"] for f in doc["findings"] if not f.get("waived")} == {"HA202", "HA303", "HA402"}
 
 
 def test_check_errors_exit_one(tmp_path: Path) -> None:
@@ -101,7 +101,7 @@ def test_render_refuses_blocking_findings(tmp_path: Path) -> None:
 
 def test_render_with_waiver(tmp_path: Path) -> None:
     text = THREE.read_text().replace("fencing: true", "fencing: false")
-    text += "\nwaivers:\n  - {code: HA110, reason: \"no fence device in this test rig\"}\n"
+    text = text.replace("waivers:\n", "waivers:\n  - {code: HA110, reason: \"no fence device in this test rig\"}\n")
     spec = copy_spec(tmp_path, text=text)
     code, out = run("render", str(spec), "-o", str(tmp_path / "out"))
     assert code == 0, out

@@ -147,6 +147,9 @@ def test_each_controller_binds_its_own_address_with_the_spec_s_workers_and_share
         assert glance["keystone_authtoken"]["password"] == SECRETS["os_glance_password"]
         placement = tree[host][fragment_path("placement")].content.decode()
         assert "[placement_database]" in placement and "[database]" not in placement
+        keystone = configparser.ConfigParser(interpolation=None)
+        keystone.read_string(tree[host][fragment_path("keystone")].content.decode())
+        assert keystone["identity"]["password_hash_rounds"] == str(SPEC.openstack.password_hash_rounds)
     keys = {tree[h][f"{FERNET_DIR}/1"].content for h in controllers}
     assert len(keys) == 1 and keys == {SECRETS[FERNET_KEYS[1]].encode()}
     assert tree["ctl1"][f"{FERNET_DIR}/1"].mode == 0o600 and tree["ctl1"][f"{FERNET_DIR}/1"].owner == "keystone"

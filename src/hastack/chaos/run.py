@@ -39,7 +39,7 @@ from hastack.recovery.run import Round, recover
 from hastack.render.openstack_run import api_reads, public_url
 from hastack.spec.model import Spec
 from hastack.status.gather import probe
-from hastack.status.model import Facts, verdict
+from hastack.status.model import Facts, Row, verdict
 from hastack.workload.chaos_load import READBACK_S, ChaosTarget
 from hastack.workload.history import History
 from hastack.workload.smoke import target
@@ -73,9 +73,15 @@ class RunReport:
         return self.judgement.ok
 
 
-def _healthy(spec: Spec, secrets: Secrets, access: Access) -> tuple[bool, Facts]:
+def _healthy(spec: Spec, secrets: Secrets, access: Access) -> tuple[bool, Facts, tuple[Row, ...]]:
     facts = asyncio.run(probe(spec, secrets, access))
-    return all(r.healthy for r in verdict(spec, facts)), facts
+    rows = verdict(spec, facts)
+    return all(r.healthy for r in rows), facts, rows
+
+
+def _sickness(rows: tuple[Row, ...]) -> str:
+    """The unhealthy rows and their problems, one line: what a run that does not heal reports."""
+    return "; ".join(f"{r.component}: {', '.join(r.problems)}" for r in rows if not r.healthy)
 
 
 def _recover(spec: Spec, secrets: Secrets, access: Access, progress: Progress, timeout: float) -> RecoveryReport:
@@ -299,22 +305,29 @@ def _fault_and_heal(shot: Shot, fault_at: float) -> _Heal:
             progress(f"power back {time.monotonic() - fault_at:.1f} s after the fault; hastack recover")
             heal.recovery = _recover(shot.spec, shot.secrets, shot.access, progress, deadline - time.monotonic())
         ended = scenario.duration_s is None
+        sick = ""
         while time.monotonic() < deadline:
             if not ended and scenario.duration_s is not None and time.monotonic() - fault_at >= scenario.duration_s:
                 undo()
                 ended = True
                 progress(f"{scenario.name}: fault ended after {scenario.duration_s:.0f} s")
-            healthy = _healthy(shot.spec, shot.secrets, shot.access)[0]
+            healthy, _, rows = _healthy(shot.spec, shot.secrets, shot.access)
             now = time.monotonic()
             if not healthy and heal.seen_at is None:
                 heal.seen_at = now
                 progress(f"status sees the fault {now - fault_at:.1f} s after it")
+            # Each change in what is sick, so a run that does not heal shows what stayed sick, and since when.
+            if (now_sick := _sickness(rows)) != sick and not healthy:
+                progress(f"+{now - fault_at:.0f} s unhealthy: {now_sick}")
+            sick = now_sick
             # Healthy counts once status has seen the fault: a probe right after it
             # reports the state from before (corosync takes its token timeout to notice).
             if healthy and ended and (heal.seen_at is not None or now - fault_at > UNSEEN_S):
                 heal.healed_at = now
                 progress(f"every cluster healthy {now - fault_at:.1f} s after the fault")
                 break
+        else:
+            progress(f"not healed within {scenario.heal_bound_s:.0f} s; still unhealthy: {sick or 'nothing'}")
     finally:
         undo()
     return heal
@@ -383,7 +396,7 @@ def _workload(argv: list[str], payload: str) -> Iterator[_Workload]:
 def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progress: Progress, *,
         keep_history: Path | None = None) -> RunReport:
     """The scenario on a healthy lab under the recorded workload, judged from the record."""
-    ok, facts = _healthy(spec, secrets, access)
+    ok, facts, _ = _healthy(spec, secrets, access)
     if not ok:
         raise ChaosError("not every cluster is healthy: a fault on a sick cluster proves nothing "
                          "(`hastack status` says what is wrong)")

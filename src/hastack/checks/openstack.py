@@ -58,3 +58,20 @@ def not_run(spec: Spec) -> Iterator[Hit]:
     others = [s for s in spec.openstack.services if s not in RUN and s not in NO_DAEMON]
     if others:
         yield Hit("openstack", "fronted, not run: " + ", ".join(others))
+
+
+# Below this bcrypt cost a stolen keystone database gives up weak human passwords quickly.
+WEAK_ROUNDS = 10
+
+
+@rule("HA706", INFO, "cheap keystone password hashes",
+      why="""openstack.password_hash_rounds below 10 makes each login cheap (bcrypt at 4
+      rounds: ~1 ms of CPU, at 12: ~250 ms), which keeps logins fast on a CPU-starved
+      controller while a failed host's services restart. Generated passwords (every
+      account hastack creates) lose nothing; a password a human chose can be brute-forced
+      from a stolen keystone database.""",
+      fix="Keep it below 10 only where every password is generated; otherwise 12 (keystone's default).")
+def weak_hashes(spec: Spec) -> Iterator[Hit]:
+    rounds = spec.openstack.password_hash_rounds
+    if "keystone" in spec.openstack.services and rounds < WEAK_ROUNDS:
+        yield Hit("keystone", f"password_hash_rounds = {rounds}")

@@ -134,6 +134,8 @@ def _run_settings(spec: Spec, secrets: Secrets, project: str, node: Node, sectio
         # Three keys: staged, primary and one secondary for tokens issued before a rotation.
         sections["fernet_tokens"] = {"key_repository": f"{FERNET_DIR}/", "max_active_keys": "3"}
         sections["credential"] = {"key_repository": f"{CREDENTIAL_DIR}/"}
+        sections["identity"] = {"password_hash_algorithm": "bcrypt",
+                                "password_hash_rounds": str(spec.openstack.password_hash_rounds)}
         return
     sections["keystone_authtoken"] |= {
         "www_authenticate_uri": auth_url(spec), "auth_url": auth_url(spec), "auth_type": "password",

@@ -238,6 +238,10 @@ class OpenStack(Frozen):
     # Debian's defaults (8-16 processes of 32 threads) take gigabytes on a controller.
     api_workers: int = Field(default=2, ge=1, le=64)
     api_threads: int = Field(default=4, ge=1, le=64)
+    # keystone's bcrypt cost (2^rounds): ~0.25 s of CPU per password login at 12, keystone's default.
+    # Every account hastack creates has a generated 32-character password (~190 bits) no cost protects
+    # further; a human's chosen password does need it. Applies to passwords set after the change.
+    password_hash_rounds: int = Field(default=12, ge=4, le=31)
     glance: Glance = Glance()
 
 
