@@ -14,6 +14,7 @@ run (from each pytest run's JUnit XML), and one closing line `N passed, N failed
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import time
@@ -52,6 +53,7 @@ class Counts:
     skipped: int = 0
     errors: int = 0
     durations: list[tuple[float, str]] = field(default_factory=list)
+    heals: list[tuple[str, str]] = field(default_factory=list)  # (test, what its chaos run said about healing)
 
     def add_junit(self, path: Path) -> None:
         if not path.exists():
@@ -59,6 +61,8 @@ class Counts:
         for case in ET.parse(path).getroot().iter("testcase"):
             name = f"{case.get('classname', '')}::{case.get('name', '')}"
             self.durations.append((float(case.get("time", "0")), name))
+            out = case.find("system-out")
+            self.heals += [(name, m.group(0)) for m in HEAL.finditer(out.text or "")] if out is not None else []
             if case.find("failure") is not None:
                 self.failed += 1
             elif case.find("error") is not None:
@@ -67,6 +71,10 @@ class Counts:
                 self.skipped += 1
             else:
                 self.passed += 1
+
+
+# What a chaos run prints about healing; a passing run close to its bound is worth seeing too.
+HEAL = re.compile(r"every cluster healthy [0-9.]+ s after the fault|not healed within [0-9]+ s")
 
 
 def hms(seconds: float) -> str:
@@ -122,6 +130,10 @@ def main() -> int:
     print("\n=== the 15 slowest tests")
     for seconds, name in sorted(counts.durations, reverse=True)[:15]:
         print(f"  {seconds:8.1f} s  {name}")
+    if counts.heals:
+        print("\n=== chaos runs: time to heal")
+        for name, said in counts.heals:
+            print(f"  {name.rsplit('[', 1)[-1].rstrip(']'):<40} {said}")
     print()
     if unfinished:
         print(f"parts that did not finish, each counted as one failure: {', '.join(unfinished)}")

@@ -402,6 +402,7 @@ def test_fencing_powers_a_host_off_and_it_rejoins(lab: Path, case: Case) -> None
                                       "link-loss", "link-latency", "split", pytest.param("power-loss", marks=fast)])
 def test_chaos_loses_nothing_and_heals(lab: Path, scenario: str) -> None:
     res, report = cli_json_run("chaos", scenario, str(lab), timeout=900)
+    print(res.stderr)  # the run's progress, kept in the JUnit XML even when it passes
     failed = {i["name"]: i["detail"] for i in report["judgement"]["invariants"] if not i["ok"]}
     if scenario == "split" and load_spec(lab).vip_manager is VipManager.KEEPALIVED_QUORUM:
         # HA122's trade: VRRP moves the VIP in ~0.4 s, before corosync sees the split and the

@@ -1,0 +1,223 @@
+"""Instance HA's decisions: which failed compute hosts are surely dead, and what moves off them. Pure.
+
+One rule above all: nothing is evacuated from a host until its fence is
+confirmed. A compute that only looks dead (cut off, its nova-compute silent)
+may still run its instances; a second copy of each on another host would be
+two writers on one disk. So a failed host's instances move only when
+
+- pacemaker no longer counts it as a member that may run anything (not
+  online, not "unclean": an unclean node is one it still has to fence), and
+- the fence history holds a successful fence of it *after* its nova-compute
+  last reported: whatever ran there has stopped since its last sign of life.
+
+Then its nova-compute is forced down (nova evacuates only from a host it
+believes down, and need not wait `service_down_time`), every instance on it
+is evacuated, and once none is left and the host is back, `forced_down` is
+cleared. More failed hosts than the policy allows at once is not a compute
+failure but a network or control-plane fault: nothing is forced down or
+moved unless the operator overrides.
+
+Facts in, a plan out: the evacuator on the controllers (and `hastack
+evacuate`) read the facts, call `decide`, apply the actions and read again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Member(StrEnum):
+    """The compute host as the cluster stack sees it (a pacemaker_remote node)."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"  # fenced or stopped cleanly: runs nothing
+    UNCLEAN = "unclean"  # failed, not yet fenced: may still run anything
+    UNKNOWN = "unknown"  # no cluster view (no controller answered)
+
+
+@dataclass(frozen=True)
+class Fencing:
+    """The host's fence history: the last successful fence, the last failed attempt (epoch seconds)."""
+
+    done_at: float | None = None
+    failed_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Service:
+    """The host's nova-compute as nova's API shows it."""
+
+    up: bool
+    forced_down: bool = False
+    updated_at: float | None = None  # its last report (epoch seconds)
+    disabled: bool = False
+
+
+# Instances nova is already moving or rebuilding: asked once, not again.
+BUSY_TASKS = frozenset({"rebuilding", "rebuild_block_device_mapping", "rebuild_spawning", "migrating",
+                        "resize_migrating", "deleting"})
+
+
+@dataclass(frozen=True)
+class Instance:
+    id: str
+    status: str  # nova's: ACTIVE, SHUTOFF, ERROR, REBUILD...
+    task_state: str | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.task_state in BUSY_TASKS or self.status in ("REBUILD", "MIGRATING", "DELETED")
+
+
+@dataclass(frozen=True)
+class Compute:
+    name: str
+    member: Member
+    fencing: Fencing = Fencing()
+    service: Service | None = None  # None: nova does not know the host (or nova did not answer)
+    instances: tuple[Instance, ...] = ()  # those nova places on this host
+
+
+@dataclass(frozen=True)
+class Policy:
+    evacuate: frozenset[str]  # hosts whose instances move; the rest are fenced and left alone
+    reserved: tuple[str, ...] = ()  # computes kept empty (disabled in nova) until an evacuation needs them
+    max_failed: int = 0  # more failed hosts than this at once: a network or control-plane fault
+    override: bool = False  # the operator says: evacuate even so
+
+
+def default_max_failed(computes: int) -> int:
+    """At most half of the computes may fail at once and still count as host failures."""
+    return computes // 2
+
+
+class Step(StrEnum):
+    FORCE_DOWN = "force-down"  # nova-compute's forced_down = true
+    ENABLE = "enable"  # a reserved host's nova-compute service enabled: it can take instances
+    EVACUATE = "evacuate"  # one instance rebuilt elsewhere (nova picks the host)
+    CLEAR = "clear"  # forced_down = false: the host is back and empty of evacuated instances
+
+
+@dataclass(frozen=True)
+class Action:
+    step: Step
+    host: str
+    instance: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.step.value} {self.host}" + (f" {self.instance}" if self.instance else "")
+
+
+class State(StrEnum):
+    """What the evacuator makes of one host; status shows it."""
+
+    HEALTHY = "healthy"
+    WAIT_FENCE = "waiting for fence"  # failed, no confirmed fence yet: nothing moves
+    FENCE_FAILED = "fence failed"  # the last attempt failed: nothing moves, a person must look
+    EVACUATING = "evacuating"
+    FENCED = "fenced, not evacuated"  # evacuate: false in the spec
+    REFUSED = "refused"  # too many failed at once, and no override
+    RETURNING = "returning"  # back, evacuations done: forced_down cleared
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    host: str
+    state: State
+    reason: str
+    actions: tuple[Action, ...] = ()
+
+
+# The order a plan's steps run in: a host is down for nova before anything moves off it, a reserved
+# host open before the evacuations that need it.
+ORDER = (Step.FORCE_DOWN, Step.ENABLE, Step.EVACUATE, Step.CLEAR)
+
+
+@dataclass(frozen=True)
+class Plan:
+    hosts: tuple[HostPlan, ...]
+    refusal: str = ""  # why nothing moves anywhere, when that is the decision
+    enable: tuple[Action, ...] = ()  # reserved hosts opened for this evacuation
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        every = [*self.enable, *(a for h in self.hosts for a in h.actions)]
+        return tuple(sorted(every, key=lambda a: ORDER.index(a.step)))
+
+    def of(self, host: str) -> HostPlan:
+        return next(h for h in self.hosts if h.host == host)
+
+
+def failed(c: Compute) -> bool:
+    return c.member is not Member.ONLINE
+
+
+def fence_failed(f: Fencing) -> bool:
+    """The last attempt failed: whatever succeeded before, pacemaker is fencing the host again."""
+    return f.failed_at is not None and (f.done_at is None or f.failed_at > f.done_at)
+
+
+def fence_confirmed(c: Compute) -> bool:
+    """Fenced after its nova-compute's last report, and pacemaker does not still owe a fence."""
+    if c.member in (Member.ONLINE, Member.UNCLEAN) or c.fencing.done_at is None or fence_failed(c.fencing):
+        return False
+    last_seen = c.service.updated_at if c.service else None
+    return last_seen is None or c.fencing.done_at > last_seen
+
+
+def _fmt(t: float | None) -> str:
+    return "never" if t is None else f"{t:.0f}"
+
+
+def _failed_host(c: Compute, policy: Policy, refusal: str) -> HostPlan:
+    if not fence_confirmed(c):
+        f = c.fencing
+        if fence_failed(f):
+            return HostPlan(c.name, State.FENCE_FAILED, f"fencing failed at {_fmt(f.failed_at)}: nothing moves "
+                            "until a fence succeeds")
+        seen = c.service.updated_at if c.service else None
+        why = ("pacemaker has not fenced it yet" if c.member is Member.UNCLEAN or f.done_at is None
+               else f"its last fence ({_fmt(f.done_at)}) is older than nova-compute's last report ({_fmt(seen)})")
+        return HostPlan(c.name, State.WAIT_FENCE, f"{c.member.value}; {why}: nothing moves")
+    if refusal:
+        return HostPlan(c.name, State.REFUSED, refusal)
+    actions: list[Action] = []
+    if c.service is not None and not c.service.forced_down:
+        actions.append(Action(Step.FORCE_DOWN, c.name))
+    if c.name not in policy.evacuate:
+        return HostPlan(c.name, State.FENCED, "fenced; evacuate: false in the spec", tuple(actions))
+    waiting = [i for i in c.instances if not i.busy]
+    actions += [Action(Step.EVACUATE, c.name, i.id) for i in waiting]
+    busy = len(c.instances) - len(waiting)
+    return HostPlan(c.name, State.EVACUATING, f"fenced at {_fmt(c.fencing.done_at)}; {len(waiting)} instance(s) to "
+                    f"evacuate, {busy} already moving", tuple(actions))
+
+
+def _online_host(c: Compute) -> HostPlan:
+    if c.service is None or not c.service.forced_down:
+        return HostPlan(c.name, State.HEALTHY, "online")
+    if c.instances:
+        # Back before its instances all left: they keep moving (nova-compute waits, forced down).
+        waiting = [i for i in c.instances if not i.busy]
+        return HostPlan(c.name, State.EVACUATING, f"back; {len(c.instances)} instance(s) still to move",
+                        tuple(Action(Step.EVACUATE, c.name, i.id) for i in waiting))
+    return HostPlan(c.name, State.RETURNING, "back and empty: forced_down cleared", (Action(Step.CLEAR, c.name),))
+
+
+def decide(computes: tuple[Compute, ...], policy: Policy) -> Plan:
+    down = [c.name for c in computes if failed(c)]
+    refusal = ""
+    if len(down) > policy.max_failed and not policy.override:
+        refusal = (f"{len(down)} of {len(computes)} computes failed at once ({', '.join(down)}; at most "
+                   f"{policy.max_failed} count as host failures): a network or control-plane fault is likelier; "
+                   "nothing is evacuated unless the operator overrides")
+    hosts = tuple(_failed_host(c, policy, refusal) if failed(c) else _online_host(c) for c in computes)
+    enable: tuple[Action, ...] = ()
+    if any(a.step is Step.EVACUATE for h in hosts for a in h.actions):
+        # A reserved host takes instances only once nova may schedule to it.
+        by_name = {c.name: c for c in computes}
+        enable = tuple(Action(Step.ENABLE, r) for r in policy.reserved
+                       if r in by_name and not failed(by_name[r]) and (s := by_name[r].service) is not None
+                       and s.disabled)
+    return Plan(hosts, refusal, enable)

@@ -1,0 +1,120 @@
+"""Instance HA's decider: fence first, then force down and evacuate; refusals with their reason."""
+
+from __future__ import annotations
+
+from hastack.agent.evacuation import (
+    Action,
+    Compute,
+    Fencing,
+    Instance,
+    Member,
+    Policy,
+    Service,
+    State,
+    Step,
+    decide,
+    default_max_failed,
+    fence_confirmed,
+)
+
+LAST_REPORT = 1000.0
+VMS = (Instance("vm-a", "ACTIVE"), Instance("vm-b", "SHUTOFF"))
+POLICY = Policy(evacuate=frozenset({"compute1", "compute2", "compute3", "compute4"}), max_failed=default_max_failed(4))
+
+
+def up(name: str, instances: tuple[Instance, ...] = ()) -> Compute:
+    return Compute(name, Member.ONLINE, service=Service(up=True, updated_at=LAST_REPORT + 60), instances=instances)
+
+
+def dead(name: str = "compute1", member: Member = Member.OFFLINE, fenced: float | None = LAST_REPORT + 5,
+         fence_failed: float | None = None, forced_down: bool = False,
+         instances: tuple[Instance, ...] = VMS) -> Compute:
+    return Compute(name, member, Fencing(fenced, fence_failed),
+                   Service(up=False, forced_down=forced_down, updated_at=LAST_REPORT), instances)
+
+
+def fleet(*failed: Compute) -> tuple[Compute, ...]:
+    names = {c.name for c in failed}
+    return (*failed, *(up(f"compute{i}") for i in range(1, 5) if f"compute{i}" not in names))
+
+
+def test_a_healthy_fleet_needs_nothing() -> None:
+    plan = decide(fleet(), POLICY)
+    assert plan.actions == () and {h.state for h in plan.hosts} == {State.HEALTHY} and not plan.refusal
+
+
+def test_a_fenced_host_is_forced_down_before_each_of_its_instances_is_evacuated() -> None:
+    plan = decide(fleet(dead()), POLICY)
+    assert plan.actions == (Action(Step.FORCE_DOWN, "compute1"), Action(Step.EVACUATE, "compute1", "vm-a"),
+                            Action(Step.EVACUATE, "compute1", "vm-b"))
+    assert plan.of("compute1").state is State.EVACUATING
+
+
+def test_nothing_moves_while_pacemaker_still_owes_the_fence() -> None:
+    # Unclean: the host failed and pacemaker has not fenced it yet, even if an older fence is on record.
+    for c in (dead(member=Member.UNCLEAN), dead(member=Member.UNCLEAN, fenced=None), dead(fenced=None),
+              dead(member=Member.UNKNOWN, fenced=None)):
+        plan = decide(fleet(c), POLICY)
+        assert plan.actions == () and plan.of("compute1").state is State.WAIT_FENCE, c
+        assert "nothing moves" in plan.of("compute1").reason
+
+
+def test_a_fence_older_than_the_host_s_last_report_does_not_count() -> None:
+    # Fenced once, came back, reported, failed again: that fence says nothing about this failure.
+    c = dead(fenced=LAST_REPORT - 300)
+    assert not fence_confirmed(c)
+    plan = decide(fleet(c), POLICY)
+    assert plan.actions == () and "older than nova-compute's last report" in plan.of("compute1").reason
+
+
+def test_a_failed_fence_moves_nothing_and_says_so() -> None:
+    plan = decide(fleet(dead(fenced=None, fence_failed=LAST_REPORT + 5)), POLICY)
+    assert plan.actions == () and plan.of("compute1").state is State.FENCE_FAILED
+    # A success after the failure counts; a failure after an earlier success does not.
+    assert decide(fleet(dead(fenced=LAST_REPORT + 9, fence_failed=LAST_REPORT + 5)), POLICY).actions
+    assert not decide(fleet(dead(fenced=LAST_REPORT + 5, fence_failed=LAST_REPORT + 9)), POLICY).actions
+
+
+def test_a_host_with_evacuate_false_is_forced_down_and_left_alone() -> None:
+    policy = Policy(evacuate=frozenset({"compute2", "compute3", "compute4"}), max_failed=2)
+    plan = decide(fleet(dead()), policy)
+    assert plan.actions == (Action(Step.FORCE_DOWN, "compute1"),) and plan.of("compute1").state is State.FENCED
+
+
+def test_more_failed_hosts_than_the_policy_allows_is_refused_unless_overridden() -> None:
+    three = fleet(dead("compute1"), dead("compute2"), dead("compute3"))
+    plan = decide(three, POLICY)
+    assert plan.actions == () and "3 of 4 computes failed at once" in plan.refusal
+    assert {plan.of(f"compute{i}").state for i in (1, 2, 3)} == {State.REFUSED}
+    # Two of four is still a host failure each.
+    assert len(decide(fleet(dead("compute1"), dead("compute2")), POLICY).actions) == 6
+    forced = decide(three, Policy(POLICY.evacuate, max_failed=POLICY.max_failed, override=True))
+    assert len(forced.actions) == 9
+
+
+def test_instances_already_moving_are_not_asked_again_nor_forced_down_twice() -> None:
+    c = dead(forced_down=True, instances=(Instance("vm-a", "REBUILD", "rebuilding"), Instance("vm-b", "ERROR")))
+    plan = decide(fleet(c), POLICY)
+    assert plan.actions == (Action(Step.EVACUATE, "compute1", "vm-b"),)
+    assert "1 already moving" in plan.of("compute1").reason
+
+
+def test_a_host_back_keeps_evacuating_then_is_cleared_once_empty() -> None:
+    back = Compute("compute1", Member.ONLINE, Fencing(LAST_REPORT + 5),
+                   Service(up=False, forced_down=True, updated_at=LAST_REPORT), VMS[:1])
+    plan = decide(fleet(back), POLICY)
+    assert plan.actions == (Action(Step.EVACUATE, "compute1", "vm-a"),)
+    empty = Compute("compute1", Member.ONLINE, Fencing(LAST_REPORT + 5),
+                    Service(up=False, forced_down=True, updated_at=LAST_REPORT))
+    plan = decide(fleet(empty), POLICY)
+    assert plan.actions == (Action(Step.CLEAR, "compute1"),) and plan.of("compute1").state is State.RETURNING
+
+
+def test_a_disabled_reserved_host_is_enabled_before_the_evacuations() -> None:
+    reserved = Compute("compute4", Member.ONLINE, service=Service(up=True, disabled=True, updated_at=LAST_REPORT))
+    policy = Policy(POLICY.evacuate, reserved=("compute4",), max_failed=2)
+    plan = decide((dead(), up("compute2"), up("compute3"), reserved), policy)
+    assert [str(a) for a in plan.actions] == ["force-down compute1", "enable compute4", "evacuate compute1 vm-a",
+                                              "evacuate compute1 vm-b"]
+    # Nothing to evacuate, nothing to enable.
+    assert decide((up("compute1"), up("compute2"), up("compute3"), reserved), policy).actions == ()
