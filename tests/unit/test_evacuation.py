@@ -118,3 +118,18 @@ def test_a_disabled_reserved_host_is_enabled_before_the_evacuations() -> None:
                                               "evacuate compute1 vm-b"]
     # Nothing to evacuate, nothing to enable.
     assert decide((up("compute1"), up("compute2"), up("compute3"), reserved), policy).actions == ()
+
+
+def test_a_host_s_fencing_is_read_from_pacemaker_s_history() -> None:
+    from pathlib import Path
+
+    from hastack.agent.evacuation import fencing_of
+    from hastack.components.pacemaker import FenceEvent, parse_fence_history
+
+    events = parse_fence_history((Path(__file__).parent / "fixtures" / "stonith_admin_history.xml").read_text())
+    assert fencing_of(events, "ctl1").done_at == events[0].completed and fencing_of(events, "ctl1").failed_at is None
+    assert fencing_of(events, "compute1") == Fencing()
+    # The newest of each kind counts; an "on" proves nothing stopped; a pending attempt has no time yet.
+    more = (*events, FenceEvent("ctl1", "reboot", "failed", 5.0), FenceEvent("ctl1", "on", "success", 9e9),
+            FenceEvent("ctl1", "reboot", "pending", None))
+    assert fencing_of(more, "ctl1") == Fencing(events[0].completed, 5.0)

@@ -34,3 +34,19 @@ def test_nodes_the_spec_dropped_are_told_apart_by_whether_they_are_online() -> N
     assert strays(state, ["ctl1", "ctl2", "arb1"]) == ((), ())
     assert strays(state, ["ctl2", "arb1"]) == (("ctl1",), ())  # ctl1 is offline here
     assert strays(state, ["ctl1", "arb1"]) == ((), ("ctl2",))
+
+
+def test_the_fencing_history_says_who_was_fenced_when_and_by_whose_device() -> None:
+    from datetime import UTC, datetime
+
+    from hastack.components.pacemaker import FenceEvent, parse_fence_history
+
+    # stonith_admin --history '*' on a lab controller after chaos host-crash fenced ctl1
+    events = parse_fence_history((FIXTURES / "stonith_admin_history.xml").read_text())
+    when = datetime(2026, 12, 1, 7, 20, 23, tzinfo=UTC).timestamp()
+    assert events == (FenceEvent("ctl1", "reboot", "success", when, "ctl2"),)
+    # crm_mon carries the same history; members are not remote nodes
+    state = parse_crm_mon((FIXTURES / "crm_mon_fence_failure_recovered.xml").read_text())
+    assert [(e.target, e.status) for e in state.fencing] == [("ctl1", "success"), ("ctl2", "success")]
+    assert all(e.completed for e in state.fencing) and not any(n.remote for n in state.nodes)
+    assert parse_crm_mon((FIXTURES / "crm_mon_simulated_three_controller.xml").read_text()).fencing == ()

@@ -23,8 +23,11 @@ evacuate`) read the facts, call `decide`, apply the actions and read again.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+
+from hastack.components.pacemaker import FenceEvent
 
 
 class Member(StrEnum):
@@ -42,6 +45,19 @@ class Fencing:
 
     done_at: float | None = None
     failed_at: float | None = None
+
+
+# Fence actions after which nothing runs on the target (a reboot's "on" half does not matter:
+# a rebooted host starts no instance by itself).
+STOPPING = frozenset({"reboot", "off"})
+
+
+def fencing_of(events: Iterable[FenceEvent], host: str) -> Fencing:
+    """The host's last successful and last failed fence, from pacemaker's history."""
+    done = [e.completed for e in events if e.target == host and e.action in STOPPING and e.status == "success"
+            and e.completed is not None]
+    failed = [e.completed for e in events if e.target == host and e.status == "failed" and e.completed is not None]
+    return Fencing(max(done, default=None), max(failed, default=None))
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from hastack.components.fact import Fact, on_success
 
@@ -16,6 +17,18 @@ class NodeState:
     standby: bool
     unclean: bool
     is_dc: bool
+    remote: bool = False  # a pacemaker_remote node (a compute), not a corosync member
+
+
+@dataclass(frozen=True)
+class FenceEvent:
+    """One entry of the fencing history (crm_mon's, or `stonith_admin --history`)."""
+
+    target: str
+    action: str  # reboot, off, on
+    status: str  # success, failed, pending
+    completed: float | None  # epoch seconds; None while pending
+    by: str = ""  # the node whose device did it (pacemaker's "delegate")
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,7 @@ class PacemakerState:
     no_quorum_policy: str
     has_quorum: bool | None
     failures: tuple[FailedAction, ...] = ()
+    fencing: tuple[FenceEvent, ...] = ()
 
     def where(self, rid: str) -> tuple[str, ...]:
         """Nodes an active resource (or every instance of a clone) runs on."""
@@ -82,6 +96,25 @@ def _bool(value: str | None) -> bool:
     return value == "true"
 
 
+def _when(text: str | None) -> float | None:
+    """pacemaker's "2026-12-01 07:20:23Z" (UTC) as epoch seconds."""
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def parse_fence_events(root: ET.Element) -> tuple[FenceEvent, ...]:
+    """Every fence_event under `root`: crm_mon's fence_history, or stonith_admin's list."""
+    return tuple(FenceEvent(e.get("target", ""), e.get("action", ""), e.get("status", ""),
+                            _when(e.get("completed")), e.get("delegate", ""))
+                 for e in root.iter("fence_event"))
+
+
+def parse_fence_history(xml: str) -> tuple[FenceEvent, ...]:
+    """`stonith_admin --history '*' --output-as=xml`."""
+    return parse_fence_events(ET.fromstring(xml))
+
+
 def _resource(el: ET.Element, clone: str | None) -> ResourceState:
     return ResourceState(
         id=el.get("id", ""),
@@ -107,6 +140,7 @@ def parse_crm_mon(xml: str) -> PacemakerState:
             standby=_bool(n.get("standby")),
             unclean=_bool(n.get("unclean")),
             is_dc=_bool(n.get("is_dc")),
+            remote=n.get("type") == "remote",
         )
         for n in root.iterfind("nodes/node")
     )
@@ -135,6 +169,7 @@ def parse_crm_mon(xml: str) -> PacemakerState:
         no_quorum_policy=opts.get("no-quorum-policy", "") if opts is not None else "",
         has_quorum=None if quorum is None else quorum == "true",
         failures=failures,
+        fencing=parse_fence_events(history) if (history := root.find("fence_history")) is not None else (),
     )
 
 
