@@ -396,7 +396,7 @@ def test_fencing_powers_a_host_off_and_it_rejoins(lab: Path, case: Case) -> None
     assert load_state(dirs).hosts[case.fence] != before  # a new container: the old one was powered off
 
 
-@pytest.mark.parametrize("scenario", [pytest.param("host-crash", marks=fast), pytest.param("stack-crash", marks=fast),
+@pytest.mark.parametrize("scenario", [pytest.param("host-crash", marks=fast), "stack-crash",
                                       pytest.param("isolation", marks=fast), "ring-loss", "service-crash",
                                       "mgmt-loss", "link1-loss",
                                       "link-loss", "link-latency", "split", pytest.param("power-loss", marks=fast)])

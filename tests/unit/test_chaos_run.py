@@ -83,6 +83,7 @@ def test_the_fault_is_seen_then_healed_and_undone_once_more_at_the_end(lab: dict
     assert report.seen_s is not None and report.healed_s is not None and report.healed_s >= report.seen_s
     assert report.history_ops == 3 and report.ok
     assert any("every cluster healthy" in p for p in lab["progress"])
+    assert any(p.startswith("read back in ") and p.endswith(": db 3") for p in lab["progress"]), lab["progress"]
     assert lab["argv"][:3] == ["ip", "netns", "exec"] and lab["argv"][3].endswith("-client")
     assert lab["payload"]["max_seconds"] == SCENARIOS["host-crash"].heal_bound_s + 120  # the workload's own bound
 

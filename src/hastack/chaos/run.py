@@ -41,7 +41,7 @@ from hastack.spec.model import Spec
 from hastack.status.gather import probe
 from hastack.status.model import Facts, Row, verdict
 from hastack.workload.chaos_load import READBACK_S, ChaosTarget
-from hastack.workload.history import History
+from hastack.workload.history import History, Readback
 from hastack.workload.smoke import target
 
 READY_S = 90.0
@@ -82,6 +82,15 @@ def _healthy(spec: Spec, secrets: Secrets, access: Access) -> tuple[bool, Facts,
 def _sickness(rows: tuple[Row, ...]) -> str:
     """The unhealthy rows and their problems, one line: what a run that does not heal reports."""
     return "; ".join(f"{r.component}: {', '.join(r.problems)}" for r in rows if not r.healthy)
+
+
+def _readbacks(h: History) -> str:
+    """Per stream: what the final read found, or why it did not finish; keys left in another state."""
+    def one(stream: str, r: Readback) -> str:
+        said = f"{stream} {len(r.keys)}" if r.complete else f"{stream} unread ({r.error})"
+        return said + (f" ({len(r.states)} not as wanted: {'; '.join(list(r.states.values())[:2])})"
+                       if r.states else "")
+    return ", ".join(one(s, r) for s, r in sorted(h.readback.items()))
 
 
 def _recover(spec: Spec, secrets: Secrets, access: Access, progress: Progress, timeout: float) -> RecoveryReport:
@@ -416,7 +425,9 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
         progress(f"{scenario.name}: {host}")
         heal = _fault_and_heal(Shot(scenario, spec, host, secrets, access, progress), fault_at)
         progress("workload stopped; reading back everything it wrote")
+        read_from = time.monotonic()
         history = w.history()
+        progress(f"read back in {time.monotonic() - read_from:.1f} s: " + _readbacks(history))
     if keep_history is not None:  # the evidence behind every number of the report, fault time included
         keep_history.write_text(json.dumps({"scenario": scenario.name, "target": host, "fault_at": fault_at,
                                             "healed_at": heal.healed_at, "history": history.model_dump(mode="json")}))
