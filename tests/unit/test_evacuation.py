@@ -133,3 +133,27 @@ def test_a_host_s_fencing_is_read_from_pacemaker_s_history() -> None:
     more = (*events, FenceEvent("ctl1", "reboot", "failed", 5.0), FenceEvent("ctl1", "on", "success", 9e9),
             FenceEvent("ctl1", "reboot", "pending", None))
     assert fencing_of(more, "ctl1") == Fencing(events[0].completed, 5.0)
+
+
+def test_nova_s_compute_services_and_servers_are_read_per_host() -> None:
+    import json
+    from pathlib import Path
+
+    from hastack.agent.evacuation import parse_compute_services, parse_servers
+
+    fixtures = Path(__file__).parent / "fixtures"
+    # Captured through the lab's VIP during a chaos host-crash, microversion 2.53.
+    services = parse_compute_services(json.loads((fixtures / "nova_os_services_2_53.json").read_text()))
+    assert set(services) == {"compute1", "compute2"}
+    assert all(s.up and not s.forced_down and not s.disabled and s.updated_at for s in services.values())
+    servers = parse_servers(json.loads((fixtures / "nova_servers_detail_2_53.json").read_text()))
+    # Servers still scheduling (or failed to schedule) are on no host: nothing to evacuate for them.
+    assert {h: len(v) for h, v in servers.items()} == {"compute1": 4, "compute2": 4}
+    assert sorted(i.status for i in servers["compute1"]) == ["ACTIVE", "ACTIVE", "ACTIVE", "BUILD"]
+
+
+def test_an_instance_nova_cannot_evacuate_is_reported_not_asked_for() -> None:
+    c = dead(instances=(Instance("vm-a", "ACTIVE"), Instance("vm-c", "BUILD", "spawning")))
+    plan = decide(fleet(c), POLICY)
+    assert [str(a) for a in plan.actions] == ["force-down compute1", "evacuate compute1 vm-a"]
+    assert "nova cannot evacuate the rest (BUILD)" in plan.of("compute1").reason

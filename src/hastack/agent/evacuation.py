@@ -23,9 +23,11 @@ evacuate`) read the facts, call `decide`, apply the actions and read again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from hastack.components.pacemaker import FenceEvent
 
@@ -75,6 +77,10 @@ BUSY_TASKS = frozenset({"rebuilding", "rebuild_block_device_mapping", "rebuild_s
                         "resize_migrating", "deleting"})
 
 
+# nova's statuses for the vm_states its evacuate accepts (active, stopped, error).
+EVACUABLE = frozenset({"ACTIVE", "SHUTOFF", "ERROR"})
+
+
 @dataclass(frozen=True)
 class Instance:
     id: str
@@ -84,6 +90,37 @@ class Instance:
     @property
     def busy(self) -> bool:
         return self.task_state in BUSY_TASKS or self.status in ("REBUILD", "MIGRATING", "DELETED")
+
+    @property
+    def evacuable(self) -> bool:
+        """nova evacuates an instance that is active, stopped or in error, and not already moving."""
+        return self.status in EVACUABLE and not self.busy
+
+
+# nova's API as the evacuator reads it: 2.53 shows forced_down and takes PUT os-services/{id}.
+NOVA_MICROVERSION = "2.53"
+
+
+def _nova_time(text: str | None) -> float | None:
+    """nova's "2026-12-01T07:56:53.000000" (UTC, no zone) as epoch seconds."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() if text else None
+
+
+def parse_compute_services(doc: Mapping[str, Any]) -> dict[str, Service]:
+    """GET /os-services?binary=nova-compute (microversion 2.53): each host's nova-compute."""
+    return {s["host"]: Service(up=s.get("state") == "up", forced_down=bool(s.get("forced_down")),
+                               updated_at=_nova_time(s.get("updated_at")), disabled=s.get("status") == "disabled")
+            for s in doc.get("services", []) if s.get("binary") == "nova-compute"}
+
+
+def parse_servers(doc: Mapping[str, Any]) -> dict[str, tuple[Instance, ...]]:
+    """GET /servers/detail?all_tenants=1 (as admin): the instances on each host."""
+    out: dict[str, list[Instance]] = {}
+    for s in doc.get("servers", []):
+        host = s.get("OS-EXT-SRV-ATTR:host")
+        if host:
+            out.setdefault(host, []).append(Instance(s["id"], s.get("status", ""), s.get("OS-EXT-STS:task_state")))
+    return {h: tuple(v) for h, v in out.items()}
 
 
 @dataclass(frozen=True)
@@ -203,11 +240,13 @@ def _failed_host(c: Compute, policy: Policy, refusal: str) -> HostPlan:
         actions.append(Action(Step.FORCE_DOWN, c.name))
     if c.name not in policy.evacuate:
         return HostPlan(c.name, State.FENCED, "fenced; evacuate: false in the spec", tuple(actions))
-    waiting = [i for i in c.instances if not i.busy]
+    waiting = [i for i in c.instances if i.evacuable]
     actions += [Action(Step.EVACUATE, c.name, i.id) for i in waiting]
-    busy = len(c.instances) - len(waiting)
+    busy = sum(1 for i in c.instances if i.busy)
+    stuck = sorted({i.status for i in c.instances if not i.evacuable and not i.busy})
     return HostPlan(c.name, State.EVACUATING, f"fenced at {_fmt(c.fencing.done_at)}; {len(waiting)} instance(s) to "
-                    f"evacuate, {busy} already moving", tuple(actions))
+                    f"evacuate, {busy} already moving" + (f"; nova cannot evacuate the rest ({', '.join(stuck)})"
+                                                          if stuck else ""), tuple(actions))
 
 
 def _online_host(c: Compute) -> HostPlan:
@@ -215,7 +254,7 @@ def _online_host(c: Compute) -> HostPlan:
         return HostPlan(c.name, State.HEALTHY, "online")
     if c.instances:
         # Back before its instances all left: they keep moving (nova-compute waits, forced down).
-        waiting = [i for i in c.instances if not i.busy]
+        waiting = [i for i in c.instances if i.evacuable]
         return HostPlan(c.name, State.EVACUATING, f"back; {len(c.instances)} instance(s) still to move",
                         tuple(Action(Step.EVACUATE, c.name, i.id) for i in waiting))
     return HostPlan(c.name, State.RETURNING, "back and empty: forced_down cleared", (Action(Step.CLEAR, c.name),))

@@ -67,6 +67,10 @@ GALERA_EVERY_S = 0.25
 MONGO_EVERY_S = 0.1  # a primary's arrival to within 0.1 s: the fast profile elects in ~1 s
 SERVER_EVERY_S = 5.0  # a server create: nova's API, conductor, scheduler, placement, a compute
 READBACK_S = 90.0  # after "stop": how long the final reads may retry while the cluster settles
+# How long the read-back waits for the run's servers still building: a normal build takes ~5 s; one
+# whose scheduler call died with a controller stays in BUILD until the conductor's RPC timeout (60 s)
+# puts it in ERROR, and the checker excuses a build the fault interrupted either way.
+SERVERS_SETTLE_S = 30.0
 CLEANUP_S = 60.0  # the delete of a run's rows and documents: thousands after a long run
 
 
@@ -480,7 +484,7 @@ def servers_readback(t: ChaosTarget) -> Readback:
 
     def read() -> frozenset[str]:
         token = login()
-        settle_by = time.monotonic() + READBACK_S
+        settle_by = time.monotonic() + SERVERS_SETTLE_S
         while True:
             servers = listed(token)
             if all(s["status"] in ("ACTIVE", "ERROR") for s in servers) or time.monotonic() > settle_by:
