@@ -97,17 +97,14 @@ class Instance:
         return self.status in EVACUABLE and not self.busy
 
 
-# nova's API as the evacuator reads it: 2.53 shows forced_down and takes PUT os-services/{id}.
-NOVA_MICROVERSION = "2.53"
-
-
 def _nova_time(text: str | None) -> float | None:
     """nova's "2026-12-01T07:56:53.000000" (UTC, no zone) as epoch seconds."""
     return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() if text else None
 
 
 def parse_compute_services(doc: Mapping[str, Any]) -> dict[str, Service]:
-    """GET /os-services?binary=nova-compute (microversion 2.53): each host's nova-compute."""
+    """GET /os-services?binary=nova-compute at microversion 2.53 (which shows forced_down and takes
+    PUT os-services/{id}): each host's nova-compute."""
     return {s["host"]: Service(up=s.get("state") == "up", forced_down=bool(s.get("forced_down")),
                                updated_at=_nova_time(s.get("updated_at")), disabled=s.get("status") == "disabled")
             for s in doc.get("services", []) if s.get("binary") == "nova-compute"}
@@ -253,7 +250,7 @@ def _online_host(c: Compute) -> HostPlan:
     if c.service is None or not c.service.forced_down:
         return HostPlan(c.name, State.HEALTHY, "online")
     if c.instances:
-        # Back before its instances all left: they keep moving (nova-compute waits, forced down).
+        # Back before its instances all left: they keep moving; forced_down stays until none is left.
         waiting = [i for i in c.instances if i.evacuable]
         return HostPlan(c.name, State.EVACUATING, f"back; {len(c.instances)} instance(s) still to move",
                         tuple(Action(Step.EVACUATE, c.name, i.id) for i in waiting))
