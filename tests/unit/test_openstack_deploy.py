@@ -141,6 +141,7 @@ def test_each_controller_binds_its_own_address_with_the_spec_s_workers_and_share
         assert f"http-socket = {address}:5000" in ini and "plugins = python3\n" in ini
         assert "apparmor-profile" not in ini
         assert f"processes = {SPEC.openstack.api_workers}" in ini
+        assert "harakiri = 60\n" in ini  # a wedged worker is killed and respawned
         glance = configparser.ConfigParser(interpolation=None)
         glance.read_string(tree[host][fragment_path("glance")].content.decode())
         assert glance["DEFAULT"]["bind_host"] == address

@@ -69,6 +69,10 @@ def auth_url(spec: Spec) -> str:
     return f"http://{spec.vips[0].address}:{BY_NAME['keystone'].port}"
 
 
+# No API request hastack runs takes a minute: an image upload goes to glance-api, not uwsgi.
+HARAKIRI_S = 60
+
+
 def uwsgi_ini(spec: Spec, d: Daemon, node: Node) -> str:
     assert d.wsgi is not None and d.endpoint is not None
     port = BY_NAME[d.endpoint].port
@@ -90,6 +94,12 @@ def uwsgi_ini(spec: Spec, d: Daemon, node: Node) -> str:
         "buffer-size = 65535",
         "rem-header = Content-Length",
         "listen = 100",
+        # A request running this long has its worker killed and respawned. In CI a keystone started
+        # while its controller came back from a fence took no connection for over 5 minutes (listen
+        # queue full, every other service healthy). This ends threads stuck in a request; a worker
+        # stuck before taking one (tried: SIGSTOP) is not ended by it.
+        f"harakiri = {HARAKIRI_S}",
+        "harakiri-verbose = true",
         f"name = {d.unit}",
         f"chdir = /var/lib/{d.project}",
         f"wsgi-file = {d.wsgi}",
