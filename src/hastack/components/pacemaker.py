@@ -169,7 +169,7 @@ def parse_crm_mon(xml: str) -> PacemakerState:
         no_quorum_policy=opts.get("no-quorum-policy", "") if opts is not None else "",
         has_quorum=None if quorum is None else quorum == "true",
         failures=failures,
-        fencing=parse_fence_events(history) if (history := root.find("fence_history")) is not None else (),
+        fencing=parse_fence_events(root),
     )
 
 
