@@ -31,7 +31,7 @@ FACTS: dict[str, tuple[Fact[Any], str, int]] = {
     "haproxy.STATS": (haproxy.STATS, "haproxy_show_stat.csv", 0),
     "network.ADDRESSES": (network.ADDRESSES, "ip_o_4_addr.txt", 0),
     "rabbitmq.CLUSTER": (rabbitmq.CLUSTER, "rabbitmq_cluster_status.json", 0),
-    "rabbitmq.QUEUES": (rabbitmq.QUEUES, "rabbitmq_quorum_leaders_after_power_loss.tsv", 0),
+    "rabbitmq.STATUS": (rabbitmq.STATUS, "rabbitmq_status_ctl1_down.tsv", 0),
     "systemd.unit_age(mariadb)": (systemd.unit_age("mariadb"), "systemd_unit_age_active.txt", 0),
 }
 

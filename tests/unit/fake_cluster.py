@@ -40,6 +40,7 @@ CAPTURED = {
     pacemaker.MON.command: "crm_mon_lab_healthy.xml",
     galera.STATUS.command: "galera_wsrep_status.tsv",
     rabbitmq.CLUSTER.command: "rabbitmq_cluster_status.json",
+    rabbitmq.STATUS.command: "rabbitmq_status_healthy.tsv",
     haproxy.STATS.command: "haproxy_show_stat_openstack.csv",
     network.ADDRESSES.command: "ip_o_4_addr.txt",
     openstack.CELL_HOSTS.command: "nova_cell_list_hosts.txt",

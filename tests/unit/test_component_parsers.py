@@ -22,6 +22,7 @@ from hastack.components.rabbitmq import (
     membership_changes,
     parse_cluster_status,
     parse_quorum_queues,
+    parse_status,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -121,6 +122,31 @@ def test_rabbit_cluster_and_queues() -> None:
 
 def test_rabbit_eval_closing_ok_is_not_a_queue() -> None:
     assert parse_quorum_queues("ok\n") == ()
+
+
+def test_rabbit_status_one_call_with_a_node_down() -> None:
+    # Real output of the status eval on ctl3 while ctl1 was powered off by a chaos run.
+    st = parse_status(fixture("rabbitmq_status_ctl1_down.tsv"))
+    c = st.cluster
+    assert c.running == ("rabbit@ctl2", "rabbit@ctl3") and c.serving == c.running
+    assert c.members == {"rabbit@ctl1", "rabbit@ctl2", "rabbit@ctl3"} and c.ram_nodes == ()
+    assert not c.complete({"rabbit@ctl1", "rabbit@ctl2", "rabbit@ctl3"})
+    assert c.partitions == () and c.alarms == ()
+    assert len(st.queues) > 20 and all(q.degraded and "rabbit@ctl1" in q.members for q in st.queues)
+    assert all(q.leader in ("rabbit@ctl2", "rabbit@ctl3") for q in st.queues)
+
+
+def test_rabbit_status_partition_and_alarm_lines() -> None:
+    text = ("node\trunning\trabbit@ctl1,rabbit@ctl2\nnode\tpartitioned\trabbit@ctl2\n"
+            "alarm\trabbit@ctl1\tmemory\nok\n")
+    st = parse_status(text)
+    assert st.cluster.partitions == ("rabbit@ctl2",) and st.cluster.alarms == ("rabbit@ctl1: memory",)
+    assert st.queues == () and st.cluster.serving == ()
+
+
+def test_rabbit_status_without_a_cluster_view_is_no_answer() -> None:
+    with pytest.raises(ValueError):
+        parse_status("ok\n")
 
 
 def test_mongo_replset() -> None:

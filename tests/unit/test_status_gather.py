@@ -43,7 +43,7 @@ def facts_with(answers: dict[str, Result]) -> Any:
 def test_a_failing_corosync_and_rabbitmq_probe_is_reported_with_its_own_words() -> None:
     down = Result(1, "", "Cannot initialize CMAP service")
     refused = Result(69, "", "Error: unable to perform an operation on node 'rabbit@ctl1'")
-    f = facts_with({corosync.QUORUM.command: down, rabbitmq.CLUSTER.command: refused})
+    f = facts_with({corosync.QUORUM.command: down, rabbitmq.STATUS.command: refused})
     rows = {r.component: r for r in verdict(load_spec(THREE), f)}
     # Before, probe errors were filed under "quorum" and "rabbit" and these said "no ... node answered".
     assert "Cannot initialize CMAP service" in rows["corosync"].problems[0], rows["corosync"]
@@ -54,7 +54,9 @@ def test_a_failing_corosync_and_rabbitmq_probe_is_reported_with_its_own_words() 
 
 def test_real_output_is_parsed_into_facts() -> None:
     f = facts_with({corosync.QUORUM.command: Result(0, (FIXTURES / "corosync_quorumtool_s.txt").read_text(), ""),
-                    rabbitmq.CLUSTER.command: Result(0, (FIXTURES / "rabbitmq_cluster_status.json").read_text(), "")})
+                    rabbitmq.STATUS.command: Result(0, (FIXTURES / "rabbitmq_status_ctl1_down.tsv").read_text(), "")})
     assert f.quorum is not None and f.quorum.quorate and len(f.quorum.members) == 3
-    assert f.rabbit is not None and len(f.rabbit.running) == 3
+    # One rabbitmqctl call fills both the cluster's view and its queues.
+    assert f.rabbit is not None and f.rabbit.running == ("rabbit@ctl2", "rabbit@ctl3")
+    assert len(f.rabbit_queues) > 20 and all(q.degraded for q in f.rabbit_queues)
     assert "corosync" not in f.errors and "rabbitmq" not in f.errors

@@ -1,4 +1,4 @@
-"""RabbitMQ cluster membership and quorum queues, from rabbitmqctl's JSON output."""
+"""RabbitMQ cluster membership and quorum queues, from rabbitmqctl's output."""
 
 from __future__ import annotations
 
@@ -6,22 +6,6 @@ import json
 from dataclasses import dataclass
 
 from hastack.components.fact import Fact, on_success
-
-# Whether the rabbit app boots and whether it runs, inside a VM that answers.
-# Every quorum queue with the leader Raft itself reports (ra:members, 1 s per queue), not the
-# leader the queue record names: after a power loss of every node, list_queues showed a stale
-# leader and "running" for a queue whose members were all followers at term 0, forever.
-# Tab-separated: vhost, name, leader ("" when none answers), members, members on running nodes.
-QUEUES_EVAL = (
-    'Running = rabbit_nodes:all_running(), '
-    'J = fun(L) -> string:join([atom_to_list(X) || X <- L], ",") end, '
-    'lists:foreach(fun(Q) -> {resource, V, queue, N} = amqqueue:get_name(Q), '
-    'Members = maps:get(nodes, amqqueue:get_type_state(Q), []), '
-    'L = case catch ra:members(amqqueue:get_pid(Q), 1000) of {ok, _, {_, Node}} -> atom_to_list(Node); '
-    '_ -> "" end, '
-    'io:format("~ts\\t~ts\\t~ts\\t~ts\\t~ts~n", [V, N, L, J(Members), '
-    'J([M || M <- Members, lists:member(M, Running)])]) end, '
-    '[Q || Q <- rabbit_amqqueue:list(), amqqueue:get_type(Q) =:= rabbit_quorum_queue]).')
 
 
 @dataclass(frozen=True)
@@ -110,8 +94,53 @@ class QuorumQueue:
         return set(self.online) != set(self.members)
 
 
+# The cluster's view and its quorum queues in one rabbitmqctl call: each call boots an Erlang VM
+# (~0.75 s of CPU), and status runs while a lab heals on two busy cores. Lines are tab-separated:
+#   node<TAB>running|disc|ram|partitioned|serving<TAB>comma-separated nodes
+#   alarm<TAB>node<TAB>what
+#   queue<TAB>vhost<TAB>name<TAB>leader ("" when none answers)<TAB>members<TAB>members on running nodes
+# A queue's leader is the one Raft itself reports (ra:members), not the one its record names: after a
+# power loss of every node, list_queues showed a stale leader and "running" for a queue whose members
+# were all followers at term 0, forever. The queues are asked at once (1 s each, 2 s in all), so a
+# cluster with dead leaders answers in seconds, not one second per queue.
+STATUS_EVAL = (
+    'Running = rabbit_nodes:all_running(), '
+    'J = fun(L) -> string:join([atom_to_list(X) || X <- L], ",") end, '
+    'P = fun(K, L) -> io:format("node\\t~ts\\t~ts~n", [K, J(L)]) end, '
+    'P("running", Running), '
+    'P("disc", rabbit_mnesia:cluster_nodes(disc)), '
+    'P("ram", rabbit_mnesia:cluster_nodes(ram)), '
+    'P("partitioned", [N || N <- Running, case rpc:call(N, rabbit_node_monitor, partitions, [], 5000) of '
+    '[_|_] -> true; _ -> false end]), '
+    'P("serving", lists:usort([element(2, Ls) || Ls <- rabbit_networking:active_listeners(), '
+    'element(3, Ls) =:= amqp])), '
+    'lists:foreach(fun(N) -> case rpc:call(N, rabbit_alarm, get_alarms, [], 5000) of '
+    'As when is_list(As) -> [io:format("alarm\\t~ts\\t~ts~n", [N, case A of '
+    '{{resource_limit, R, _}, _} -> atom_to_list(R); {T, _} -> io_lib:format("~p", [T]); '
+    'T -> io_lib:format("~p", [T]) end]) || A <- As]; _ -> ok end end, Running), '
+    'Self = self(), '
+    'Asked = [begin Ref = make_ref(), spawn(fun() -> Self ! {Ref, case catch ra:members(amqqueue:get_pid(Q), 1000) of '
+    '{ok, _, {_, Ld}} -> atom_to_list(Ld); _ -> "" end} end), {Ref, Q} end '
+    '|| Q <- rabbit_amqqueue:list(), amqqueue:get_type(Q) =:= rabbit_quorum_queue], '
+    'lists:foreach(fun({Ref, Q}) -> {resource, V, queue, Nm} = amqqueue:get_name(Q), '
+    'Members = maps:get(nodes, amqqueue:get_type_state(Q), []), '
+    'Leader = receive {Ref, Got} -> Got after 2000 -> "" end, '
+    'io:format("queue\\t~ts\\t~ts\\t~ts\\t~ts\\t~ts~n", [V, Nm, Leader, J(Members), '
+    'J([M || M <- Members, lists:member(M, Running)])]) end, Asked).')
+
+
+@dataclass(frozen=True)
+class RabbitStatus:
+    cluster: RabbitCluster
+    queues: tuple[QuorumQueue, ...]
+
+
+def _nodes(text: str) -> tuple[str, ...]:
+    return tuple(sorted(n for n in text.split(",") if n))
+
+
 def parse_quorum_queues(text: str) -> tuple[QuorumQueue, ...]:
-    """QUEUES' lines; the closing `ok` of rabbitmqctl eval is not a queue."""
+    """Queue records, one per line: vhost, name, leader, members, members on running nodes."""
     queues = []
     for line in text.splitlines():
         parts = line.split("\t")
@@ -123,9 +152,33 @@ def parse_quorum_queues(text: str) -> tuple[QuorumQueue, ...]:
     return tuple(queues)
 
 
+def parse_status(text: str) -> RabbitStatus:
+    """STATUS's lines; anything else (the closing `ok` of rabbitmqctl eval) is not part of it."""
+    nodes: dict[str, tuple[str, ...]] = {}
+    alarms: list[str] = []
+    queues: list[str] = []
+    for line in text.splitlines():
+        kind, _, rest = line.partition("\t")
+        parts = rest.split("\t")
+        if kind == "node" and len(parts) == 2:
+            nodes[parts[0]] = _nodes(parts[1])
+        elif kind == "alarm" and len(parts) == 2:
+            alarms.append(f"{parts[0]}: {parts[1]}")
+        elif kind == "queue":
+            queues.append(rest)
+    if "running" not in nodes:
+        raise ValueError("rabbitmqctl printed no cluster view")
+    cluster = RabbitCluster(running=nodes["running"], disk_nodes=nodes.get("disc", ()),
+                            ram_nodes=nodes.get("ram", ()), partitions=nodes.get("partitioned", ()),
+                            alarms=tuple(alarms), serving=nodes.get("serving", ()))
+    return RabbitStatus(cluster, parse_quorum_queues("\n".join(queues)))
+
+
 # rabbitmqctl boots an Erlang VM: seconds, not milliseconds.
 CLUSTER = Fact("rabbitmq cluster", ("rabbitmqctl", "-q", "cluster_status", "--formatter", "json"),
                on_success(parse_cluster_status), timeout=30)
+# Whether the rabbit app boots and whether it runs, inside a VM that answers.
 BOOT_STATE = Fact("rabbit app boot state", ("rabbitmqctl", "-q", "eval", "{rabbit:is_booting(), rabbit:is_running()}."),
                   on_success(parse_boot_state), timeout=30)
-QUEUES = Fact("quorum queues", ("rabbitmqctl", "-q", "eval", QUEUES_EVAL), on_success(parse_quorum_queues), timeout=30)
+STATUS = Fact("rabbitmq cluster and quorum queues", ("rabbitmqctl", "-q", "eval", STATUS_EVAL),
+              on_success(parse_status), timeout=30)

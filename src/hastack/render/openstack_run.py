@@ -100,6 +100,9 @@ def uwsgi_ini(spec: Spec, d: Daemon, node: Node) -> str:
         # stuck before taking one (tried: SIGSTOP) is not ended by it.
         f"harakiri = {HARAKIRI_S}",
         "harakiri-verbose = true",
+        # Every Python thread's stack on demand, for a worker that hangs:
+        # `uwsgi --connect-and-read /run/UNIT/tracebacker1` (root or the service user only).
+        f"py-tracebacker = /run/{d.unit}/tracebacker",
         f"name = {d.unit}",
         f"chdir = /var/lib/{d.project}",
         f"wsgi-file = {d.wsgi}",

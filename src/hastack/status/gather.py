@@ -36,7 +36,7 @@ CONNECT_TIMEOUT = 3.0
 # The component whose verdict reads each fact: a probe's error is filed under it, so the verdict
 # can say what went wrong instead of "no node answered".
 COMPONENT_OF = {"quorum": "corosync", "links": "corosync", "pacemaker": "pacemaker", "galera": "galera",
-                "rabbit": "rabbitmq", "rabbit_queues": "rabbitmq", "mongo": "mongodb", "haproxy": "haproxy",
+                "rabbit": "rabbitmq", "mongo": "mongodb", "haproxy": "haproxy",
                 "addresses": "vip", "openstack": "openstack"}
 
 
@@ -120,13 +120,12 @@ async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreac
                 errors["mongodb"] = f"{h.name}: {exc}"
         return None
 
-    names = ("quorum", "links", "pacemaker", "galera", "rabbit", "rabbit_queues", "mongo", "haproxy", "addresses",
-             "openstack")
+    names = ("quorum", "links", "pacemaker", "galera", "rabbit", "mongo", "haproxy", "addresses", "openstack")
     ctl = on([n.name for n in spec.with_role(Role.CONTROLLER)])
     results = await asyncio.gather(
         _first(cor, corosync.QUORUM, errors, "corosync"), _each(cor, corosync.LINKS),
         _first(cor, pacemaker.MON, errors, "pacemaker"), galera_states(),
-        _first(rab, rabbitmq.CLUSTER, errors, "rabbitmq"), _first(rab, rabbitmq.QUEUES, errors, "rabbit_queues"),
+        _first(rab, rabbitmq.STATUS, errors, "rabbitmq"),
         mongo(), _each(hap, haproxy.STATS), _each(list(up.values()), network.ADDRESSES),
         _api_check(spec, secrets, ctl, errors), return_exceptions=True)
     values: dict[str, Any] = {}
@@ -135,6 +134,8 @@ async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreac
             errors.setdefault(COMPONENT_OF[name], f"{name}: {r}")
         elif isinstance(r, BaseException):
             raise r
+        elif isinstance(r, rabbitmq.RabbitStatus):  # one rabbitmqctl call answers both
+            values |= {"rabbit": r.cluster, "rabbit_queues": r.queues}
         elif r is not None:
             values[name] = r
     return Facts(unreachable=unreachable, errors=errors, galera_silent=frozenset(silent), **values)
