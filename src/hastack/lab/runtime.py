@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from hastack.common.poll import until
 from hastack.common.progress import Progress
+from hastack.lab import inside
 from hastack.lab.image import CACHE, Image
 from hastack.lab.layout import POWER_PORT, LabHost, Layout, boot_files, fencers, host_token
 from hastack.lab.netns import end_processes
@@ -195,28 +197,37 @@ def _prepare_root(dirs: LabDirs, image: Path, lay: Layout, host: LabHost) -> Pat
     agent = (resources.files("hastack.lab") / "fence_hastack_lab").read_text()
     token = host_token(dirs.power_token.read_text().strip(), host.name) if host.name in fencers(lay) else None
     files = boot_files(lay, host, dirs.key.with_suffix(".pub").read_text(), token, agent)
-    for path, f in files.items():
-        target = root / path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f.body)
-        target.chmod(f.mode)
-    (root / "root/.ssh").chmod(0o700)
-    if not any((root / "etc/ssh").glob("ssh_host_*_key")):
-        sh("ssh-keygen", "-A", "-f", str(root))  # each host its own host keys
-    pin_host_keys(dirs, str(host.address), sorted((root / "etc/ssh").glob("ssh_host_*_key.pub")))
+    try:  # the host's root owns its tree: nothing there is written or read through a link
+        for path, f in files.items():
+            inside.write(root, path, f.body, f.mode)
+        inside.chmod_dir(root, "root/.ssh", 0o700)
+        keys = inside.read_files(root, "etc/ssh", ".pub")
+        if not any(k.startswith("ssh_host_") for k in keys):
+            _host_keys(root)
+            keys = inside.read_files(root, "etc/ssh", ".pub")
+    except inside.Refused as exc:
+        raise LabError(f"{host.name}: refusing to boot it: {exc}") from exc
+    pin_host_keys(dirs, str(host.address), [v for k, v in keys.items() if k.startswith("ssh_host_")])
     return root
 
 
-def pin_host_keys(dirs: LabDirs, address: str, public_keys: list[Path]) -> None:
+def _host_keys(root: Path) -> None:
+    """Each host its own SSH host keys: made in a directory of this machine, then placed inside."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "etc/ssh").mkdir(parents=True)
+        sh("ssh-keygen", "-A", "-f", tmp)
+        for key in sorted((Path(tmp) / "etc/ssh").iterdir()):
+            inside.write(root, f"etc/ssh/{key.name}", key.read_text(), 0o644 if key.suffix == ".pub" else 0o600)
+
+
+def pin_host_keys(dirs: LabDirs, address: str, public_keys: list[str]) -> None:
     """Record `address`'s keys in the lab's known_hosts, replacing what an earlier host there had.
 
     Callers hold the state lock (every boot does), so two boots never rewrite it at once.
     """
     keep = [ln for ln in (dirs.known_hosts.read_text().splitlines() if dirs.known_hosts.exists() else [])
             if ln.split(" ", 1)[0] != address]
-    pinned = [f"{address} {' '.join(p.read_text().split()[:2])}" for p in public_keys]
+    pinned = [f"{address} {' '.join(k.split()[:2])}" for k in public_keys]
     tmp = dirs.known_hosts.with_name(f".known_hosts.{os.getpid()}")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
