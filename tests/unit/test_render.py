@@ -17,6 +17,7 @@ from hastack.render.pacemaker import build_cib
 from hastack.spec.errors import SpecLoadError
 from hastack.spec.load import load_spec
 from hastack.spec.model import EVERY_SERVICE, Spec
+from hastack.spec.timing import Timing
 from tests.helpers import SEED, THREE, secrets_for, variant
 
 
@@ -67,7 +68,21 @@ def test_every_component_lands_on_its_hosts() -> None:
     assert set(tree["compute1"]) == {
         "/etc/nova/nova.conf.d/50-hastack-ha.conf", "/etc/neutron/neutron.conf.d/50-hastack-ha.conf",
         "/etc/systemd/system/nova-compute.service",  # nova's fake driver
-        "/etc/hastack/secrets.fingerprints"}  # computes hold the messaging password
+        "/etc/hastack/secrets.fingerprints",  # computes hold the messaging password
+        "/etc/sysctl.d/61-hastack-keepalive.conf"}  # every host
+
+
+def test_every_host_probes_idle_connections_by_the_profile() -> None:
+    # PyMySQL asks for keepalive; the kernel's 2 h default left a query through a dead VIP holder
+    # waiting that long. The probes follow the timing profile, on every host.
+    for profile, idle, interval in (("default", 15, 5), ("fast", 5, 1)):
+        spec = load_spec(SEED).model_copy(update={"timing": Timing(profile=profile)})
+        tree = render_all(spec, secrets_for(spec))
+        bodies = {tree[n.name]["/etc/sysctl.d/61-hastack-keepalive.conf"].content.decode() for n in spec.nodes}
+        assert len(bodies) == 1
+        body = bodies.pop()
+        assert f"net.ipv4.tcp_keepalive_time = {idle}\n" in body
+        assert f"net.ipv4.tcp_keepalive_intvl = {interval}\n" in body and "tcp_keepalive_probes = 3\n" in body
 
 
 def test_corosync_two_links_and_shared_key(spec: Spec) -> None:

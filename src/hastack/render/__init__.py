@@ -12,6 +12,7 @@ from hastack.render.fingerprints import render_fingerprints
 from hastack.render.galera import render_galera
 from hastack.render.haproxy import render_haproxy
 from hastack.render.keepalived import render_keepalived
+from hastack.render.kernel import render_kernel
 from hastack.render.memcached import render_memcached
 from hastack.render.mongodb import render_mongodb
 from hastack.render.openstack import render_openstack
@@ -35,6 +36,7 @@ RENDERERS: dict[str, Renderer] = {
     "openstack-run": render_openstack_run,
     "agent": render_agent,
     "fingerprints": render_fingerprints,
+    "kernel": render_kernel,
 }
 
 

@@ -47,6 +47,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "rabbit_heartbeat_s": 20,
         "keepalived_advert_ms": 1000,
         "client_timeout_ms": 3000,
+        "tcp_keepalive_s": 15,
     },
     "fast": {
         "corosync_token_ms": 1000,
@@ -68,6 +69,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "rabbit_heartbeat_s": 10,
         "keepalived_advert_ms": 100,
         "client_timeout_ms": 1000,
+        "tcp_keepalive_s": 5,
     },
 }
 
@@ -116,6 +118,12 @@ class Timing(BaseModel):
     # reconnects (hastack's own workload and probes): a client stuck on a dead host's socket
     # sees none of the failover until this runs out.
     client_timeout_ms: int = Field(ge=100, le=600_000)
+    # Idle seconds before the kernel probes a TCP connection that asked for keepalive (every host).
+    # A service's database connection goes through the VIP; when the holder dies while a query is
+    # out, nothing ever arrives and nothing is sent: the connection waits for the kernel's
+    # keepalive, 2 h 11 min by default (PyMySQL asks for keepalive; checked in the lab). A probe
+    # reaches the VIP's new holder, which resets it at once.
+    tcp_keepalive_s: int = Field(ge=1, le=7200)
 
     @model_validator(mode="before")
     @classmethod
@@ -148,6 +156,11 @@ class Timing(BaseModel):
     def corosync_failover_ms(self, voters: int) -> int:
         """Time for a new membership after a crash: token loss then consensus."""
         return self.effective_token_ms(voters) + self.consensus_ms(voters)
+
+    def keepalive_probes(self) -> tuple[int, int]:
+        """(interval s, count) of the probes after the idle time: a VIP with no holder at all
+        answers none, and the connection is given up after about twice the idle time."""
+        return max(1, self.tcp_keepalive_s // 3), 3
 
     def haproxy_detect_ms(self) -> int:
         return self.haproxy_inter_ms * self.haproxy_fall

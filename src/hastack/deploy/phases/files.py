@@ -16,10 +16,14 @@ from hastack.deploy.plan import Phase
 from hastack.hosts.files import Change
 from hastack.hosts.place import put
 from hastack.render.files import RenderedFile
+from hastack.render.haproxy import SYSCTL
+from hastack.render.kernel import KEEPALIVE
 from hastack.render.rabbitmq import CONF as RABBIT_CONF
 
 # Daemons pacemaker owns must not also be started by systemd at boot.
 PACEMAKER_OWNED = ("haproxy",)
+# Kernel settings take effect when written (systemd-sysctl applies them again at boot).
+SYSCTL_FILES = (SYSCTL, KEEPALIVE)
 
 
 async def apply(ctx: DeployContext, phase: Phase) -> None:
@@ -48,8 +52,9 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
         ctx.pushed[host] = changes
         if any(c is not Change.NONE for p, c in changes.items() if p.startswith("/etc/systemd/system/")):
             await ctx.h(host).run(["systemctl", "daemon-reload"])
-        if ctx.file_changed(host, "/etc/sysctl.d/60-hastack.conf"):
-            await ctx.h(host).run(["sysctl", "-q", "-p", "/etc/sysctl.d/60-hastack.conf"])
+        for conf in SYSCTL_FILES:
+            if ctx.file_changed(host, conf):
+                await ctx.h(host).run(["sysctl", "-q", "-p", conf])
         for unit in PACEMAKER_OWNED:
             await ctx.h(host).run(["systemctl", "disable", "--quiet", unit], check=False)
 
