@@ -120,6 +120,10 @@ target = json.loads(sys.stdin.readline())
 if target.get("fail"):
     print("cannot reach the VIP", file=sys.stderr, flush=True)
     sys.exit(3)
+if target.get("stuck"):
+    print(json.dumps({"ready": False, "streams": ["db"], "failing": {"mongo": "No primary available for writes"}}),
+          flush=True)
+    sys.exit(0)
 print(json.dumps({"ready": True, "streams": ["db", "mq"]}), flush=True)
 assert sys.stdin.readline().strip() == "stop"
 if target.get("garbled"):
@@ -146,6 +150,12 @@ def test_the_workload_process_reports_its_streams_then_its_history_on_stop(tmp_p
 def test_a_workload_that_never_gets_going_is_an_error_with_what_it_said(tmp_path: Path) -> None:
     with pytest.raises(chaos.ChaosError, match="did not get going within 90 s: no answer"), \
             chaos._workload(fake_workload(tmp_path), json.dumps({"fail": True})):
+        pass
+
+
+def test_a_workload_stream_that_never_succeeds_is_named_with_its_last_error(tmp_path: Path) -> None:
+    with pytest.raises(chaos.ChaosError, match="never succeeded: mongo: No primary available for writes"), \
+            chaos._workload(fake_workload(tmp_path), json.dumps({"stuck": True})):
         pass
 
 

@@ -387,8 +387,9 @@ def _workload(argv: list[str], payload: str) -> Iterator[_Workload]:
             line = w.read(READY_S)
             ready = json.loads(line) if line.startswith("{") else {}
             if not ready.get("ready"):
-                raise ChaosError(f"the workload did not get going within {READY_S:.0f} s: "
-                                 f"{line.strip() or 'no answer'}")
+                failing = "; ".join(f"{k}: {v}" for k, v in (ready.get("failing") or {}).items())
+                why = f"streams that never succeeded: {failing}" if failing else line.strip() or "no answer"
+                raise ChaosError(f"the workload did not get going within {READY_S:.0f} s: {why}")
             w.streams = tuple(ready["streams"])
             yield w
         finally:

@@ -614,7 +614,11 @@ def main() -> int:
     ready_by = time.monotonic() + 60
     while rec.first_ok < wanted and time.monotonic() < ready_by:
         time.sleep(0.05)
-    print(json.dumps({"ready": rec.first_ok >= wanted, "streams": sorted(rec.first_ok)}), flush=True)
+    with rec.lock:  # a stream that never succeeded: its last error, for the operator
+        failing = {o.stream: o.error for o in rec.ops if o.stream in wanted - rec.first_ok and not o.ok}
+    print(json.dumps({"ready": rec.first_ok >= wanted, "streams": sorted(rec.first_ok),
+                      "failing": {k: failing.get(k, "no answer yet") for k in sorted(wanted - rec.first_ok)}}),
+          flush=True)
     # Runs until told to stop (stdin) or the bound: a reader thread, so the bound holds without input.
     def wait_for_stop() -> None:
         sys.stdin.readline()
