@@ -66,6 +66,15 @@ class Bad:
     never: str = ""  # a value that must not be echoed (a secret)
 
 
+def three_iha_nofence(tmp: Path) -> str:
+    data = yaml.safe_load(THREE.read_text())
+    data["instance_ha"] = {"enabled": True}
+    data["nodes"][-1].pop("fence")
+    path = tmp / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
 CASES = [
     Bad("not a file", lambda t: "/dev/zero", 2, "not a regular file"),
     Bad("too large", lambda t: three(t, "cluster: openstack", "cluster: openstack\n" + "#" * (5 << 20)), 2,
@@ -83,6 +92,14 @@ CASES = [
     Bad("escape sequence in a waiver", lambda t: three(t, "waivers:\n",
                                                        'waivers:\n  - {code: HA110, reason: '
                                                        '"\\e[2J\\e[31mall fine here, really"}\n'), 2, "waivers[0]"),
+    Bad("instance HA without fencing", lambda t: three(
+        t, "pacemaker:\n  fencing: true\n", "instance_ha: {enabled: true}\npacemaker:\n  fencing: false\n"), 2,
+        "instance HA needs pacemaker with fencing on"),
+    Bad("instance HA, a compute with no fence device", three_iha_nofence, 2,
+        "compute compute2 has no fence device"),
+    Bad("instance HA, a reserved host that is no compute", lambda t: three(
+        t, "pacemaker:\n", "instance_ha: {enabled: true, reserved: [ctl2]}\npacemaker:\n"), 2,
+        "'ctl2' is not a compute node"),
     Bad("fence password echoed", lambda t: three(t, FENCE, FENCE + " password: 'hunter2 secret!',"), 2,
         "value (hidden", never="hunter2"),
 ]

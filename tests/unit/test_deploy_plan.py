@@ -6,9 +6,10 @@ import xml.etree.ElementTree as ET
 
 from hastack.components.galera import GaleraState
 from hastack.deploy.phases import cib, corosync, galera
-from hastack.deploy.plan import PhaseKey
+from hastack.deploy.plan import PhaseKey, phases
 from hastack.deploy.run import APPLY
-from tests.helpers import variant
+from hastack.render import render_all
+from tests.helpers import SEED, secrets_for, variant
 from tests.unit.test_corosync_conf import conf
 
 
@@ -64,3 +65,20 @@ def test_the_cib_plan_loads_when_resources_differ_or_the_file_changed_and_reload
     missing = cib.plan(desired, ET.tostring(resources).decode(), False, {})
     assert missing.load == f"resources differ: +{vip.get('id')}"
     assert cib.plan(desired, None, False, {}).load is not None and "+" in str(cib.plan(desired, None, False, {}).load)
+
+
+def test_instance_ha_starts_pacemaker_remote_before_the_cib_names_the_computes() -> None:
+    spec = variant(SEED, instance_ha={"enabled": True})
+    plan = phases(spec)
+    keys = [p.key for p in plan]
+    assert keys.index(PhaseKey.REMOTE) < keys.index(PhaseKey.CIB)
+    remote = next(p for p in plan if p.key is PhaseKey.REMOTE)
+    assert remote.hosts == ("compute1", "compute2")
+    # The evacuator's controllers get the agent bundle; the voting node runs neither.
+    agent = next(p for p in plan if p.key is PhaseKey.AGENT)
+    assert set(agent.hosts) == {"ctl1", "ctl2"} and "evacuator" in agent.what
+    cib = ET.fromstring(render_all(spec, secrets_for(spec))["ctl1"]["/etc/hastack/cib.xml"].content)
+    bans = {(c.get("rsc"), c.get("node")) for c in cib.iter("rsc_location") if c.get("score") == "-INFINITY"}
+    assert ("evacuator", "arb1") in bans and ("evacuator", "compute1") in bans
+    assert ("haproxy-clone", "compute2") in bans and ("vip-internal", "compute2") in bans
+    assert phases(variant(SEED)) == tuple(p for p in phases(variant(SEED)) if p.key is not PhaseKey.REMOTE)

@@ -86,9 +86,10 @@ class PacemakerState:
 
 
 def strays(mon: PacemakerState, members: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Nodes pacemaker knows that are not `members`: (offline, online)."""
+    """Cluster nodes pacemaker knows that are not `members`: (offline, online). Remote nodes (the
+    computes) are the CIB's resources, not members: they come and go with it."""
     want = set(members)
-    out = [n for n in mon.nodes if n.name not in want]
+    out = [n for n in mon.nodes if n.name not in want and not n.remote]
     return tuple(n.name for n in out if not n.online), tuple(n.name for n in out if n.online)
 
 

@@ -76,6 +76,10 @@ def required(spec: Spec) -> dict[str, Callable[[], str]]:
         "corosync_authkey": _corosync_authkey,
         "haproxy_stats_password": _password,
     }
+    if spec.remote_nodes():
+        # pacemaker_remote's TLS pre-shared key, the same on every member and remote node (pacemaker
+        # takes any bytes; 256, as corosync's).
+        need["pacemaker_authkey"] = _corosync_authkey
     if spec.galera.enabled:
         need["galera_sst_password"] = _password
         need["galera_monitor_password"] = _password

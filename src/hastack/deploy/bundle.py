@@ -23,6 +23,9 @@ HASTACK_PARTS = ("__init__.py", "agent", "components")
 ROOT = "/opt/hastack/lib"
 LAUNCHER = "/usr/local/bin/hastack-agent"
 LAUNCHER_BODY = f"#!/bin/sh\nPYTHONPATH={ROOT} exec /usr/bin/python3 -m hastack.agent \"$@\"\n"
+# Instance HA's evacuator, from the same bundle; it talks to nova with the host's keystoneauth1
+# (a controller runs OpenStack: Debian's python3-keystoneauth1 is there).
+EVACUATOR_BODY = f"#!/bin/sh\nPYTHONPATH={ROOT} exec /usr/bin/python3 -m hastack.agent.evacuator \"$@\"\n"
 STAMP = "/opt/hastack/BUNDLE"
 
 

@@ -25,6 +25,7 @@ class PhaseKey(StrEnum):
     RABBITMQ = "rabbitmq"
     MONGODB = "mongodb"
     MEMCACHED = "memcached"
+    REMOTE = "remote"
     CIB = "cib"
     KEEPALIVED = "keepalived"
     OPENSTACK = "openstack"
@@ -45,8 +46,10 @@ def phases(spec: Spec) -> tuple[Phase, ...]:
     out = [Phase(PhaseKey.FILES, names(spec.nodes),
                  "push every rendered file (0600 first, then owner/mode, then rename)")]
     galera = names(spec.galera_nodes()) if spec.galera.enabled else ()
-    if galera:
-        out.append(Phase(PhaseKey.AGENT, galera, "install the hastack agent (galera health for haproxy)"))
+    bundled = tuple(dict.fromkeys((*galera, *names(spec.evacuator_nodes()))))
+    if bundled:
+        out.append(Phase(PhaseKey.AGENT, bundled, "install the hastack agent (galera health for haproxy"
+                         + ("; instance HA's evacuator" if spec.evacuator_nodes() else "") + ")"))
     if spec.vip_manager.runs_pacemaker:
         out.append(Phase(PhaseKey.COROSYNC, names(spec.corosync_nodes()),
                          "start corosync and pacemaker; wait for quorum with every member"))
@@ -65,6 +68,9 @@ def phases(spec: Spec) -> tuple[Phase, ...]:
                          "start mongod on every member, replSetInitiate once, admin user"))
     if spec.memcached_nodes():
         out.append(Phase(PhaseKey.MEMCACHED, names(spec.memcached_nodes()), "start memcached on its address"))
+    if spec.remote_nodes():
+        out.append(Phase(PhaseKey.REMOTE, names(spec.remote_nodes()),
+                         "start pacemaker_remote on every compute (pacemaker watches and fences them)"))
     if spec.vip_manager is VipManager.PACEMAKER:
         out.append(Phase(PhaseKey.CIB, names(spec.corosync_nodes())[:1],
                          "load the CIB (VIP, haproxy clone, fencing, constraints); wait for the VIP"))

@@ -25,14 +25,15 @@ from hastack.deploy.phases import (
     mongodb,
     openstack,
     rabbitmq,
+    remote,
 )
 from hastack.deploy.plan import Phase, PhaseKey, phases
 
 APPLY: dict[PhaseKey, Callable[[DeployContext, Phase], Awaitable[None]]] = {
     PhaseKey.FILES: files.apply, PhaseKey.AGENT: agent.apply, PhaseKey.COROSYNC: corosync.apply,
     PhaseKey.GALERA: galera.apply, PhaseKey.RABBITMQ: rabbitmq.apply, PhaseKey.MONGODB: mongodb.apply,
-    PhaseKey.MEMCACHED: memcached.apply, PhaseKey.CIB: cib.apply, PhaseKey.KEEPALIVED: keepalived.apply,
-    PhaseKey.OPENSTACK: openstack.apply,
+    PhaseKey.MEMCACHED: memcached.apply, PhaseKey.REMOTE: remote.apply, PhaseKey.CIB: cib.apply,
+    PhaseKey.KEEPALIVED: keepalived.apply, PhaseKey.OPENSTACK: openstack.apply,
 }
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from hastack.common.progress import Progress
 from hastack.lab.aptsources import machine_mirror
 
-BUILDER_VERSION = "4"
+BUILDER_VERSION = "5"
 SUITE = "bookworm"
 CACHE = Path(os.environ.get("HASTACK_CACHE", "/var/lib/hastack"))
 
@@ -118,6 +118,11 @@ def build(mongod: Path | None, progress: Progress = print, cache: Path = CACHE) 
                'exec chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"')
     _run(["unshare", "--uts", "--mount", "--fork", "sh", "-c", install, "install", str(work), *COMPONENTS],
          log, "component install", 1800)
+    # pacemaker_remoted, for computes watched by pacemaker (instance HA). Its package conflicts with
+    # pacemaker, which members run from this same image: its files (no path in common with pacemaker's,
+    # the same 2.1.5 libraries) are unpacked beside them, and only a compute's deploy starts it.
+    _run(["chroot", str(work), "sh", "-c", "cd /tmp && apt-get download -q pacemaker-remote && "
+          "dpkg -x pacemaker-remote_*.deb / && rm -f pacemaker-remote_*.deb"], log, "pacemaker-remoted", 600)
     _run(["chroot", str(work), "systemctl", "disable", *SERVICES_OFF], log, "disabling services", 300)
     _run(["chroot", str(work), "systemctl", "enable", "systemd-networkd"], log, "enabling networkd", 300)
     _run(["chroot", str(work), "apt-get", "clean"], log, "apt-get clean", 300)

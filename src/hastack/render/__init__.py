@@ -7,6 +7,7 @@ from collections.abc import Callable
 from hastack.credentials.model import Secrets
 from hastack.render.agent import render_agent
 from hastack.render.corosync import render_corosync
+from hastack.render.evacuator import render_evacuator
 from hastack.render.files import RenderedFile, Tree
 from hastack.render.fingerprints import render_fingerprints
 from hastack.render.galera import render_galera
@@ -35,6 +36,7 @@ RENDERERS: dict[str, Renderer] = {
     "openstack": render_openstack,
     "openstack-run": render_openstack_run,
     "agent": render_agent,
+    "evacuator": render_evacuator,
     "fingerprints": render_fingerprints,
     "kernel": render_kernel,
 }

@@ -11,20 +11,29 @@ Differences from the 2014 guide, on purpose:
   kept the VIP for the whole cut (measured: a 60 s cut, a 72 s write gap). A
   ping clone counts the other nodes (and the spec's ping targets) each node
   reaches; a node that reaches none may not hold a VIP.
+- with instance HA, every compute is a pacemaker_remote node with its own fence
+  device: pacemaker watches it from whichever member holds its connection and
+  fences it when the connection is lost; it runs none of the members' resources.
 """
 
 from __future__ import annotations
 
+import base64
 import xml.etree.ElementTree as ET
 
 from hastack.credentials.model import Secrets
 from hastack.render.corosync import members
+from hastack.render.evacuator import UNIT_NAME as EVACUATOR_UNIT
 from hastack.render.files import RenderedFile, text
 from hastack.spec.model import Spec, Vip, VipManager
 
 CIB = "/etc/hastack/cib.xml"
+AUTHKEY = "/etc/pacemaker/authkey"  # pacemaker_remote's key, on members and remote nodes
+REMOTE_PORT = 3121
 HAPROXY = "haproxy-clone"
 PING = "mgmt-ping-clone"
+TIME_SYNC = "time-sync-clone"
+EVACUATOR = "evacuator"
 PING_ATTRIBUTE = "mgmt-reach"  # the node attribute the ping clone sets: how many targets answered
 # The CIB schema version pacemaker 2.1 (Debian 12) validates against.
 VALIDATE_WITH = "pacemaker-3.7"
@@ -123,14 +132,28 @@ def build_cib(spec: Spec) -> ET.Element:
         _ping_clone(res, spec)
 
     if spec.pacemaker.time_sync != "none":
-        ts = ET.SubElement(res, "clone", id="time-sync-clone")
+        ts = ET.SubElement(res, "clone", id=TIME_SYNC)
         unit = "chrony" if spec.pacemaker.time_sync == "chrony" else "ntp"
         _primitive(ts, "time-sync", "systemd", unit)
         _ops(ts[0], "time-sync", 60)
 
+    for node in spec.remote_nodes():
+        # The connection to a compute's pacemaker_remoted: lost for longer than the monitor's timeout,
+        # the compute is fenced; a reconnect is tried every reconnect_interval after it is back.
+        p = _primitive(res, node.name, "ocf", "remote", "pacemaker")
+        _nvset(p, "instance_attributes", f"{node.name}-ia", {
+            "server": str(node.address), "port": str(REMOTE_PORT), "reconnect_interval": "60s"})
+        _ops(p, node.name, monitor, timeout_s=max(15, 3 * monitor))
+
+    if spec.remote_nodes():
+        # Instance HA's evacuator: one copy, on a controller; pacemaker starts it elsewhere when that
+        # controller dies (every action it takes is safe to repeat).
+        ev = _primitive(res, EVACUATOR, "systemd", EVACUATOR_UNIT)
+        _ops(ev, EVACUATOR, monitor)
+
     fenced = []
     if spec.pacemaker.fencing:
-        for node in spec.corosync_nodes():
+        for node in (*spec.corosync_nodes(), *spec.remote_nodes()):
             if node.fence is None:
                 continue
             rid = f"fence-{node.name}"
@@ -159,6 +182,18 @@ def build_cib(spec: Spec) -> ET.Element:
             for clone_id in (HAPROXY, PING) if managed_vips(spec) else (HAPROXY,):
                 ET.SubElement(cons, "rsc_location", id=f"ban-{clone_id}-{m.name}", rsc=clone_id,
                               node=m.name, score="-INFINITY")
+    # A compute runs none of the members' resources (its clock is its own business, as before).
+    banned = (HAPROXY, *((PING,) if managed_vips(spec) else ()), *(f"vip-{v.name}" for v in managed_vips(spec)),
+              *((TIME_SYNC,) if spec.pacemaker.time_sync != "none" else ()))
+    evacuators = {n.name for n in spec.evacuator_nodes()}
+    for node in spec.remote_nodes():
+        for rid in (*banned, EVACUATOR):
+            ET.SubElement(cons, "rsc_location", id=f"ban-{rid}-{node.name}", rsc=rid, node=node.name,
+                          score="-INFINITY")
+    for m in cluster if spec.remote_nodes() else ():
+        if m.name not in evacuators:  # a member that is no controller (the voting node)
+            ET.SubElement(cons, "rsc_location", id=f"ban-{EVACUATOR}-{m.name}", rsc=EVACUATOR, node=m.name,
+                          score="-INFINITY")
     for vip in managed_vips(spec):
         rid = f"vip-{vip.name}"
         ET.SubElement(cons, "rsc_colocation", {"id": f"{rid}-with-haproxy", "rsc": rid,
@@ -193,4 +228,9 @@ def render_pacemaker(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFil
     root = build_cib(spec)
     ET.indent(root)
     xml = ET.tostring(root, encoding="unicode") + "\n"
-    return {m.name: [text(CIB, xml)] for m in members(spec)}
+    out = {m.name: [text(CIB, xml)] for m in members(spec)}
+    if spec.remote_nodes():
+        key = RenderedFile(AUTHKEY, base64.b64decode(secrets["pacemaker_authkey"]), 0o440, "hacluster", "haclient")
+        for name in (*(m.name for m in members(spec)), *(n.name for n in spec.remote_nodes())):
+            out.setdefault(name, []).append(key)
+    return out

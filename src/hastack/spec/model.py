@@ -56,6 +56,8 @@ class Node(Frozen):
     heartbeat: tuple[IPv4Address, ...] = Field(default=(), max_length=8)
     interface: Interface = "eth0"
     fence: Fence | None = None
+    # With instance_ha: a compute whose instances stay put when it fails (it is fenced all the same).
+    evacuate: bool = True
 
     def has(self, role: Role) -> bool:
         return role in self.roles
@@ -245,6 +247,18 @@ class OpenStack(Frozen):
     glance: Glance = Glance()
 
 
+class InstanceHA(Frozen):
+    """Computes watched by pacemaker (pacemaker_remote on each): a failed one is fenced through its
+    own device, then its instances are rebuilt on the other computes (docs/instance-ha.md)."""
+
+    enabled: bool = False
+    # More computes than this failed at once is taken for a network or control-plane fault: they are
+    # fenced, nothing is evacuated unless the operator says so. None: half of them, rounded down.
+    max_failed: int | None = Field(default=None, ge=0, le=10_000)
+    # Computes kept empty (disabled in nova) until another fails: the room evacuations need.
+    reserved: tuple[Name, ...] = ()
+
+
 class Waiver(Frozen):
     code: Code
     reason: Reason
@@ -267,6 +281,7 @@ class Spec(Frozen):
     memcached: Memcached = Memcached()
     haproxy: Haproxy = Haproxy()
     openstack: OpenStack = OpenStack()
+    instance_ha: InstanceHA = InstanceHA()
     waivers: tuple[Waiver, ...] = ()
 
     @model_validator(mode="before")
@@ -311,6 +326,16 @@ class Spec(Frozen):
 
     def haproxy_nodes(self) -> tuple[Node, ...]:
         return tuple(self.node(n) for n in self.haproxy.nodes)
+
+    def remote_nodes(self) -> tuple[Node, ...]:
+        """Hosts pacemaker watches through pacemaker_remote: the computes, with instance HA."""
+        return self.with_role(Role.COMPUTE) if self.instance_ha.enabled else ()
+
+    def evacuator_nodes(self) -> tuple[Node, ...]:
+        """Where pacemaker may run instance HA's evacuator: the cluster's members that are controllers."""
+        if not self.remote_nodes():
+            return ()
+        return tuple(n for n in self.corosync_nodes() if n.has(Role.CONTROLLER))
 
     def memcached_nodes(self) -> tuple[Node, ...]:
         return tuple(self.node(n) for n in self.memcached.nodes)

@@ -22,7 +22,37 @@ def validate_references(spec: Spec) -> list[SpecError]:
         *_placement(spec),
         *_services(spec),
         *_fence_targets(spec),
+        *_instance_ha(spec),
     ]
+
+
+def _instance_ha(spec: Spec) -> Iterator[SpecError]:
+    """Instance HA fences a failed compute before anything moves: without pacemaker and a fence
+    device for every compute there is nothing to fence it with."""
+    iha = spec.instance_ha
+    if not iha.enabled:
+        return
+    computes = {n.name for n in spec.with_role(Role.COMPUTE)}
+    if not spec.vip_manager.runs_pacemaker or not spec.pacemaker.fencing:
+        yield SpecError(("instance_ha", "enabled"), "instance HA needs pacemaker with fencing on",
+                        "set pacemaker.fencing: true (and a VIP manager that runs pacemaker)")
+    if not {"keystone", "nova"} <= set(spec.openstack.services):
+        yield SpecError(("instance_ha", "enabled"), "instance HA evacuates through nova: keystone and nova must run",
+                        "list keystone and nova in openstack.services")
+    if not computes:
+        yield SpecError(("instance_ha", "enabled"), "no node has the compute role",
+                        "give the compute role to the hosts whose instances should survive them")
+    for i, node in enumerate(spec.nodes):
+        if node.name in computes and node.fence is None:
+            yield SpecError(("nodes", i, "fence"), f"compute {node.name} has no fence device",
+                            "give it one (its BMC): a compute is fenced before its instances move")
+        if node.name in spec.corosync.nodes and node.name in computes:
+            yield SpecError(("nodes", i, "roles"), f"{node.name} is a cluster member and a compute",
+                            "instance HA watches computes through pacemaker_remote: keep them out of corosync.nodes")
+    for j, name in enumerate(iha.reserved):
+        if name not in computes:
+            yield SpecError(("instance_ha", "reserved", j), f"{name!r} is not a compute node",
+                            "list computes only: a reserved host takes evacuated instances")
 
 
 def _fence_targets(spec: Spec) -> Iterator[SpecError]:

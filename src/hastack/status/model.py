@@ -97,6 +97,9 @@ def _pacemaker(spec: Spec, f: Facts) -> Row:
     offline = want - set(pm.online())
     if offline:
         problems.append("offline: " + ", ".join(sorted(offline)))
+    remote = {n.name for n in spec.remote_nodes()}
+    if remote - set(pm.online()):  # a compute pacemaker does not reach is fenced, then waited for
+        problems.append("computes offline: " + ", ".join(sorted(remote - set(pm.online()))))
     failed = sorted({r.id for r in pm.resources if r.failed})
     if failed:
         problems.append("failed: " + ", ".join(failed))
@@ -121,7 +124,9 @@ def _pacemaker(spec: Spec, f: Facts) -> Row:
     placed = [f"{r.id}@{','.join(r.nodes)}" for r in pm.resources if r.active and r.clone is None
               and not r.agent.startswith("stonith")]
     dc = next((n.name for n in pm.nodes if n.is_dc), "none")
-    summary = "; ".join([f"DC {dc}", f"{len(pm.online())} online", *([" ".join(placed)] if placed else [])])
+    online = f"{len(want & set(pm.online()))} online" + (
+        f", computes {len(remote & set(pm.online()))}/{len(remote)}" if remote else "")
+    summary = "; ".join([f"DC {dc}", online, *([" ".join(placed)] if placed else [])])
     return _row("pacemaker", summary, problems, sorted(notes))
 
 

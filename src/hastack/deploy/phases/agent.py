@@ -1,4 +1,4 @@
-"""The agent phase: the hastack health agent (galera state for haproxy) installed where it is not current."""
+"""The agent phase: hastack's agent bundle (galera health; instance HA's evacuator) where it is not current."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from hastack.deploy.context import (
 )
 from hastack.deploy.plan import Phase
 from hastack.hosts.place import put
+from hastack.render.evacuator import LAUNCHER as EVACUATOR_LAUNCHER
 from hastack.render.files import RenderedFile
 
 
@@ -29,6 +30,7 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
             await h.run(shell("rm -rf {root} && mkdir -p {root} && tar -xzf {tgz} -C {root} && rm {tgz}",
                               root=agent_bundle.ROOT, tgz="/opt/hastack/bundle.tar.gz"))
             await put(h, RenderedFile(agent_bundle.LAUNCHER, agent_bundle.LAUNCHER_BODY.encode(), 0o755))
+            await put(h, RenderedFile(EVACUATOR_LAUNCHER, agent_bundle.EVACUATOR_BODY.encode(), 0o755))
             await h.run(shell("echo {sha} > {stamp}", sha=bundle.sha256, stamp=agent_bundle.STAMP))
             ctx.report.changed(host, "installed the hastack agent")
             ctx.agent_installed.add(host)

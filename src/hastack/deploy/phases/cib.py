@@ -101,8 +101,10 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
         waiting += [f"haproxy on {n.name}" for n in ctx.spec.haproxy_nodes()
                     if n.name not in mon.where("haproxy-clone")]
         waiting += mon.stopped()
+        waiting += [f"pacemaker_remote on {n.name}" for n in ctx.spec.remote_nodes() if n.name not in mon.online()]
         if waiting:
             raise ValueError("not running yet: " + ", ".join(dict.fromkeys(waiting)))
         return True
 
-    await wait_for(placed, 180, "pacemaker to start the VIP, haproxy on every haproxy node and every resource")
+    await wait_for(placed, 180, "pacemaker to start the VIP, haproxy on every haproxy node and every resource"
+                   + (", with every compute online" if ctx.spec.remote_nodes() else ""))

@@ -1,0 +1,211 @@
+"""The evacuator: instance HA's loop on a controller, kept running (one copy) by pacemaker.
+
+Each round reads the facts (pacemaker's view of every compute and its fence
+history, nova's compute services and the instances on each host), asks the
+pure decider (`evacuation.decide`) for a plan, applies its actions through
+nova's API and writes what it saw and did to a state file status reads.
+Pacemaker runs it as one resource on the members: when its controller dies
+it starts on another, which reads the same facts and carries on (every
+action is safe to repeat: nova refuses a second evacuation of an instance
+already moving, and the decider does not ask for one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hastack.agent.evacuation import (
+    Compute,
+    Member,
+    Plan,
+    Policy,
+    Step,
+    decide,
+    fencing_of,
+    parse_compute_services,
+    parse_servers,
+)
+from hastack.components.pacemaker import PacemakerState, parse_crm_mon, parse_fence_history
+
+log = logging.getLogger("hastack.evacuator")
+
+CONFIG = "/etc/hastack/evacuator.yaml"
+STATE = "/run/hastack/evacuator.json"
+# forced_down is shown and set from 2.53 on (services by id); evacuate without a host is 2.29+.
+MICROVERSION = "2.53"
+
+
+class EvacuatorConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    computes: tuple[str, ...]
+    evacuate: tuple[str, ...]  # computes whose instances move; the others are fenced and left
+    reserved: tuple[str, ...] = ()
+    max_failed: int = Field(ge=0)
+    interval_s: float = Field(default=2.0, gt=0, le=600)
+    auth_url: str
+    username: str
+    password: str
+    project: str = "admin"
+    region: str = "regionone"
+    request_timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    def policy(self, override: bool = False) -> Policy:
+        return Policy(frozenset(self.evacuate), self.reserved, self.max_failed, override)
+
+
+def load(path: str | Path) -> EvacuatorConfig:
+    return EvacuatorConfig.model_validate(yaml.safe_load(Path(path).read_text()))
+
+
+def member_of(mon: PacemakerState | None, host: str) -> Member:
+    """A compute as pacemaker sees it: online, unclean (owed a fence) or offline."""
+    if mon is None:
+        return Member.UNKNOWN
+    node = next((n for n in mon.nodes if n.name == host), None)
+    if node is None:
+        return Member.UNKNOWN
+    if node.online:
+        return Member.ONLINE
+    return Member.UNCLEAN if node.unclean else Member.OFFLINE
+
+
+def _run(argv: list[str]) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+class Nova:
+    """nova's API as the evacuator uses it: an admin session through the VIP."""
+
+    def __init__(self, cfg: EvacuatorConfig) -> None:
+        from keystoneauth1 import session
+        from keystoneauth1.identity import v3
+
+        auth = v3.Password(auth_url=cfg.auth_url, username=cfg.username, password=cfg.password,
+                           project_name=cfg.project, user_domain_id="default", project_domain_id="default")
+        self.sess = session.Session(auth=auth, timeout=cfg.request_timeout_s)
+        self.filt = {"service_type": "compute", "interface": "internal", "region_name": cfg.region}
+        self.headers = {"OpenStack-API-Version": f"compute {MICROVERSION}"}
+
+    def get(self, path: str) -> Any:
+        return self.sess.get(path, endpoint_filter=self.filt, headers=self.headers).json()
+
+    def services(self) -> Any:
+        return self.get("/os-services?binary=nova-compute")
+
+    def servers(self) -> Any:
+        return self.get("/servers/detail?all_tenants=1")
+
+    def service_ids(self) -> dict[str, str]:
+        return {s["host"]: s["id"] for s in self.services().get("services", [])}
+
+    def put_service(self, service_id: str, body: dict[str, object]) -> None:
+        self.sess.put(f"/os-services/{service_id}", json=body, endpoint_filter=self.filt, headers=self.headers)
+
+    def evacuate(self, server: str) -> None:
+        self.sess.post(f"/servers/{server}/action", json={"evacuate": {}}, endpoint_filter=self.filt,
+                       headers=self.headers)
+
+
+def facts(cfg: EvacuatorConfig, nova: Nova, run: Callable[[list[str]], str] = _run) -> tuple[Compute, ...]:
+    mon: PacemakerState | None
+    try:
+        mon = parse_crm_mon(run(["crm_mon", "-1", "--output-as=xml"]))
+        history = parse_fence_history(run(["stonith_admin", "--history", "*", "--output-as=xml"]))
+    except (subprocess.SubprocessError, OSError, ValueError) as exc:
+        log.warning("no cluster view: %s", exc)
+        mon, history = None, ()
+    services = parse_compute_services(nova.services())
+    servers = parse_servers(nova.servers())
+    return tuple(Compute(h, member_of(mon, h), fencing_of(history, h), services.get(h), servers.get(h, ()))
+                 for h in cfg.computes)
+
+
+# What each step asks of a compute's nova-compute service (PUT os-services/{id}, 2.53).
+SERVICE_CHANGE: dict[Step, dict[str, object]] = {
+    Step.FORCE_DOWN: {"forced_down": True}, Step.CLEAR: {"forced_down": False}, Step.ENABLE: {"status": "enabled"}}
+
+
+def apply(nova: Nova, plan: Plan) -> list[str]:
+    """Each action in the plan's order; what was done (a failed one is logged and left to the next round)."""
+    done: list[str] = []
+    ids: dict[str, str] | None = None
+    for action in plan.actions:
+        try:
+            if action.step is Step.EVACUATE:
+                nova.evacuate(action.instance)
+            else:
+                ids = ids if ids is not None else nova.service_ids()
+                nova.put_service(ids[action.host], SERVICE_CHANGE[action.step])
+        except Exception as exc:  # the next round reads the facts again and asks again
+            log.warning("%s failed: %s", action, exc)
+            continue
+        log.info("%s", action)
+        done.append(str(action))
+    return done
+
+
+def write_state(path: str, plan: Plan, done: list[str], at: float) -> None:
+    """What the last round saw and did, for status (replaced whole: never read half-written)."""
+    body = {"at": at, "refusal": plan.refusal,
+            "hosts": {h.host: {"state": h.state.value, "reason": h.reason} for h in plan.hosts},
+            "done": done}
+    tmp = f"{path}.{os.getpid()}"
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(tmp).write_text(json.dumps(body) + "\n")
+    os.replace(tmp, path)
+
+
+def round_once(cfg: EvacuatorConfig, nova: Nova, state: str = STATE, override: bool = False) -> Plan:
+    plan = decide(facts(cfg, nova), cfg.policy(override))
+    done = apply(nova, plan)
+    write_state(state, plan, done, time.time())
+    return plan
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hastack-evacuator", description=__doc__)
+    parser.add_argument("--config", default=CONFIG)
+    parser.add_argument("--state", default=STATE)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        cfg = load(args.config)
+    except OSError as exc:
+        print(f"hastack-evacuator: cannot read {args.config}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # where and what, never the values: the file holds a password
+        wrong = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}"
+                          for e in exc.errors(include_input=False))
+        print(f"hastack-evacuator: cannot use {args.config}: {wrong}", file=sys.stderr)
+        return 2
+    nova = Nova(cfg)
+    last: dict[str, str] = {}
+    while True:
+        t0 = time.monotonic()
+        try:
+            plan = round_once(cfg, nova, args.state)
+            now = {h.host: f"{h.state.value}: {h.reason}" for h in plan.hosts}
+            for host, what in now.items():  # the journal gets changes, not every round
+                if last.get(host) != what:
+                    log.info("%s %s", host, what)
+            last = now
+        except Exception as exc:  # nova or keystone unreachable: the next round tries again
+            log.warning("round failed: %s", exc)
+        time.sleep(max(0.0, cfg.interval_s - (time.monotonic() - t0)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

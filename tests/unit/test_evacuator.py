@@ -1,0 +1,108 @@
+"""The evacuator's shell: facts read from pacemaker and nova's real output, actions applied in order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hastack.agent import evacuator
+from hastack.agent.evacuation import Action, HostPlan, Member, Plan, State, Step
+from hastack.components.pacemaker import parse_crm_mon
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
+CFG = evacuator.EvacuatorConfig(computes=("compute1", "compute2"), evacuate=("compute1", "compute2"),
+                                max_failed=1, auth_url="http://10.77.0.10:5000/v3", username="admin",
+                                password="x" * 32)
+
+
+class FakeNova:
+    """nova as recorded in the lab (2.53), taking actions into a log."""
+
+    def __init__(self, fail: str = "") -> None:
+        self.log: list[tuple[str, object]] = []
+        self.fail = fail
+
+    def services(self) -> Any:
+        return json.loads(fixture("nova_os_services_2_53.json"))
+
+    def servers(self) -> Any:
+        return json.loads(fixture("nova_servers_detail_2_53.json"))
+
+    def service_ids(self) -> dict[str, str]:
+        return {s["host"]: s["id"] for s in self.services()["services"]}
+
+    def put_service(self, service_id: str, body: dict[str, object]) -> None:
+        self.log.append((service_id, body))
+
+    def evacuate(self, server: str) -> None:
+        if server == self.fail:
+            raise RuntimeError("409 Conflict: instance is in task_state rebuilding")
+        self.log.append(("evacuate", server))
+
+
+def test_a_compute_as_pacemaker_sees_it() -> None:
+    mon = parse_crm_mon(fixture("crm_mon_lab_healthy.xml"))
+    assert evacuator.member_of(mon, "ctl1") is Member.ONLINE
+    assert evacuator.member_of(mon, "compute9") is Member.UNKNOWN  # not in the cluster's view
+    assert evacuator.member_of(None, "ctl1") is Member.UNKNOWN  # no view at all
+
+
+def test_facts_from_a_lab_with_every_compute_online(tmp_path: Path) -> None:
+    def run(argv: list[str]) -> str:
+        if argv[0] == "crm_mon":  # the recorded members' view, with the computes online as remote nodes
+            return fixture("crm_mon_lab_healthy.xml").replace(
+                "</nodes>", '<node name="compute1" id="compute1" online="true" standby="false" unclean="false" '
+                'is_dc="false" type="remote"/><node name="compute2" id="compute2" online="false" standby="false" '
+                'unclean="true" is_dc="false" type="remote"/></nodes>')
+        return fixture("stonith_admin_history.xml")
+
+    c1, c2 = evacuator.facts(CFG, FakeNova(), run)  # type: ignore[arg-type]
+    assert c1.member is Member.ONLINE and c2.member is Member.UNCLEAN
+    assert c1.service is not None and c1.service.up and not c1.service.forced_down
+    assert len(c1.instances) == len(c2.instances) == 4  # six servers of the record had no host yet
+
+
+def test_without_a_cluster_view_every_compute_is_unknown() -> None:
+    def run(argv: list[str]) -> str:
+        raise FileNotFoundError("crm_mon")
+
+    assert {c.member for c in evacuator.facts(CFG, FakeNova(), run)} == {Member.UNKNOWN}  # type: ignore[arg-type]
+
+
+def test_actions_run_in_the_plan_order_and_a_failed_one_is_left_for_the_next_round() -> None:
+    plan = Plan((HostPlan("compute1", State.EVACUATING, "fenced", (
+        Action(Step.EVACUATE, "compute1", "a"), Action(Step.EVACUATE, "compute1", "b"),
+        Action(Step.FORCE_DOWN, "compute1"))),))
+    nova = FakeNova(fail="a")
+    done = evacuator.apply(nova, plan)  # type: ignore[arg-type]
+    ids = nova.service_ids()
+    # forced down before anything moves; "a" refused by nova, "b" still asked
+    assert nova.log == [(ids["compute1"], {"forced_down": True}), ("evacuate", "b")]
+    assert done == ["force-down compute1", "evacuate compute1 b"]
+
+
+def test_the_state_file_holds_each_host_and_what_was_done(tmp_path: Path) -> None:
+    plan = Plan((HostPlan("compute1", State.WAIT_FENCE, "unclean; pacemaker has not fenced it yet"),))
+    path = tmp_path / "run/evacuator.json"
+    evacuator.write_state(str(path), plan, [], 1.5)
+    assert json.loads(path.read_text()) == {
+        "at": 1.5, "refusal": "", "done": [],
+        "hosts": {"compute1": {"state": "waiting for fence", "reason": "unclean; pacemaker has not fenced it yet"}}}
+
+
+def test_a_config_error_names_the_field_never_the_password(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "evacuator.yaml"
+    path.write_text("computes: [compute1]\nevacuate: [compute1]\nmax_failed: -1\nauth_url: x\nusername: admin\n"
+                    "password: hunter2hunter2\n")
+    assert evacuator.main(["--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "max_failed" in err and "hunter2" not in err
