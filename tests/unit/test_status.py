@@ -11,6 +11,7 @@ from bson import json_util
 from hastack.components.corosync import parse_links, parse_quorum
 from hastack.components.galera import parse_wsrep_status
 from hastack.components.haproxy import parse_show_stat
+from hastack.components.instance_ha import parse_state
 from hastack.components.mongodb import parse_replset_status
 from hastack.components.network import parse_addresses
 from hastack.components.openstack import parse_api_check
@@ -211,3 +212,30 @@ def test_rabbit_node_up_without_its_app_is_a_problem() -> None:
     assert not row.healthy and row.summary.startswith("2/3 running")
     assert "up but not serving AMQP (rabbit app not started): rabbit@ctl2" in row.problems
     assert {h.host: h.rabbitmq for h in host_view(spec(), f)}["ctl2"] == "BOOTING"
+
+
+def _iha(state: str, reason: str, at: float, now: float = 1000.0, refusal: str = "") -> Row:
+    """The instance-ha row for the seed with instance HA, compute1 in `state` in the evacuator's last round."""
+    ev = parse_state(json.dumps({"at": at, "refusal": refusal, "done": [],
+                                 "hosts": {"compute1": {"state": state, "reason": reason},
+                                           "compute2": {"state": "healthy", "reason": "online"}}}))
+    f = dataclasses.replace(healthy_facts(), evacuator=ev, now=now)
+    return next(r for r in verdict(variant(SEED, instance_ha={"enabled": True}), f) if r.component == "instance-ha")
+
+
+def test_instance_ha_row_shows_each_compute_as_the_evacuator_last_saw_it() -> None:
+    row = _iha("healthy", "online", at=998.0)
+    assert row.healthy and "computes 2 healthy" in row.summary
+    waiting = _iha("waiting for fence", "unclean; pacemaker has not fenced it yet: nothing moves", at=998.0)
+    assert not waiting.healthy
+    assert waiting.problems == ("compute1: waiting for fence: unclean; pacemaker has not fenced it yet: nothing moves",)
+    refused = _iha("refused", "2 of 2 computes failed at once", at=998.0, refusal="2 of 2 computes failed at once")
+    assert "2 of 2 computes failed at once" in refused.problems
+
+
+def test_an_evacuator_that_stopped_writing_is_a_problem() -> None:
+    row = _iha("healthy", "online", at=900.0, now=1000.0)
+    assert not row.healthy and row.problems == ("the evacuator's last round was 100 s ago",)
+    f = healthy_facts()  # no state file anywhere
+    none = next(r for r in verdict(variant(SEED, instance_ha={"enabled": True}), f) if r.component == "instance-ha")
+    assert not none.healthy and "has written no state" in none.problems[0]

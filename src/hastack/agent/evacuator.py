@@ -37,12 +37,13 @@ from hastack.agent.evacuation import (
     parse_compute_services,
     parse_servers,
 )
+from hastack.components.instance_ha import STATE_PATH
 from hastack.components.pacemaker import PacemakerState, parse_crm_mon, parse_fence_history
 
 log = logging.getLogger("hastack.evacuator")
 
 CONFIG = "/etc/hastack/evacuator.yaml"
-STATE = "/run/hastack/evacuator.json"
+STATE = STATE_PATH
 # forced_down is shown and set from 2.53 on (services by id); evacuate without a host is 2.29+.
 MICROVERSION = "2.53"
 

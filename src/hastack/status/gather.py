@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import time
 from typing import Any, TypeVar
 
 import asyncssh
 
-from hastack.components import corosync, galera, haproxy, network, openstack_api, pacemaker, rabbitmq
+from hastack.components import corosync, galera, haproxy, instance_ha, network, openstack_api, pacemaker, rabbitmq
 from hastack.components.fact import Fact
 from hastack.components.galera import GaleraState
 from hastack.components.openstack import ApiCheck, parse_api_check
@@ -37,7 +38,7 @@ CONNECT_TIMEOUT = 3.0
 # can say what went wrong instead of "no node answered".
 COMPONENT_OF = {"quorum": "corosync", "links": "corosync", "pacemaker": "pacemaker", "galera": "galera",
                 "rabbit": "rabbitmq", "mongo": "mongodb", "haproxy": "haproxy",
-                "addresses": "vip", "openstack": "openstack"}
+                "addresses": "vip", "openstack": "openstack", "evacuator": "instance-ha"}
 
 
 async def _first(hosts: list[SshHost], fact: Fact[T], errors: dict[str, str], component: str) -> T | None:
@@ -120,14 +121,17 @@ async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreac
                 errors["mongodb"] = f"{h.name}: {exc}"
         return None
 
-    names = ("quorum", "links", "pacemaker", "galera", "rabbit", "mongo", "haproxy", "addresses", "openstack")
+    names = ("quorum", "links", "pacemaker", "galera", "rabbit", "mongo", "haproxy", "addresses", "openstack",
+             "evacuator")
     ctl = on([n.name for n in spec.with_role(Role.CONTROLLER)])
     results = await asyncio.gather(
         _first(cor, corosync.QUORUM, errors, "corosync"), _each(cor, corosync.LINKS),
         _first(cor, pacemaker.MON, errors, "pacemaker"), galera_states(),
         _first(rab, rabbitmq.STATUS, errors, "rabbitmq"),
         mongo(), _each(hap, haproxy.STATS), _each(list(up.values()), network.ADDRESSES),
-        _api_check(spec, secrets, ctl, errors), return_exceptions=True)
+        _api_check(spec, secrets, ctl, errors),
+        # Where the evacuator runs writes its state each round; an older copy stays where it ran before.
+        _each(on([n.name for n in spec.evacuator_nodes()]), instance_ha.STATE), return_exceptions=True)
     values: dict[str, Any] = {}
     for name, r in zip(names, results, strict=True):
         if isinstance(r, (HostError, asyncssh.Error, OSError, ValueError, KeyError)):
@@ -136,9 +140,11 @@ async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreac
             raise r
         elif isinstance(r, rabbitmq.RabbitStatus):  # one rabbitmqctl call answers both
             values |= {"rabbit": r.cluster, "rabbit_queues": r.queues}
+        elif name == "evacuator":
+            values["evacuator"] = max(r.values(), key=lambda s: s.at, default=None)
         elif r is not None:
             values[name] = r
-    return Facts(unreachable=unreachable, errors=errors, galera_silent=frozenset(silent), **values)
+    return Facts(unreachable=unreachable, errors=errors, galera_silent=frozenset(silent), now=time.time(), **values)
 
 
 async def probe(spec: Spec, secrets: Secrets, access: Access) -> Facts:

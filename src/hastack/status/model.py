@@ -9,6 +9,7 @@ from ipaddress import IPv4Address
 from hastack.components.corosync import LinkState, Quorum
 from hastack.components.galera import GaleraState
 from hastack.components.haproxy import ServerState
+from hastack.components.instance_ha import EvacuatorState
 from hastack.components.mongodb import ReplSet
 from hastack.components.openstack import ApiCheck
 from hastack.components.pacemaker import PacemakerState
@@ -31,6 +32,8 @@ class Facts:
     haproxy: dict[str, tuple[ServerState, ...]] = field(default_factory=dict)
     addresses: dict[str, frozenset[IPv4Address]] = field(default_factory=dict)
     openstack: ApiCheck | None = None  # one authenticated read per API through the VIP
+    evacuator: EvacuatorState | None = None  # instance HA's last round (the freshest state file)
+    now: float = 0.0  # when the facts were gathered (epoch seconds): how old the evacuator's round is
     errors: dict[str, str] = field(default_factory=dict)  # component -> probe error
 
 
@@ -62,7 +65,32 @@ def verdict(spec: Spec, f: Facts) -> tuple[Row, ...]:
         rows.append(_haproxy(spec, f))
     if any(d.endpoint for d in daemons_for(spec.openstack.services)):
         rows.append(_openstack(spec, f))
+    if spec.remote_nodes():
+        rows.append(_instance_ha(spec, f))
     return tuple(rows)
+
+
+# The evacuator's rounds are seconds apart; a state this old means it is not running its loop.
+EVACUATOR_STALE_S = 30
+
+
+def _instance_ha(spec: Spec, f: Facts) -> Row:
+    ev = f.evacuator
+    where = ",".join(f.pacemaker.where("evacuator")) if f.pacemaker else ""
+    if ev is None:
+        return _row("instance-ha", "no answer", [f"the evacuator has written no state{' on ' + where if where else ''}"
+                                                 " (not started yet, or not running)"])
+    problems = []
+    age = f.now - ev.at
+    if f.now and age > EVACUATOR_STALE_S:
+        problems.append(f"the evacuator's last round was {age:.0f} s ago")
+    if ev.refusal:
+        problems.append(ev.refusal)
+    problems += [f"{h}: {v.state}: {v.reason}" for h, v in sorted(ev.hosts.items()) if v.state != "healthy"]
+    states = Counter(v.state for v in ev.hosts.values())
+    summary = (f"evacuator on {where or '?'}; computes " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+               + (f"; last round did {len(ev.done)}" if ev.done else ""))
+    return _row("instance-ha", summary, problems)
 
 
 def _hosts(spec: Spec, f: Facts) -> Row:
