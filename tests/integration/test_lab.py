@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from hastack.components.corosync import QUORUM, parse_quorum
 from hastack.components.pacemaker import MON, PacemakerState, parse_crm_mon
 from hastack.credentials.store import secrets_path
 from hastack.lab.layout import layout
-from hastack.lab.runtime import LabDirs, load_state
+from hastack.lab.runtime import LabDirs, load_state, power_cut
 from hastack.render.openstack_run import FLAVOR, IMAGE, api_reads, catalog_names, log_path
 from hastack.spec.catalog import daemons_for, endpoints_for
 from hastack.spec.load import load_spec
@@ -383,6 +384,64 @@ def test_an_image_outlives_the_controller_that_stored_it(lab: Path, tmp_path: Pa
     finally:
         client("image", "delete", image)
         wait_healthy(lab, 300)
+
+
+def _servers(lab: Path, *args: str) -> list[dict[str, Any]]:
+    res = cli("lab", "client", "--spec", str(lab), "--", "openstack", "server", "list", "--all-projects", "--long",
+              "-f", "json", *args, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return list(json.loads(res.stdout))
+
+
+def _fence_time(log: str, host: str) -> float:
+    """When the power switch logged the (first) fence of `host`: its line `[01/Dec/2026 08:23:00] reboot HOST by`."""
+    line = next(ln for ln in log.splitlines() if f"] reboot {host} by " in ln)
+    stamp = line.split("[", 1)[1].split("]", 1)[0]
+    return time.mktime(time.strptime(stamp, "%d/%b/%Y %H:%M:%S"))
+
+
+@fast
+def test_a_crashed_compute_is_fenced_before_its_instances_are_rebuilt_elsewhere(lab: Path) -> None:
+    """Instance HA: compute1 loses power with two servers on it; pacemaker (compute1 is a pacemaker_remote
+    node) fences it through its own device, and only then does the evacuator force its nova-compute
+    down and rebuild both servers on compute2; compute1 comes back, and is cleared."""
+    spec = load_spec(lab)
+    if not spec.remote_nodes():
+        pytest.skip(f"{lab.name}: instance_ha is off in this lab's spec")
+    dirs = LabDirs.of(spec.cluster)
+    victim, other = "compute1", "compute2"
+    names = [f"iha-{os.getpid()}-{i}" for i in range(2)]
+    for name in names:  # pinned to compute1 (the admin may name the host)
+        made = cli("lab", "client", "--spec", str(lab), "--", "openstack", "server", "create", "--flavor", FLAVOR,
+                   "--image", IMAGE, "--nic", "none", "--availability-zone", f"nova:{victim}", "--wait", name,
+                   timeout=300)
+        assert made.returncode == 0, made.stderr[-2000:]
+    try:
+        pid = load_state(dirs).hosts[victim]
+        t_cut = time.time()
+        power_cut(pid, layout(spec).host(victim))
+        deadline, mine = time.monotonic() + 240, []
+        while time.monotonic() < deadline:
+            mine = [s for s in _servers(lab) if s["Name"] in names]
+            if len(mine) == 2 and all(s["Status"] == "ACTIVE" and s["Host"] == other for s in mine):
+                break
+            time.sleep(3)
+        assert len(mine) == 2 and all(s["Status"] == "ACTIVE" and s["Host"] == other for s in mine), mine
+        evacuated_in = time.time() - t_cut
+        fenced_at = _fence_time(dirs.power_log.read_text(), victim)
+        for name in names:  # nova's record of the evacuation: asked after the switch logged the fence
+            res = cli("lab", "client", "--spec", str(lab), "--", "openstack", "server", "event", "list", name,
+                      "-f", "json", timeout=120)
+            assert res.returncode == 0, res.stderr[-2000:]
+            [evac] = [e for e in json.loads(res.stdout) if e["Action"] == "evacuate"]
+            asked = datetime.fromisoformat(evac["Start Time"]).replace(tzinfo=UTC).timestamp()
+            assert asked >= fenced_at, (evac, fenced_at)
+        print(f"compute crash: every instance ACTIVE on {other} {evacuated_in:.1f} s after the cut")
+        # compute1 back (rebooted by its fence), a pacemaker_remote node again, forced_down cleared.
+        wait_healthy(lab, 300)
+    finally:
+        for name in names:
+            cli("lab", "client", "--spec", str(lab), "--", "openstack", "server", "delete", "--wait", name, timeout=300)
 
 
 def test_fencing_powers_a_host_off_and_it_rejoins(lab: Path, case: Case) -> None:

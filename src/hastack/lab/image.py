@@ -121,8 +121,14 @@ def build(mongod: Path | None, progress: Progress = print, cache: Path = CACHE) 
     # pacemaker_remoted, for computes watched by pacemaker (instance HA). Its package conflicts with
     # pacemaker, which members run from this same image: its files (no path in common with pacemaker's,
     # the same 2.1.5 libraries) are unpacked beside them, and only a compute's deploy starts it.
-    _run(["chroot", str(work), "sh", "-c", "cd /tmp && apt-get download -q pacemaker-remote && "
-          "dpkg -x pacemaker-remote_*.deb / && rm -f pacemaker-remote_*.deb"], log, "pacemaker-remoted", 600)
+    # Unpacked aside and copied: `dpkg -x` into / would replace the merged-/usr links (/lib) with
+    # directories of their own.
+    _run(["chroot", str(work), "sh", "-c",
+          "cd /tmp && apt-get download -q pacemaker-remote && dpkg -x pacemaker-remote_*.deb /tmp/pr && "
+          "install -m 0755 /tmp/pr/usr/sbin/pacemaker-remoted /usr/sbin/ && "
+          "ln -sf pacemaker-remoted /usr/sbin/pacemaker_remoted && "
+          "install -m 0644 /tmp/pr/lib/systemd/system/pacemaker_remote.service /usr/lib/systemd/system/ && "
+          "rm -rf /tmp/pr pacemaker-remote_*.deb"], log, "pacemaker-remoted", 600)
     _run(["chroot", str(work), "systemctl", "disable", *SERVICES_OFF], log, "disabling services", 300)
     _run(["chroot", str(work), "systemctl", "enable", "systemd-networkd"], log, "enabling networkd", 300)
     _run(["chroot", str(work), "apt-get", "clean"], log, "apt-get clean", 300)

@@ -138,12 +138,13 @@ def build_cib(spec: Spec) -> ET.Element:
         _ops(ts[0], "time-sync", 60)
 
     for node in spec.remote_nodes():
-        # The connection to a compute's pacemaker_remoted: lost for longer than the monitor's timeout,
-        # the compute is fenced; a reconnect is tried every reconnect_interval after it is back.
+        # The connection to a compute's pacemaker_remoted: a monitor not answered within 3 intervals
+        # (15 s default, 6 s fast) and the compute is fenced; after that, pacemaker tries to connect
+        # again every reconnect_interval, so a compute that came back is a member again within it.
         p = _primitive(res, node.name, "ocf", "remote", "pacemaker")
         _nvset(p, "instance_attributes", f"{node.name}-ia", {
             "server": str(node.address), "port": str(REMOTE_PORT), "reconnect_interval": "60s"})
-        _ops(p, node.name, monitor, timeout_s=max(15, 3 * monitor))
+        _ops(p, node.name, monitor, timeout_s=max(6, 3 * monitor))
 
     if spec.remote_nodes():
         # Instance HA's evacuator: one copy, on a controller; pacemaker starts it elsewhere when that
