@@ -161,6 +161,8 @@ def test_instance_ha_watches_every_compute_from_the_members(tmp_path: Path) -> N
         assert state.where(f"fence-{name}")[0] in r.spec.corosync.nodes
     for rid in ("haproxy-clone", "mgmt-ping-clone", "time-sync-clone", "vip-internal"):
         assert not set(state.where(rid)) & set(computes), (rid, state.where(rid))
+    # No clone keeps an instance "Stopped" for a compute it may not run on (deploy waits for none).
+    assert "time-sync-clone" not in state.stopped() and "haproxy-clone" not in state.stopped()
     [evacuator] = state.where("evacuator")  # one copy, on a controller
     assert evacuator in [n.name for n in r.spec.evacuator_nodes()]
     # One key on every member and every compute: pacemaker_remote's TLS needs the same bytes.

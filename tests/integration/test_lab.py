@@ -652,6 +652,16 @@ def test_a_member_replaced_in_every_data_cluster_and_back(lab: Path, case: Case)
         secrets_path(swapped).unlink(missing_ok=True)
 
 
+def _no_member(spec: Any, spare: str, mon: PacemakerState) -> None:
+    """`spare` left the cluster: pacemaker forgot the member; with instance HA it is a compute again,
+    watched (and fenced) as a pacemaker_remote node."""
+    assert spare not in {n.name for n in mon.nodes if not n.remote}
+    if spec.remote_nodes():
+        assert spare in mon.online() and mon.where(f"fence-{spare}")
+    else:
+        assert spare not in {n.name for n in mon.nodes} and not mon.where(f"fence-{spare}")
+
+
 def test_a_corosync_member_added_and_taken_out(lab: Path, case: Case) -> None:
     """corosync and pacemaker membership by a spec change and a deploy: a host with ring links joins
     (a reload on the members, then it starts), then leaves: pacemaker and corosync stop there before the
@@ -663,7 +673,9 @@ def test_a_corosync_member_added_and_taken_out(lab: Path, case: Case) -> None:
     first, spare_addr = str(spec.corosync_nodes()[0].address), str(spec.node(spare).address)
     members = [n.name for n in spec.corosync_nodes()]
     data = yaml.safe_load(lab.read_text())
-    data.setdefault("corosync", {})["nodes"] = [*members, spare]
+    # A compute that joins corosync is no pacemaker_remote node any more: instance HA (which watches
+    # computes as remote nodes, and refuses a compute among the members) is off while it is a member.
+    data |= {"corosync": {**data.get("corosync", {}), "nodes": [*members, spare]}, "instance_ha": {"enabled": False}}
     grown = lab.with_name("grown.yaml")
     grown.write_text(yaml.safe_dump(data, sort_keys=False))
     shutil.copy2(secrets_path(lab), secrets_path(grown))
@@ -691,7 +703,7 @@ def test_a_corosync_member_added_and_taken_out(lab: Path, case: Case) -> None:
         assert any(c.endswith(f"removed {spare} from pacemaker's node list") for c in changes), changes
         names, mon = membership()
         assert sorted(names) == sorted(members), names
-        assert spare not in {n.name for n in mon.nodes} and not mon.where(f"fence-{spare}")
+        _no_member(spec, spare, mon)
         left = ssh(dirs, spare_addr, "systemctl is-active corosync pacemaker; systemctl is-enabled corosync pacemaker")
         assert left.stdout.split() == ["inactive", "inactive", "disabled", "disabled"], left.stdout
         # Nobody fenced it (nor anyone else): the power switch saw no action all along.

@@ -136,6 +136,8 @@ def build_cib(spec: Spec) -> ET.Element:
         unit = "chrony" if spec.pacemaker.time_sync == "chrony" else "ntp"
         _primitive(ts, "time-sync", "systemd", unit)
         _ops(ts[0], "time-sync", 60)
+        # One instance per member: none left "Stopped" for a compute (a remote node) it is banned from.
+        _nvset(ts, "meta_attributes", f"{TIME_SYNC}-meta", {"clone-max": str(len(cluster))})
 
     for node in spec.remote_nodes():
         # The connection to a compute's pacemaker_remoted: a monitor not answered within 3 intervals
