@@ -205,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
             last = now
         except Exception as exc:  # nova or keystone unreachable: the next round tries again
             log.warning("round failed: %s", exc)
+            # With a new login: a token (and its catalog) from before nova was in keystone's catalog, or
+            # from before a password change, would fail every round after.
+            nova = Nova(cfg)
         time.sleep(max(0.0, cfg.interval_s - (time.monotonic() - t0)))
 
 

@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from hastack.agent.evacuator import CONFIG as EVACUATOR_CONFIG
 from hastack.components import pacemaker
 from hastack.components.pacemaker import PacemakerState, strays
 from hastack.deploy.context import (
@@ -16,7 +17,7 @@ from hastack.deploy.context import (
 )
 from hastack.deploy.plan import Phase
 from hastack.hosts.probe import probe
-from hastack.render.pacemaker import managed_vips
+from hastack.render.pacemaker import EVACUATOR, managed_vips
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,16 @@ async def pacemaker_ready(ctx: DeployContext, hosts: tuple[str, ...]) -> Pacemak
     return await wait_for(ready, 180, "pacemaker to elect a DC with every node online")
 
 
+async def _restart_evacuator(ctx: DeployContext, host: str, loaded: bool) -> None:
+    """Instance HA's evacuator runs the code and config this deploy installed: pacemaker restarts it
+    (where it runs) when either changed under it. A CIB just loaded starts it with both already."""
+    nodes = [n.name for n in ctx.spec.evacuator_nodes()]
+    if loaded or not any(n in ctx.agent_installed or ctx.file_changed(n, EVACUATOR_CONFIG) for n in nodes):
+        return
+    await ctx.h(host).run(["crm_resource", "--restart", "--resource", EVACUATOR, "--timeout", "60s"], timeout=120)
+    ctx.report.changed(host, "restarted the evacuator (its code or config changed)")
+
+
 async def apply(ctx: DeployContext, phase: Phase) -> None:
     # phase.hosts[0] is the first corosync node: the one pacemaker_ready asked.
     mon = await pacemaker_ready(ctx, tuple(n.name for n in ctx.spec.corosync_nodes()))
@@ -91,6 +102,7 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
     for node in todo.reload_haproxy:
         await ctx.h(node).run(["systemctl", "reload", "haproxy"])
         ctx.report.changed(node, "reloaded haproxy")
+    await _restart_evacuator(ctx, host, loaded=todo.load is not None)
     vips = {v.name for v in managed_vips(ctx.spec)}
 
     async def placed() -> bool | None:
