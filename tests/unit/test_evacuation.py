@@ -67,6 +67,18 @@ def test_a_fence_older_than_the_host_s_last_report_does_not_count() -> None:
     assert plan.actions == () and "older than nova-compute's last report" in plan.of("compute1").reason
 
 
+def test_forcing_down_does_not_make_the_fence_look_old() -> None:
+    # In the lab: fenced at 891, forced down by the evacuator at 894, and nova stamped updated_at 894.
+    # The next round must keep evacuating (one refused evacuation is asked again), not wait for a fence.
+    c = dead(fenced=LAST_REPORT - 3, forced_down=True)
+    assert fence_confirmed(c)
+    plan = decide(fleet(c), POLICY)
+    assert plan.of("compute1").state is State.EVACUATING
+    assert [a.step for a in plan.actions] == [Step.EVACUATE, Step.EVACUATE]  # forced down already
+    # Unclean is unclean, forced down or not: a new failure is fenced again before anything moves.
+    assert not fence_confirmed(dead(member=Member.UNCLEAN, fenced=LAST_REPORT - 3, forced_down=True))
+
+
 def test_a_failed_fence_moves_nothing_and_says_so() -> None:
     plan = decide(fleet(dead(fenced=None, fence_failed=LAST_REPORT + 5)), POLICY)
     assert plan.actions == () and plan.of("compute1").state is State.FENCE_FAILED

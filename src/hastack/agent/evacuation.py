@@ -209,9 +209,16 @@ def fence_failed(f: Fencing) -> bool:
 
 
 def fence_confirmed(c: Compute) -> bool:
-    """Fenced after its nova-compute's last report, and pacemaker does not still owe a fence."""
+    """Fenced after its nova-compute's last report, and pacemaker does not still owe a fence.
+
+    Once the service is forced down, its `updated_at` no longer says when nova-compute last reported:
+    nova stamps it when forced_down is set (seen in the lab: 3 s after the fence). A host pacemaker
+    calls offline, not unclean, has been fenced for this failure (a lost compute stays unclean until
+    its fence), so a forced-down host is judged by that alone."""
     if c.member in (Member.ONLINE, Member.UNCLEAN) or c.fencing.done_at is None or fence_failed(c.fencing):
         return False
+    if c.service is not None and c.service.forced_down:
+        return True
     last_seen = c.service.updated_at if c.service else None
     return last_seen is None or c.fencing.done_at > last_seen
 

@@ -30,6 +30,8 @@ from hastack.spec.model import Spec, Vip, VipManager
 CIB = "/etc/hastack/cib.xml"
 AUTHKEY = "/etc/pacemaker/authkey"  # pacemaker_remote's key, on members and remote nodes
 REMOTE_PORT = 3121
+# How often pacemaker tries a compute's connection again after losing it (it boots in ~10 s once fenced).
+REMOTE_RETRY_S = 10
 HAPROXY = "haproxy-clone"
 PING = "mgmt-ping-clone"
 TIME_SYNC = "time-sync-clone"
@@ -142,10 +144,14 @@ def build_cib(spec: Spec) -> ET.Element:
     for node in spec.remote_nodes():
         # The connection to a compute's pacemaker_remoted: a monitor not answered within 3 intervals
         # (15 s default, 6 s fast) and the compute is fenced; after that, pacemaker tries to connect
-        # again every reconnect_interval, so a compute that came back is a member again within it.
+        # again every reconnect_interval, so a compute that came back is a remote node again soon.
         p = _primitive(res, node.name, "ocf", "remote", "pacemaker")
         _nvset(p, "instance_attributes", f"{node.name}-ia", {
-            "server": str(node.address), "port": str(REMOTE_PORT), "reconnect_interval": "60s"})
+            "server": str(node.address), "port": str(REMOTE_PORT), "reconnect_interval": f"{REMOTE_RETRY_S}s"})
+        # Without a failure timeout the lost connection's failure kept the compute out after it came
+        # back (seen in the lab: "will not be started under current conditions" until the 15-minute
+        # recheck); with it pacemaker schedules the retry itself.
+        _nvset(p, "meta_attributes", f"{node.name}-meta", {"failure-timeout": f"{2 * REMOTE_RETRY_S}s"})
         _ops(p, node.name, monitor, timeout_s=max(6, 3 * monitor))
 
     if spec.remote_nodes():

@@ -70,11 +70,11 @@ async def pacemaker_ready(ctx: DeployContext, hosts: tuple[str, ...]) -> Pacemak
     return await wait_for(ready, 180, "pacemaker to elect a DC with every node online")
 
 
-async def _restart_evacuator(ctx: DeployContext, host: str, loaded: bool) -> None:
+async def _restart_evacuator(ctx: DeployContext, host: str) -> None:
     """Instance HA's evacuator runs the code and config this deploy installed: pacemaker restarts it
-    (where it runs) when either changed under it. A CIB just loaded starts it with both already."""
+    (where it runs) when either changed under it."""
     nodes = [n.name for n in ctx.spec.evacuator_nodes()]
-    if loaded or not any(n in ctx.agent_installed or ctx.file_changed(n, EVACUATOR_CONFIG) for n in nodes):
+    if not any(n in ctx.agent_installed or ctx.file_changed(n, EVACUATOR_CONFIG) for n in nodes):
         return
     await ctx.h(host).run(["crm_resource", "--restart", "--resource", EVACUATOR, "--timeout", "60s"], timeout=120)
     ctx.report.changed(host, "restarted the evacuator (its code or config changed)")
@@ -102,7 +102,7 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
     for node in todo.reload_haproxy:
         await ctx.h(node).run(["systemctl", "reload", "haproxy"])
         ctx.report.changed(node, "reloaded haproxy")
-    await _restart_evacuator(ctx, host, loaded=todo.load is not None)
+    await _restart_evacuator(ctx, host)
     vips = {v.name for v in managed_vips(ctx.spec)}
 
     async def placed() -> bool | None:
