@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from hastack.agent import evacuator
 from hastack.agent.evacuation import Action, HostPlan, Member, Plan, State, Step
-from hastack.components.pacemaker import parse_crm_mon
+from hastack.components.pacemaker import parse_crm_mon, parse_fence_history
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -69,6 +70,24 @@ def test_facts_from_a_lab_with_every_compute_online(tmp_path: Path) -> None:
     assert c1.member is Member.ONLINE and c2.member is Member.UNCLEAN
     assert c1.service is not None and c1.service.up and not c1.service.forced_down
     assert len(c1.instances) == len(c2.instances) == 4  # six servers of the record had no host yet
+
+
+def test_a_second_fence_is_read_from_the_verbose_history() -> None:
+    # Real output after compute1 was fenced twice (10:28:11, then 10:32:35): stonith_admin without
+    # --verbose lists only the first, and the evacuator waited for a fence that had happened.
+    asked: list[list[str]] = []
+
+    def run(argv: list[str]) -> str:
+        asked.append(argv)
+        if argv[0] == "crm_mon":
+            return fixture("crm_mon_lab_healthy.xml")
+        name = "verbose_compute_fenced_twice" if "--verbose" in argv else "compute_fenced_twice"
+        return fixture(f"stonith_admin_history_{name}.xml")
+
+    c1, _ = evacuator.facts(CFG, FakeNova(), run)  # type: ignore[arg-type]
+    assert c1.fencing.done_at == datetime(2026, 12, 1, 10, 32, 35, tzinfo=UTC).timestamp()
+    terse = parse_fence_history(fixture("stonith_admin_history_compute_fenced_twice.xml"))
+    assert [e.completed for e in terse] == [datetime(2026, 12, 1, 10, 28, 11, tzinfo=UTC).timestamp()]
 
 
 def test_without_a_cluster_view_every_compute_is_unknown() -> None:

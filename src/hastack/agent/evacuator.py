@@ -124,7 +124,9 @@ def facts(cfg: EvacuatorConfig, nova: Nova, run: Callable[[list[str]], str] = _r
     mon: PacemakerState | None
     try:
         mon = parse_crm_mon(run(["crm_mon", "-1", "--output-as=xml"]))
-        history = parse_fence_history(run(["stonith_admin", "--history", "*", "--output-as=xml"]))
+        # --verbose: without it stonith_admin lists one success per target, the *oldest* (2.1.5, seen in
+        # the lab: a compute fenced twice showed only its first fence, and nothing moved the second time).
+        history = parse_fence_history(run(["stonith_admin", "--history", "*", "--verbose", "--output-as=xml"]))
     except (subprocess.SubprocessError, OSError, ValueError) as exc:
         log.warning("no cluster view: %s", exc)
         mon, history = None, ()
