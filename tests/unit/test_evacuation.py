@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
 from hastack.agent.evacuation import (
     Action,
     Compute,
@@ -15,6 +20,7 @@ from hastack.agent.evacuation import (
     decide,
     default_max_failed,
     fence_confirmed,
+    parse_evacuations,
 )
 
 LAST_REPORT = 1000.0
@@ -169,3 +175,17 @@ def test_an_instance_nova_cannot_evacuate_is_reported_not_asked_for() -> None:
     plan = decide(fleet(c), POLICY)
     assert [str(a) for a in plan.actions] == ["force-down compute1", "evacuate compute1 vm-a"]
     assert "nova cannot evacuate the rest (BUILD)" in plan.of("compute1").reason
+
+
+def test_an_instance_nova_already_has_an_evacuation_of_is_not_asked_again() -> None:
+    # Real records: compute1's instances evacuated at 10:28:14 and at 10:39:44; 4e6727fa was asked twice
+    # 2 s apart (the second failed "already exists" on compute2 and left it in ERROR).
+    doc = json.loads((Path(__file__).parent / "fixtures" / "nova_os_migrations_evacuation_2_53.json").read_text())
+    since = datetime(2026, 12, 1, 10, 39, 40, tzinfo=UTC).timestamp()
+    asked = parse_evacuations(doc, since)
+    assert {a[:8] for a in asked} == {"4e6727fa", "85415121", "5f272f5e", "11de790f"}  # the failed one aside
+    assert {a[:8] for a in parse_evacuations(doc, None)} >= {"ff72ea8b", "e39bcacd"}
+    c = dataclasses.replace(dead(forced_down=True), asked=frozenset({"vm-a"}))
+    plan = decide(fleet(c), POLICY)
+    assert plan.actions == (Action(Step.EVACUATE, "compute1", "vm-b"),)
+    assert "1 instance(s) to evacuate, 1 already moving" in plan.of("compute1").reason

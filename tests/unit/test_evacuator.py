@@ -38,6 +38,9 @@ class FakeNova:
     def servers(self) -> Any:
         return json.loads(fixture("nova_servers_detail_2_53.json"))
 
+    def evacuations(self, host: str) -> Any:
+        return json.loads(fixture("nova_os_migrations_evacuation_2_53.json"))
+
     def service_ids(self) -> dict[str, str]:
         return {s["host"]: s["id"] for s in self.services()["services"]}
 

@@ -110,6 +110,18 @@ def parse_compute_services(doc: Mapping[str, Any]) -> dict[str, Service]:
             for s in doc.get("services", []) if s.get("binary") == "nova-compute"}
 
 
+# An evacuation nova gave up on: the instance may be asked again.
+FAILED_MIGRATIONS = frozenset({"error", "failed"})
+
+
+def parse_evacuations(doc: Mapping[str, Any], since: float | None) -> frozenset[str]:
+    """GET /os-migrations?source_compute=HOST&migration_type=evacuation: the instances with an
+    evacuation from HOST on record since `since` (the fence) that nova has not given up on."""
+    return frozenset(m["instance_uuid"] for m in doc.get("migrations", [])
+                     if m.get("status") not in FAILED_MIGRATIONS
+                     and (since is None or (_nova_time(m.get("created_at")) or 0) >= since))
+
+
 def parse_servers(doc: Mapping[str, Any]) -> dict[str, tuple[Instance, ...]]:
     """GET /servers/detail?all_tenants=1 (as admin): the instances on each host."""
     out: dict[str, list[Instance]] = {}
@@ -127,6 +139,17 @@ class Compute:
     fencing: Fencing = Fencing()
     service: Service | None = None  # None: nova does not know the host (or nova did not answer)
     instances: tuple[Instance, ...] = ()  # those nova places on this host
+    # Instances nova already has an evacuation of on record since the fence (its migration records):
+    # not asked again. nova's own guard is not enough: an instance asked at one round was listed
+    # ACTIVE on this host, with no task, at the next, and a second rebuild failed "already exists".
+    asked: frozenset[str] = frozenset()
+
+    def moving(self, i: Instance) -> bool:
+        return i.busy or i.id in self.asked
+
+    def waiting(self) -> list[Instance]:
+        """Instances to ask nova to evacuate: evacuable, and not asked already."""
+        return [i for i in self.instances if i.evacuable and i.id not in self.asked]
 
 
 @dataclass(frozen=True)
@@ -244,10 +267,10 @@ def _failed_host(c: Compute, policy: Policy, refusal: str) -> HostPlan:
         actions.append(Action(Step.FORCE_DOWN, c.name))
     if c.name not in policy.evacuate:
         return HostPlan(c.name, State.FENCED, "fenced; evacuate: false in the spec", tuple(actions))
-    waiting = [i for i in c.instances if i.evacuable]
+    waiting = c.waiting()
     actions += [Action(Step.EVACUATE, c.name, i.id) for i in waiting]
-    busy = sum(1 for i in c.instances if i.busy)
-    stuck = sorted({i.status for i in c.instances if not i.evacuable and not i.busy})
+    busy = sum(1 for i in c.instances if c.moving(i))
+    stuck = sorted({i.status for i in c.instances if not i.evacuable and not c.moving(i)})
     return HostPlan(c.name, State.EVACUATING, f"fenced at {_fmt(c.fencing.done_at)}; {len(waiting)} instance(s) to "
                     f"evacuate, {busy} already moving" + (f"; nova cannot evacuate the rest ({', '.join(stuck)})"
                                                           if stuck else ""), tuple(actions))
@@ -258,7 +281,7 @@ def _online_host(c: Compute) -> HostPlan:
         return HostPlan(c.name, State.HEALTHY, "online")
     if c.instances:
         # Back before its instances all left: they keep moving; forced_down stays until none is left.
-        waiting = [i for i in c.instances if i.evacuable]
+        waiting = c.waiting()
         return HostPlan(c.name, State.EVACUATING, f"back; {len(c.instances)} instance(s) still to move",
                         tuple(Action(Step.EVACUATE, c.name, i.id) for i in waiting))
     return HostPlan(c.name, State.RETURNING, "back and empty: forced_down cleared", (Action(Step.CLEAR, c.name),))

@@ -35,6 +35,7 @@ from hastack.agent.evacuation import (
     decide,
     fencing_of,
     parse_compute_services,
+    parse_evacuations,
     parse_servers,
 )
 from hastack.components.instance_ha import STATE_PATH
@@ -109,6 +110,9 @@ class Nova:
     def servers(self) -> Any:
         return self.get("/servers/detail?all_tenants=1")
 
+    def evacuations(self, host: str) -> Any:
+        return self.get(f"/os-migrations?source_compute={host}&migration_type=evacuation")
+
     def service_ids(self) -> dict[str, str]:
         return {s["host"]: s["id"] for s in self.services().get("services", [])}
 
@@ -132,8 +136,15 @@ def facts(cfg: EvacuatorConfig, nova: Nova, run: Callable[[list[str]], str] = _r
         mon, history = None, ()
     services = parse_compute_services(nova.services())
     servers = parse_servers(nova.servers())
-    return tuple(Compute(h, member_of(mon, h), fencing_of(history, h), services.get(h), servers.get(h, ()))
-                 for h in cfg.computes)
+    out = []
+    for h in cfg.computes:
+        fencing = fencing_of(history, h)
+        member = member_of(mon, h)
+        # Asked only where something may move: a failed host with instances still on it.
+        asked = parse_evacuations(nova.evacuations(h), fencing.done_at) \
+            if member is not Member.ONLINE and servers.get(h) else frozenset()
+        out.append(Compute(h, member, fencing, services.get(h), servers.get(h, ()), asked))
+    return tuple(out)
 
 
 # What each step asks of a compute's nova-compute service (PUT os-services/{id}, 2.53).
