@@ -69,9 +69,11 @@ class Case:
         return self.id.replace("-", "_")
 
 
+# Instance HA on (the examples leave it off): computes as pacemaker_remote nodes, the evacuator.
+IHA = ("\npacemaker:\n", "\ninstance_ha: {enabled: true}\npacemaker:\n")
 CASES = [Case(THREE, "labtest", "10.79.", fence="ctl2", wipe="ctl3", replace="ctl3", ring_spare="compute1",
               edits=(("    address: 10.77.0.21\n",
-                      "    address: 10.77.0.21\n    heartbeat: [10.77.1.21, 10.77.2.21]\n"),)),
+                      "    address: 10.77.0.21\n    heartbeat: [10.77.1.21, 10.77.2.21]\n"), IHA)),
          # The guide's topology: two data nodes and a voting node; the wiped
          # data node comes back by SST from the only other one.
          Case(SEED, "labseed", "10.81.", fence="ctl2", wipe="ctl2", replace="ctl2", wedge="ctl1"),
@@ -80,7 +82,7 @@ CASES = [Case(THREE, "labtest", "10.79.", fence="ctl2", wipe="ctl3", replace="ct
          Case(THREE, "labfast", "10.85.", fence="ctl3", wipe="ctl2", replace="ctl2", name="fast-keepalived-quorum",
               topology_of="three-controller",
               edits=(("vip_manager: pacemaker", "vip_manager: keepalived-quorum"),
-                     ("profile: default", "profile: fast")))]
+                     ("profile: default", "profile: fast"), IHA))]
 # The installed command, as a user runs it.
 HASTACK = [str(Path(sys.executable).parent / "hastack")]
 

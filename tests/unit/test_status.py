@@ -239,3 +239,19 @@ def test_an_evacuator_that_stopped_writing_is_a_problem() -> None:
     f = healthy_facts()  # no state file anywhere
     none = next(r for r in verdict(variant(SEED, instance_ha={"enabled": True}), f) if r.component == "instance-ha")
     assert not none.healthy and "has written no state" in none.problems[0]
+
+
+def test_a_healthy_lab_with_instance_ha_is_healthy() -> None:
+    # pacemaker's view and the evacuator's state from the lab with instance HA on (computes as
+    # pacemaker_remote nodes, the evacuator on ctl1), after compute1 was fenced and came back.
+    ev = parse_state(text("evacuator_state_healthy.json"))
+    f = dataclasses.replace(healthy_facts(), pacemaker=parse_crm_mon(text("crm_mon_lab_instance_ha.xml")),
+                            evacuator=ev, now=ev.at + 2)
+    rows = {r.component: r for r in verdict(variant(instance_ha={"enabled": True}), f)}
+    assert rows["pacemaker"].healthy and "computes 2/2" in rows["pacemaker"].summary, rows["pacemaker"]
+    assert rows["instance-ha"].healthy and "computes 2 healthy" in rows["instance-ha"].summary
+    assert "evacuator on ctl1" in rows["instance-ha"].summary
+    down = dataclasses.replace(f, pacemaker=parse_crm_mon(text("crm_mon_lab_instance_ha.xml").replace(
+        '<node name="compute1" id="compute1" online="true"', '<node name="compute1" id="compute1" online="false"')))
+    row = next(r for r in verdict(variant(instance_ha={"enabled": True}), down) if r.component == "pacemaker")
+    assert not row.healthy and "computes offline: compute1" in row.problems
