@@ -10,9 +10,7 @@ import argparse
 import logging
 import sys
 
-from pydantic import ValidationError
-
-from hastack.agent.config import PATH, load
+from hastack.agent.config import PATH, load, read_config
 from hastack.agent.server import make_server
 
 
@@ -21,16 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=PATH, help=f"agent config (default {PATH})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    try:
-        cfg = load(args.config)
-    except OSError as exc:
-        print(f"hastack-agent: cannot read {args.config}: {exc.strerror}", file=sys.stderr)
-        return 2
-    except ValidationError as exc:
-        # Where and what, never the values: the file holds the monitor password.
-        wrong = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}"
-                          for e in exc.errors(include_input=False))
-        print(f"hastack-agent: cannot use {args.config}: {wrong}", file=sys.stderr)
+    cfg = read_config("hastack-agent", args.config, load)
+    if cfg is None:
         return 2
     server = make_server(cfg)
     logging.getLogger("hastack.agent").info("serving /galera on %s:%d", cfg.listen, cfg.port)

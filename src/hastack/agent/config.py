@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+T = TypeVar("T")
 
 PATH = "/etc/hastack/agent.yaml"
 
@@ -26,3 +31,17 @@ class AgentConfig(BaseModel):
 
 def load(path: str | Path) -> AgentConfig:
     return AgentConfig.model_validate(yaml.safe_load(Path(path).read_text()))
+
+
+def read_config(prog: str, path: str, loader: Callable[[str], T]) -> T | None:
+    """The config, or None after one line on stderr: the file and each wrong field, never a value
+    (these files hold passwords)."""
+    try:
+        return loader(path)
+    except OSError as exc:
+        print(f"{prog}: cannot read {path}: {exc.strerror}", file=sys.stderr)
+    except ValidationError as exc:
+        wrong = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}"
+                          for e in exc.errors(include_input=False))
+        print(f"{prog}: cannot use {path}: {wrong}", file=sys.stderr)
+    return None

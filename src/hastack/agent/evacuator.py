@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from hastack.agent.config import read_config
 from hastack.agent.evacuation import (
     Compute,
     Member,
@@ -195,15 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", default=STATE)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    try:
-        cfg = load(args.config)
-    except OSError as exc:
-        print(f"hastack-evacuator: cannot read {args.config}: {exc.strerror}", file=sys.stderr)
-        return 2
-    except ValidationError as exc:  # where and what, never the values: the file holds a password
-        wrong = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}"
-                          for e in exc.errors(include_input=False))
-        print(f"hastack-evacuator: cannot use {args.config}: {wrong}", file=sys.stderr)
+    cfg = read_config("hastack-evacuator", args.config, load)
+    if cfg is None:
         return 2
     nova = Nova(cfg)
     last: dict[str, str] = {}
