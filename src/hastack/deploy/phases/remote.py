@@ -13,6 +13,6 @@ UNIT = "pacemaker_remote"
 
 
 async def apply(ctx: DeployContext, phase: Phase) -> None:
-    # A new key takes effect at the next connection: pacemaker_remoted reads it then, no restart needed
-    # (a restart would drop the connection and get the compute fenced).
+    # Never restarted by deploy: a restart drops pacemaker's connection and gets the compute fenced.
+    # (The key is generated once and kept; changing it is a planned restart of every compute, not done.)
     await ctx.gather([ctx.ensure_running(h, UNIT, restart_if=False) for h in phase.hosts])
