@@ -213,7 +213,7 @@ def test_status_reports_every_cluster_healthy(lab: Path) -> None:
     assert rc == 0 and status["healthy"]
     rows = {c["component"]: c for c in status["components"]}
     assert set(rows) == {"hosts", "corosync", "pacemaker", "vip", "galera", "rabbitmq", "mongodb", "haproxy",
-                         "openstack"}
+                         "openstack", *(["instance-ha"] if load_spec(lab).remote_nodes() else [])}
     facts = status["facts"]
     # Every API hastack runs: each backend up on every haproxy, and read through the VIP with a token.
     reads = facts["openstack"]["apis"]
@@ -231,7 +231,8 @@ def test_status_reports_every_cluster_healthy(lab: Path) -> None:
     # Every peer on both knet links (the guide's two rings), from every node.
     assert {len(v) for v in facts["links"].values()} == {2 * (len(voters) - 1)}
     fences = [r for r in facts["pacemaker"]["resources"] if r["agent"] == "stonith:fence_hastack_lab"]
-    assert len(fences) == len(voters) and all(r["active"] for r in fences)  # fencing on, devices running
+    # Fencing on, a device running for every member and every compute pacemaker watches.
+    assert len(fences) == len(voters) + len(spec.remote_nodes()) and all(r["active"] for r in fences)
     # Data nodes plus garbd where the spec has one: three votes either way.
     assert {s["cluster_size"] for s in facts["galera"].values()} == {3}
     assert sorted(facts["rabbit"]["running"]) == sorted(f"rabbit@{n.name}" for n in spec.rabbit_nodes())

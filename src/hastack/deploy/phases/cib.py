@@ -76,6 +76,8 @@ async def _restart_evacuator(ctx: DeployContext, host: str) -> None:
     nodes = [n.name for n in ctx.spec.evacuator_nodes()]
     if not any(n in ctx.agent_installed or ctx.file_changed(n, EVACUATOR_CONFIG) for n in nodes):
         return
+    if not (await probe(ctx.h(host), pacemaker.MON)).where(EVACUATOR):
+        return  # not started yet (a first deploy, a CIB just loaded): it starts with what is installed
     await ctx.h(host).run(["crm_resource", "--restart", "--resource", EVACUATOR, "--timeout", "60s"], timeout=120)
     ctx.report.changed(host, "restarted the evacuator (its code or config changed)")
 
