@@ -396,11 +396,12 @@ def _servers(lab: Path, *args: str) -> list[dict[str, Any]]:
     return list(json.loads(res.stdout))
 
 
-def _fence_time(log: str, host: str) -> float:
-    """When the power switch logged the (first) fence of `host`: its line `[01/Dec/2026 08:23:00] reboot HOST by`."""
-    line = next(ln for ln in log.splitlines() if f"] reboot {host} by " in ln)
-    stamp = line.split("[", 1)[1].split("]", 1)[0]
-    return time.mktime(time.strptime(stamp, "%d/%b/%Y %H:%M:%S"))
+def _fence_time(log: str, host: str, since: float) -> float:
+    """When the power switch logged the first fence of `host` since `since` (its lines read
+    `[01/Dec/2026 08:23:00] reboot HOST by ...`, to the second, the machine's time)."""
+    stamps = [time.mktime(time.strptime(ln.split("[", 1)[1].split("]", 1)[0], "%d/%b/%Y %H:%M:%S"))
+              for ln in log.splitlines() if f"] reboot {host} by " in ln]
+    return min(t for t in stamps if t >= int(since))
 
 
 @fast
@@ -431,7 +432,7 @@ def test_a_crashed_compute_is_fenced_before_its_instances_are_rebuilt_elsewhere(
             time.sleep(3)
         assert len(mine) == 2 and all(s["Status"] == "ACTIVE" and s["Host"] == other for s in mine), mine
         evacuated_in = time.time() - t_cut
-        fenced_at = _fence_time(dirs.power_log.read_text(), victim)
+        fenced_at = _fence_time(dirs.power_log.read_text(), victim, t_cut)
         for name in names:  # nova's record of the evacuation: asked after the switch logged the fence
             res = cli("lab", "client", "--spec", str(lab), "--", "openstack", "server", "event", "list", name,
                       "-f", "json", timeout=120)
