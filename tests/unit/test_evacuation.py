@@ -85,6 +85,12 @@ def test_forcing_down_does_not_make_the_fence_look_old() -> None:
     assert not fence_confirmed(dead(member=Member.UNCLEAN, fenced=LAST_REPORT - 3, forced_down=True))
 
 
+def test_a_fence_in_the_same_second_as_the_last_report_counts() -> None:
+    # Both times have one-second resolution; the host was off after its fence, so its report came first.
+    assert fence_confirmed(dead(fenced=LAST_REPORT))
+    assert not fence_confirmed(dead(fenced=LAST_REPORT - 1))
+
+
 def test_a_failed_fence_moves_nothing_and_says_so() -> None:
     plan = decide(fleet(dead(fenced=None, fence_failed=LAST_REPORT + 5)), POLICY)
     assert plan.actions == () and plan.of("compute1").state is State.FENCE_FAILED

@@ -242,8 +242,11 @@ def fence_confirmed(c: Compute) -> bool:
         return False
     if c.service is not None and c.service.forced_down:
         return True
+    # Both clocks are read to the second (pacemaker's "11:53:21Z", nova's "11:53:21.000000"): a report in
+    # the fence's own second came before it (the host was off after), so the same second counts. In CI a
+    # compute that reported at 11:53:21 and was fenced at 11:53:21 was waited on until it came back.
     last_seen = c.service.updated_at if c.service else None
-    return last_seen is None or c.fencing.done_at > last_seen
+    return last_seen is None or c.fencing.done_at >= last_seen
 
 
 def _fmt(t: float | None) -> str:
