@@ -13,6 +13,7 @@ already moving, and the decider does not ask for one).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -39,13 +40,12 @@ from hastack.agent.evacuation import (
     parse_evacuations,
     parse_servers,
 )
-from hastack.components.instance_ha import STATE_PATH
+from hastack.components.instance_ha import STATE_PATH, EvacuatorState, HostView
 from hastack.components.pacemaker import PacemakerState, parse_crm_mon, parse_fence_history
 
 log = logging.getLogger("hastack.evacuator")
 
 CONFIG = "/etc/hastack/evacuator.yaml"
-STATE = STATE_PATH
 # forced_down is shown and set from 2.53 on (services by id); evacuate without a host is 2.29+.
 MICROVERSION = "2.53"
 
@@ -173,17 +173,17 @@ def apply(nova: Nova, plan: Plan) -> list[str]:
 
 
 def write_state(path: str, plan: Plan, done: list[str], at: float) -> None:
-    """What the last round saw and did, for status (replaced whole: never read half-written)."""
-    body = {"at": at, "refusal": plan.refusal,
-            "hosts": {h.host: {"state": h.state.value, "reason": h.reason} for h in plan.hosts},
-            "done": done}
+    """What the last round saw and did, for status (replaced whole: never read half-written). The
+    file's shape is components.instance_ha's, which status parses it with."""
+    state = EvacuatorState(at, {h.host: HostView(h.state.value, h.reason) for h in plan.hosts}, plan.refusal,
+                           tuple(done))
     tmp = f"{path}.{os.getpid()}"
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(tmp).write_text(json.dumps(body) + "\n")
+    Path(tmp).write_text(json.dumps(dataclasses.asdict(state)) + "\n")
     os.replace(tmp, path)
 
 
-def round_once(cfg: EvacuatorConfig, nova: Nova, state: str = STATE, override: bool = False) -> Plan:
+def round_once(cfg: EvacuatorConfig, nova: Nova, state: str = STATE_PATH, override: bool = False) -> Plan:
     plan = decide(facts(cfg, nova), cfg.policy(override))
     done = apply(nova, plan)
     write_state(state, plan, done, time.time())
@@ -193,7 +193,7 @@ def round_once(cfg: EvacuatorConfig, nova: Nova, state: str = STATE, override: b
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hastack-evacuator", description=__doc__)
     parser.add_argument("--config", default=CONFIG)
-    parser.add_argument("--state", default=STATE)
+    parser.add_argument("--state", default=STATE_PATH)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = read_config("hastack-evacuator", args.config, load)
