@@ -147,6 +147,7 @@ def evidence(spec_path: Path, components: list[str], lines: int = 12) -> str:
              "haproxy": ("haproxy", list(spec.haproxy_nodes()))}
     daemons = daemons_for(spec.openstack.services)
     units["openstack"] = (" ".join(d.unit for d in daemons), list(spec.with_role(Role.CONTROLLER)))
+    units["instance-ha"] = ("hastack-evacuator", list(spec.evacuator_nodes()))
     for comp in components:
         unit, nodes = units.get(comp, ("", []))
         flags = " ".join(f"-u {u}" for u in unit.split())

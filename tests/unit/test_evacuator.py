@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from hastack.agent import evacuator
-from hastack.agent.evacuation import Action, HostPlan, Member, Plan, State, Step
+from hastack.agent.evacuation import Action, HostPlan, Member, Plan, State, Step, decide
+from hastack.components.instance_ha import parse_state
 from hastack.components.pacemaker import parse_crm_mon, parse_fence_history
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -31,11 +32,13 @@ class FakeNova:
     def __init__(self, fail: str = "") -> None:
         self.log: list[tuple[str, object]] = []
         self.fail = fail
+        self.servers_read = 0
 
     def services(self) -> Any:
         return json.loads(fixture("nova_os_services_2_53.json"))
 
     def servers(self) -> Any:
+        self.servers_read += 1
         return json.loads(fixture("nova_servers_detail_2_53.json"))
 
     def evacuations(self, host: str) -> Any:
@@ -73,6 +76,26 @@ def test_facts_from_a_lab_with_every_compute_online(tmp_path: Path) -> None:
     assert c1.member is Member.ONLINE and c2.member is Member.UNCLEAN
     assert c1.service is not None and c1.service.up and not c1.service.forced_down
     assert len(c1.instances) == len(c2.instances) == 4  # six servers of the record had no host yet
+
+
+def test_instances_are_read_only_while_something_may_move() -> None:
+    def run(argv: list[str]) -> str:
+        if argv[0] == "crm_mon":
+            return fixture("crm_mon_lab_instance_ha.xml")  # every compute online
+        return fixture("stonith_admin_history.xml")
+
+    nova = FakeNova()
+    c1, c2 = evacuator.facts(CFG, nova, run)  # type: ignore[arg-type]
+    assert (c1.member, c2.member) == (Member.ONLINE, Member.ONLINE)
+    assert nova.servers_read == 0 and c1.instances == ()
+    assert decide((c1, c2), CFG.policy()).actions == ()
+
+    def one_down(argv: list[str]) -> str:
+        return run(argv).replace('name="compute2" id="compute2" online="true"', 'name="compute2" id="compute2" '
+                                 'online="false"') if argv[0] == "crm_mon" else run(argv)
+
+    _, c2 = evacuator.facts(CFG, nova, one_down)  # type: ignore[arg-type]
+    assert c2.member is not Member.ONLINE and nova.servers_read == 1 and c2.instances
 
 
 def test_a_second_fence_is_read_from_the_verbose_history() -> None:
@@ -115,10 +138,21 @@ def test_actions_run_in_the_plan_order_and_a_failed_one_is_left_for_the_next_rou
 def test_the_state_file_holds_each_host_and_what_was_done(tmp_path: Path) -> None:
     plan = Plan((HostPlan("compute1", State.WAIT_FENCE, "unclean; pacemaker has not fenced it yet"),))
     path = tmp_path / "run/evacuator.json"
-    evacuator.write_state(str(path), plan, [], 1.5)
+    evacuator.write_state(str(path), evacuator.state_of(plan, [], 1.5))
     assert json.loads(path.read_text()) == {
-        "at": 1.5, "refusal": "", "done": [],
+        "at": 1.5, "refusal": "", "done": [], "error": "",
         "hosts": {"compute1": {"state": "waiting for fence", "reason": "unclean; pacemaker has not fenced it yet"}}}
+
+
+def test_a_failed_round_is_written_with_its_cause_and_the_last_view(tmp_path: Path) -> None:
+    """Status must tell an evacuator stuck on an unreachable nova from one that stopped running."""
+    plan = Plan((HostPlan("compute1", State.HEALTHY, "online"),))
+    good = evacuator.state_of(plan, ["force-down compute1"], 1.0)
+    path = tmp_path / "evacuator.json"
+    evacuator.write_state(str(path), evacuator.failed_state(good, TimeoutError(), 9.0))
+    state = parse_state(path.read_text())
+    assert (state.at, state.error, state.done) == (9.0, "TimeoutError: TimeoutError", ())
+    assert state.hosts == good.hosts
 
 
 def test_a_config_error_names_the_field_never_the_password(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

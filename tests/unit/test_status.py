@@ -214,9 +214,9 @@ def test_rabbit_node_up_without_its_app_is_a_problem() -> None:
     assert {h.host: h.rabbitmq for h in host_view(spec(), f)}["ctl2"] == "BOOTING"
 
 
-def _iha(state: str, reason: str, at: float, now: float = 1000.0, refusal: str = "") -> Row:
+def _iha(state: str, reason: str, at: float, now: float = 1000.0, refusal: str = "", error: str = "") -> Row:
     """The instance-ha row for the seed with instance HA, compute1 in `state` in the evacuator's last round."""
-    ev = parse_state(json.dumps({"at": at, "refusal": refusal, "done": [],
+    ev = parse_state(json.dumps({"at": at, "refusal": refusal, "done": [], "error": error,
                                  "hosts": {"compute1": {"state": state, "reason": reason},
                                            "compute2": {"state": "healthy", "reason": "online"}}}))
     f = dataclasses.replace(healthy_facts(), evacuator=ev, now=now)
@@ -239,6 +239,12 @@ def test_an_evacuator_that_stopped_writing_is_a_problem() -> None:
     f = healthy_facts()  # no state file anywhere
     none = next(r for r in verdict(variant(SEED, instance_ha={"enabled": True}), f) if r.component == "instance-ha")
     assert not none.healthy and "has written no state" in none.problems[0]
+
+
+def test_an_evacuator_whose_rounds_fail_says_why() -> None:
+    row = _iha("healthy", "online", at=998.0, error="ConnectFailure: Unable to establish connection")
+    assert not row.healthy
+    assert row.problems == ("the evacuator's last round failed: ConnectFailure: Unable to establish connection",)
 
 
 def test_a_healthy_lab_with_instance_ha_is_healthy() -> None:

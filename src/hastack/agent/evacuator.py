@@ -136,11 +136,16 @@ def facts(cfg: EvacuatorConfig, nova: Nova, run: Callable[[list[str]], str] = _r
         log.warning("no cluster view: %s", exc)
         mon, history = None, ()
     services = parse_compute_services(nova.services())
-    servers = parse_servers(nova.servers())
+    members = {h: member_of(mon, h) for h in cfg.computes}
+    # Every instance of every project is the heavy read, and the loop runs every two seconds on the
+    # controllers' cores: asked only while something may move (a failed host, or one still forced down).
+    moving = any(m is not Member.ONLINE for m in members.values()) or any(
+        s.forced_down for h, s in services.items() if h in members)
+    servers = parse_servers(nova.servers()) if moving else {}
     out = []
     for h in cfg.computes:
         fencing = fencing_of(history, h)
-        member = member_of(mon, h)
+        member = members[h]
         # Asked only where something may move: a failed host with instances still on it.
         asked = parse_evacuations(nova.evacuations(h), fencing.done_at) \
             if member is not Member.ONLINE and servers.get(h) else frozenset()
@@ -172,22 +177,34 @@ def apply(nova: Nova, plan: Plan) -> list[str]:
     return done
 
 
-def write_state(path: str, plan: Plan, done: list[str], at: float) -> None:
+def state_of(plan: Plan, done: list[str], at: float) -> EvacuatorState:
+    return EvacuatorState(at, {h.host: HostView(h.state.value, h.reason) for h in plan.hosts}, plan.refusal,
+                          tuple(done))
+
+
+def failed_state(last: EvacuatorState | None, exc: Exception, at: float) -> EvacuatorState:
+    """A round that could not finish: what the last good one saw, and why this one stopped."""
+    why = (str(exc) or type(exc).__name__).strip().splitlines()
+    return EvacuatorState(at, last.hosts if last else {}, last.refusal if last else "", (),
+                          f"{type(exc).__name__}: {why[0] if why else ''}"[:300])
+
+
+def write_state(path: str, state: EvacuatorState) -> None:
     """What the last round saw and did, for status (replaced whole: never read half-written). The
     file's shape is components.instance_ha's, which status parses it with."""
-    state = EvacuatorState(at, {h.host: HostView(h.state.value, h.reason) for h in plan.hosts}, plan.refusal,
-                           tuple(done))
     tmp = f"{path}.{os.getpid()}"
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(tmp).write_text(json.dumps(dataclasses.asdict(state)) + "\n")
     os.replace(tmp, path)
 
 
-def round_once(cfg: EvacuatorConfig, nova: Nova, state: str = STATE_PATH, override: bool = False) -> Plan:
+def round_once(cfg: EvacuatorConfig, nova: Nova, state: str = STATE_PATH,
+               override: bool = False) -> tuple[Plan, EvacuatorState]:
     plan = decide(facts(cfg, nova), cfg.policy(override))
     done = apply(nova, plan)
-    write_state(state, plan, done, time.time())
-    return plan
+    written = state_of(plan, done, time.time())
+    write_state(state, written)
+    return plan, written
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,10 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     nova = Nova(cfg)
     last: dict[str, str] = {}
+    good: EvacuatorState | None = None
     while True:
         t0 = time.monotonic()
         try:
-            plan = round_once(cfg, nova, args.state)
+            plan, good = round_once(cfg, nova, args.state)
             now = {h.host: f"{h.state.value}: {h.reason}" for h in plan.hosts}
             for host, what in now.items():  # the journal gets changes, not every round
                 if last.get(host) != what:
@@ -212,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
             last = now
         except Exception as exc:  # nova or keystone unreachable: the next round tries again
             log.warning("round failed: %s", exc)
+            try:
+                write_state(args.state, failed_state(good, exc, time.time()))
+            except OSError as werr:
+                log.warning("cannot write %s: %s", args.state, werr)
             # With a new login: a token (and its catalog) from before nova was in keystone's catalog, or
             # from before a password change, would fail every round after.
             nova = Nova(cfg)

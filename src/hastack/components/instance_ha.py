@@ -22,12 +22,15 @@ class EvacuatorState:
     hosts: dict[str, HostView]
     refusal: str = ""
     done: tuple[str, ...] = ()
+    # Why the last round could not finish (nova or keystone unreachable); hosts are then the last
+    # round's that did. Written so status tells a stuck loop from a dead one.
+    error: str = ""
 
 
 def parse_state(text: str) -> EvacuatorState:
     d = json.loads(text)
     return EvacuatorState(float(d["at"]), {h: HostView(v["state"], v["reason"]) for h, v in d["hosts"].items()},
-                          d.get("refusal", ""), tuple(d.get("done", ())))
+                          d.get("refusal", ""), tuple(d.get("done", ())), d.get("error", ""))
 
 
 STATE = Fact("evacuator state", ("cat", STATE_PATH), on_success(parse_state))

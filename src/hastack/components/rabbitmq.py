@@ -101,8 +101,12 @@ class QuorumQueue:
 #   queue<TAB>vhost<TAB>name<TAB>leader ("" when none answers)<TAB>members<TAB>members on running nodes
 # A queue's leader is the one Raft itself reports (ra:members), not the one its record names: after a
 # power loss of every node, list_queues showed a stale leader and "running" for a queue whose members
-# were all followers at term 0, forever. The queues are asked at once (1 s each, 2 s in all), so a
-# cluster with dead leaders answers in seconds, not one second per queue.
+# were all followers at term 0, forever.
+# Every question to another node is asked of all of them at once with one deadline (erpc:multicall,
+# spawned queue askers), so the whole call is bounded (~2 s of questions after the VM's boot) however
+# many nodes or queue leaders hang: one per-node rpc:call of 5 s each for partitions and alarms made a
+# call with one hung node outlast status's 10 s probe on every host (CI, an isolation run: "rabbitmq:
+# ctl3: TimeoutError" for five minutes).
 STATUS_EVAL = (
     'Running = rabbit_nodes:all_running(), '
     'J = fun(L) -> string:join([atom_to_list(X) || X <- L], ",") end, '
@@ -110,21 +114,22 @@ STATUS_EVAL = (
     'P("running", Running), '
     'P("disc", rabbit_mnesia:cluster_nodes(disc)), '
     'P("ram", rabbit_mnesia:cluster_nodes(ram)), '
-    'P("partitioned", [N || N <- Running, case rpc:call(N, rabbit_node_monitor, partitions, [], 5000) of '
-    '[_|_] -> true; _ -> false end]), '
     'P("serving", lists:usort([element(2, Ls) || Ls <- rabbit_networking:active_listeners(), '
     'element(3, Ls) =:= amqp])), '
-    'lists:foreach(fun(N) -> case rpc:call(N, rabbit_alarm, get_alarms, [], 5000) of '
-    'As when is_list(As) -> [io:format("alarm\\t~ts\\t~ts~n", [N, case A of '
-    '{{resource_limit, R, _}, _} -> atom_to_list(R); {T, _} -> io_lib:format("~p", [T]); '
-    'T -> io_lib:format("~p", [T]) end]) || A <- As]; _ -> ok end end, Running), '
     'Self = self(), '
-    'Asked = [begin Ref = make_ref(), spawn(fun() -> Self ! {Ref, case catch ra:members(amqqueue:get_pid(Q), 1000) of '
+    'Asked = [begin Ref = make_ref(), spawn(fun() -> Self ! {Ref, case catch ra:members(amqqueue:get_pid(Q), 1500) of '
     '{ok, _, {_, Ld}} -> atom_to_list(Ld); _ -> "" end} end), {Ref, Q} end '
     '|| Q <- rabbit_amqqueue:list(), amqqueue:get_type(Q) =:= rabbit_quorum_queue], '
+    'Parts = erpc:multicall(Running, rabbit_node_monitor, partitions, [], 1500), '
+    'Alarms = erpc:multicall(Running, rabbit_alarm, get_alarms, [], 1500), '
+    'P("partitioned", [N || {N, {ok, [_|_]}} <- lists:zip(Running, Parts)]), '
+    'lists:foreach(fun({N, {ok, As}}) when is_list(As) -> [io:format("alarm\\t~ts\\t~ts~n", [N, case A of '
+    '{{resource_limit, R, _}, _} -> atom_to_list(R); {T, _} -> io_lib:format("~p", [T]); '
+    'T -> io_lib:format("~p", [T]) end]) || A <- As]; (_) -> ok end, lists:zip(Running, Alarms)), '
+    'Deadline = erlang:monotonic_time(millisecond) + 500, '
     'lists:foreach(fun({Ref, Q}) -> {resource, V, queue, Nm} = amqqueue:get_name(Q), '
     'Members = maps:get(nodes, amqqueue:get_type_state(Q), []), '
-    'Leader = receive {Ref, Got} -> Got after 2000 -> "" end, '
+    'Leader = receive {Ref, Got} -> Got after max(0, Deadline - erlang:monotonic_time(millisecond)) -> "" end, '
     'io:format("queue\\t~ts\\t~ts\\t~ts\\t~ts\\t~ts~n", [V, Nm, Leader, J(Members), '
     'J([M || M <- Members, lists:member(M, Running)])]) end, Asked).')
 

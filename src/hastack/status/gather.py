@@ -26,6 +26,9 @@ from hastack.status.model import Facts
 
 T = TypeVar("T")
 PROBE_TIMEOUT = 10.0
+# Facts whose command boots a VM before it asks anything: seconds more while a lab heals on two busy
+# cores (rabbitmqctl's bounded eval took 11-24 s on a controller during an isolation run).
+SLOW = {rabbitmq.STATUS.name: 15.0}
 # The admin's password login, then each API read (all at once). A failure threshold, not the usual
 # time (a look takes ~0.7 s): a login costs keystone over 1 s under a chaos run's load on the lab's two
 # cores, and an API's first read after its start took 1.5 s (cinder, in CI); busy is not dead.
@@ -49,7 +52,7 @@ async def _first(hosts: list[SshHost], fact: Fact[T], errors: dict[str, str], co
     """
     for h in hosts:
         try:
-            return await read(h, fact, PROBE_TIMEOUT)
+            return await read(h, fact, PROBE_TIMEOUT + SLOW.get(fact.name, 0.0))
         except (HostError, asyncssh.Error, OSError, ValueError, KeyError) as exc:
             lines = (str(exc) or type(exc).__name__).strip().splitlines()
             head = lines[0] if isinstance(exc, HostError) else f"{h.name}: {lines[0]}"

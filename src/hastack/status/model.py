@@ -84,6 +84,8 @@ def _instance_ha(spec: Spec, f: Facts) -> Row:
     age = f.now - ev.at
     if f.now and age > EVACUATOR_STALE_S:
         problems.append(f"the evacuator's last round was {age:.0f} s ago")
+    if ev.error:
+        problems.append(f"the evacuator's last round failed: {ev.error}")
     if ev.refusal:
         problems.append(ev.refusal)
     problems += [f"{h}: {v.state}: {v.reason}" for h, v in sorted(ev.hosts.items()) if v.state != "healthy"]
