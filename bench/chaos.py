@@ -43,11 +43,13 @@ def hastack(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess[st
     return subprocess.run([HASTACK, *args], capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def bench_spec(example: Path, variant: str, into: Path) -> Path:
+def bench_spec(example: Path, variant: str, into: Path, instance_ha: bool = False) -> Path:
     profile, _, manager = variant.partition("/")
     data = yaml.safe_load(example.read_text().replace("10.77.", "10.83."))
     data["cluster"] = "benchchaos"
     data["timing"] = {"profile": profile}
+    if instance_ha:  # the compute scenarios' subject; the examples leave it off
+        data["instance_ha"] = {"enabled": True}
     if manager:
         data["vip_manager"] = manager
     spec = into / f"{variant.replace('/', '-')}.yaml"
@@ -77,10 +79,11 @@ def main() -> int:
     args = ap.parse_args()
     variants = args.variant or ["default", "fast", "fast/keepalived-quorum"]
     scenarios = args.scenario or list(SCENARIOS)
+    iha = any(SCENARIOS[s].instances for s in scenarios)
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="hastack-bench-chaos-") as tmp:
         for profile in variants:
-            spec = bench_spec(args.spec, profile, Path(tmp))
+            spec = bench_spec(args.spec, profile, Path(tmp), iha)
             up = hastack("lab", "up", str(spec))
             try:
                 if up.returncode != 0:
@@ -98,8 +101,9 @@ def main() -> int:
                             continue
                         results.setdefault((scenario, profile), []).append(report)
                         seen = {s["stream"]: s["rto_s"] for s in report["judgement"]["streams"]}
+                        evac = f" evacuated {report['evacuated_s']:.1f} s" if report.get("evacuated_s") else ""
                         print(f"{profile:<22} {scenario:<14} run {i + 1}: ok={report['ok']} healed "
-                              f"{report['healed_s']} s gaps {seen}", flush=True)
+                              f"{report['healed_s']} s{evac} gaps {seen}", flush=True)
                         for inv in report["judgement"]["invariants"]:
                             if not inv["ok"]:
                                 print(f"    broken: {inv['name']}: {inv['detail']}", flush=True)
@@ -108,8 +112,8 @@ def main() -> int:
             finally:
                 hastack("lab", "down", str(spec))
 
-    print(f"\n{'scenario':<15} {'variant':<22} " + " ".join(f"{SHORT.get(s, s) + ' gap s':>11}" for s in STREAMS)
-          + f" {'healed s':>9} {'lost':>5} {'ok':>5}")
+    print(f"\n{'scenario':<22} {'variant':<22} " + " ".join(f"{SHORT.get(s, s) + ' gap s':>11}" for s in STREAMS)
+          + f" {'healed s':>9} {'evac s':>7} {'lost':>5} {'ok':>5}")
     for (scenario, profile), reports in results.items():
         cells = []
         for stream in STREAMS:
@@ -117,14 +121,17 @@ def main() -> int:
                     if s["stream"] == stream and s["rto_s"] is not None]
             cells.append(f"{med(gaps):>11}")
         healed = [r["healed_s"] for r in reports if r["healed_s"] is not None]
+        evacuated = [r["evacuated_s"] for r in reports if r.get("evacuated_s") is not None]
         lost = sum(len(s["lost"]) for r in reports for s in r["judgement"]["streams"])
         oks = sum(r["ok"] for r in reports)
-        print(f"{scenario:<15} {profile:<22} " + " ".join(cells) + f" {med(healed):>9} {lost:>5} "
+        print(f"{scenario:<22} {profile:<22} " + " ".join(cells) + f" {med(healed):>9} {med(evacuated):>7} {lost:>5} "
               f"{oks}/{len(reports):<3}")
     print("\nm.pri: no mongo member answering as writable primary (asked every 0.1 s), the server's side of "
           "the mongo gap; token: keystone password logins (every 2 s); keyst, glance, place, neutr, nova, cinder, "
           "heat, horiz: authenticated reads of each API through the VIP (each every 0.5 s; horiz: its login page); "
           "servers: a server created every 5 s")
+    print("evac: the compute scenarios' fault to every pinned server ACTIVE on another compute (instance HA on "
+          "in the bench's spec when a compute scenario runs)")
     print("medians of the runs; 'lost' counts acknowledged commits, confirmed messages, majority writes and "
           "accepted servers not ACTIVE (outside the fault's window) missing at the end, over all runs")
     return 0

@@ -75,7 +75,7 @@ class Counts:
 
 # What a chaos run prints about healing; a passing run close to its bound is worth seeing too.
 HEAL = re.compile(r"every cluster healthy [0-9.]+ s after the fault|not healed within [0-9]+ s"
-                  r"|every instance ACTIVE on \S+ [0-9.]+ s after the cut")
+                  r"|every pinned server ACTIVE off \S+ [0-9.]+ s after the fault")
 
 
 def hms(seconds: float) -> str:

@@ -469,7 +469,7 @@ def chaos(scenario: str | None, spec: Path, as_json: bool, list_scenarios: bool,
 
     if list_scenarios or scenario is None:
         for s in SCENARIOS.values():
-            out.print(f"[bold]{s.name:<14}[/] {escape(s.summary)}")
+            out.print(f"[bold]{s.name:<22}[/] {escape(s.summary)}")
         sys.exit(0 if list_scenarios else EXIT_INPUT)
     if scenario not in SCENARIOS:
         err.print(f"[bold red]no scenario {escape(repr(scenario))}[/]: choose one of {', '.join(SCENARIOS)} "
@@ -505,6 +505,8 @@ def chaos(scenario: str | None, spec: Path, as_json: bool, list_scenarios: bool,
         for i in report.judgement.invariants:
             it.add_row(i.name, "[green]yes[/]" if i.ok else "[bold red]NO[/]", escape(i.detail))
         print_table(out, it)
+        if report.evacuated_s is not None:
+            out.print(f"every pinned server ACTIVE on another compute {report.evacuated_s:.1f} s after the fault")
         verdict_text = "[green]every invariant holds[/]" if report.ok else "[bold red]an invariant was broken[/]"
         out.print(f"chaos {scenario}: {verdict_text}")
     if not report.ok:

@@ -59,7 +59,7 @@ def lab(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             return History(ops=ops, readback={DB: Readback(keys=frozenset(o.key for o in ops), complete=True)})
 
     @contextlib.contextmanager
-    def workload(argv: list[str], payload: str) -> Iterator[Workload]:
+    def workload(argv: list[str], payload: str, ready_s: float) -> Iterator[Workload]:
         world["argv"], world["payload"] = argv, json.loads(payload)
         yield Workload()
 

@@ -169,6 +169,8 @@ def test_reboot_powers_on_later_unless_an_off_follows(tmp_path: Path, monkeypatc
     timer.join(5)
     assert sw.calls == [("off", "ctl2"), ("off", "ctl2")]
     assert "ctl2" not in sw._pending
+    state = load_state(LabDirs(tmp_path))  # both cuts of ctl2 on record, the last one also as `fenced`
+    assert len(state.fences["ctl2"]) == 2 and state.fences["ctl2"][-1] == state.fenced["ctl2"]
 
 
 def test_each_host_has_its_own_power_credential_and_computes_have_none() -> None:

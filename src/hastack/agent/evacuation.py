@@ -97,7 +97,7 @@ class Instance:
         return self.status in EVACUABLE and not self.busy
 
 
-def _nova_time(text: str | None) -> float | None:
+def nova_time(text: str | None) -> float | None:
     """nova's "2026-12-01T07:56:53.000000" (UTC, no zone) as epoch seconds."""
     return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() if text else None
 
@@ -106,7 +106,7 @@ def parse_compute_services(doc: Mapping[str, Any]) -> dict[str, Service]:
     """GET /os-services?binary=nova-compute at microversion 2.53 (which shows forced_down and takes
     PUT os-services/{id}): each host's nova-compute."""
     return {s["host"]: Service(up=s.get("state") == "up", forced_down=bool(s.get("forced_down")),
-                               updated_at=_nova_time(s.get("updated_at")), disabled=s.get("status") == "disabled")
+                               updated_at=nova_time(s.get("updated_at")), disabled=s.get("status") == "disabled")
             for s in doc.get("services", []) if s.get("binary") == "nova-compute"}
 
 
@@ -119,7 +119,7 @@ def parse_evacuations(doc: Mapping[str, Any], since: float | None) -> frozenset[
     evacuation from HOST on record since `since` (the fence) that nova has not given up on."""
     return frozenset(m["instance_uuid"] for m in doc.get("migrations", [])
                      if m.get("status") not in FAILED_MIGRATIONS
-                     and (since is None or (_nova_time(m.get("created_at")) or 0) >= since))
+                     and (since is None or (nova_time(m.get("created_at")) or 0) >= since))
 
 
 def parse_servers(doc: Mapping[str, Any]) -> dict[str, tuple[Instance, ...]]:

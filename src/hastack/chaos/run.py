@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from hastack.chaos.checker import Judgement, judge
+from hastack.chaos.instance_checker import judge_instances
 from hastack.chaos.scenarios import Fault, Scenario, pick_target
 from hastack.common.progress import Progress
 from hastack.components.mongodb import MONGO_ADMIN
@@ -40,6 +41,7 @@ from hastack.render.openstack_run import api_reads, public_url
 from hastack.spec.model import Spec
 from hastack.status.gather import probe
 from hastack.status.model import Facts, Row, verdict
+from hastack.workload import instances
 from hastack.workload.chaos_load import READBACK_S, ChaosTarget
 from hastack.workload.history import History, Readback
 from hastack.workload.smoke import target
@@ -67,6 +69,8 @@ class RunReport:
     judgement: Judgement
     history_ops: int
     recovery: RecoveryReport | None = None  # what `hastack recover` saw and did, when the scenario runs it
+    # Instance HA scenarios that move servers: the fault to every pinned server ACTIVE on another compute.
+    evacuated_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -376,7 +380,7 @@ def workload_argv(netns: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _workload(argv: list[str], payload: str) -> Iterator[_Workload]:
+def _workload(argv: list[str], payload: str, ready_s: float = READY_S) -> Iterator[_Workload]:
     """The workload started with its target on stdin (secrets never on a command line); a run cut
     short still lets it clean up its rows and queue, bounded."""
     with tempfile.TemporaryFile(mode="w+") as errlog:
@@ -384,12 +388,12 @@ def _workload(argv: list[str], payload: str) -> Iterator[_Workload]:
         w = _Workload(proc, errlog)
         try:
             w.send(payload)
-            line = w.read(READY_S)
+            line = w.read(ready_s)
             ready = json.loads(line) if line.startswith("{") else {}
             if not ready.get("ready"):
                 failing = "; ".join(f"{k}: {v}" for k, v in (ready.get("failing") or {}).items())
                 why = f"streams that never succeeded: {failing}" if failing else line.strip() or "no answer"
-                raise ChaosError(f"the workload did not get going within {READY_S:.0f} s: {why}")
+                raise ChaosError(f"the workload did not get going within {ready_s:.0f} s: {why}")
             w.streams = tuple(ready["streams"])
             yield w
         finally:
@@ -416,11 +420,15 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
     base = target(spec, secrets, MONGO_ADMIN)
     servers = {"compute_url": public_url(spec, "nova"), "image_url": public_url(spec, "glance")} \
         if base.os_server else {}
-    payload = ChaosTarget(**base.model_dump(), run=run_id, api_reads=api_reads(spec), **servers,
+    pinned = {"instance_host": host, "instance_count": scenario.instances} if scenario.instances else {}
+    if pinned and not servers:
+        raise ChaosError(f"{scenario.name} pins servers on {host}: this spec runs no nova, glance and neutron")
+    payload = ChaosTarget(**base.model_dump(), run=run_id, api_reads=api_reads(spec), **servers, **pinned,
                           client_address=str(lay.client_address), link_delay_s=scenario.delay_ms / 1000,
                           max_seconds=scenario.heal_bound_s + 120).model_dump_json()
     fenced_before = dict(load_state(LabDirs.of(spec.cluster)).fenced)
-    with _workload(workload_argv(lay.client_netns), payload) as w:
+    ready_s = READY_S + (instances.BOOT_S if pinned else 0.0)
+    with _workload(workload_argv(lay.client_netns), payload, ready_s) as w:
         progress(f"workload running from {lay.client_netns} (run {run_id}): {', '.join(w.streams)}")
         fault_at = time.monotonic()
         progress(f"{scenario.name}: {host}")
@@ -436,6 +444,16 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
     fenced = tuple(sorted(h for h, t in load_state(LabDirs.of(spec.cluster)).fenced.items()
                           if fenced_before.get(h) != t))
     judgement = judge(history, fault_at, heal.healed_at, scenario.heal_bound_s, quiet=scenario.quiet, fenced=fenced)
+    evacuated_s = None
+    if scenario.instances:
+        # The switch's cuts of the target, from the wall clock to the run's monotonic one.
+        to_mono = time.monotonic() - time.time()
+        cuts = tuple(t + to_mono for t in load_state(LabDirs.of(spec.cluster)).fences.get(host, ()))
+        inst = judge_instances(history, fault_at, cuts, move=scenario.moves, bound_s=scenario.evacuate_bound_s)
+        judgement = Judgement(judgement.streams, judgement.invariants + inst.invariants)
+        evacuated_s = inst.evacuated_s
+        if evacuated_s is not None:
+            progress(f"every pinned server ACTIVE off {host} {evacuated_s:.1f} s after the fault")
     return RunReport(scenario.name, host, fault_at, None if heal.seen_at is None else heal.seen_at - fault_at,
                      None if heal.healed_at is None else heal.healed_at - fault_at, judgement, len(history.ops),
-                     heal.recovery)
+                     heal.recovery, evacuated_s)

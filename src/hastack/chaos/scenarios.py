@@ -38,6 +38,7 @@ class Aim(Enum):
     VIP_HOLDER = "vip-holder"
     GALERA_WRITER = "galera-writer"
     EVERY_HOST = "every-host"
+    COMPUTE = "compute"  # a compute instance HA evacuates, with servers pinned on it before the fault
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ class Scenario:
     delay_ms: int = 0  # DELAY: added to every frame, each way (so twice this to every round trip)
     # A fault that ends by itself after this long (LOSS); healthy counts only after it ended.
     duration_s: float | None = None
+    # Aim.COMPUTE: servers pinned on the target before the fault; whether instance HA must move them
+    # (the compute is lost) or leave them (it is not), and by when they must be ACTIVE elsewhere.
+    instances: int = 0
+    moves: bool = True
+    evacuate_bound_s: float = 120.0
 
     def impair_commands(self, lay: Layout, host: str, table: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """LOSS or SPLIT: nft commands on the lab's bridges that impair `host`'s links, and the undo.
@@ -178,6 +184,16 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              heal_bound_s=1200.0),
     Scenario("service-crash", "mariadb killed on the galera writer; systemd restarts it, haproxy moves writes "
              "to a backup meanwhile", Fault.KILL_PROCESSES, Aim.GALERA_WRITER, processes=("mariadbd",)),
+    # Instance HA: two servers pinned on a compute first. The bound is the invariant's (twice the
+    # default profile's 60 s target); bench/evacuate.py measures the medians.
+    Scenario("compute-crash", "a compute with two servers loses power: pacemaker fences it, and only then "
+             "are its servers rebuilt on another compute", Fault.KILL_HOST, Aim.COMPUTE, instances=2),
+    Scenario("compute-isolation", "every link of a compute with two servers cut (it keeps running, unseen): "
+             "it must be fenced before anything moves, or its servers would run twice", Fault.CUT_LINKS,
+             Aim.COMPUTE, instances=2),
+    Scenario("compute-service-crash", "nova-compute killed on a compute with two servers: systemd restarts "
+             "it, pacemaker_remote never stopped, and nothing is fenced or evacuated", Fault.KILL_PROCESSES,
+             Aim.COMPUTE, processes=("nova-compute",), instances=2, moves=False),
 )}
 
 
@@ -188,10 +204,26 @@ class NoTarget(Exception):
     pass
 
 
+def _compute(spec: Spec, facts: Facts) -> str:
+    """The first compute instance HA evacuates that the evacuator last saw healthy, with another
+    healthy compute to take its servers."""
+    if not spec.remote_nodes():
+        raise NoTarget("instance_ha is off in this spec: no compute is watched or evacuated")
+    seen = facts.evacuator.hosts if facts.evacuator else {}
+    healthy = [n.name for n in spec.remote_nodes() if seen.get(n.name) and seen[n.name].state == "healthy"]
+    movable = [n.name for n in spec.remote_nodes() if n.evacuate and n.name in healthy]
+    if not movable or len(healthy) < 2:
+        raise NoTarget(f"needs a healthy compute that is evacuated and another to take its servers (healthy: "
+                       f"{', '.join(healthy) or 'none'})")
+    return movable[0]
+
+
 def pick_target(scenario: Scenario, spec: Spec, facts: Facts) -> str:
     """The host the fault hits, from what status saw; refuses rather than guessing."""
     if scenario.aim is Aim.EVERY_HOST:
         return EVERY_HOST
+    if scenario.aim is Aim.COMPUTE:
+        return _compute(spec, facts)
     if scenario.aim is Aim.VIP_HOLDER:
         vip = spec.vips[0].address
         holders = sorted(h for h, addrs in facts.addresses.items() if vip in addrs)

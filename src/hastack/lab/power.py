@@ -97,7 +97,7 @@ class Switch:
             if r.action in ("off", "reboot"):
                 self.off(host)
                 with locked_state(self.dirs) as state:
-                    state.fenced[host] = time.time()
+                    state.record_fence(host, time.time())
             if r.action == "on":
                 self.on(host)
             if r.action == "reboot":

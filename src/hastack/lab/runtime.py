@@ -117,6 +117,9 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+FENCES_KEPT = 32
+
+
 @dataclass
 class LabState:
     """What `lab up` started, so that `lab down` and the power switch end exactly that."""
@@ -125,10 +128,16 @@ class LabState:
     power: int | None = None  # the power switch's PID
     image: str | None = None  # the image the hosts boot from
     fenced: dict[str, float] = field(default_factory=dict)  # host -> when the power switch last cut it
+    # host -> its latest cuts, oldest first: a chaos run judges against the first cut after its fault.
+    fences: dict[str, list[float]] = field(default_factory=dict)
+
+    def record_fence(self, host: str, at: float) -> None:
+        self.fenced[host] = at
+        self.fences[host] = [*self.fences.get(host, []), at][-FENCES_KEPT:]
 
     def as_json(self) -> str:
-        return json.dumps({"hosts": self.hosts, "power": self.power, "image": self.image, "fenced": self.fenced},
-                          indent=2) + "\n"
+        return json.dumps({"hosts": self.hosts, "power": self.power, "image": self.image, "fenced": self.fenced,
+                           "fences": self.fences}, indent=2) + "\n"
 
 
 def load_state(dirs: LabDirs) -> LabState:
@@ -136,7 +145,8 @@ def load_state(dirs: LabDirs) -> LabState:
         return LabState()
     data = json.loads(dirs.state.read_text())
     return LabState(hosts=dict(data.get("hosts", {})), power=data.get("power"), image=data.get("image"),
-                    fenced=dict(data.get("fenced", {})))
+                    fenced=dict(data.get("fenced", {})),
+                    fences={h: list(ts) for h, ts in data.get("fences", {}).items()})
 
 
 @contextlib.contextmanager

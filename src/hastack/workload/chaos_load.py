@@ -41,16 +41,20 @@ from hastack.components.mongodb import PORT as MONGO_PORT
 from hastack.render.galera import PROBE_DB, PROBE_USER
 from hastack.render.openstack_run import FLAVOR, IMAGE
 from hastack.spec.catalog import PROJECT_ID
+from hastack.workload import instances
 from hastack.workload.history import (
     AMQP,
     API_PREFIX,
     API_SERVERS,
     API_TOKEN,
     DB,
+    INSTANCES,
     MONGO,
     VIP,
+    Evacuation,
     GaleraSample,
     History,
+    InstanceSample,
     MongoSample,
     Op,
     Readback,
@@ -87,6 +91,13 @@ class ChaosTarget(Target):
     # Latency the run adds to the VIP holder's links, one way: the VIP probe's waits grow by
     # its round trip, or a slow answer would count as none.
     link_delay_s: float = 0.0
+    # Instance HA scenarios: this many servers pinned on this compute before the fault, sampled through the run.
+    instance_host: str = ""
+    instance_count: int = 0
+
+    @property
+    def pinned(self) -> instances.Pinned:
+        return instances.Pinned(self.compute_url, self.run, self.instance_host, self.instance_count)
 
 
 class Recorder:
@@ -96,6 +107,7 @@ class Recorder:
         self.vip: list[VipSample] = []
         self.galera: list[GaleraSample] = []
         self.mongo: list[MongoSample] = []
+        self.instances: list[InstanceSample] = []
         self.first_ok: set[str] = set()
 
     def op(self, stream: str, key: str, t0: float, ok: bool, error: str = "") -> None:
@@ -503,6 +515,38 @@ def servers_readback(t: ChaosTarget) -> Readback:
     return back.model_copy(update={"states": states})
 
 
+def instance_sampler(load: Load) -> None:
+    """Where nova says each pinned server is, every second (its own login: a sample must not wait on
+    the token stream, and one token lasts the run)."""
+    sess, login = _api_session(load.t)
+    token = [""]
+
+    def once() -> None:
+        try:
+            token[0] = token[0] or login()
+            got = instances.listed(sess, token[0], load.t.pinned)
+        except Exception:  # nova or keystone away meanwhile: no sample, a new login next time
+            token[0] = ""
+            return
+        with load.rec.lock:
+            load.rec.instances += instances.sample(got, time.monotonic())
+
+    load.loop(instances.SAMPLE_EVERY_S, once)
+
+
+def instances_readback(t: ChaosTarget) -> tuple[Readback, tuple[Evacuation, ...]]:
+    """nova's record of the pinned servers' evacuations (bounded retries), then the servers deleted."""
+    sess, login = _api_session(t)
+    found: list[tuple[Evacuation, ...]] = []
+
+    def read() -> frozenset[str]:
+        found[:] = [instances.evacuations(sess, login(), t.pinned)]
+        return frozenset(e.server for e in found[0])
+
+    back = _retrying(read, lambda: instances.delete(sess, login(), t.pinned))
+    return back, found[0] if found else ()
+
+
 # -- vip ---------------------------------------------------------------------
 
 def arp_request(src_mac: bytes, src_ip: str, target_ip: str) -> bytes:
@@ -584,12 +628,12 @@ def _retrying(read: Callable[[], frozenset[str]], clean: Callable[[], None] | No
     return back
 
 
-def main() -> int:
-    t = ChaosTarget.model_validate_json(sys.stdin.readline())
-    started = time.monotonic()
-    deadline = started + t.max_seconds
-    rec, stop = Recorder(), threading.Event()
-    workers: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = [(VIP, vip_prober, ())]
+Worker = tuple[str, Callable[..., None], tuple[Any, ...]]
+
+
+def _workers(t: ChaosTarget) -> list[Worker]:
+    """Each stream's thread (name, body, arguments), its tables and queue made first."""
+    workers: list[Worker] = [(VIP, vip_prober, ())]
     if t.galera_nodes:
         db_setup(t)
         workers.append((DB, db_writer, ()))
@@ -606,11 +650,53 @@ def main() -> int:
         workers += [(API_PREFIX + name, api_reader, (token, name, url)) for name, url in sorted(api_reads(t).items())]
         if t.compute_url:
             workers.append((API_SERVERS, server_creator, (token, server_image(t))))
+    if t.instance_host:
+        workers.append((INSTANCES, instance_sampler, ()))
+    return workers
+
+
+def _pin(t: ChaosTarget) -> str:
+    """The instance HA scenario's servers booted on their host before anything starts: why not, or ""."""
+    sess, login = _api_session(t)
+    try:
+        instances.boot(sess, login, t.pinned, server_image(t))
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            instances.delete(sess, login(), t.pinned)
+        return str(exc)[:500]
+    return ""
+
+
+def _final_reads(t: ChaosTarget) -> tuple[dict[str, Readback], tuple[Evacuation, ...]]:
+    readback: dict[str, Readback] = {}
+    evacuations: tuple[Evacuation, ...] = ()
+    if t.galera_nodes:
+        readback[DB] = db_readback(t)
+    if t.rabbit_hosts:
+        readback[AMQP] = amqp_readback(t)
+    if t.mongo_members:
+        readback[MONGO] = mongo_readback(t)
+    if t.compute_url:
+        readback[API_SERVERS] = servers_readback(t)
+    if t.instance_host:
+        readback[INSTANCES], evacuations = instances_readback(t)
+    return readback, evacuations
+
+
+def main() -> int:
+    t = ChaosTarget.model_validate_json(sys.stdin.readline())
+    if t.instance_host and (why := _pin(t)):
+        print(json.dumps({"ready": False, "streams": [], "failing": {INSTANCES: why}}), flush=True)
+        return 1
+    started = time.monotonic()
+    deadline = started + t.max_seconds
+    rec, stop = Recorder(), threading.Event()
+    workers = _workers(t)
     load = Load(t, rec, stop, deadline)
     threads = [threading.Thread(target=fn, args=(load, *args), name=name, daemon=True) for name, fn, args in workers]
     for th in threads:
         th.start()
-    wanted = {name for name, _, _ in workers if not name.startswith(("galera-", "mongo-"))}
+    wanted = {name for name, _, _ in workers if not name.startswith(("galera-", "mongo-", INSTANCES))}
     ready_by = time.monotonic() + 60
     while rec.first_ok < wanted and time.monotonic() < ready_by:
         time.sleep(0.05)
@@ -629,18 +715,12 @@ def main() -> int:
     stop.set()
     for th in threads:
         th.join(10)
-    readback: dict[str, Readback] = {}
-    if t.galera_nodes:
-        readback[DB] = db_readback(t)
-    if t.rabbit_hosts:
-        readback[AMQP] = amqp_readback(t)
-    if t.mongo_members:
-        readback[MONGO] = mongo_readback(t)
-    if t.compute_url:
-        readback[API_SERVERS] = servers_readback(t)
+    readback, evacuations = _final_reads(t)
     with rec.lock:
         history = History(ops=tuple(rec.ops), vip=tuple(rec.vip), galera=tuple(rec.galera), mongo=tuple(rec.mongo),
-                          readback=readback, started=started, ended=time.monotonic())
+                          readback=readback, started=started, ended=time.monotonic(), instance_host=t.instance_host,
+                          instance_names=t.pinned.names if t.instance_host else (), instances=tuple(rec.instances),
+                          evacuations=evacuations)
     print(history.model_dump_json(), flush=True)
     return 0
 

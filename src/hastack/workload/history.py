@@ -21,6 +21,8 @@ MONGO_PRIMARY = "mongo-primary"
 API_PREFIX = "api-"
 API_TOKEN = "api-token"
 API_SERVERS = "api-servers"  # servers created through nova's API: each must be ACTIVE at the end
+# Not a stream: instance HA scenarios' pinned servers (their readback: the evacuations nova recorded).
+INSTANCES = "instances"
 
 
 class _Frozen(BaseModel):
@@ -72,11 +74,37 @@ class Readback(_Frozen):
     states: dict[str, str] = {}
 
 
+class InstanceSample(_Frozen):
+    """Where nova said one of the run's pinned servers was, and in what state (instance HA scenarios)."""
+
+    t: float
+    server: str  # its name
+    host: str  # OS-EXT-SRV-ATTR:host ("" while nova names none)
+    status: str
+    task: str = ""  # OS-EXT-STS:task_state ("rebuilding" while an evacuation runs)
+
+
+class Evacuation(_Frozen):
+    """nova's record of one evacuation (GET os-migrations): asked at `t` (nova's created_at, to the
+    second, on the run's monotonic clock)."""
+
+    server: str  # the server's name
+    t: float
+    dest: str = ""
+    status: str = ""
+
+
 class History(_Frozen):
     ops: tuple[Op, ...] = ()
     vip: tuple[VipSample, ...] = ()
     galera: tuple[GaleraSample, ...] = ()
     mongo: tuple[MongoSample, ...] = ()
     readback: dict[str, Readback] = {}
+    # Instance HA scenarios: the servers pinned on the target compute before the fault, sampled
+    # through the run, and every evacuation nova recorded off that compute.
+    instance_host: str = ""
+    instance_names: tuple[str, ...] = ()
+    instances: tuple[InstanceSample, ...] = ()
+    evacuations: tuple[Evacuation, ...] = ()
     started: float = 0.0
     ended: float = 0.0
