@@ -513,6 +513,55 @@ def chaos(scenario: str | None, spec: Path, as_json: bool, list_scenarios: bool,
         sys.exit(EXIT_FAILED)
 
 
+@main.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.argument("host")
+@ssh_options
+@click.option("--wait", "wait_s", type=click.FloatRange(10, 3600), default=300.0, show_default=True,
+              help="How long to keep asking nova, seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def evacuate(spec: Path, host: str, *, reach: Reach, wait_s: float, as_json: bool) -> None:
+    """Move every instance off the compute HOST (the guide's `nova host-evacuate`), fence first.
+
+    HOST is powered off through pacemaker and left off (unless pacemaker fenced it already since its
+    nova-compute last reported); only then is its nova-compute forced down and each instance rebuilt
+    on another compute. Refused before any fence when no other compute could take the instances.
+    Power HOST on again once it is repaired: it rejoins, and instance HA clears its forced_down.
+    """
+    import asyncio
+
+    from hastack.recovery.evacuate import evacuate as run_evacuate
+    from hastack.recovery.run import RecoverError
+
+    model = _load(spec, as_json)
+    model, access = _target(model, reach)
+    try:
+        result = asyncio.run(run_evacuate(model, access, host, wait_s))
+    except (RecoverError, OSError) as exc:
+        err.print(f"[bold red]evacuate {escape(host)}:[/] {escape(str(exc))}")
+        sys.exit(EXIT_FAILED)
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    else:
+        t = Table("compute", "as instance HA sees it", title="computes")
+        for name, seen in sorted(result.seen.items()):
+            t.add_row(name, escape(seen))
+        print_table(out, t)
+        if result.fenced:
+            out.print(f"{escape(host)}: " + ("fenced by pacemaker already" if result.fenced == "already"
+                                             else "powered off through pacemaker (left off)"))
+        for a in result.actions:
+            out.print(f"  {escape(a)}")
+        out.print(f"{len(result.moving)} instance(s) moving off {escape(host)}")
+        if result.left:
+            out.print(f"[yellow]left on {escape(host)} (nova cannot evacuate them as they are):[/] "
+                      + escape(", ".join(result.left)))
+        if not result.ok:
+            err.print(f"[bold red]evacuate {escape(host)}:[/] {escape(result.refusal)}")
+    if not result.ok:
+        sys.exit(EXIT_FAILED)
+
+
 @main.group()
 def mongo() -> None:
     """MongoDB replica set operations."""

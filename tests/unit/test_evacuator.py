@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import pytest
 
 from hastack.agent import evacuator
 from hastack.agent.evacuation import Action, HostPlan, Member, Plan, State, Step, decide
+from hastack.agent.evacuator import Evacuated
 from hastack.components.instance_ha import parse_state
 from hastack.components.pacemaker import parse_crm_mon, parse_fence_history
 
@@ -162,3 +165,113 @@ def test_a_config_error_names_the_field_never_the_password(tmp_path: Path, capsy
     assert evacuator.main(["--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "max_failed" in err and "hunter2" not in err
+
+
+class MovingNova(FakeNova):
+    """nova that shows an evacuated instance as rebuilding from then on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def servers(self) -> Any:
+        doc = super().servers()
+        for s in doc["servers"]:
+            if s["id"] in self.asked:
+                s["status"], s["OS-EXT-STS:task_state"] = "REBUILD", "rebuilding"
+        return doc
+
+    def evacuate(self, server: str) -> None:
+        super().evacuate(server)
+        self.asked.add(server)
+
+
+def _cluster(compute1: str, compute2: str = "online") -> Callable[[list[str]], str]:
+    """crm_mon with each compute as given (online / offline), the recorded fence history (compute1
+    fenced at 10:32:35, after its nova-compute's last report at 08:02:21) once it is offline."""
+    def node(name: str, state: str) -> str:
+        return (f'<node name="{name}" id="{name}" online="{"true" if state == "online" else "false"}" '
+                f'standby="false" unclean="false" is_dc="false" type="remote"/>')
+
+    def run(argv: list[str]) -> str:
+        if argv[0] == "crm_mon":
+            return fixture("crm_mon_lab_healthy.xml").replace(
+                "</nodes>", node("compute1", compute1) + node("compute2", compute2) + "</nodes>")
+        return fixture("stonith_admin_history_verbose_compute_fenced_twice.xml" if compute1 != "online"
+                       else "stonith_admin_history.xml")
+    return run
+
+
+def test_the_operator_evacuation_fences_first_then_moves_everything() -> None:
+    state = {"compute1": "online"}
+    asked: list[list[str]] = []
+
+    def run(argv: list[str]) -> str:
+        asked.append(argv)
+        if argv[0] == "stonith_admin" and "--off" in argv:
+            state["compute1"] = "offline"  # the switch cut it; pacemaker records the fence
+            return ""
+        return _cluster(state["compute1"])(argv)
+
+    nova = MovingNova()
+    result = evacuator.evacuate_host(CFG, nova, "compute1", run=run, wait_s=30, every_s=0)  # type: ignore[arg-type]
+    fence_at = next(i for i, a in enumerate(asked) if "--off" in a)
+    assert asked[fence_at] == ["stonith_admin", "--off", "compute1", "--timeout", "120"]
+    assert result.ok and result.fenced == "now", result
+    ids = nova.service_ids()
+    # forced down, then the three ACTIVE instances evacuated (nova's record holds older evacuations
+    # only: from before this fence)
+    active = ("0f910412-1d3d-43e4-befc-171d15dd6b54", "328fc099-8e92-4671-8433-f0f0ea698441",
+              "f4290cc4-6870-4746-9953-3258980531c8")
+    assert nova.log[0] == (ids["compute1"], {"forced_down": True})
+    assert sorted(str(x) for _, x in nova.log[1:]) == list(active)  # each asked once
+    # the one still building when it died cannot be evacuated (nova refuses BUILD): said, not hidden
+    assert result.moving == active and result.left == ("01846f31-bbdb-4232-aae2-45e22e567feb (BUILD)",)
+    assert Evacuated.model_validate_json(result.model_dump_json()) == result  # what the CLI reads back
+
+
+def test_the_operator_evacuation_refuses_before_fencing_when_nothing_can_take_the_instances() -> None:
+    asked: list[list[str]] = []
+
+    def run(argv: list[str]) -> str:
+        asked.append(argv)
+        return _cluster("online", compute2="offline")(argv)
+
+    nova = FakeNova()
+    result = evacuator.evacuate_host(CFG, nova, "compute1", run=run, wait_s=0, every_s=0)  # type: ignore[arg-type]
+    assert not result.ok and "no other compute can take compute1's instances (compute2 offline" in result.refusal
+    assert not any(a[0] == "stonith_admin" and "--off" in a for a in asked) and nova.log == []
+    unknown = evacuator.evacuate_host(CFG, nova, "ctl1", run=run, wait_s=0)  # type: ignore[arg-type]
+    assert "ctl1 is not a compute instance HA watches" in unknown.refusal
+
+
+def test_a_failed_fence_moves_nothing_and_says_why() -> None:
+    def run(argv: list[str]) -> str:
+        if argv[0] == "stonith_admin" and "--off" in argv:
+            raise subprocess.CalledProcessError(1, argv, "", "Command failed: No route to host")
+        return _cluster("online")(argv)
+
+    nova = FakeNova()
+    result = evacuator.evacuate_host(CFG, nova, "compute1", run=run, wait_s=0)  # type: ignore[arg-type]
+    assert not result.ok
+    assert result.refusal == "fencing compute1 failed, nothing moved: Command failed: No route to host"
+    assert nova.log == []
+
+
+def test_hastack_evacuate_refuses_what_instance_ha_does_not_cover(tmp_path: Path) -> None:
+    import asyncio
+
+    from hastack.hosts.fleet import Access
+    from hastack.recovery.evacuate import evacuate, parse_result
+    from hastack.recovery.run import RecoverError
+    from tests.helpers import variant
+
+    access = Access(tmp_path / "key", tmp_path / "known_hosts")
+    with pytest.raises(RecoverError, match="instance_ha is off in this spec"):
+        asyncio.run(evacuate(variant(), access, "compute1", 60))
+    with pytest.raises(RecoverError, match=r"ctl1 is not a compute of this spec \(computes: compute1, compute2\)"):
+        asyncio.run(evacuate(variant(instance_ha={"enabled": True}), access, "ctl1", 60))
+    # the agent's answer is its last JSON line, whatever it logged before
+    said = Evacuated(host="compute1", ok=False, refusal="no other compute can take compute1's instances")
+    assert parse_result("2026-12-01 log line\n" + said.model_dump_json() + "\n") == said
+    assert parse_result("Traceback (most recent call last):\n") is None

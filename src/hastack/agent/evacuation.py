@@ -306,3 +306,34 @@ def decide(computes: tuple[Compute, ...], policy: Policy) -> Plan:
                        if r in by_name and not failed(by_name[r]) and (s := by_name[r].service) is not None
                        and s.disabled)
     return Plan(hosts, refusal, enable)
+
+
+# -- the operator's `hastack evacuate HOST` ------------------------------------------------------
+
+def operator_refusal(computes: tuple[Compute, ...], host: str, policy: Policy) -> str:
+    """Why `hastack evacuate HOST` must not fence anything, or "": a host instance HA does not watch,
+    one the spec keeps in place, or no other compute to take its instances (fencing it would only
+    take them down)."""
+    names = [c.name for c in computes]
+    if host not in names:
+        return f"{host} is not a compute instance HA watches (those are: {', '.join(names) or 'none'})"
+    if host not in policy.evacuate:
+        return f"{host} has `evacuate: false` in the spec: its instances stay where they are"
+
+    def takes(c: Compute) -> bool:
+        s = c.service
+        return (c.name != host and c.member is Member.ONLINE and s is not None and s.up and not s.forced_down
+                and (not s.disabled or c.name in policy.reserved))
+
+    if not any(takes(c) for c in computes):
+        seen = ", ".join(f"{c.name} {c.member.value}" + (f", nova-compute {'up' if c.service.up else 'down'}"
+                                                         f"{', disabled' if c.service.disabled else ''}"
+                                                         if c.service else ", unknown to nova")
+                         for c in computes if c.name != host)
+        return f"no other compute can take {host}'s instances ({seen or 'there is no other compute'})"
+    return ""
+
+
+def emptied(c: Compute) -> bool:
+    """Fenced, and nothing left on it that nova has not been asked to move."""
+    return fence_confirmed(c) and not c.waiting()

@@ -35,7 +35,10 @@ from hastack.agent.evacuation import (
     Policy,
     Step,
     decide,
+    emptied,
+    fence_confirmed,
     fencing_of,
+    operator_refusal,
     parse_compute_services,
     parse_evacuations,
     parse_servers,
@@ -207,16 +210,83 @@ def round_once(cfg: EvacuatorConfig, nova: Nova, state: str = STATE_PATH,
     return plan, written
 
 
+class Evacuated(BaseModel):
+    """What `hastack evacuate HOST` did: printed as JSON for the CLI on the operator's machine."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str
+    ok: bool
+    refusal: str = ""  # why nothing was fenced or moved, or why it stopped
+    fenced: str = ""  # "already" (pacemaker had fenced it since its last report) or "now"
+    actions: tuple[str, ...] = ()
+    moving: tuple[str, ...] = ()  # its instances nova was asked to move (or is moving)
+    left: tuple[str, ...] = ()  # instances still on it that nova cannot move (their status)
+    seen: dict[str, str] = Field(default_factory=dict)  # each compute: state and reason
+
+
+def _seen(plan: Plan) -> dict[str, str]:
+    return {h.host: f"{h.state.value}: {h.reason}" for h in plan.hosts}
+
+
+def evacuate_host(cfg: EvacuatorConfig, nova: Nova, host: str, *, run: Callable[[list[str]], str] = _run,
+                  wait_s: float = 300.0, every_s: float = 2.0) -> Evacuated:
+    """The operator's evacuation of `host`, under instance HA's own rule: fenced first (powered off
+    through pacemaker, and left off), then forced down and every instance evacuated; refused before
+    any fence when nothing could take its instances. Returns once nova was asked to move every
+    instance it can (bounded by `wait_s`)."""
+    policy = cfg.policy(override=True)  # the operator's word: a host at a time, whatever else failed
+    computes = facts(cfg, nova, run)
+    if why := operator_refusal(computes, host, policy):
+        return Evacuated(host=host, ok=False, refusal=why, seen=_seen(decide(computes, policy)))
+    fenced = "already"
+    if not fence_confirmed(next(c for c in computes if c.name == host)):
+        fenced = "now"
+        try:
+            # Off, not reboot: a host an operator empties stays down until someone powers it on.
+            run(["stonith_admin", "--off", host, "--timeout", "120"])
+        except (subprocess.SubprocessError, OSError) as exc:
+            why = getattr(exc, "stderr", "") or str(exc)
+            return Evacuated(host=host, ok=False, refusal=f"fencing {host} failed, nothing moved: "
+                             f"{str(why).strip()[-500:]}", seen=_seen(decide(computes, policy)))
+    done: list[str] = []
+    deadline = time.monotonic() + wait_s
+    while True:
+        computes = facts(cfg, nova, run)
+        c = next(x for x in computes if x.name == host)
+        plan = decide(computes, policy)
+        if emptied(c) or time.monotonic() > deadline:
+            break
+        mine = plan.of(host)
+        done += apply(nova, Plan((mine,), enable=plan.enable))
+        time.sleep(every_s)
+    moving = tuple(sorted(i.id for i in c.instances if c.moving(i)))
+    left = tuple(sorted(f"{i.id} ({i.status})" for i in c.instances if not c.moving(i)))
+    why = "" if emptied(c) else f"not done within {wait_s:.0f} s: {plan.of(host).state.value}: {plan.of(host).reason}"
+    return Evacuated(host=host, ok=not why, refusal=why, fenced=fenced, actions=tuple(done), moving=moving, left=left,
+                     seen=_seen(plan))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hastack-evacuator", description=__doc__)
     parser.add_argument("--config", default=CONFIG)
     parser.add_argument("--state", default=STATE_PATH)
+    parser.add_argument("--evacuate", metavar="HOST", help="the operator's evacuation of HOST (fence first), "
+                        "once; its result as JSON on stdout")
+    parser.add_argument("--wait", type=float, default=300.0, help="with --evacuate: how long to keep at it")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = read_config("hastack-evacuator", args.config, load)
     if cfg is None:
         return 2
     nova = Nova(cfg)
+    if args.evacuate:
+        try:
+            result = evacuate_host(cfg, nova, args.evacuate, wait_s=args.wait)
+        except Exception as exc:  # nova or keystone unreachable: said, never a traceback to parse
+            result = Evacuated(host=args.evacuate, ok=False, refusal=f"{type(exc).__name__}: {exc}"[:500])
+        print(result.model_dump_json(), flush=True)
+        return 0 if result.ok else 1
     last: dict[str, str] = {}
     good: EvacuatorState | None = None
     while True:
