@@ -131,11 +131,53 @@ def test_actions_run_in_the_plan_order_and_a_failed_one_is_left_for_the_next_rou
         Action(Step.EVACUATE, "compute1", "a"), Action(Step.EVACUATE, "compute1", "b"),
         Action(Step.FORCE_DOWN, "compute1"))),))
     nova = FakeNova(fail="a")
-    done = evacuator.apply(nova, plan)  # type: ignore[arg-type]
+    done, failed = evacuator.apply(nova, plan)  # type: ignore[arg-type]
     ids = nova.service_ids()
     # forced down before anything moves; "a" refused by nova, "b" still asked
     assert nova.log == [(ids["compute1"], {"forced_down": True}), ("evacuate", "b")]
     assert done == ["force-down compute1", "evacuate compute1 b"]
+    assert failed == ["evacuate compute1 a: 409 Conflict: instance is in task_state rebuilding"]
+
+
+def test_nova_s_reason_is_kept_when_keystoneauth_cannot_read_it() -> None:
+    import requests
+    from keystoneauth1 import exceptions
+
+    class Refusing(FakeNova):
+        def put_service(self, service_id: str, body: dict[str, object]) -> None:
+            # What keystoneauth raised in the lab for nova's 400 to forced_down=false.
+            resp = requests.Response()
+            resp.status_code = 400
+            resp._content = b'{"badRequest": {"code": 400, "message": "the reason nova gave"}}'
+            raise exceptions.BadRequest(message="Unrecognized schema in response body.", response=resp)
+
+    plan = Plan((HostPlan("compute1", State.RETURNING, "back and empty", (Action(Step.CLEAR, "compute1"),)),))
+    done, failed = evacuator.apply(Refusing(), plan)  # type: ignore[arg-type]
+    assert done == [] and len(failed) == 1
+    assert failed[0].startswith("clear compute1: Unrecognized schema in response body.")
+    assert '"message": "the reason nova gave"' in failed[0]
+
+
+def test_a_compute_back_before_its_instances_left_has_none_asked_twice() -> None:
+    """Seen in the lab: compute1 rebooted (fenced) and was online again, still forced down, before its two
+    instances had left; both were evacuated a second time and ended in ERROR on compute2."""
+    class ForcedDown(FakeNova):
+        def services(self) -> Any:
+            doc = super().services()
+            for svc in doc["services"]:
+                if svc["host"] == "compute1":
+                    svc["forced_down"], svc["state"] = True, "down"
+            return doc
+
+        def evacuations(self, host: str) -> Any:  # both of compute1's ACTIVE instances asked after the fence
+            return {"migrations": [{"instance_uuid": i, "status": "pre-migrating", "created_at":
+                                    "2026-12-01T10:32:38.000000"} for i in ("f4290cc4-6870-4746-9953-3258980531c8",
+                                                                            "0f910412-1d3d-43e4-befc-171d15dd6b54")]}
+
+    c1, c2 = evacuator.facts(CFG, ForcedDown(), _cluster("online", fenced=True))  # type: ignore[arg-type]
+    assert c1.member is Member.ONLINE and c1.service is not None and c1.service.forced_down
+    asked = [a.instance for a in decide((c1, c2), CFG.policy()).actions if a.step is Step.EVACUATE]
+    assert asked == ["328fc099-8e92-4671-8433-f0f0ea698441"]  # only the one not on record
 
 
 def test_the_state_file_holds_each_host_and_what_was_done(tmp_path: Path) -> None:
@@ -143,7 +185,7 @@ def test_the_state_file_holds_each_host_and_what_was_done(tmp_path: Path) -> Non
     path = tmp_path / "run/evacuator.json"
     evacuator.write_state(str(path), evacuator.state_of(plan, [], 1.5))
     assert json.loads(path.read_text()) == {
-        "at": 1.5, "refusal": "", "done": [], "error": "",
+        "at": 1.5, "refusal": "", "done": [], "error": "", "failed": [],
         "hosts": {"compute1": {"state": "waiting for fence", "reason": "unclean; pacemaker has not fenced it yet"}}}
 
 
@@ -186,9 +228,10 @@ class MovingNova(FakeNova):
         self.asked.add(server)
 
 
-def _cluster(compute1: str, compute2: str = "online") -> Callable[[list[str]], str]:
+def _cluster(compute1: str, compute2: str = "online", fenced: bool = False) -> Callable[[list[str]], str]:
     """crm_mon with each compute as given (online / offline), the recorded fence history (compute1
-    fenced at 10:32:35, after its nova-compute's last report at 08:02:21) once it is offline."""
+    fenced at 10:32:35, after its nova-compute's last report at 08:02:21) once it is offline (or
+    `fenced`: back online after it)."""
     def node(name: str, state: str) -> str:
         return (f'<node name="{name}" id="{name}" online="{"true" if state == "online" else "false"}" '
                 f'standby="false" unclean="false" is_dc="false" type="remote"/>')
@@ -197,7 +240,7 @@ def _cluster(compute1: str, compute2: str = "online") -> Callable[[list[str]], s
         if argv[0] == "crm_mon":
             return fixture("crm_mon_lab_healthy.xml").replace(
                 "</nodes>", node("compute1", compute1) + node("compute2", compute2) + "</nodes>")
-        return fixture("stonith_admin_history_verbose_compute_fenced_twice.xml" if compute1 != "online"
+        return fixture("stonith_admin_history_verbose_compute_fenced_twice.xml" if compute1 != "online" or fenced
                        else "stonith_admin_history.xml")
     return run
 

@@ -287,7 +287,7 @@ def _online_host(c: Compute) -> HostPlan:
         waiting = c.waiting()
         return HostPlan(c.name, State.EVACUATING, f"back; {len(c.instances)} instance(s) still to move",
                         tuple(Action(Step.EVACUATE, c.name, i.id) for i in waiting))
-    return HostPlan(c.name, State.RETURNING, "back and empty: forced_down cleared", (Action(Step.CLEAR, c.name),))
+    return HostPlan(c.name, State.RETURNING, "back and empty: clearing forced_down", (Action(Step.CLEAR, c.name),))
 
 
 def decide(computes: tuple[Compute, ...], policy: Policy) -> Plan:

@@ -149,10 +149,15 @@ def facts(cfg: EvacuatorConfig, nova: Nova, run: Callable[[list[str]], str] = _r
     for h in cfg.computes:
         fencing = fencing_of(history, h)
         member = members[h]
-        # Asked only where something may move: a failed host with instances still on it.
+        # Asked wherever something may move: a failed host with instances still on it, or one back
+        # (online) while still forced down with instances left. Without the second, a compute that
+        # rebooted before its instances had left had each of them evacuated again, and both ended in
+        # ERROR on the other compute ("already exists"; seen in the lab).
+        service = services.get(h)
+        may_move = member is not Member.ONLINE or (service is not None and service.forced_down)
         asked = parse_evacuations(nova.evacuations(h), fencing.done_at) \
-            if member is not Member.ONLINE and servers.get(h) else frozenset()
-        out.append(Compute(h, member, fencing, services.get(h), servers.get(h, ()), asked))
+            if may_move and servers.get(h) else frozenset()
+        out.append(Compute(h, member, fencing, service, servers.get(h, ()), asked))
     return tuple(out)
 
 
@@ -161,9 +166,18 @@ SERVICE_CHANGE: dict[Step, dict[str, object]] = {
     Step.FORCE_DOWN: {"forced_down": True}, Step.CLEAR: {"forced_down": False}, Step.ENABLE: {"status": "enabled"}}
 
 
-def apply(nova: Nova, plan: Plan) -> list[str]:
-    """Each action in the plan's order; what was done (a failed one is logged and left to the next round)."""
+def _why(exc: Exception) -> str:
+    """An API error as nova put it: keystoneauth's own message for a 400 is "Unrecognized schema in
+    response body", nova's reason is in the body."""
+    body = getattr(getattr(exc, "response", None), "text", "") or ""
+    return f"{exc} {body.strip()[:300]}".strip() if body else str(exc)
+
+
+def apply(nova: Nova, plan: Plan) -> tuple[list[str], list[str]]:
+    """Each action in the plan's order: what was done, and what failed and why (logged, and asked
+    again by the next round, which reads the facts again)."""
     done: list[str] = []
+    failed: list[str] = []
     ids: dict[str, str] | None = None
     for action in plan.actions:
         try:
@@ -172,17 +186,18 @@ def apply(nova: Nova, plan: Plan) -> list[str]:
             else:
                 ids = ids if ids is not None else nova.service_ids()
                 nova.put_service(ids[action.host], SERVICE_CHANGE[action.step])
-        except Exception as exc:  # the next round reads the facts again and asks again
-            log.warning("%s failed: %s", action, exc)
+        except Exception as exc:
+            log.warning("%s failed: %s", action, _why(exc))
+            failed.append(f"{action}: {_why(exc)}"[:400])
             continue
         log.info("%s", action)
         done.append(str(action))
-    return done
+    return done, failed
 
 
-def state_of(plan: Plan, done: list[str], at: float) -> EvacuatorState:
+def state_of(plan: Plan, done: list[str], at: float, failed: list[str] | None = None) -> EvacuatorState:
     return EvacuatorState(at, {h.host: HostView(h.state.value, h.reason) for h in plan.hosts}, plan.refusal,
-                          tuple(done))
+                          tuple(done), failed=tuple(failed or ()))
 
 
 def failed_state(last: EvacuatorState | None, exc: Exception, at: float) -> EvacuatorState:
@@ -204,8 +219,8 @@ def write_state(path: str, state: EvacuatorState) -> None:
 def round_once(cfg: EvacuatorConfig, nova: Nova, state: str = STATE_PATH,
                override: bool = False) -> tuple[Plan, EvacuatorState]:
     plan = decide(facts(cfg, nova), cfg.policy(override))
-    done = apply(nova, plan)
-    written = state_of(plan, done, time.time())
+    done, failed = apply(nova, plan)
+    written = state_of(plan, done, time.time(), failed)
     write_state(state, written)
     return plan, written
 
@@ -258,7 +273,7 @@ def evacuate_host(cfg: EvacuatorConfig, nova: Nova, host: str, *, run: Callable[
         if emptied(c) or time.monotonic() > deadline:
             break
         mine = plan.of(host)
-        done += apply(nova, Plan((mine,), enable=plan.enable))
+        done += apply(nova, Plan((mine,), enable=plan.enable))[0]
         time.sleep(every_s)
     moving = tuple(sorted(i.id for i in c.instances if c.moving(i)))
     left = tuple(sorted(f"{i.id} ({i.status})" for i in c.instances if not c.moving(i)))

@@ -25,12 +25,14 @@ class EvacuatorState:
     # Why the last round could not finish (nova or keystone unreachable); hosts are then the last
     # round's that did. Written so status tells a stuck loop from a dead one.
     error: str = ""
+    failed: tuple[str, ...] = ()  # actions of the last round nova refused, with its reason
 
 
 def parse_state(text: str) -> EvacuatorState:
     d = json.loads(text)
     return EvacuatorState(float(d["at"]), {h: HostView(v["state"], v["reason"]) for h, v in d["hosts"].items()},
-                          d.get("refusal", ""), tuple(d.get("done", ())), d.get("error", ""))
+                          d.get("refusal", ""), tuple(d.get("done", ())), d.get("error", ""),
+                          tuple(d.get("failed", ())))
 
 
 STATE = Fact("evacuator state", ("cat", STATE_PATH), on_success(parse_state))
