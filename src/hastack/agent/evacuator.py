@@ -111,8 +111,8 @@ class Nova:
     def services(self) -> Any:
         return self.get("/os-services?binary=nova-compute")
 
-    def servers(self) -> Any:
-        return self.get("/servers/detail?all_tenants=1")
+    def servers(self, host: str) -> Any:
+        return self.get(f"/servers/detail?all_tenants=1&host={host}")
 
     def evacuations(self, host: str) -> Any:
         return self.get(f"/os-migrations?source_compute={host}&migration_type=evacuation")
@@ -140,23 +140,23 @@ def facts(cfg: EvacuatorConfig, nova: Nova, run: Callable[[list[str]], str] = _r
         mon, history = None, ()
     services = parse_compute_services(nova.services())
     members = {h: member_of(mon, h) for h in cfg.computes}
-    # Every instance of every project is the heavy read, and the loop runs every two seconds on the
-    # controllers' cores: asked only while something may move (a failed host, or one still forced down).
-    moving = any(m is not Member.ONLINE for m in members.values()) or any(
-        s.forced_down for h, s in services.items() if h in members)
-    servers = parse_servers(nova.servers()) if moving else {}
+
+    def may_move(h: str) -> bool:
+        """A failed host, or one back online while still forced down."""
+        service = services.get(h)
+        return members[h] is not Member.ONLINE or (service is not None and service.forced_down)
+
+    # Instances are read only where something may move, one host at a time (nova's `host` filter):
+    # every instance of every project every two seconds weighed on nova-api while it was needed most.
+    servers = {h: parse_servers(nova.servers(h)).get(h, ()) for h in cfg.computes if may_move(h)}
     out = []
     for h in cfg.computes:
         fencing = fencing_of(history, h)
-        member = members[h]
-        # Asked wherever something may move: a failed host with instances still on it, or one back
-        # (online) while still forced down with instances left. Without the second, a compute that
-        # rebooted before its instances had left had each of them evacuated again, and both ended in
-        # ERROR on the other compute ("already exists"; seen in the lab).
-        service = services.get(h)
-        may_move = member is not Member.ONLINE or (service is not None and service.forced_down)
-        asked = parse_evacuations(nova.evacuations(h), fencing.done_at) \
-            if may_move and servers.get(h) else frozenset()
+        member, service = members[h], services.get(h)
+        # Asked wherever something may move. Without a host back online but still forced down, a
+        # compute that rebooted before its instances had left had each of them evacuated again, and
+        # both ended in ERROR on the other compute ("already exists"; seen in the lab).
+        asked = parse_evacuations(nova.evacuations(h), fencing.done_at) if servers.get(h) else frozenset()
         out.append(Compute(h, member, fencing, service, servers.get(h, ()), asked))
     return tuple(out)
 

@@ -421,6 +421,7 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
     servers = {"compute_url": public_url(spec, "nova"), "image_url": public_url(spec, "glance")} \
         if base.os_server else {}
     pinned = {"instance_host": host, "instance_count": scenario.instances} if scenario.instances else {}
+    pinned["server_stream"] = scenario.server_stream
     if pinned and not servers:
         raise ChaosError(f"{scenario.name} pins servers on {host}: this spec runs no nova, glance and neutron")
     payload = ChaosTarget(**base.model_dump(), run=run_id, api_reads=api_reads(spec), **servers, **pinned,

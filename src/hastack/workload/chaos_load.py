@@ -94,6 +94,7 @@ class ChaosTarget(Target):
     # Instance HA scenarios: this many servers pinned on this compute before the fault, sampled through the run.
     instance_host: str = ""
     instance_count: int = 0
+    server_stream: bool = True  # a server created every SERVER_EVERY_S (api-servers)
 
     @property
     def pinned(self) -> instances.Pinned:
@@ -648,7 +649,7 @@ def _workers(t: ChaosTarget) -> list[Worker]:
         token = [""]
         workers.append((API_TOKEN, api_tokens, (token,)))
         workers += [(API_PREFIX + name, api_reader, (token, name, url)) for name, url in sorted(api_reads(t).items())]
-        if t.compute_url:
+        if t.compute_url and t.server_stream:
             workers.append((API_SERVERS, server_creator, (token, server_image(t))))
     if t.instance_host:
         workers.append((INSTANCES, instance_sampler, ()))
@@ -676,7 +677,7 @@ def _final_reads(t: ChaosTarget) -> tuple[dict[str, Readback], tuple[Evacuation,
         readback[AMQP] = amqp_readback(t)
     if t.mongo_members:
         readback[MONGO] = mongo_readback(t)
-    if t.compute_url:
+    if t.compute_url and t.server_stream:
         readback[API_SERVERS] = servers_readback(t)
     if t.instance_host:
         readback[INSTANCES], evacuations = instances_readback(t)
