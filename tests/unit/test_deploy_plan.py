@@ -81,4 +81,10 @@ def test_instance_ha_starts_pacemaker_remote_before_the_cib_names_the_computes()
     bans = {(c.get("rsc"), c.get("node")) for c in cib.iter("rsc_location") if c.get("score") == "-INFINITY"}
     assert ("evacuator", "arb1") in bans and ("evacuator", "compute1") in bans
     assert ("haproxy-clone", "compute2") in bans and ("vip-internal", "compute2") in bans
+    # A compute's device turns it off when pacemaker fences it (the evacuator powers it on once its
+    # evacuations are done); the members' devices still reboot theirs.
+    devices = {p.get("id"): {a.get("name"): a.get("value") for a in p.iter("nvpair")}
+               for p in cib.iter("primitive") if p.get("class") == "stonith"}
+    assert devices["fence-compute1"]["pcmk_reboot_action"] == "off"
+    assert "pcmk_reboot_action" not in devices["fence-ctl1"]
     assert phases(variant(SEED)) == tuple(p for p in phases(variant(SEED)) if p.key is not PhaseKey.REMOTE)

@@ -156,7 +156,12 @@ def test_a_host_s_fencing_is_read_from_pacemaker_s_history() -> None:
     # The newest of each kind counts; an "on" proves nothing stopped; a pending attempt has no time yet.
     more = (*events, FenceEvent("ctl1", "reboot", "failed", 5.0), FenceEvent("ctl1", "on", "success", 9e9),
             FenceEvent("ctl1", "reboot", "pending", None))
-    assert fencing_of(more, "ctl1") == Fencing(events[0].completed, 5.0)
+    # ... but is the power-on a compute the cluster fenced waits for; the recorded fence was the
+    # cluster's own (client pacemaker-controld), a person's stonith_admin --off is not.
+    assert fencing_of(more, "ctl1") == Fencing(events[0].completed, 5.0, by_cluster=True, on_at=9e9)
+    assert events[0].client.startswith("pacemaker-controld")
+    by_hand = (FenceEvent("compute1", "off", "success", 7.0, client="stonith_admin.1234"),)
+    assert fencing_of(by_hand, "compute1") == Fencing(7.0, None, by_cluster=False)
 
 
 def test_nova_s_compute_services_and_servers_are_read_per_host() -> None:
@@ -195,3 +200,44 @@ def test_an_instance_nova_already_has_an_evacuation_of_is_not_asked_again() -> N
     plan = decide(fleet(c), POLICY)
     assert plan.actions == (Action(Step.EVACUATE, "compute1", "vm-b"),)
     assert "1 instance(s) to evacuate, 1 already moving" in plan.of("compute1").reason
+
+
+def _off(**fencing: object) -> Compute:
+    """compute1 fenced off by the cluster, forced down, every instance gone from it."""
+    f = dataclasses.replace(Fencing(LAST_REPORT + 5, by_cluster=True), **fencing)  # type: ignore[arg-type]
+    return dataclasses.replace(dead(forced_down=True, instances=()), fencing=f)
+
+
+def test_a_compute_the_cluster_fenced_is_powered_on_once_its_evacuations_are_done() -> None:
+    """Seen in the lab: a compute rebooted by its fence was back before its instances were rebuilt
+    elsewhere; its nova-compute started before the evacuations were done, left them `done`, and nova
+    refused to clear forced_down for good. So the fence is an off, and power returns only now."""
+    assert Action(Step.POWER_ON, "compute1") in decide(fleet(_off()), POLICY).actions
+    still = dataclasses.replace(_off(), unfinished=1)  # nova still rebuilding one elsewhere
+    assert Action(Step.POWER_ON, "compute1") not in decide(fleet(still), POLICY).actions
+    left = dataclasses.replace(_off(), instances=VMS[:1])  # one still to move
+    assert Action(Step.POWER_ON, "compute1") not in decide(fleet(left), POLICY).actions
+    # once: an "on" since the fence is on record; and never a host a person switched off
+    assert Action(Step.POWER_ON, "compute1") not in decide(fleet(_off(on_at=LAST_REPORT + 30)), POLICY).actions
+    assert Action(Step.POWER_ON, "compute1") not in decide(fleet(_off(by_cluster=False)), POLICY).actions
+
+
+def test_a_compute_left_in_place_is_powered_on_at_once_and_cleared_with_its_instances() -> None:
+    keep = dataclasses.replace(POLICY, evacuate=frozenset({"compute2", "compute3", "compute4"}))
+    fenced = dataclasses.replace(dead(instances=VMS), fencing=Fencing(LAST_REPORT + 5, by_cluster=True))
+    assert decide(fleet(fenced), keep).actions == (Action(Step.FORCE_DOWN, "compute1"),
+                                                   Action(Step.POWER_ON, "compute1"))
+    back = Compute("compute1", Member.ONLINE, Fencing(LAST_REPORT + 5, by_cluster=True),
+                   Service(up=True, forced_down=True, updated_at=LAST_REPORT + 90), VMS)
+    # its instances stay: cleared, not evacuated
+    assert decide(fleet(back), keep).actions == (Action(Step.CLEAR, "compute1"),)
+
+
+def test_unfinished_evacuations_are_counted_from_nova_s_record() -> None:
+    from hastack.agent.evacuation import parse_unfinished
+
+    doc = {"migrations": [{"status": s, "created_at": "2026-12-01T10:32:38.000000"}
+                          for s in ("pre-migrating", "done", "completed", "error", "accepted")]}
+    since = datetime(2026, 12, 1, 10, 32, 35, tzinfo=UTC).timestamp()
+    assert parse_unfinished(doc, since) == 2  # pre-migrating and accepted
+    assert parse_unfinished(doc, since + 10) == 0  # all from before that fence

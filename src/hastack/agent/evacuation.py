@@ -47,6 +47,10 @@ class Fencing:
 
     done_at: float | None = None
     failed_at: float | None = None
+    # The last success was the cluster's own (pacemaker's controller asked), not a person's
+    # `stonith_admin --off`: only such a host is powered on again once its instances have left.
+    by_cluster: bool = False
+    on_at: float | None = None  # the last successful power-on ("on") through its device
 
 
 # Fence actions after which nothing runs on the target (a reboot's "on" half does not matter:
@@ -56,10 +60,21 @@ STOPPING = frozenset({"reboot", "off"})
 
 def fencing_of(events: Iterable[FenceEvent], host: str) -> Fencing:
     """The host's last successful and last failed fence, from pacemaker's history."""
-    done = [e.completed for e in events if e.target == host and e.action in STOPPING and e.status == "success"
+    done = [e for e in events if e.target == host and e.action in STOPPING and e.status == "success"
             and e.completed is not None]
     failed = [e.completed for e in events if e.target == host and e.status == "failed" and e.completed is not None]
-    return Fencing(max(done, default=None), max(failed, default=None))
+    last = max(done, key=lambda e: e.completed or 0.0, default=None)
+    on = [e.completed for e in events if e.target == host and e.action == "on" and e.status == "success"
+          and e.completed is not None]
+    return Fencing(last.completed if last else None, max(failed, default=None),
+                   last is not None and last.client.startswith("pacemaker-controld"), max(on, default=None))
+
+
+def owed_power_on(c: Compute) -> bool:
+    """Off since the cluster fenced it (its device's reboot is an off), not yet powered on again."""
+    f = c.fencing
+    return (c.member is Member.OFFLINE and f.by_cluster and f.done_at is not None
+            and (f.on_at is None or f.on_at < f.done_at))
 
 
 @dataclass(frozen=True)
@@ -122,6 +137,17 @@ def parse_evacuations(doc: Mapping[str, Any], since: float | None) -> frozenset[
                      and (since is None or (nova_time(m.get("created_at")) or 0) >= since))
 
 
+# An evacuation nova has finished: rebuilt on its new host (done), and cleaned up on the old (completed).
+FINISHED_MIGRATIONS = frozenset({"done", "completed"})
+
+
+def parse_unfinished(doc: Mapping[str, Any], since: float | None) -> int:
+    """The same records: how many evacuations since `since` nova is still running."""
+    return sum(1 for m in doc.get("migrations", [])
+               if m.get("status") not in FAILED_MIGRATIONS | FINISHED_MIGRATIONS
+               and (since is None or (nova_time(m.get("created_at")) or 0) >= since))
+
+
 def parse_servers(doc: Mapping[str, Any]) -> dict[str, tuple[Instance, ...]]:
     """GET /servers/detail?all_tenants=1 (as admin): the instances on each host."""
     out: dict[str, list[Instance]] = {}
@@ -143,6 +169,10 @@ class Compute:
     # not asked again. nova's own guard is not enough: an instance asked at one round was listed
     # ACTIVE on this host, with no task, at the next, and a second rebuild failed "already exists".
     asked: frozenset[str] = frozenset()
+    # Evacuations from this host since the fence that nova has not finished (not done, completed or
+    # failed). Its nova-compute must not start before they are done: it completes `done` records
+    # only as it starts, and nova refuses to clear forced_down while any remains.
+    unfinished: int = 0
 
     def moving(self, i: Instance) -> bool:
         return i.busy or i.id in self.asked
@@ -170,6 +200,7 @@ class Step(StrEnum):
     ENABLE = "enable"  # a reserved host's nova-compute service enabled: it can take instances
     EVACUATE = "evacuate"  # one instance rebuilt elsewhere (nova picks the host)
     CLEAR = "clear"  # forced_down = false: the host is back and empty of evacuated instances
+    POWER_ON = "power-on"  # a compute the cluster fenced (off), on again once its evacuations are done
 
 
 @dataclass(frozen=True)
@@ -204,7 +235,7 @@ class HostPlan:
 
 # The order a plan's steps run in: a host is down for nova before anything moves off it, a reserved
 # host open before the evacuations that need it.
-ORDER = (Step.FORCE_DOWN, Step.ENABLE, Step.EVACUATE, Step.CLEAR)
+ORDER = (Step.FORCE_DOWN, Step.ENABLE, Step.EVACUATE, Step.CLEAR, Step.POWER_ON)
 
 
 @dataclass(frozen=True)
@@ -269,9 +300,15 @@ def _failed_host(c: Compute, policy: Policy, refusal: str) -> HostPlan:
     if c.service is not None and not c.service.forced_down:
         actions.append(Action(Step.FORCE_DOWN, c.name))
     if c.name not in policy.evacuate:
-        return HostPlan(c.name, State.FENCED, "fenced; evacuate: false in the spec", tuple(actions))
+        on = (Action(Step.POWER_ON, c.name),) if owed_power_on(c) else ()
+        return HostPlan(c.name, State.FENCED, "fenced; evacuate: false in the spec", (*actions, *on))
     waiting = c.waiting()
     actions += [Action(Step.EVACUATE, c.name, i.id) for i in waiting]
+    if not c.instances and not c.unfinished and owed_power_on(c):
+        # Pacemaker fences a compute off (its device's reboot is an off): it boots again only now, so
+        # its nova-compute starts after every evacuation from it is done and completes them.
+        return HostPlan(c.name, State.EVACUATING, f"fenced at {_fmt(c.fencing.done_at)}; every instance has "
+                        "left: powering it on", (*actions, Action(Step.POWER_ON, c.name)))
     busy = sum(1 for i in c.instances if c.moving(i))
     stuck = sorted({i.status for i in c.instances if not i.evacuable and not c.moving(i)})
     return HostPlan(c.name, State.EVACUATING, f"fenced at {_fmt(c.fencing.done_at)}; {len(waiting)} instance(s) to "
@@ -279,15 +316,16 @@ def _failed_host(c: Compute, policy: Policy, refusal: str) -> HostPlan:
                                                           if stuck else ""), tuple(actions))
 
 
-def _online_host(c: Compute) -> HostPlan:
+def _online_host(c: Compute, policy: Policy) -> HostPlan:
     if c.service is None or not c.service.forced_down:
         return HostPlan(c.name, State.HEALTHY, "online")
-    if c.instances:
+    if c.instances and c.name in policy.evacuate:
         # Back before its instances all left: they keep moving; forced_down stays until none is left.
         waiting = c.waiting()
         return HostPlan(c.name, State.EVACUATING, f"back; {len(c.instances)} instance(s) still to move",
                         tuple(Action(Step.EVACUATE, c.name, i.id) for i in waiting))
-    return HostPlan(c.name, State.RETURNING, "back and empty: clearing forced_down", (Action(Step.CLEAR, c.name),))
+    return HostPlan(c.name, State.RETURNING, "back" + (" and empty" if not c.instances else "") +
+                    ": clearing forced_down", (Action(Step.CLEAR, c.name),))
 
 
 def decide(computes: tuple[Compute, ...], policy: Policy) -> Plan:
@@ -297,7 +335,7 @@ def decide(computes: tuple[Compute, ...], policy: Policy) -> Plan:
         refusal = (f"{len(down)} of {len(computes)} computes failed at once ({', '.join(down)}; at most "
                    f"{policy.max_failed} count as host failures): a network or control-plane fault is likelier; "
                    "nothing is evacuated unless the operator overrides")
-    hosts = tuple(_failed_host(c, policy, refusal) if failed(c) else _online_host(c) for c in computes)
+    hosts = tuple(_failed_host(c, policy, refusal) if failed(c) else _online_host(c, policy) for c in computes)
     enable: tuple[Action, ...] = ()
     if any(a.step is Step.EVACUATE for h in hosts for a in h.actions):
         # A reserved host takes instances only once nova may schedule to it.

@@ -42,6 +42,7 @@ from hastack.agent.evacuation import (
     parse_compute_services,
     parse_evacuations,
     parse_servers,
+    parse_unfinished,
 )
 from hastack.components.instance_ha import STATE_PATH, EvacuatorState, HostView
 from hastack.components.pacemaker import PacemakerState, parse_crm_mon, parse_fence_history
@@ -153,11 +154,12 @@ def facts(cfg: EvacuatorConfig, nova: Nova, run: Callable[[list[str]], str] = _r
     for h in cfg.computes:
         fencing = fencing_of(history, h)
         member, service = members[h], services.get(h)
-        # Asked wherever something may move. Without a host back online but still forced down, a
-        # compute that rebooted before its instances had left had each of them evacuated again, and
-        # both ended in ERROR on the other compute ("already exists"; seen in the lab).
-        asked = parse_evacuations(nova.evacuations(h), fencing.done_at) if servers.get(h) else frozenset()
-        out.append(Compute(h, member, fencing, service, servers.get(h, ()), asked))
+        # nova's evacuation records, wherever something may move. Without a host back online but still
+        # forced down, a compute that rebooted before its instances had left had each of them
+        # evacuated again, and both ended in ERROR on the other compute ("already exists"; in the lab).
+        record = nova.evacuations(h) if h in servers else {}
+        out.append(Compute(h, member, fencing, service, servers.get(h, ()), parse_evacuations(record, fencing.done_at),
+                           parse_unfinished(record, fencing.done_at)))
     return tuple(out)
 
 
@@ -173,7 +175,7 @@ def _why(exc: Exception) -> str:
     return f"{exc} {body.strip()[:300]}".strip() if body else str(exc)
 
 
-def apply(nova: Nova, plan: Plan) -> tuple[list[str], list[str]]:
+def apply(nova: Nova, plan: Plan, run: Callable[[list[str]], str] = _run) -> tuple[list[str], list[str]]:
     """Each action in the plan's order: what was done, and what failed and why (logged, and asked
     again by the next round, which reads the facts again)."""
     done: list[str] = []
@@ -183,6 +185,8 @@ def apply(nova: Nova, plan: Plan) -> tuple[list[str], list[str]]:
         try:
             if action.step is Step.EVACUATE:
                 nova.evacuate(action.instance)
+            elif action.step is Step.POWER_ON:  # through the host's own fence device, as pacemaker cut it
+                run(["stonith_admin", "--on", action.host, "--timeout", "60"])
             else:
                 ids = ids if ids is not None else nova.service_ids()
                 nova.put_service(ids[action.host], SERVICE_CHANGE[action.step])
@@ -272,8 +276,11 @@ def evacuate_host(cfg: EvacuatorConfig, nova: Nova, host: str, *, run: Callable[
         plan = decide(computes, policy)
         if emptied(c) or time.monotonic() > deadline:
             break
+        # This host's actions but powering it on: the operator's fence leaves it off (and it was
+        # theirs, not the cluster's, so the plan holds none; this is belt and braces).
         mine = plan.of(host)
-        done += apply(nova, Plan((mine,), enable=plan.enable))[0]
+        mine = dataclasses.replace(mine, actions=tuple(a for a in mine.actions if a.step is not Step.POWER_ON))
+        done += apply(nova, Plan((mine,), enable=plan.enable), run)[0]
         time.sleep(every_s)
     moving = tuple(sorted(i.id for i in c.instances if c.moving(i)))
     left = tuple(sorted(f"{i.id} ({i.status})" for i in c.instances if not c.moving(i)))

@@ -29,6 +29,7 @@ class FenceEvent:
     status: str  # success, failed, pending
     completed: float | None  # epoch seconds; None while pending
     by: str = ""  # the node whose device did it (pacemaker's "delegate")
+    client: str = ""  # who asked: "pacemaker-controld.N" (the cluster itself) or "stonith_admin.N" (a person)
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def _when(text: str | None) -> float | None:
 def parse_fence_events(root: ET.Element) -> tuple[FenceEvent, ...]:
     """Every fence_event under `root`: crm_mon's fence_history, or stonith_admin's list."""
     return tuple(FenceEvent(e.get("target", ""), e.get("action", ""), e.get("status", ""),
-                            _when(e.get("completed")), e.get("delegate", ""))
+                            _when(e.get("completed")), e.get("delegate", ""), e.get("client", ""))
                  for e in root.iter("fence_event"))
 
 

@@ -168,6 +168,11 @@ def build_cib(spec: Spec) -> ET.Element:
             rid = f"fence-{node.name}"
             p = _primitive(res, rid, "stonith", node.fence.agent)
             attrs = {**node.fence.params, "pcmk_host_list": node.name}  # the spec refuses pcmk_* params
+            if node in spec.remote_nodes():
+                # A compute is fenced off, not rebooted: the evacuator powers it on once every evacuation
+                # from it is done. Back sooner, its nova-compute started first, left the evacuations
+                # `done`, and nova refused to clear forced_down until someone restarted it (the lab).
+                attrs["pcmk_reboot_action"] = "off"
             if node.fence.delay:
                 attrs["pcmk_delay_base"] = f"{node.fence.delay}s"
             _nvset(p, "instance_attributes", f"{rid}-ia", attrs)
