@@ -157,7 +157,7 @@ def test_a_host_s_fencing_is_read_from_pacemaker_s_history() -> None:
     more = (*events, FenceEvent("ctl1", "reboot", "failed", 5.0), FenceEvent("ctl1", "on", "success", 9e9),
             FenceEvent("ctl1", "reboot", "pending", None))
     # ... but is the power-on a compute the cluster fenced waits for; the recorded fence was the
-    # cluster's own (client pacemaker-controld), a person's stonith_admin --off is not.
+    # cluster's own (client pacemaker-controld), a person's stonith_admin --fence is not.
     assert fencing_of(more, "ctl1") == Fencing(events[0].completed, 5.0, by_cluster=True, on_at=9e9)
     assert events[0].client.startswith("pacemaker-controld")
     by_hand = (FenceEvent("compute1", "off", "success", 7.0, client="stonith_admin.1234"),)

@@ -254,15 +254,15 @@ def test_the_operator_evacuation_fences_first_then_moves_everything() -> None:
 
     def run(argv: list[str]) -> str:
         asked.append(argv)
-        if argv[0] == "stonith_admin" and "--off" in argv:
+        if argv[0] == "stonith_admin" and "--fence" in argv:
             state["compute1"] = "offline"  # the switch cut it; pacemaker records the fence
             return ""
         return _cluster(state["compute1"])(argv)
 
     nova = MovingNova()
     result = evacuator.evacuate_host(CFG, nova, "compute1", run=run, wait_s=30, every_s=0)  # type: ignore[arg-type]
-    fence_at = next(i for i, a in enumerate(asked) if "--off" in a)
-    assert asked[fence_at] == ["stonith_admin", "--off", "compute1", "--timeout", "120"]
+    fence_at = next(i for i, a in enumerate(asked) if "--fence" in a)
+    assert asked[fence_at] == ["stonith_admin", "--fence", "compute1", "--timeout", "120"]
     assert result.ok and result.fenced == "now", result
     ids = nova.service_ids()
     # forced down, then the three ACTIVE instances evacuated (nova's record holds older evacuations
@@ -286,14 +286,14 @@ def test_the_operator_evacuation_refuses_before_fencing_when_nothing_can_take_th
     nova = FakeNova()
     result = evacuator.evacuate_host(CFG, nova, "compute1", run=run, wait_s=0, every_s=0)  # type: ignore[arg-type]
     assert not result.ok and "no other compute can take compute1's instances (compute2 offline" in result.refusal
-    assert not any(a[0] == "stonith_admin" and "--off" in a for a in asked) and nova.log == []
+    assert not any(a[0] == "stonith_admin" and "--fence" in a for a in asked) and nova.log == []
     unknown = evacuator.evacuate_host(CFG, nova, "ctl1", run=run, wait_s=0)  # type: ignore[arg-type]
     assert "ctl1 is not a compute instance HA watches" in unknown.refusal
 
 
 def test_a_failed_fence_moves_nothing_and_says_why() -> None:
     def run(argv: list[str]) -> str:
-        if argv[0] == "stonith_admin" and "--off" in argv:
+        if argv[0] == "stonith_admin" and "--fence" in argv:
             raise subprocess.CalledProcessError(1, argv, "", "Command failed: No route to host")
         return _cluster("online")(argv)
 
@@ -321,3 +321,15 @@ def test_hastack_evacuate_refuses_what_instance_ha_does_not_cover(tmp_path: Path
     said = Evacuated(host="compute1", ok=False, refusal="no other compute can take compute1's instances")
     assert parse_result("2026-12-01 log line\n" + said.model_dump_json() + "\n") == said
     assert parse_result("Traceback (most recent call last):\n") is None
+
+
+def test_a_compute_whose_connection_is_not_started_is_not_online() -> None:
+    """crm_mon called a powered-off compute "online" while pacemaker retried its connection; the
+    evacuator then tried to clear its forced_down, every ~30 s, for minutes (the lab)."""
+    text = fixture("crm_mon_lab_instance_ha.xml")
+    assert evacuator.member_of(parse_crm_mon(text), "compute1") is Member.ONLINE
+    retrying = text.replace('<resource id="compute1" resource_agent="ocf:pacemaker:remote" role="Started" '
+                            'active="true"', '<resource id="compute1" resource_agent="ocf:pacemaker:remote" '
+                            'role="Stopped" active="false"')
+    assert retrying != text
+    assert evacuator.member_of(parse_crm_mon(retrying), "compute1") is not Member.ONLINE

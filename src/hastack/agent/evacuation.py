@@ -48,7 +48,7 @@ class Fencing:
     done_at: float | None = None
     failed_at: float | None = None
     # The last success was the cluster's own (pacemaker's controller asked), not a person's
-    # `stonith_admin --off`: only such a host is powered on again once its instances have left.
+    # `stonith_admin --fence`: only such a host is powered on again once its instances have left.
     by_cluster: bool = False
     on_at: float | None = None  # the last successful power-on ("on") through its device
 

@@ -84,7 +84,10 @@ def member_of(mon: PacemakerState | None, host: str) -> Member:
     node = next((n for n in mon.nodes if n.name == host), None)
     if node is None:
         return Member.UNKNOWN
-    if node.online:
+    # A remote node is online only with its connection started: crm_mon called a compute that was
+    # powered off "online" while pacemaker retried its connection (seen in the lab, every ~30 s).
+    conn = next((r for r in mon.resources if r.id == host and r.agent == "ocf:pacemaker:remote"), None)
+    if node.online and (conn is None or (conn.active and conn.role == "Started" and not conn.failed)):
         return Member.ONLINE
     return Member.UNCLEAN if node.unclean else Member.OFFLINE
 
@@ -186,7 +189,7 @@ def apply(nova: Nova, plan: Plan, run: Callable[[list[str]], str] = _run) -> tup
             if action.step is Step.EVACUATE:
                 nova.evacuate(action.instance)
             elif action.step is Step.POWER_ON:  # through the host's own fence device, as pacemaker cut it
-                run(["stonith_admin", "--on", action.host, "--timeout", "60"])
+                run(["stonith_admin", "--unfence", action.host, "--timeout", "60"])
             else:
                 ids = ids if ids is not None else nova.service_ids()
                 nova.put_service(ids[action.host], SERVICE_CHANGE[action.step])
@@ -262,8 +265,8 @@ def evacuate_host(cfg: EvacuatorConfig, nova: Nova, host: str, *, run: Callable[
     if not fence_confirmed(next(c for c in computes if c.name == host)):
         fenced = "now"
         try:
-            # Off, not reboot: a host an operator empties stays down until someone powers it on.
-            run(["stonith_admin", "--off", host, "--timeout", "120"])
+            # Off (--fence), not reboot: a host an operator empties stays down until someone powers it on.
+            run(["stonith_admin", "--fence", host, "--timeout", "120"])
         except (subprocess.SubprocessError, OSError) as exc:
             why = getattr(exc, "stderr", "") or str(exc)
             return Evacuated(host=host, ok=False, refusal=f"fencing {host} failed, nothing moved: "

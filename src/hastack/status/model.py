@@ -86,7 +86,7 @@ def _instance_ha(spec: Spec, f: Facts) -> Row:
         problems.append(f"the evacuator's last round was {age:.0f} s ago")
     if ev.error:
         problems.append(f"the evacuator's last round failed: {ev.error}")
-    problems += [f"nova refused {f}" for f in ev.failed]
+    problems += [f"failed: {f}" for f in ev.failed]
     if ev.refusal:
         problems.append(ev.refusal)
     problems += [f"{h}: {v.state}: {v.reason}" for h, v in sorted(ev.hosts.items()) if v.state != "healthy"]
