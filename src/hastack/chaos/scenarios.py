@@ -61,6 +61,9 @@ class Scenario:
     fault: Fault
     aim: Aim
     processes: tuple[str, ...] = ()  # exact process names
+    # Or a unit's every process (KILL_PROCESSES), for daemons whose process name is their
+    # interpreter's (hastack runs nova-compute as `python3 -c ...`).
+    unit: str = ""
     # Units kept from restarting (masked until the next boot): a crash that
     # systemd undoes within a second is not the crash this scenario is about.
     keep_down: tuple[str, ...] = ()
@@ -143,6 +146,8 @@ class Scenario:
 
     def kill_command(self) -> tuple[str, ...]:
         """The command run on the target for KILL_PROCESSES (its units masked first, when kept down)."""
+        if self.unit:
+            return ("systemctl", "kill", "--signal=KILL", self.unit)
         kill = ("pkill", "--signal", "KILL", "--exact", "|".join(self.processes))
         if not self.keep_down:
             return kill
@@ -199,7 +204,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              Aim.COMPUTE, instances=2, server_stream=False),
     Scenario("compute-service-crash", "nova-compute killed on a compute with two servers: systemd restarts "
              "it, pacemaker_remote never stopped, and nothing is fenced or evacuated", Fault.KILL_PROCESSES,
-             Aim.COMPUTE, processes=("nova-compute",), instances=2, moves=False, server_stream=False),
+             Aim.COMPUTE, unit="nova-compute", instances=2, moves=False, server_stream=False),
 )}
 
 
