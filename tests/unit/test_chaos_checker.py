@@ -108,8 +108,9 @@ def test_targets_come_from_what_status_saw() -> None:
 
 def test_kill_commands() -> None:
     assert SCENARIOS["service-crash"].kill_command() == ("pkill", "--signal", "KILL", "--exact", "mariadbd")
-    # nova-compute runs as `python3 -c ...`: its unit's processes, not a process name
-    assert SCENARIOS["compute-service-crash"].kill_command() == ("systemctl", "kill", "--signal=KILL", "nova-compute")
+    # nova-compute runs as `python3 -c ...`: its unit's main process, never PID 0 (the caller's group)
+    sh, c, kill = SCENARIOS["compute-service-crash"].kill_command()
+    assert (sh, c) == ("sh", "-c") and "MainPID --value nova-compute" in kill and '"${pid:-0}" -gt 0 ]' in kill
     sh, c, stack = SCENARIOS["stack-crash"].kill_command()
     assert (sh, c) == ("sh", "-c") and stack.startswith("systemctl mask --runtime --quiet corosync pacemaker && ")
     assert stack.endswith("pkill --signal KILL --exact 'corosync|pacemakerd|pacemaker-.*'")

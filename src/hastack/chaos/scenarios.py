@@ -61,7 +61,7 @@ class Scenario:
     fault: Fault
     aim: Aim
     processes: tuple[str, ...] = ()  # exact process names
-    # Or a unit's every process (KILL_PROCESSES), for daemons whose process name is their
+    # Or a unit's main process (KILL_PROCESSES), for daemons whose process name is their
     # interpreter's (hastack runs nova-compute as `python3 -c ...`).
     unit: str = ""
     # Units kept from restarting (masked until the next boot): a crash that
@@ -147,7 +147,11 @@ class Scenario:
     def kill_command(self) -> tuple[str, ...]:
         """The command run on the target for KILL_PROCESSES (its units masked first, when kept down)."""
         if self.unit:
-            return ("systemctl", "kill", "--signal=KILL", self.unit)
+            # Its main process, by the PID systemd holds (`systemctl kill` cannot signal through the lab
+            # hosts' cgroups); 0 when it is not running, which must never reach kill.
+            unit = shlex.quote(self.unit)
+            return ("sh", "-c", f'pid=$(systemctl show --property MainPID --value {unit}); '
+                                f'[ "${{pid:-0}}" -gt 0 ] && kill -KILL "$pid"')
         kill = ("pkill", "--signal", "KILL", "--exact", "|".join(self.processes))
         if not self.keep_down:
             return kill
