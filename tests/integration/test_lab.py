@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from hastack.chaos.scenarios import SCENARIOS
 from hastack.components.corosync import QUORUM, parse_quorum
 from hastack.components.pacemaker import MON, PacemakerState, parse_crm_mon
 from hastack.credentials.store import secrets_path
@@ -413,7 +414,8 @@ def test_instance_ha_fences_before_it_evacuates(lab: Path, scenario: str) -> Non
         assert {f"instances: every one stayed ACTIVE on {target}", "no evacuation", f"{target} not fenced"} <= names
         assert report["evacuated_s"] is None
     else:
-        assert {"instances: every one ACTIVE elsewhere within 120 s", "instances: never on two hosts",
+        bound = SCENARIOS[scenario].evacuate_bound_s
+        assert {f"instances: every one ACTIVE elsewhere within {bound:.0f} s", "instances: never on two hosts",
                 "no evacuation before the fence", "healthy again"} <= names
         assert report["evacuated_s"] is not None
     wait_healthy(lab, 240)

@@ -44,7 +44,7 @@ def test_the_fencing_history_says_who_was_fenced_when_and_by_whose_device() -> N
     # stonith_admin --history '*' on a lab controller after chaos host-crash fenced ctl1
     events = parse_fence_history((FIXTURES / "stonith_admin_history.xml").read_text())
     when = datetime(2026, 12, 1, 7, 20, 23, tzinfo=UTC).timestamp()
-    assert events == (FenceEvent("ctl1", "reboot", "success", when, "ctl2"),)
+    assert events == (FenceEvent("ctl1", "reboot", "success", when, "ctl2", "pacemaker-controld.457"),)
     # crm_mon carries the same history; members are not remote nodes
     state = parse_crm_mon((FIXTURES / "crm_mon_fence_failure_recovered.xml").read_text())
     assert [(e.target, e.status) for e in state.fencing] == [("ctl1", "success"), ("ctl2", "success")]

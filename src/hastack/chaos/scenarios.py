@@ -86,7 +86,10 @@ class Scenario:
     # (the compute is lost) or leave them (it is not), and by when they must be ACTIVE elsewhere.
     instances: int = 0
     moves: bool = True
-    evacuate_bound_s: float = 120.0
+    # 180 s: under the chaos workload on this 2-core lab each rebuild took 40-70 s on the other
+    # compute, the last server ACTIVE there 80-82 s after the fault (dev lab, crash and isolation);
+    # a failure, not a slow lab, is what this bound is for. bench/chaos.py gives the medians.
+    evacuate_bound_s: float = 180.0
     # The workload's server every 5 s (api-servers). Off for the compute scenarios: with one of two
     # computes gone, every new server and every rebuild queued on the other one's nova-compute, whose
     # builds took 40-280 s each on this 2-core lab, and the pinned servers were ACTIVE elsewhere after
@@ -198,8 +201,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              heal_bound_s=1200.0),
     Scenario("service-crash", "mariadb killed on the galera writer; systemd restarts it, haproxy moves writes "
              "to a backup meanwhile", Fault.KILL_PROCESSES, Aim.GALERA_WRITER, processes=("mariadbd",)),
-    # Instance HA: two servers pinned on a compute first. The bound is the invariant's (twice the
-    # default profile's 60 s target); bench/chaos.py measures the medians.
+    # Instance HA: two servers pinned on a compute first.
     Scenario("compute-crash", "a compute with two servers loses power: pacemaker fences it, and only then "
              "are its servers rebuilt on another compute", Fault.KILL_HOST, Aim.COMPUTE, instances=2,
              server_stream=False),
