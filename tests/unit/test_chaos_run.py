@@ -14,6 +14,7 @@ import pytest
 
 from hastack.chaos import run as chaos
 from hastack.chaos.scenarios import SCENARIOS, Fault
+from hastack.components.instance_ha import parse_state
 from hastack.credentials.model import complete
 from hastack.hosts.fleet import Access
 from hastack.hosts.ssh import Result
@@ -228,3 +229,27 @@ def test_a_scenario_that_recovers_runs_recover_once_and_keeps_its_history(
     assert "recover galera: bootstrap: every node down -> bootstrap ctl1" in lab["progress"]
     record = json.loads(kept.read_text())
     assert record["scenario"] == "power-loss" and len(record["history"]["ops"]) == 3
+
+
+def test_only_a_compute_scenario_pins_servers_and_waits_for_them(lab: dict[str, Any],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    waited: list[float] = []
+    original = chaos._workload
+
+    @contextlib.contextmanager
+    def timed(argv: list[str], payload: str, ready_s: float) -> Iterator[Any]:
+        waited.append(ready_s)
+        with original(argv, payload, ready_s) as w:
+            yield w
+
+    monkeypatch.setattr(chaos, "_workload", timed)
+    run("host-crash", lab)
+    assert lab["payload"]["instance_host"] == "" and lab["payload"]["server_stream"] and waited == [chaos.READY_S]
+    # a compute scenario: two servers pinned on the evacuated compute, no server-every-5-s stream
+    facts = dataclasses.replace(healthy_facts(), evacuator=parse_state(json.dumps(
+        {"at": 1.0, "hosts": {h: {"state": "healthy", "reason": "online"} for h in ("compute1", "compute2")}})))
+    monkeypatch.setattr(chaos, "_healthy", lambda *a: (True, facts, ()))
+    iha = SPEC.model_copy(update={"instance_ha": SPEC.instance_ha.model_copy(update={"enabled": True})})
+    chaos.run(SCENARIOS["compute-crash"], iha, SECRETS, ACCESS, lab["progress"].append)
+    assert (lab["payload"]["instance_host"], lab["payload"]["instance_count"]) == ("compute1", 2)
+    assert not lab["payload"]["server_stream"] and waited[-1] > chaos.READY_S

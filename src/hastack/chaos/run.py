@@ -420,15 +420,16 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
     base = target(spec, secrets, MONGO_ADMIN)
     servers = {"compute_url": public_url(spec, "nova"), "image_url": public_url(spec, "glance")} \
         if base.os_server else {}
-    pinned = {"instance_host": host, "instance_count": scenario.instances} if scenario.instances else {}
-    pinned["server_stream"] = scenario.server_stream
-    if pinned and not servers:
-        raise ChaosError(f"{scenario.name} pins servers on {host}: this spec runs no nova, glance and neutron")
+    pinned: dict[str, object] = {"server_stream": scenario.server_stream}
+    if scenario.instances:
+        if not servers:
+            raise ChaosError(f"{scenario.name} pins servers on {host}: this spec runs no nova, glance and neutron")
+        pinned |= {"instance_host": host, "instance_count": scenario.instances}
     payload = ChaosTarget(**base.model_dump(), run=run_id, api_reads=api_reads(spec), **servers, **pinned,
                           client_address=str(lay.client_address), link_delay_s=scenario.delay_ms / 1000,
                           max_seconds=scenario.heal_bound_s + 120).model_dump_json()
     fenced_before = dict(load_state(LabDirs.of(spec.cluster)).fenced)
-    ready_s = READY_S + (instances.BOOT_S if pinned else 0.0)
+    ready_s = READY_S + (instances.BOOT_S if scenario.instances else 0.0)
     with _workload(workload_argv(lay.client_netns), payload, ready_s) as w:
         progress(f"workload running from {lay.client_netns} (run {run_id}): {', '.join(w.streams)}")
         fault_at = time.monotonic()
