@@ -114,6 +114,10 @@ def test_more_failed_hosts_than_the_policy_allows_is_refused_unless_overridden()
     assert len(decide(fleet(dead("compute1"), dead("compute2")), POLICY).actions) == 6
     forced = decide(three, Policy(POLICY.evacuate, max_failed=POLICY.max_failed, override=True))
     assert len(forced.actions) == 9
+    # Fenced off by the cluster, refused: each is powered on again with its instances (as a reboot
+    # brought them back before computes were fenced off), nothing forced down or moved.
+    off = tuple(dataclasses.replace(c, fencing=dataclasses.replace(c.fencing, by_cluster=True)) for c in three)
+    assert decide(off, POLICY).actions == tuple(Action(Step.POWER_ON, f"compute{i}") for i in (1, 2, 3))
 
 
 def test_instances_already_moving_are_not_asked_again_nor_forced_down_twice() -> None:

@@ -295,7 +295,9 @@ def _failed_host(c: Compute, policy: Policy, refusal: str) -> HostPlan:
                else f"its last fence ({_fmt(f.done_at)}) is older than nova-compute's last report ({_fmt(seen)})")
         return HostPlan(c.name, State.WAIT_FENCE, f"{c.member.value}; {why}: nothing moves")
     if refusal:
-        return HostPlan(c.name, State.REFUSED, refusal)
+        # Nothing moved, nothing forced down: a compute the cluster fenced off boots again and its
+        # instances with it, as a rebooted one did (a partition, likelier than so many dead hosts).
+        return HostPlan(c.name, State.REFUSED, refusal, (Action(Step.POWER_ON, c.name),) if owed_power_on(c) else ())
     actions: list[Action] = []
     if c.service is not None and not c.service.forced_down:
         actions.append(Action(Step.FORCE_DOWN, c.name))
