@@ -245,3 +245,11 @@ def test_unfinished_evacuations_are_counted_from_nova_s_record() -> None:
     since = datetime(2026, 12, 1, 10, 32, 35, tzinfo=UTC).timestamp()
     assert parse_unfinished(doc, since) == 2  # pre-migrating and accepted
     assert parse_unfinished(doc, since + 10) == 0  # all from before that fence
+
+
+def test_forced_down_is_not_cleared_while_evacuations_from_the_host_run() -> None:
+    back = Compute("compute1", Member.ONLINE, Fencing(LAST_REPORT + 5, by_cluster=True),
+                   Service(up=False, forced_down=True, updated_at=LAST_REPORT + 10), (), unfinished=1)
+    plan = decide(fleet(back), POLICY)
+    assert plan.actions == () and plan.of("compute1").state is State.EVACUATING
+    assert decide(fleet(dataclasses.replace(back, unfinished=0)), POLICY).actions == (Action(Step.CLEAR, "compute1"),)

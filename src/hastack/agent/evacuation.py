@@ -326,6 +326,10 @@ def _online_host(c: Compute, policy: Policy) -> HostPlan:
         waiting = c.waiting()
         return HostPlan(c.name, State.EVACUATING, f"back; {len(c.instances)} instance(s) still to move",
                         tuple(Action(Step.EVACUATE, c.name, i.id) for i in waiting))
+    if c.unfinished:
+        # crm_mon called a powered-off compute online while pacemaker retried its connection: clearing
+        # forced_down then let nova schedule to a dead host (the lab). Not before nova is done moving.
+        return HostPlan(c.name, State.EVACUATING, f"back; {c.unfinished} evacuation(s) from it still running")
     return HostPlan(c.name, State.RETURNING, "back" + (" and empty" if not c.instances else "") +
                     ": clearing forced_down", (Action(Step.CLEAR, c.name),))
 
