@@ -232,3 +232,9 @@ def test_the_switch_answers_its_hosts_only_and_drops_silent_callers(tmp_path: Pa
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_lab_state_from_before_the_cuts_were_kept_still_says_the_last_one(tmp_path: Path) -> None:
+    (tmp_path / "state.json").write_text('{"hosts": {"ctl1": 42}, "fenced": {"ctl1": 7.5}}')
+    state = load_state(LabDirs(tmp_path))
+    assert state.fenced == {"ctl1": 7.5} and state.fences == {"ctl1": [7.5]}

@@ -194,8 +194,9 @@ def apply(nova: Nova, plan: Plan, run: Callable[[list[str]], str] = _run) -> tup
                 ids = ids if ids is not None else nova.service_ids()
                 nova.put_service(ids[action.host], SERVICE_CHANGE[action.step])
         except Exception as exc:
-            log.warning("%s failed: %s", action, _why(exc))
-            failed.append(f"{action}: {_why(exc)}"[:400])
+            why = _why(exc)
+            log.warning("%s failed: %s", action, why)
+            failed.append(f"{action}: {why}"[:400])
             continue
         log.info("%s", action)
         done.append(str(action))

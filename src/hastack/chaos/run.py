@@ -443,14 +443,14 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
         keep_history.write_text(json.dumps({"scenario": scenario.name, "target": host, "fault_at": fault_at,
                                             "healed_at": heal.healed_at, "history": history.model_dump(mode="json")}))
     # Hosts the lab's power switch cut since the run began (fence or power action).
-    fenced = tuple(sorted(h for h, t in load_state(LabDirs.of(spec.cluster)).fenced.items()
-                          if fenced_before.get(h) != t))
+    after = load_state(LabDirs.of(spec.cluster))
+    fenced = tuple(sorted(h for h, t in after.fenced.items() if fenced_before.get(h) != t))
     judgement = judge(history, fault_at, heal.healed_at, scenario.heal_bound_s, quiet=scenario.quiet, fenced=fenced)
     evacuated_s = None
     if scenario.instances:
         # The switch's cuts of the target, from the wall clock to the run's monotonic one.
         to_mono = time.monotonic() - time.time()
-        cuts = tuple(t + to_mono for t in load_state(LabDirs.of(spec.cluster)).fences.get(host, ()))
+        cuts = tuple(t + to_mono for t in after.fences.get(host, ()))
         inst = judge_instances(history, fault_at, cuts, move=scenario.moves, bound_s=scenario.evacuate_bound_s)
         judgement = Judgement(judgement.streams, judgement.invariants + inst.invariants)
         evacuated_s = inst.evacuated_s

@@ -127,17 +127,21 @@ class LabState:
     hosts: dict[str, int] = field(default_factory=dict)  # host -> nspawn PID
     power: int | None = None  # the power switch's PID
     image: str | None = None  # the image the hosts boot from
-    fenced: dict[str, float] = field(default_factory=dict)  # host -> when the power switch last cut it
-    # host -> its latest cuts, oldest first: a chaos run judges against the first cut after its fault.
+    # host -> its latest cuts by the power switch, oldest first: a chaos run judges against the first
+    # cut after its fault.
     fences: dict[str, list[float]] = field(default_factory=dict)
 
+    @property
+    def fenced(self) -> dict[str, float]:
+        """host -> when the power switch last cut it."""
+        return {h: ts[-1] for h, ts in self.fences.items() if ts}
+
     def record_fence(self, host: str, at: float) -> None:
-        self.fenced[host] = at
         self.fences[host] = [*self.fences.get(host, []), at][-FENCES_KEPT:]
 
     def as_json(self) -> str:
-        return json.dumps({"hosts": self.hosts, "power": self.power, "image": self.image, "fenced": self.fenced,
-                           "fences": self.fences}, indent=2) + "\n"
+        return json.dumps({"hosts": self.hosts, "power": self.power, "image": self.image, "fences": self.fences},
+                          indent=2) + "\n"
 
 
 def load_state(dirs: LabDirs) -> LabState:
@@ -145,8 +149,9 @@ def load_state(dirs: LabDirs) -> LabState:
         return LabState()
     data = json.loads(dirs.state.read_text())
     return LabState(hosts=dict(data.get("hosts", {})), power=data.get("power"), image=data.get("image"),
-                    fenced=dict(data.get("fenced", {})),
-                    fences={h: list(ts) for h, ts in data.get("fences", {}).items()})
+                    # A state written before the cuts were kept holds only the last one per host.
+                    fences={h: list(ts) for h, ts in data.get("fences", {}).items()}
+                    or {h: [t] for h, t in data.get("fenced", {}).items()})
 
 
 @contextlib.contextmanager
