@@ -1,9 +1,11 @@
 """MariaDB Galera from the rendered files: options accepted, a real cluster formed.
 
-The seed topology end to end: ctl1 bootstraps, the bootstrap SQL runs, ctl2
-joins by a mariabackup SST with the generated SST user, garbd joins from the
-rendered /etc/default/garb, and a write on one node is read on the other.
-Everything runs in one namespace holding the three nodes' addresses.
+The seed topology end to end, with TLS on (the labs run it off): ctl1
+bootstraps, the bootstrap SQL runs, ctl2 joins by a mariabackup SST with the
+generated SST user, garbd joins from the rendered /etc/default/garb, every
+link encrypted with the CA derived from the spec's secret, and a write on one
+node is read on the other. Everything runs in one namespace holding the three
+nodes' addresses.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import yaml
 
 from hastack.components.galera import STATUS_SQL, GaleraState, parse_wsrep_status, writer_health
 from hastack.lab.netns import Netns, netns
-from hastack.spec.load import load_spec
+from hastack.render.galera import GARBD_TLS_DIR, TLS_DIR
+from hastack.render.haproxy import TLS_BUNDLE
 from hastack.spec.model import Spec
 from tests.helpers import SEED, variant
 from tests.integration.conftest import Daemons, Rendered, render_to, require, wait_until
@@ -82,10 +85,15 @@ class Node:
         self.socket = base / name / "mysqld.sock"
         self.log = base / name / "error.log"
         self.datadir.mkdir(parents=True)
-        # The rendered settings first, then test-only paths (later lines win).
+        # The rendered settings, with the rendered certificates where they were rendered, then
+        # test-only paths (later lines win).
+        conf = base / name / "conf.d"
+        conf.mkdir()
+        for f in r.path(name, "/etc/mysql/mariadb.conf.d").iterdir():
+            (conf / f.name).write_text(f.read_text().replace(TLS_DIR, str(r.path(name, TLS_DIR))))
         self.cnf = base / name / "my.cnf"
         self.cnf.write_text(
-            f"!includedir {r.path(name, '/etc/mysql/mariadb.conf.d')}/\n"
+            f"!includedir {conf}/\n"
             f"[mysqld]\ndatadir={self.datadir}\nsocket={self.socket}\npid-file={base / name / 'pid'}\n"
             f"log-error={self.log}\nuser=root\n"
         )
@@ -137,7 +145,7 @@ def seed_cluster(tmp_path: Path, daemons: Daemons) -> Iterator[SeedCluster]:
     SST by mariabackup with the generated SST user. One namespace holds the
     three nodes' addresses and the VIP.
     """
-    r = render_to(load_spec(SEED), tmp_path / "out")
+    r = render_to(variant(SEED, tls={"enabled": True}), tmp_path / "out")
     addrs = [str(r.spec.node(n).address) for n in ("ctl1", "ctl2", "arb1")] + [str(r.spec.vips[0].address)]
     with netns("galera", addrs) as ns:
         base = tmp_path / "nodes"
@@ -153,7 +161,9 @@ def seed_cluster(tmp_path: Path, daemons: Daemons) -> Iterator[SeedCluster]:
             while cur.nextset():
                 pass
         conn.close()
-        garb = r.path("arb1", "/etc/default/garb")
+        garb = tmp_path / "garb"
+        garb.write_text(r.path("arb1", "/etc/default/garb").read_text().replace(
+            GARBD_TLS_DIR, str(r.path("arb1", GARBD_TLS_DIR))))
         log = tmp_path / "garbd.log"
         daemons.spawn(ns.argv(["bash", "-c", f'set -a; . {garb}; cd {tmp_path}; exec {require("garbd")} '
                                f'-a "gcomm://$GALERA_NODES" -g "$GALERA_GROUP" -o "$GALERA_OPTIONS" -l {log}']))
@@ -165,7 +175,14 @@ def seed_cluster(tmp_path: Path, daemons: Daemons) -> Iterator[SeedCluster]:
 
 def test_seed_galera_cluster_forms_from_rendered_files(seed_cluster: SeedCluster) -> None:
     c = seed_cluster
-    assert "mariabackup SST completed on joiner" in c.ctl2.log.read_text()
+    joined = c.ctl2.log.read_text()
+    assert "mariabackup SST completed on joiner" in joined
+    # The state transfer went through socat with TLS, checking the donor's chain against the CA.
+    assert "Using openssl based encryption with socat: with key and crt" in joined
+    assert "Verifying peer certificate chain for ssl-mode=VERIFY_CA" in joined
+    for node in (c.ctl1, c.ctl2):  # replication between the members (and garbd) over TLS
+        (opts,) = node.query("SELECT @@wsrep_provider_options")[0]
+        assert "socket.ssl = YES" in opts, opts
     first = c.ctl1.state()
     assert first is not None and writer_health(first).serve
     c.ctl1.query("CREATE TABLE nova.probe (id INT PRIMARY KEY, v VARCHAR(16))")
@@ -178,6 +195,19 @@ def test_seed_galera_cluster_forms_from_rendered_files(seed_cluster: SeedCluster
     assert len({s.cluster_state_uuid for s in both if s}) == 1
 
 
+def test_clients_reach_galera_over_tls_checked_against_the_ca(seed_cluster: SeedCluster) -> None:
+    """TLS is offered to clients: one that asks gets it, and the server's certificate holds its
+    address, so a client checking the name (PyMySQL with the CA) connects."""
+    c = seed_cluster
+    ca = c.r.path("ctl2", f"{TLS_DIR}/ca.pem")
+    code = ("import pymysql,sys; c = pymysql.connect(host=sys.argv[1], user='nova', password=sys.argv[2], "
+            "connect_timeout=2, ssl={'ca': sys.argv[3], 'check_hostname': True}); cur = c.cursor(); "
+            "cur.execute(\"SHOW SESSION STATUS LIKE 'Ssl_cipher'\"); print(cur.fetchone()[1])")
+    res = c.ns.run([sys.executable, "-c", code, str(c.r.spec.node("ctl2").address), c.r.secrets["db_nova_password"],
+                    str(ca)])
+    assert res.returncode == 0 and res.stdout.strip(), res.stderr[-2000:]
+
+
 HTTP_GET = """
 import sys, urllib.request, urllib.error
 try:
@@ -185,6 +215,17 @@ try:
 except urllib.error.HTTPError as e:
     print(e.code)
 except OSError:
+    print(0)
+"""
+
+# GET with basic auth, checking a TLS server against the CA: the status, or 0 when nothing answered.
+STATS_GET = """
+import base64, ssl, sys, urllib.request
+auth = "Basic " + base64.b64encode(sys.argv[2].encode()).decode()
+req = urllib.request.Request(sys.argv[1], headers={"Authorization": auth})
+try:
+    print(urllib.request.urlopen(req, timeout=3, context=ssl.create_default_context(cafile=sys.argv[3])).status)
+except Exception:  # refused, reset, or not HTTP: nothing answered this request
     print(0)
 """
 
@@ -231,6 +272,7 @@ def test_haproxy_moves_writes_to_the_backup_when_the_writer_dies(seed_cluster: S
     cfg = c.r.path("ctl1", "/etc/haproxy/haproxy.cfg").read_text()
     cfg = cfg.replace("/run/haproxy/admin.sock", str(c.base / "haproxy.sock"))
     cfg = cfg.replace("/run/haproxy.pid", str(c.base / "haproxy.pid"))
+    cfg = cfg.replace(TLS_BUNDLE, str(c.r.path("ctl1", TLS_BUNDLE)))
     (c.base / "haproxy.cfg").write_text(cfg)
     c.daemons.spawn(ns.argv([require("haproxy"), "-db", "-f", str(c.base / "haproxy.cfg")]), c.base / "haproxy.log")
 
@@ -245,6 +287,12 @@ def test_haproxy_moves_writes_to_the_backup_when_the_writer_dies(seed_cluster: S
         return res.stdout.strip() or None
 
     wait_until(lambda: through_vip() == "ctl1", 30, "the VIP to reach the writer ctl1")
+    # The stats page answers over TLS only, with a certificate a client checks against the CA.
+    stats = f"{spec.node('ctl1').address}:{spec.haproxy.stats_port}/haproxy_stats"
+    ca = str(c.r.path("ctl1", f"{TLS_DIR}/ca.pem"))
+    auth = f"{spec.haproxy.stats_user}:{c.r.secrets['haproxy_stats_password']}"
+    assert ns.run([sys.executable, "-c", STATS_GET, f"https://{stats}", auth, ca]).stdout.strip() == "200"
+    assert ns.run([sys.executable, "-c", STATS_GET, f"http://{stats}", auth, ca]).stdout.strip() == "0"
 
     writer = subprocess.Popen(ns.argv([sys.executable, "-c", WRITER, vip, password, "16"]),
                               stdout=subprocess.PIPE, text=True)

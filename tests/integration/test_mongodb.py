@@ -10,7 +10,9 @@ from typing import Any
 import yaml
 
 from hastack.lab.netns import Netns, netns
-from tests.integration.conftest import Daemons, Rendered, wait_until
+from hastack.render.mongodb import TLS_DIR
+from tests.helpers import SEED, variant
+from tests.integration.conftest import Daemons, Rendered, render_to, wait_until
 
 
 def mongod_binary() -> str:
@@ -23,12 +25,15 @@ CLIENT = """
 import json, sys
 from pymongo import MongoClient
 args = json.loads(sys.argv[1])
-c = MongoClient(args["host"], 27017, directConnection=True, serverSelectionTimeoutMS=2000)
+tls = {"tls": True, "tlsCAFile": args["ca"]} if args.get("ca") else {}
+c = MongoClient(args["host"], 27017, directConnection=True, serverSelectionTimeoutMS=2000, **tls)
 if args["op"] == "initiate":
     print(json.dumps(c.admin.command("replSetInitiate", args["config"])["ok"]))
 elif args["op"] == "status":
     st = c.admin.command("replSetGetStatus")
     print(json.dumps({m["name"].split(":")[0]: m["stateStr"] for m in st["members"]}))
+elif args["op"] == "ping":
+    print(json.dumps(c.admin.command("ping")["ok"]))
 elif args["op"] == "write":
     r = c.get_database("probe", write_concern=__import__("pymongo").WriteConcern(w="majority", wtimeout=10000))
     # An upsert, so a retry after a timed-out but applied write still succeeds.
@@ -66,6 +71,9 @@ def _start(ns: Netns, daemons: Daemons, conf: dict[str, Any], base: Path, name: 
 def _rendered_conf(r: Rendered, name: str) -> dict[str, Any]:
     conf: dict[str, Any] = yaml.safe_load(r.path(name, "/etc/mongod.conf").read_text())
     conf["security"]["keyFile"] = str(r.path(name, "/etc/mongodb/keyfile"))
+    for key, value in conf["net"].get("tls", {}).items():  # the rendered certificates where they were rendered
+        if isinstance(value, str) and value.startswith(TLS_DIR):
+            conf["net"]["tls"][key] = str(r.path(name, value))
     return conf
 
 
@@ -108,3 +116,32 @@ def test_replica_set_elects_the_highest_priority_member(rendered: Rendered, tmp_
         if spec.mongodb.arbiter:
             assert status[addrs[spec.mongodb.arbiter]] == "ARBITER"
         wait_until(lambda: client(ns, host=addrs[want], op="write") == 1, 60, "a majority write")
+
+
+def test_replica_set_speaks_only_tls_with_the_rendered_certificates(tmp_path: Path, daemons: Daemons) -> None:
+    """TLS on: the members reach each other with the certificates derived from the spec's CA secret
+    (the set elects and takes a majority write), a client checking the CA gets in, a plain one never."""
+    r = render_to(variant(SEED, tls={"enabled": True}), tmp_path / "out")
+    spec = r.spec
+    names = [m.node for m in spec.mongodb.members] + [a for a in [spec.mongodb.arbiter] if a]
+    addrs = {n: str(spec.node(n).address) for n in names}
+    rs = json.loads(r.path(names[0], "/etc/hastack/mongodb-replset.json").read_text())
+    ca = str(r.path(names[0], f"{TLS_DIR}/ca.pem"))
+    with netns("mongotls", list(addrs.values())) as ns:
+        for name in names:
+            conf = _rendered_conf(r, name)
+            assert conf["net"]["tls"]["mode"] == "requireTLS"
+            conf["net"]["bindIp"] = addrs[name]
+            del conf["security"]  # as above: replSetInitiate without the localhost exception
+            _start(ns, daemons, conf, tmp_path, name)
+        first = addrs[names[0]]
+        wait_until(lambda: client(ns, host=first, op="status", ca=ca) is not None
+                   or client(ns, host=first, op="initiate", config=rs, ca=ca) == 1, 60, "replSetInitiate over TLS")
+        wait_until(lambda: "PRIMARY" in (client(ns, host=first, op="status", ca=ca) or {}).values(), 90,
+                   "a primary elected over TLS")
+        status = client(ns, host=first, op="status", ca=ca)
+        assert sorted(status.values()) == sorted(["PRIMARY", "SECONDARY", "ARBITER"]), status
+        primary = next(a for a, s in status.items() if s == "PRIMARY")
+        wait_until(lambda: client(ns, host=primary, op="write", ca=ca) == 1, 60, "a majority write over TLS")
+        assert client(ns, host=first, op="ping", ca=ca) == 1
+        assert client(ns, host=first, op="ping") is None  # no TLS, no answer

@@ -90,6 +90,8 @@ class FakeHost:
                 return Result(0, f"{f.owner} {f.group} {f.mode:o}\n{f.sha256}\n", "")
             if command == shlex.join(["cat", path]):
                 return Result(0, f.content.decode(errors="replace"), "")
+        if command.startswith("cat /"):  # a file this host was not deployed with
+            return Result(1, "", f"cat: {command[4:]}: No such file or directory")
         return OK  # systemctl is-active/enable/disable, and the like: a healthy host's answer
 
     @property
@@ -150,8 +152,8 @@ class FakeMongo:
 
 def fake_mongo(config: dict[str, Any], clients: list[FakeMongo]) -> Callable[..., Any]:
     @contextlib.asynccontextmanager
-    async def mongo_client(h: Any, *, password: str | None = None, timeout_ms: int = 3000) -> AsyncIterator[Any]:
-        client = FakeMongo(config, password is not None)
+    async def mongo_client(h: Any, login: Any, *, timeout_ms: int = 3000) -> AsyncIterator[Any]:
+        client = FakeMongo(config, login.password is not None)
         clients.append(client)
         yield client
 

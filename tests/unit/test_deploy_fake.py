@@ -92,7 +92,7 @@ def test_status_and_recover_read_a_healthy_cluster_as_healthy(monkeypatch: pytes
     hosts = cluster(SPEC, SECRETS)
     rs = parse_replset_status(json.loads((FIXTURES / "mongo_replsetgetstatus.json").read_text()))
 
-    async def replset(h: Any, password: str, timeout_ms: int = 2000) -> Any:
+    async def replset(h: Any, login: Any, timeout_ms: int = 2000) -> Any:
         return rs
 
     monkeypatch.setattr(gather, "replset", replset)

@@ -14,6 +14,7 @@ import string
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
+from hastack.credentials.pki import CA_SECRET, SHAPE, new_ca_secret
 from hastack.spec.catalog import RUN, USERS, databases
 from hastack.spec.model import Spec
 
@@ -52,6 +53,7 @@ _SHAPES: dict[Callable[[], str], re.Pattern[str]] = {
     _corosync_authkey: re.compile(r"[A-Za-z0-9+/]{40,4096}={0,2}"),
     _mongo_keyfile: re.compile(r"[A-Za-z0-9+/]{8,1024}={0,2}"),
     _fernet_key: re.compile(r"[A-Za-z0-9_-]{43}="),
+    new_ca_secret: SHAPE,
 }
 
 
@@ -76,6 +78,9 @@ def required(spec: Spec) -> dict[str, Callable[[], str]]:
         "corosync_authkey": _corosync_authkey,
         "haproxy_stats_password": _password,
     }
+    if spec.tls.enabled:
+        # The CA: the day it was made and 32 random bytes, every key and certificate derived from it.
+        need[CA_SECRET] = new_ca_secret
     if spec.remote_nodes():
         # pacemaker_remote's TLS pre-shared key, the same on every member and remote node (pacemaker
         # takes any bytes; 256, as corosync's).

@@ -31,7 +31,7 @@ from hastack.components.rabbitmq import BOOT_STATE, CLUSTER
 from hastack.components.systemd import unit_age
 from hastack.credentials.model import Secrets
 from hastack.hosts.fleet import Access, reachable
-from hastack.hosts.mongo import mongo_client, replset
+from hastack.hosts.mongo import MongoLogin, mongo_client, replset
 from hastack.hosts.probe import probe
 from hastack.hosts.ssh import HostError, SshHost
 from hastack.recovery import galera, mongodb, rabbitmq
@@ -237,7 +237,7 @@ async def mongo_facts(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], u
     for n in [m.name for _, m in spec.mongo_members()]:
         if n in hosts and n not in unreachable:
             try:
-                rs = await replset(hosts[n], secrets["mongodb_admin_password"])
+                rs = await replset(hosts[n], MongoLogin.of(spec, secrets))
                 if rs.primary:
                     break
             except Exception:  # a member that does not answer yet: ask the next
@@ -423,19 +423,19 @@ async def set_mongo_priority(spec: Spec, secrets: Secrets, access: Access, node:
     names = set_hosts(spec)
     if node not in names:
         raise RecoverError(f"{node} is not a mongodb member or arbiter ({', '.join(names)})")
-    password = secrets["mongodb_admin_password"]
+    login = MongoLogin.of(spec, secrets)
     async with reachable(spec, access, timeout=5) as (hosts, _):
         primary = None
         for n in names:
             if n in hosts:
                 with contextlib.suppress(Exception):  # any member that answers says who the primary is
-                    primary = (await replset(hosts[n], password)).primary
+                    primary = (await replset(hosts[n], login)).primary
                     if primary:
                         break
         by_member = {m: h for h, m in names.items()}
         if primary is None or by_member.get(primary) not in hosts:
             raise RecoverError("no writable primary to reconfigure through: `hastack recover` first")
-        async with mongo_client(hosts[by_member[primary]], password=password, timeout_ms=5000) as client:
+        async with mongo_client(hosts[by_member[primary]], login, timeout_ms=5000) as client:
             config = (await asyncio.to_thread(client.admin.command, "replSetGetConfig"))["config"]
             try:
                 new = mongo_config.with_priority(config, names[node], priority)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hastack.credentials.model import Secrets, db_password_key
+from hastack.render import tls as tls_files
 from hastack.render.files import RenderedFile, text
 from hastack.render.templating import render
 from hastack.spec.catalog import databases
@@ -20,6 +21,9 @@ MONITOR_USER = "hastack_monitor"
 PROBE_USER = "hastack_probe"
 PROBE_DB = "hastack"
 PORT = 4567
+TLS_DIR = "/etc/mysql/tls"
+# garbd runs as nobody (Debian's unit): its key is readable by that group alone.
+GARBD_TLS_DIR = "/etc/hastack/tls/garbd"
 
 
 def _iso(ms: int) -> str:
@@ -41,6 +45,12 @@ def evs_options(t: Timing) -> list[str]:
     ]
 
 
+def tls_options(directory: str) -> list[str]:
+    """Replication over TLS: each peer presents its certificate and checks the other's against the CA."""
+    return [f"socket.ssl_key={directory}/key.pem", f"socket.ssl_cert={directory}/cert.pem",
+            f"socket.ssl_ca={directory}/ca.pem"]
+
+
 def provider_options(spec: Spec, address: str) -> str:
     opts = [
         f"gmcast.listen_addr=tcp://{address}:{PORT}",
@@ -50,6 +60,7 @@ def provider_options(spec: Spec, address: str) -> str:
         "pc.recovery=TRUE",
         f"pc.ignore_sb={'TRUE' if spec.galera.ignore_split_brain else 'FALSE'}",
         *evs_options(spec.timing),
+        *(tls_options(TLS_DIR) if spec.tls.enabled else ()),
     ]
     return ";".join(opts)
 
@@ -112,12 +123,15 @@ def render_galera(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]
             galera=spec.galera,
             peers=peers,
             provider_options=provider_options(spec, str(node.address)),
+            tls_dir=TLS_DIR if spec.tls.enabled else None,
         )
         out[node.name] = [
             text(CONF, conf),
             text(SST_CONF, sst, 0o640, group="mysql"),
             text(BOOTSTRAP_SQL, sql, 0o600),
         ]
+        if (node_tls := tls_files.for_node(spec, secrets, node)) is not None:
+            out[node.name] += tls_files.files(node_tls, TLS_DIR, owner="mysql")
     if spec.galera.arbitrator:
         arb = spec.node(spec.galera.arbitrator)
         garb = render(
@@ -126,9 +140,12 @@ def render_galera(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]
             node=arb.name,
             peers=[f"{p}:{PORT}" for p in peers],
             group=spec.galera.cluster_name,
-            options=";".join([f"gmcast.listen_addr=tcp://{arb.address}:{PORT}", *evs_options(spec.timing)]),
+            options=";".join([f"gmcast.listen_addr=tcp://{arb.address}:{PORT}", *evs_options(spec.timing),
+                              *(tls_options(GARBD_TLS_DIR) if spec.tls.enabled else ())]),
         )
         dropin = ("# Rendered by hastack: Debian's unit runs garbd as nobody, who may write nowhere;\n"
                   "# systemd makes /var/lib/garbd for it.\n[Service]\nStateDirectory=garbd\n")
         out.setdefault(arb.name, []).extend([text(GARBD, garb), text(GARBD_DROPIN, dropin)])
+        if (arb_tls := tls_files.for_node(spec, secrets, arb)) is not None:
+            out[arb.name] += tls_files.files(arb_tls, GARBD_TLS_DIR, group="nogroup")
     return out

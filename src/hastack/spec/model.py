@@ -259,6 +259,15 @@ class InstanceHA(Frozen):
     reserved: tuple[Name, ...] = ()
 
 
+class Tls(Frozen):
+    """Encryption on the cluster's own links, with a CA hastack derives from one generated secret
+    (credentials/pki.py). Today: galera replication and state transfers (and TLS offered to its
+    clients), and the haproxy stats page. Turning it on or off for a running galera cluster needs
+    every node restarted at once: deploy refuses it (docs/tls.md)."""
+
+    enabled: bool = False
+
+
 class Waiver(Frozen):
     code: Code
     reason: Reason
@@ -282,6 +291,7 @@ class Spec(Frozen):
     haproxy: Haproxy = Haproxy()
     openstack: OpenStack = OpenStack()
     instance_ha: InstanceHA = InstanceHA()
+    tls: Tls = Tls()
     waivers: tuple[Waiver, ...] = ()
 
     @model_validator(mode="before")

@@ -16,7 +16,7 @@ from hastack.components.galera import GaleraState
 from hastack.components.openstack import ApiCheck, parse_api_check
 from hastack.credentials.model import Secrets
 from hastack.hosts.fleet import Access, reachable
-from hastack.hosts.mongo import replset
+from hastack.hosts.mongo import MongoLogin, replset
 from hastack.hosts.probe import probe as read
 from hastack.hosts.ssh import HostError, SshHost
 from hastack.render.openstack_run import ADMIN, api_reads, auth_url, public_url
@@ -119,7 +119,7 @@ async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreac
     async def mongo() -> Any:
         for h in mon:  # any member's view will do; the first that answers
             try:
-                return await replset(h, secrets["mongodb_admin_password"])
+                return await replset(h, MongoLogin.of(spec, secrets))
             except Exception as exc:
                 errors["mongodb"] = f"{h.name}: {exc}"
         return None

@@ -324,7 +324,7 @@ def _mongo(t: ChaosTarget, timeout: float | None = None) -> Any:
     return pymongo.MongoClient(f"mongodb://{hosts}/?replicaSet={t.mongo_replset}", username=t.mongo_user,
                                password=t.mongo_password, authSource="admin", serverSelectionTimeoutMS=2000,
                                socketTimeoutMS=int((timeout or t.client_timeout_s) * 1000), connectTimeoutMS=1000,
-                               retryWrites=False)
+                               retryWrites=False, **t.mongo_tls())
 
 
 def mongo_writer(load: Load) -> None:
@@ -346,7 +346,7 @@ def mongo_sampler(load: Load, name: str, address: str) -> None:
     rec = load.rec
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
         address, MONGO_PORT, directConnection=True, serverSelectionTimeoutMS=500, socketTimeoutMS=500,
-        connectTimeoutMS=500)
+        connectTimeoutMS=500, **load.t.mongo_tls())
 
     def once() -> None:
         try:

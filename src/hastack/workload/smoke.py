@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict
 
 from hastack.common.poll import until
 from hastack.components.mongodb import PORT as MONGO_PORT
+from hastack.credentials.pki import CA_SECRET, Authority
 from hastack.render.galera import PROBE_DB, PROBE_USER
 from hastack.render.openstack_run import ADMIN, FLAVOR, HORIZON_LOGIN, IMAGE, auth_url
 from hastack.spec.catalog import BY_NAME, RUN
@@ -60,6 +61,7 @@ class Target(BaseModel):
     mongo_replset: str = ""
     mongo_user: str = ""
     mongo_password: str = ""
+    tls_ca: str = ""  # the cluster's CA (PEM) when its links speak TLS: mongod requires it
     client_timeout_s: float = 3.0  # one database or mongo operation (timing.client_timeout_ms)
     os_auth_url: str = ""  # keystone through the VIP; empty: hastack runs no OpenStack here
     os_password: str = ""
@@ -68,6 +70,12 @@ class Target(BaseModel):
     os_server: bool = False  # nova runs: boot a server from deploy's flavor and image, then delete it
     horizon_url: str = ""  # horizon runs: its login page through the VIP
     screenshot: str = ""  # where the page after horizon's login is kept (PNG)
+
+    def mongo_tls(self) -> dict[str, Any]:
+        """pymongo's TLS options for this cluster (none without TLS)."""
+        from hastack.hosts.mongo import tls_kwargs
+
+        return tls_kwargs(self.tls_ca.encode() or None)
 
 
 def target(spec: Spec, secrets: dict[str, str] | Any, mongo_user: str) -> Target:
@@ -84,6 +92,8 @@ def target(spec: Spec, secrets: dict[str, str] | Any, mongo_user: str) -> Target
         kw |= {"mongo_members": {n.name: str(n.address) for _, n in spec.mongo_members()},
                "mongo_replset": spec.mongodb.replica_set, "mongo_user": mongo_user,
                "mongo_password": secrets["mongodb_admin_password"]}
+    if spec.tls.enabled:
+        kw["tls_ca"] = Authority(spec.cluster, secrets[CA_SECRET]).cert.decode()
     if "keystone" in spec.openstack.services and "keystone" in RUN:
         kw |= {"os_auth_url": auth_url(spec) + "/v3", "os_password": secrets["keystone_admin_password"],
                "os_region": spec.openstack.region, "os_image": "glance" in spec.openstack.services,
@@ -197,7 +207,8 @@ def mongodb(t: Target) -> Check:
     uri = f"mongodb://{hosts}/?replicaSet={t.mongo_replset}"
     token = uuid.uuid4().hex
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
-        uri, username=t.mongo_user, password=t.mongo_password, authSource="admin", serverSelectionTimeoutMS=10000)
+        uri, username=t.mongo_user, password=t.mongo_password, authSource="admin", serverSelectionTimeoutMS=10000,
+        **t.mongo_tls())
     with client:
         coll = client["hastack"].get_collection("smoke", write_concern=WriteConcern(w="majority", wtimeout=10000))
         coll.insert_one({"token": token, "at": time.time()})
@@ -209,7 +220,7 @@ def mongodb(t: Target) -> Check:
     for name, address in secondaries.items():
         direct: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
             address, MONGO_PORT, directConnection=True, username=t.mongo_user, password=t.mongo_password,
-            authSource="admin", readPreference="secondaryPreferred", serverSelectionTimeoutMS=5000)
+            authSource="admin", readPreference="secondaryPreferred", serverSelectionTimeoutMS=5000, **t.mongo_tls())
         with direct:
             sec = direct["hastack"]["smoke"]
 

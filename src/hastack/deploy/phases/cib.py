@@ -17,6 +17,7 @@ from hastack.deploy.context import (
 )
 from hastack.deploy.plan import Phase
 from hastack.hosts.probe import probe
+from hastack.render import haproxy
 from hastack.render.pacemaker import EVACUATOR, managed_vips
 
 
@@ -91,7 +92,7 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
     desired = ctx.tree[host][CIB_PATH].content
     live = await h.run(["cibadmin", "--query", "--scope", "resources"], check=False)
     # Whether haproxy runs is asked only where its configuration changed: nothing to reload elsewhere.
-    changed = [n.name for n in ctx.spec.haproxy_nodes() if ctx.file_changed(n.name, "/etc/haproxy/haproxy.cfg")]
+    changed = [n.name for n in ctx.spec.haproxy_nodes() if ctx.file_changed(n.name, *haproxy.RELOAD_ON)]
     running = await ctx.gather([ctx.active(n, "haproxy") for n in changed])
     todo = plan(desired, live.stdout if live.rc == 0 else None,
                 any(ctx.file_changed(n, CIB_PATH) for n in phase.hosts),

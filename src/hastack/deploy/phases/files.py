@@ -1,8 +1,9 @@
-"""The files phase: every rendered file in place, unless a host runs with other secrets or would be renumbered."""
+"""The files phase: every rendered file in place, unless a host runs with other secrets, would be
+renumbered, or would change TLS under its running peers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from hastack.components.corosync import conf_change
 from hastack.components.fact import script
@@ -16,9 +17,13 @@ from hastack.deploy.plan import Phase
 from hastack.hosts.files import Change
 from hastack.hosts.place import put
 from hastack.render.files import RenderedFile
+from hastack.render.galera import GARBD_TLS_DIR
+from hastack.render.galera import TLS_DIR as GALERA_TLS_DIR
 from hastack.render.haproxy import SYSCTL
 from hastack.render.kernel import KEEPALIVE
+from hastack.render.mongodb import TLS_DIR as MONGO_TLS_DIR
 from hastack.render.rabbitmq import CONF as RABBIT_CONF
+from hastack.spec.model import Spec
 
 # Daemons pacemaker owns must not also be started by systemd at boot.
 PACEMAKER_OWNED = ("haproxy",)
@@ -40,6 +45,7 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
 
     await ctx.gather([keep(h) for h in phase.hosts])
     await refuse_renumbering(ctx, phase.hosts)
+    await refuse_tls_change(ctx, phase.hosts)
 
     async def push(host: str) -> None:
         files = ctx.tree.get(host, {})
@@ -74,6 +80,51 @@ async def refuse_renumbering(ctx: DeployContext, hosts: Iterable[str]) -> None:
                               "its place in the spec's `nodes`: keep that order (new nodes at the end; a "
                               "member taken out can stay listed with other roles), or stop the whole "
                               "cluster first.")
+
+
+def tls_clashes(live: Mapping[str, str | None], desired: str | None) -> dict[str, str]:
+    """Running members of one cluster whose CA is not the one this deploy installs (None: no TLS),
+    each with what it runs. Peers with and without TLS, or with two CAs, cannot talk: a rolling
+    restart would cut each restarted member off from the rest."""
+    def runs(ca: str | None) -> str:
+        return "without TLS" if ca is None else "with TLS" if desired is None else "with another CA"
+
+    return {h: runs(ca) for h, ca in sorted(live.items()) if ca != desired}
+
+
+def tls_members(spec: Spec) -> dict[str, dict[str, tuple[str, str]]]:
+    """Per cluster that speaks TLS among its members: host -> (its unit, where its CA is)."""
+    out: dict[str, dict[str, tuple[str, str]]] = {}
+    if spec.galera.enabled:
+        out["galera"] = {n.name: ("mariadb", f"{GALERA_TLS_DIR}/ca.pem") for n in spec.galera_nodes()}
+        if spec.galera.arbitrator:
+            out["galera"][spec.galera.arbitrator] = ("garb", f"{GARBD_TLS_DIR}/ca.pem")
+    if spec.mongodb.enabled:
+        hosts = [n.name for _, n in spec.mongo_members()] + [a for a in [spec.mongodb.arbiter] if a]
+        out["mongodb"] = dict.fromkeys(hosts, ("mongod", f"{MONGO_TLS_DIR}/ca.pem"))
+    return out
+
+
+async def refuse_tls_change(ctx: DeployContext, hosts: Iterable[str]) -> None:
+    """Nothing is pushed when a running galera or mongodb member would get TLS turned on or off,
+    or another CA, while the others run on (docs/tls.md)."""
+    chosen = set(hosts)
+    for cluster, members in tls_members(ctx.spec).items():
+        todo = [h for h in members if h in chosen]
+        up = await ctx.gather([ctx.active(h, members[h][0]) for h in todo])
+        running = [h for h, u in zip(todo, up, strict=True) if u]
+        reads = await ctx.gather([ctx.h(h).run(["cat", members[h][1]], check=False) for h in running])
+        live = {h: r.stdout if r.rc == 0 else None for h, r in zip(running, reads, strict=True)}
+        desired = next((f.content.decode() for h, (_, ca) in members.items() if (f := ctx.tree.get(h, {}).get(ca))),
+                       None)
+        if clash := tls_clashes(live, desired):
+            runs = "; ".join(f"{h} runs {what}" for h, what in clash.items())
+            wants = "installs TLS with the cluster's CA" if desired else "turns TLS off"
+            raise DeployError(
+                f"{cluster}: {runs}, and this deploy {wants}. Nothing was changed. Members with and without "
+                "TLS (or with two CAs) cannot reach each other: a rolling restart would cut each one off in "
+                f"turn. Stop {cluster} on every member (an outage), deploy, then run `hastack recover SPEC` "
+                "(docs/tls.md).")
 
 
 async def refuse_other_secrets(ctx: DeployContext, hosts: Iterable[str]) -> None:

@@ -9,13 +9,14 @@ from hastack.deploy.context import (
 )
 from hastack.deploy.plan import Phase
 from hastack.hosts.probe import probe
+from hastack.render import haproxy
 
 
 async def apply(ctx: DeployContext, phase: Phase) -> None:
     for host in phase.hosts:
         if not ctx.spec.vip_manager.runs_pacemaker:  # else haproxy is pacemaker's (the CIB phase)
             await ctx.ensure_running(host, "haproxy",
-                                      restart_if=ctx.file_changed(host, "/etc/haproxy/haproxy.cfg"))
+                                      restart_if=ctx.file_changed(host, *haproxy.RELOAD_ON))
         await ctx.ensure_running(host, "keepalived", restart_if=ctx.file_changed(
             host, "/etc/keepalived/keepalived.conf"))
 

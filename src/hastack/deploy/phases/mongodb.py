@@ -19,19 +19,21 @@ from hastack.deploy.context import (
     wait_for,
 )
 from hastack.deploy.plan import Phase
-from hastack.hosts.mongo import mongo_client
+from hastack.hosts.mongo import MongoLogin, mongo_client
+from hastack.render.mongodb import RESTART_ON
 
 
 def mongo(ctx: DeployContext, host: str, admin: bool = False) -> contextlib.AbstractAsyncContextManager[
         pymongo.MongoClient[dict[str, Any]]]:
     """A client to mongod on `host` through its SSH connection (unauthenticated: the localhost exception)."""
-    return mongo_client(ctx.h(host), password=ctx.secrets["mongodb_admin_password"] if admin else None)
+    login = MongoLogin.of(ctx.spec, ctx.secrets)
+    return mongo_client(ctx.h(host), login if admin else login.anonymous())
 
 
 async def apply(ctx: DeployContext, phase: Phase) -> None:
     members = [n.name for _, n in ctx.spec.mongo_members()]
-    await ctx.gather([ctx.ensure_running(h, "mongod", restart_if=ctx.file_changed(
-        h, "/etc/mongod.conf", "/etc/mongodb/keyfile")) for h in phase.hosts])
+    await ctx.gather([ctx.ensure_running(h, "mongod", restart_if=ctx.file_changed(h, *RESTART_ON))
+                      for h in phase.hosts])
 
     async def answers(host: str) -> None:
         async with mongo(ctx, host) as client:

@@ -1,0 +1,174 @@
+"""hastack's CA: certificates derived from one secret, the files that carry them, deploy's refusal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from hastack.credentials.model import complete, malformed
+from hastack.credentials.pki import CA_SECRET, Authority, new_ca_secret
+from hastack.deploy.phases.files import tls_clashes, tls_members
+from hastack.hosts.cafile import ca_file
+from hastack.hosts.mongo import MongoLogin
+from hastack.render import render_all
+from hastack.render.files import Tree
+from hastack.render.galera import GARBD, GARBD_TLS_DIR, TLS_DIR
+from hastack.render.haproxy import CONF as HAPROXY_CONF
+from hastack.render.haproxy import TLS_BUNDLE
+from hastack.render.mongodb import TLS_DIR as MONGO_TLS_DIR
+from hastack.spec.model import Spec
+from tests.helpers import SEED, secrets_for, variant
+
+GALERA_CNF = "/etc/mysql/mariadb.conf.d/60-galera.cnf"
+
+
+def tls_spec(on: bool = True) -> Spec:
+    return variant(SEED, tls={"enabled": on})
+
+
+def leaf(pem: bytes) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(pem)
+
+
+def test_the_same_secret_gives_the_same_certificates_and_another_gives_others() -> None:
+    secret = new_ca_secret(dt.date(2026, 12, 1))
+    a, b = Authority("lab", secret), Authority("lab", secret)
+    assert a.cert == b.cert
+    assert a.issue("ctl1", ips=("10.0.0.1",)) == b.issue("ctl1", ips=("10.0.0.1",))
+    other = Authority("lab", new_ca_secret(dt.date(2026, 12, 1)))
+    assert other.cert != a.cert
+    assert a.issue("ctl1").key != a.issue("ctl2").key
+
+
+def test_a_node_certificate_is_signed_by_the_ca_for_its_names_and_addresses() -> None:
+    ca = Authority("lab", new_ca_secret(dt.date(2026, 12, 1)))
+    issued = ca.issue("ctl1", ("localhost",), ("10.77.0.11", "127.0.0.1"))
+    cert, root = leaf(issued.cert), leaf(ca.cert)
+    cert.verify_directly_issued_by(root)
+    assert root.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["ctl1", "localhost"]
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("10.77.0.11"),
+                                                        ipaddress.ip_address("127.0.0.1")]
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH} <= set(eku)
+    key = load_pem_private_key(issued.key, None)
+    assert key.public_key().public_numbers() == cert.public_key().public_numbers()  # type: ignore[union-attr]
+    # Valid from the day before the secret was made (a clock a little behind), for ten years.
+    assert cert.not_valid_before_utc == dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc == dt.timedelta(days=3650)
+
+
+def test_the_ca_secret_is_generated_only_with_tls_and_checked_when_read_back() -> None:
+    assert CA_SECRET not in secrets_for(tls_spec(False))
+    spec = tls_spec()
+    secrets = secrets_for(spec)
+    assert CA_SECRET in secrets and malformed(spec, secrets) == ()
+    assert malformed(spec, {**secrets, CA_SECRET: "20261201-short"}) == (CA_SECRET,)
+    with pytest.raises(ValueError, match="shape"):
+        _ = Authority("x", "garbage").cert
+    # A value read back is kept, never replaced.
+    again, added = complete(spec, dict(secrets))
+    assert again[CA_SECRET] == secrets[CA_SECRET] and added == ()
+
+
+def _tree(on: bool) -> Tree:
+    spec = tls_spec(on)
+    return render_all(spec, secrets_for(spec))
+
+
+def test_galera_replicates_and_transfers_state_over_tls() -> None:
+    tree = _tree(True)
+    for node in ("ctl1", "ctl2"):
+        files = tree[node]
+        cnf = files[GALERA_CNF].content.decode()
+        for opt in (f"socket.ssl_key={TLS_DIR}/key.pem", f"socket.ssl_cert={TLS_DIR}/cert.pem",
+                    f"socket.ssl_ca={TLS_DIR}/ca.pem"):
+            assert opt in cnf
+        assert f"ssl_cert = {TLS_DIR}/cert.pem" in cnf and "[sst]\nssl-mode = VERIFY_CA" in cnf
+        key = files[f"{TLS_DIR}/key.pem"]
+        assert (key.owner, key.mode) == ("mysql", 0o600) and key.secret
+        assert not files[f"{TLS_DIR}/cert.pem"].secret
+        cert = leaf(files[f"{TLS_DIR}/cert.pem"].content)
+        cert.verify_directly_issued_by(leaf(files[f"{TLS_DIR}/ca.pem"].content))
+    arb = tree["arb1"]
+    assert f"socket.ssl_ca={GARBD_TLS_DIR}/ca.pem" in arb[GARBD].content.decode()
+    key = arb[f"{GARBD_TLS_DIR}/key.pem"]
+    assert (key.owner, key.group, key.mode) == ("root", "nogroup", 0o640)  # garbd runs as nobody
+    # Every member trusts the same CA.
+    assert len({tree[n][f"{TLS_DIR}/ca.pem"].content for n in ("ctl1", "ctl2")} |
+               {arb[f"{GARBD_TLS_DIR}/ca.pem"].content}) == 1
+
+
+def test_the_stats_page_is_served_over_tls() -> None:
+    tree = _tree(True)
+    cfg = tree["ctl1"][HAPROXY_CONF].content.decode()
+    assert f"bind 10.77.0.11:1993 ssl crt {TLS_BUNDLE}" in cfg
+    bundle = tree["ctl1"][TLS_BUNDLE]
+    assert bundle.mode == 0o600 and b"PRIVATE KEY" in bundle.content and b"CERTIFICATE" in bundle.content
+
+
+def test_without_tls_nothing_of_it_is_rendered() -> None:
+    tree = _tree(False)
+    for files in tree.values():
+        for path, f in files.items():
+            assert "/tls/" not in path
+            assert b"ssl" not in f.content.lower().replace(b"pcmk", b""), path
+
+
+def test_deploy_refuses_a_running_galera_with_other_tls() -> None:
+    assert tls_clashes({"ctl1": None, "ctl2": None}, None) == {}
+    assert tls_clashes({"ctl1": "CA"}, "CA") == {}
+    assert tls_clashes({"ctl1": None, "arb1": None}, "CA") == {"arb1": "without TLS", "ctl1": "without TLS"}
+    assert tls_clashes({"ctl1": "CA"}, None) == {"ctl1": "with TLS"}
+    assert tls_clashes({"ctl1": "OLD", "ctl2": "CA"}, "CA") == {"ctl1": "with another CA"}
+
+
+def test_mongod_requires_tls_of_members_and_clients() -> None:
+    tree = _tree(True)
+    for node in ("ctl1", "ctl2", "arb1"):
+        conf = yaml.safe_load(tree[node]["/etc/mongod.conf"].content)
+        assert conf["net"]["tls"] == {"mode": "requireTLS", "certificateKeyFile": f"{MONGO_TLS_DIR}/bundle.pem",
+                                      "CAFile": f"{MONGO_TLS_DIR}/ca.pem", "allowConnectionsWithoutCertificates": True}
+        bundle = tree[node][f"{MONGO_TLS_DIR}/bundle.pem"]
+        assert (bundle.owner, bundle.mode) == ("mongodb", 0o600)
+    assert "tls" not in yaml.safe_load(_tree(False)["ctl1"]["/etc/mongod.conf"].content)["net"]
+
+
+def test_hastack_logs_in_to_mongod_over_tls_when_the_spec_has_it(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    spec = tls_spec()
+    secrets = secrets_for(spec)
+    login = MongoLogin.of(spec, secrets)
+    assert secrets["mongodb_admin_password"] not in repr(login)
+    kw = login.kwargs()
+    assert kw["tls"] is True and kw["username"] == "hastack_admin"
+    assert Path(kw["tlsCAFile"]).read_bytes() == Authority(spec.cluster, secrets[CA_SECRET]).cert
+    assert "username" not in login.anonymous().kwargs() and login.anonymous().kwargs()["tls"] is True
+    plain = MongoLogin.of(tls_spec(False), secrets_for(tls_spec(False)))
+    assert "tls" not in plain.kwargs()
+
+
+def test_the_ca_file_is_written_once_per_ca(tmp_path: Path) -> None:
+    a = ca_file(b"CA one", tmp_path)
+    assert ca_file(b"CA one", tmp_path) == a and Path(a).read_bytes() == b"CA one"
+    b = ca_file(b"CA two", tmp_path)
+    assert b != a and Path(b).read_bytes() == b"CA two"
+    Path(a).write_bytes(b"tampered")
+    assert Path(ca_file(b"CA one", tmp_path)).read_bytes() == b"CA one"
+
+
+def test_tls_members_are_every_galera_and_mongodb_member() -> None:
+    members = tls_members(tls_spec())
+    assert set(members["galera"]) == {"ctl1", "ctl2", "arb1"} and members["galera"]["arb1"][0] == "garb"
+    assert set(members["mongodb"]) == {"ctl1", "ctl2", "arb1"}
+    assert {unit for unit, _ in members["mongodb"].values()} == {"mongod"}
