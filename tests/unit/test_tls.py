@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import datetime as dt
 import ipaddress
 from pathlib import Path
@@ -23,7 +24,12 @@ from hastack.render.galera import GARBD, GARBD_TLS_DIR, TLS_DIR
 from hastack.render.haproxy import CONF as HAPROXY_CONF
 from hastack.render.haproxy import TLS_BUNDLE
 from hastack.render.mongodb import TLS_DIR as MONGO_TLS_DIR
+from hastack.render.openstack import fragment_path
+from hastack.render.rabbitmq import CONF as RABBIT_CONF
+from hastack.render.rabbitmq import TLS_DIR as RABBIT_TLS_DIR
+from hastack.render.tls import CA_PATH
 from hastack.spec.model import Spec
+from hastack.workload.smoke import target
 from tests.helpers import SEED, secrets_for, variant
 
 GALERA_CNF = "/etc/mysql/mariadb.conf.d/60-galera.cnf"
@@ -172,3 +178,36 @@ def test_tls_members_are_every_galera_and_mongodb_member() -> None:
     assert set(members["galera"]) == {"ctl1", "ctl2", "arb1"} and members["galera"]["arb1"][0] == "garb"
     assert set(members["mongodb"]) == {"ctl1", "ctl2", "arb1"}
     assert {unit for unit, _ in members["mongodb"].values()} == {"mongod"}
+
+
+def test_amqp_is_served_and_used_over_tls_only() -> None:
+    spec = variant(SEED, tls={"enabled": True}, rabbitmq={"via_haproxy": True})  # HA307 warns; rendered all the same
+    tree = render_all(spec, secrets_for(spec))
+    conf = tree["ctl1"][RABBIT_CONF].content.decode()
+    assert "listeners.ssl.1 = 10.77.0.11:5671" in conf and "listeners.tcp = none" in conf
+    assert "listeners.tcp.1" not in conf and "management.ssl.port = 15671" in conf
+    key = tree["ctl1"][f"{RABBIT_TLS_DIR}/key.pem"]
+    assert (key.owner, key.mode) == ("rabbitmq", 0o600)
+    assert "bind 10.77.0.10:5671" in tree["ctl1"][HAPROXY_CONF].content.decode()
+    # Every OpenStack service (nova-compute on a compute too) reaches the broker over TLS with the CA.
+    for host in ("ctl1", "compute1"):
+        nova = configparser.ConfigParser(interpolation=None)
+        nova.read_string(tree[host][fragment_path("nova")].content.decode())
+        assert ":5671" in nova["DEFAULT"]["transport_url"] and ":5672" not in nova["DEFAULT"]["transport_url"]
+        assert dict(nova["oslo_messaging_rabbit"]) | {"ssl": "true", "ssl_ca_file": CA_PATH} == dict(
+            nova["oslo_messaging_rabbit"])
+        assert tree[host][CA_PATH].content == tree["ctl1"][f"{RABBIT_TLS_DIR}/ca.pem"].content
+    # haproxy passes AMQP through to a node: its certificate names the VIP.
+    cert = leaf(tree["ctl1"][f"{RABBIT_TLS_DIR}/cert.pem"].content)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert ipaddress.ip_address("10.77.0.10") in san.get_values_for_type(x509.IPAddress)
+
+
+def test_the_workload_speaks_tls_to_the_broker_when_the_spec_has_it() -> None:
+    spec = tls_spec()
+    t = target(spec, secrets_for(spec), "hastack_admin")
+    opts = t.amqp("10.77.0.11")
+    assert opts["port"] == 5671 and opts["ssl_options"].server_hostname == "10.77.0.11"
+    plain = tls_spec(False)
+    assert target(plain, secrets_for(plain), "hastack_admin").amqp("10.77.0.11") == {"host": "10.77.0.11",
+                                                                                     "port": 5672}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from hastack.credentials.model import Secrets
 from hastack.render import tls as tls_files
 from hastack.render.files import RenderedFile, text
+from hastack.render.rabbitmq import amqp_port
 from hastack.render.templating import render
 from hastack.spec.catalog import BY_NAME
 from hastack.spec.model import Node, Role, Spec
@@ -75,6 +76,7 @@ def haproxy_cfg(spec: Spec, secrets: Secrets, node: Node) -> str:
         backends=_servers(spec.with_role(Role.CONTROLLER)),
         memcached=_servers(spec.memcached_nodes()) if spec.memcached.via_haproxy else [],
         rabbitmq=_servers(spec.rabbit_nodes()) if spec.rabbitmq.via_haproxy else [],
+        amqp_port=amqp_port(spec),
         mongodb=[Server(n.name, str(n.address)) for _, n in spec.mongo_members()]
         if spec.mongodb.via_haproxy else [],
     )

@@ -16,10 +16,11 @@ import configparser
 import io
 
 from hastack.credentials.model import Secrets, db_password_key, service_password_key
+from hastack.render import tls as tls_files
 from hastack.render.files import RenderedFile, text
 from hastack.render.galera import db_user
 from hastack.render.openstack_run import CREDENTIAL_DIR, FERNET_DIR, auth_url
-from hastack.render.rabbitmq import PORT as RABBIT_PORT
+from hastack.render.rabbitmq import amqp_port
 from hastack.spec.catalog import BY_NAME, RUN, databases
 from hastack.spec.model import Node, QueueType, Role, Spec
 
@@ -35,7 +36,7 @@ def fragment_path(project: str) -> str:
 def transport_url(spec: Spec, secrets: Secrets) -> str:
     r = spec.rabbitmq
     pw = secrets["rabbitmq_password"]
-    hosts = ",".join(f"{r.user}:{pw}@{n.address}:{RABBIT_PORT}" for n in spec.rabbit_nodes())
+    hosts = ",".join(f"{r.user}:{pw}@{n.address}:{amqp_port(spec)}" for n in spec.rabbit_nodes())
     vhost = r.vhost if r.vhost.startswith("/") else "/" + r.vhost
     return f"rabbit://{hosts}{vhost}"
 
@@ -69,6 +70,9 @@ def fragment(spec: Spec, secrets: Secrets, project: str, node: Node) -> str:
             "amqp_durable_queues": str(quorum).lower(),
             "heartbeat_timeout_threshold": str(spec.timing.rabbit_heartbeat_s),
         }
+        if spec.tls.enabled:
+            # AMQP over TLS, the broker's certificate checked against the cluster's CA.
+            sections["oslo_messaging_rabbit"] |= {"ssl": "true", "ssl_ca_file": tls_files.CA_PATH}
     dbs = databases(project)
     if controller and spec.galera.enabled and dbs:
         vip = spec.vips[0].address
@@ -228,4 +232,6 @@ def render_openstack(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFil
             text(fragment_path(p), fragment(spec, secrets, p, node), 0o640, group=p)
             for p in projects
         ]
+        if (ca := tls_files.authority(spec, secrets)) is not None:
+            out[node.name].append(RenderedFile(tls_files.CA_PATH, ca.cert))
     return out

@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from hastack.credentials.model import Secrets
+from hastack.render import tls as tls_files
 from hastack.render.files import RenderedFile, text
 from hastack.spec.model import QueueType, Spec
 
@@ -25,7 +26,16 @@ DEFINITIONS = "/etc/rabbitmq/definitions.json"
 PLUGINS = "/etc/rabbitmq/enabled_plugins"
 COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
 PORT = 5672
+TLS_PORT = 5671  # AMQP over TLS (IANA's amqps)
 MANAGEMENT_PORT = 15672
+MANAGEMENT_TLS_PORT = 15671
+TLS_DIR = "/etc/rabbitmq/tls"
+TLS_FILES = tuple(f"{TLS_DIR}/{f}" for f in ("ca.pem", "cert.pem", "key.pem"))
+
+
+def amqp_port(spec: Spec) -> int:
+    """Where clients reach AMQP: TLS only when the spec has it."""
+    return TLS_PORT if spec.tls.enabled else PORT
 ADMIN_USER = "hastack-admin"
 
 
@@ -91,14 +101,24 @@ def rabbitmq_conf(spec: Spec, address: str) -> str:
           for i, n in enumerate(r.nodes, start=1)),
         f"cluster_partition_handling = {r.partition_mode}",
         f"net_ticktime = {spec.timing.rabbit_net_ticktime_s}",
-        f"listeners.tcp.1 = {address}:{PORT}",
+        *((f"listeners.ssl.1 = {address}:{TLS_PORT}", "listeners.tcp = none",
+           # Clients log in by password; the server's certificate is what they check.
+           f"ssl_options.cacertfile = {TLS_DIR}/ca.pem", f"ssl_options.certfile = {TLS_DIR}/cert.pem",
+           f"ssl_options.keyfile = {TLS_DIR}/key.pem", "ssl_options.verify = verify_none",
+           "ssl_options.fail_if_no_peer_cert = false", "ssl_options.versions.1 = tlsv1.3",
+           "ssl_options.versions.2 = tlsv1.2")
+          if spec.tls.enabled else (f"listeners.tcp.1 = {address}:{PORT}",)),
         "queue_leader_locator = balanced",
         f"load_definitions = {DEFINITIONS}",
         # Definitions create the users; no default guest account is made.
         "loopback_users.guest = true",
         "log.file.level = info",
     ]
-    if r.management:
+    if r.management and spec.tls.enabled:
+        lines += [f"management.ssl.port = {MANAGEMENT_TLS_PORT}", f"management.ssl.ip = {address}",
+                  f"management.ssl.cacertfile = {TLS_DIR}/ca.pem", f"management.ssl.certfile = {TLS_DIR}/cert.pem",
+                  f"management.ssl.keyfile = {TLS_DIR}/key.pem"]
+    elif r.management:
         lines += [f"management.tcp.port = {MANAGEMENT_PORT}", f"management.tcp.ip = {address}"]
     return "\n".join(lines) + "\n"
 
@@ -137,4 +157,6 @@ def render_rabbitmq(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile
             text(COOKIE, secrets["rabbitmq_erlang_cookie"], 0o400, owner="rabbitmq", group="rabbitmq"),
             text(DROPIN, UNIT_OVERRIDE),
         ]
+        if (node_tls := tls_files.for_node(spec, secrets, node)) is not None:
+            out[node.name] += tls_files.files(node_tls, TLS_DIR, owner="rabbitmq")
     return out

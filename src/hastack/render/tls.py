@@ -13,6 +13,9 @@ from hastack.credentials.pki import CA_SECRET, Authority, Issued
 from hastack.render.files import RenderedFile
 from hastack.spec.model import Node, Spec
 
+# The CA for OpenStack's services (every node that runs one): they check the broker against it.
+CA_PATH = "/etc/hastack/tls/ca.pem"
+
 
 @dataclass(frozen=True)
 class NodeTls:
@@ -26,11 +29,12 @@ def authority(spec: Spec, secrets: Secrets) -> Authority | None:
 
 def for_node(spec: Spec, secrets: Secrets, node: Node) -> NodeTls | None:
     """The node's certificate: its name and every address it serves on, plus loopback (hastack's
-    own clients reach a daemon through an SSH tunnel to 127.0.0.1)."""
+    own clients reach a daemon through an SSH tunnel to 127.0.0.1) and the VIPs (haproxy passes
+    database and, where the spec says so, AMQP and mongo connections through to the node)."""
     ca = authority(spec, secrets)
     if ca is None:
         return None
-    ips = (str(node.address), *(str(a) for a in node.heartbeat), "127.0.0.1")
+    ips = (str(node.address), *(str(a) for a in node.heartbeat), *(str(v.address) for v in spec.vips), "127.0.0.1")
     return NodeTls(ca.cert, ca.issue(node.name, ("localhost",), ips))
 
 

@@ -261,9 +261,10 @@ class InstanceHA(Frozen):
 
 class Tls(Frozen):
     """Encryption on the cluster's own links, with a CA hastack derives from one generated secret
-    (credentials/pki.py). Today: galera replication and state transfers (and TLS offered to its
-    clients), and the haproxy stats page. Turning it on or off for a running galera cluster needs
-    every node restarted at once: deploy refuses it (docs/tls.md)."""
+    (credentials/pki.py). Today: galera replication and state transfers (TLS offered to its
+    clients), MongoDB and AMQP (required of every client), the haproxy stats page. Turning it on or
+    off for a running galera or MongoDB cluster needs every member stopped: deploy refuses it
+    (docs/tls.md)."""
 
     enabled: bool = False
 

@@ -254,7 +254,7 @@ def _amqp(t: ChaosTarget, start: int) -> tuple[Any, int]:
         n = (start + i) % len(t.rabbit_hosts)
         try:
             conn = pika.BlockingConnection(pika.ConnectionParameters(
-                host=t.rabbit_hosts[n], port=5672, virtual_host=t.rabbit_vhost,
+                **t.amqp(t.rabbit_hosts[n]), virtual_host=t.rabbit_vhost,
                 credentials=pika.PlainCredentials(t.rabbit_user, t.rabbit_password), heartbeat=2,
                 socket_timeout=1, blocked_connection_timeout=5, connection_attempts=1))
             return conn, n

@@ -34,6 +34,7 @@ from hastack.components.mongodb import PORT as MONGO_PORT
 from hastack.credentials.pki import CA_SECRET, Authority
 from hastack.render.galera import PROBE_DB, PROBE_USER
 from hastack.render.openstack_run import ADMIN, FLAVOR, HORIZON_LOGIN, IMAGE, auth_url
+from hastack.render.rabbitmq import amqp_port
 from hastack.spec.catalog import BY_NAME, RUN
 from hastack.spec.model import Spec
 
@@ -57,6 +58,7 @@ class Target(BaseModel):
     rabbit_user: str = ""
     rabbit_password: str = ""
     rabbit_vhost: str = "/"
+    rabbit_port: int = 5672
     mongo_members: dict[str, str] = {}
     mongo_replset: str = ""
     mongo_user: str = ""
@@ -70,6 +72,17 @@ class Target(BaseModel):
     os_server: bool = False  # nova runs: boot a server from deploy's flavor and image, then delete it
     horizon_url: str = ""  # horizon runs: its login page through the VIP
     screenshot: str = ""  # where the page after horizon's login is kept (PNG)
+
+    def amqp(self, host: str) -> dict[str, Any]:
+        """pika's connection options for one node: its port, and TLS checked against the CA when on."""
+        if not self.tls_ca:
+            return {"host": host, "port": self.rabbit_port}
+        import ssl
+
+        import pika  # type: ignore[import-untyped]
+
+        ctx = ssl.create_default_context(cadata=self.tls_ca)
+        return {"host": host, "port": self.rabbit_port, "ssl_options": pika.SSLOptions(ctx, server_hostname=host)}
 
     def mongo_tls(self) -> dict[str, Any]:
         """pymongo's TLS options for this cluster (none without TLS)."""
@@ -86,7 +99,7 @@ def target(spec: Spec, secrets: dict[str, str] | Any, mongo_user: str) -> Target
                "galera_password": secrets["galera_probe_password"]}
     if spec.rabbitmq.enabled and spec.rabbit_nodes():
         hosts = (vip,) if spec.rabbitmq.via_haproxy else tuple(str(n.address) for n in spec.rabbit_nodes())
-        kw |= {"rabbit_hosts": hosts, "rabbit_user": spec.rabbitmq.user,
+        kw |= {"rabbit_hosts": hosts, "rabbit_user": spec.rabbitmq.user, "rabbit_port": amqp_port(spec),
                "rabbit_password": secrets["rabbitmq_password"], "rabbit_vhost": spec.rabbitmq.vhost}
     if spec.mongodb.enabled and spec.mongo_members():
         kw |= {"mongo_members": {n.name: str(n.address) for _, n in spec.mongo_members()},
@@ -154,7 +167,7 @@ def galera(t: Target) -> Check:
 
 
 def rabbitmq(t: Target) -> Check:
-    import pika  # type: ignore[import-untyped]
+    import pika
 
     c = Check("rabbitmq")
     body = uuid.uuid4().hex.encode()
@@ -162,7 +175,7 @@ def rabbitmq(t: Target) -> Check:
     for host in t.rabbit_hosts:  # in transport_url order, as oslo.messaging fails over
         try:
             conn = pika.BlockingConnection(pika.ConnectionParameters(
-                host=host, port=5672, virtual_host=t.rabbit_vhost,
+                **t.amqp(host), virtual_host=t.rabbit_vhost,
                 credentials=pika.PlainCredentials(t.rabbit_user, t.rabbit_password),
                 socket_timeout=5, blocked_connection_timeout=10, connection_attempts=1))
             c.evidence["connected_to"] = host

@@ -12,6 +12,7 @@ from hastack.deploy.plan import Phase
 from hastack.hosts.probe import probe
 from hastack.hosts.ssh import HostError
 from hastack.render.rabbitmq import CONF as RABBIT_CONF
+from hastack.render.rabbitmq import TLS_FILES
 
 
 async def rabbit_view(ctx: DeployContext, host: str) -> RabbitCluster | None:
@@ -28,7 +29,7 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
                                   strict=True) if up]
     before = await rabbit_view(ctx, running[0]) if running else None
     cfg = ("/etc/rabbitmq/rabbitmq-env.conf", "/etc/rabbitmq/enabled_plugins",
-           "/var/lib/rabbitmq/.erlang.cookie", "/etc/rabbitmq/definitions.json")
+           "/var/lib/rabbitmq/.erlang.cookie", "/etc/rabbitmq/definitions.json", *TLS_FILES)
     # One by one: the first forms the cluster; each next one finds it by classic peer discovery.
     for node in nodes:
         conf = ctx.file_changed(node, RABBIT_CONF) and conf_needs_restart(
