@@ -18,6 +18,7 @@ from hastack.deploy.run import run
 from hastack.hosts.ssh import Result, SshHost
 from hastack.render import render_all
 from hastack.spec.load import load_spec
+from hastack.spec.model import Tls
 from tests.helpers import THREE
 from tests.unit.fake_cluster import FIXTURES, FakeHost, FakeMongo, cluster, fake_mongo, fake_reachable
 
@@ -65,6 +66,21 @@ def test_a_host_with_other_secrets_stops_the_deploy_before_anything_is_placed(mo
     with pytest.raises(DeployError, match="other secrets") as exc:
         deploy(hosts)
     assert "ctl2" in str(exc.value) and "rabbitmq_erlang_cookie" in str(exc.value)
+    assert not [c for c in commands(hosts) if "O_EXCL" in c]
+
+
+def test_turning_tls_on_under_running_members_stops_the_deploy_before_anything_is_placed(
+        mongo: list[FakeMongo]) -> None:
+    """The fake cluster runs as deployed without TLS; this deploy's spec has it: galera's members
+    would be restarted one by one into a cluster they cannot reach."""
+    spec = SPEC.model_copy(update={"tls": Tls(enabled=True)})
+    secrets = complete(spec, dict(SECRETS))[0]
+    hosts = cluster(SPEC, SECRETS)
+    ctx = DeployContext(spec, secrets, render_all(spec, secrets), cast(dict[str, SshHost], hosts), lambda _: None)
+    with pytest.raises(DeployError, match="cannot reach each other") as exc:
+        asyncio.run(run(ctx))
+    assert str(exc.value).startswith("galera: ctl1 runs without TLS; ctl2 runs without TLS; ctl3 runs without TLS, "
+                                     "and this deploy installs TLS")
     assert not [c for c in commands(hosts) if "O_EXCL" in c]
 
 

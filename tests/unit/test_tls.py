@@ -15,7 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from hastack.credentials.model import complete, malformed
 from hastack.credentials.pki import CA_SECRET, Authority, new_ca_secret
-from hastack.deploy.phases.files import tls_clashes, tls_members
+from hastack.deploy.phases.files import live_ca, tls_clashes, tls_members
 from hastack.hosts.cafile import ca_file
 from hastack.hosts.mongo import MongoLogin
 from hastack.render import render_all
@@ -175,9 +175,18 @@ def test_the_ca_file_is_written_once_per_ca(tmp_path: Path) -> None:
 
 def test_tls_members_are_every_galera_and_mongodb_member() -> None:
     members = tls_members(tls_spec())
-    assert set(members["galera"]) == {"ctl1", "ctl2", "arb1"} and members["galera"]["arb1"][0] == "garb"
+    assert set(members["galera"]) == {"ctl1", "ctl2", "arb1"} and members["galera"]["arb1"].unit == "garb"
     assert set(members["mongodb"]) == {"ctl1", "ctl2", "arb1"}
-    assert {unit for unit, _ in members["mongodb"].values()} == {"mongod"}
+    assert {m.unit for m in members["mongodb"].values()} == {"mongod"}
+    # What marks a member's configuration as speaking TLS is in the rendered file with TLS, not without.
+    on, off = _tree(True), _tree(False)
+    for cluster in members.values():
+        for host, m in cluster.items():
+            assert m.marker in on[host][m.conf].content.decode() and m.ca in on[host]
+            assert m.marker not in off[host][m.conf].content.decode()
+            conf_on, conf_off = on[host][m.conf].content.decode(), off[host][m.conf].content.decode()
+            assert live_ca(m, conf_on, "CA") == "CA" and live_ca(m, conf_on, None) == "(missing)"
+            assert live_ca(m, conf_off, "CA left behind") is None and live_ca(m, None, None) is None
 
 
 def test_amqp_is_served_and_used_over_tls_only() -> None:

@@ -4,6 +4,7 @@ renumbered, or would change TLS under its running peers."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from hastack.components.corosync import conf_change
 from hastack.components.fact import script
@@ -17,10 +18,12 @@ from hastack.deploy.plan import Phase
 from hastack.hosts.files import Change
 from hastack.hosts.place import put
 from hastack.render.files import RenderedFile
-from hastack.render.galera import GARBD_TLS_DIR
+from hastack.render.galera import CONF as GALERA_CNF
+from hastack.render.galera import GARBD, GARBD_TLS_DIR
 from hastack.render.galera import TLS_DIR as GALERA_TLS_DIR
 from hastack.render.haproxy import SYSCTL
 from hastack.render.kernel import KEEPALIVE
+from hastack.render.mongodb import CONF as MONGO_CONF
 from hastack.render.mongodb import TLS_DIR as MONGO_TLS_DIR
 from hastack.render.rabbitmq import CONF as RABBIT_CONF
 from hastack.spec.model import Spec
@@ -92,16 +95,35 @@ def tls_clashes(live: Mapping[str, str | None], desired: str | None) -> dict[str
     return {h: runs(ca) for h, ca in sorted(live.items()) if ca != desired}
 
 
-def tls_members(spec: Spec) -> dict[str, dict[str, tuple[str, str]]]:
-    """Per cluster that speaks TLS among its members: host -> (its unit, where its CA is)."""
-    out: dict[str, dict[str, tuple[str, str]]] = {}
+@dataclass(frozen=True)
+class TlsMember:
+    unit: str
+    conf: str  # its configuration file, which says whether it speaks TLS
+    marker: str  # a line there only with TLS
+    ca: str  # where its CA is
+
+
+def live_ca(m: TlsMember, conf: str | None, ca: str | None) -> str | None:
+    """The CA a member runs with, from its files: None when its configuration has no TLS (a CA file
+    left from before TLS was turned off counts for nothing); a missing CA file is no CA it shares."""
+    if conf is None or m.marker not in conf:
+        return None
+    return ca if ca is not None else "(missing)"
+
+
+def tls_members(spec: Spec) -> dict[str, dict[str, TlsMember]]:
+    """Per cluster that speaks TLS among its members: host -> how to tell what it runs."""
+    out: dict[str, dict[str, TlsMember]] = {}
     if spec.galera.enabled:
-        out["galera"] = {n.name: ("mariadb", f"{GALERA_TLS_DIR}/ca.pem") for n in spec.galera_nodes()}
+        out["galera"] = {n.name: TlsMember("mariadb", GALERA_CNF, "socket.ssl_ca=", f"{GALERA_TLS_DIR}/ca.pem")
+                         for n in spec.galera_nodes()}
         if spec.galera.arbitrator:
-            out["galera"][spec.galera.arbitrator] = ("garb", f"{GARBD_TLS_DIR}/ca.pem")
+            out["galera"][spec.galera.arbitrator] = TlsMember("garb", GARBD, "socket.ssl_ca=",
+                                                              f"{GARBD_TLS_DIR}/ca.pem")
     if spec.mongodb.enabled:
         hosts = [n.name for _, n in spec.mongo_members()] + [a for a in [spec.mongodb.arbiter] if a]
-        out["mongodb"] = dict.fromkeys(hosts, ("mongod", f"{MONGO_TLS_DIR}/ca.pem"))
+        out["mongodb"] = dict.fromkeys(hosts, TlsMember("mongod", MONGO_CONF, "mode: requireTLS",
+                                                        f"{MONGO_TLS_DIR}/ca.pem"))
     return out
 
 
@@ -111,12 +133,16 @@ async def refuse_tls_change(ctx: DeployContext, hosts: Iterable[str]) -> None:
     chosen = set(hosts)
     for cluster, members in tls_members(ctx.spec).items():
         todo = [h for h in members if h in chosen]
-        up = await ctx.gather([ctx.active(h, members[h][0]) for h in todo])
+        up = await ctx.gather([ctx.active(h, members[h].unit) for h in todo])
         running = [h for h, u in zip(todo, up, strict=True) if u]
-        reads = await ctx.gather([ctx.h(h).run(["cat", members[h][1]], check=False) for h in running])
-        live = {h: r.stdout if r.rc == 0 else None for h, r in zip(running, reads, strict=True)}
-        desired = next((f.content.decode() for h, (_, ca) in members.items() if (f := ctx.tree.get(h, {}).get(ca))),
-                       None)
+        async def read(host: str, path: str) -> str | None:
+            res = await ctx.h(host).run(["cat", path], check=False)
+            return res.stdout if res.rc == 0 else None
+
+        confs = await ctx.gather([read(h, members[h].conf) for h in running])
+        cas = await ctx.gather([read(h, members[h].ca) for h in running])
+        live = {h: live_ca(members[h], conf, ca) for h, conf, ca in zip(running, confs, cas, strict=True)}
+        desired = next((f.content.decode() for h, m in members.items() if (f := ctx.tree.get(h, {}).get(m.ca))), None)
         if clash := tls_clashes(live, desired):
             runs = "; ".join(f"{h} runs {what}" for h, what in clash.items())
             wants = "installs TLS with the cluster's CA" if desired else "turns TLS off"
