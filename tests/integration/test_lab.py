@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -639,23 +639,49 @@ def _no_member(spec: Any, spare: str, mon: PacemakerState) -> None:
         assert spare not in {n.name for n in mon.nodes} and not mon.where(f"fence-{spare}")
 
 
+def _membership_specs(lab: Path, members: list[str]) -> tuple[Path, Path]:
+    """The lab's spec with instance HA off, and that with `members` in corosync: a compute that joins
+    corosync is no pacemaker_remote node any more (instance HA watches computes as remote nodes, and
+    refuses a compute among the members)."""
+    data = yaml.safe_load(lab.read_text()) | {"instance_ha": {"enabled": False}}
+    no_iha = lab.with_name("no-iha.yaml")
+    no_iha.write_text(yaml.safe_dump(data, sort_keys=False))
+    grown = lab.with_name("grown.yaml")
+    grown.write_text(yaml.safe_dump(data | {"corosync": {**data.get("corosync", {}), "nodes": members}},
+                                    sort_keys=False))
+    for path in (no_iha, grown):
+        shutil.copy2(secrets_path(lab), secrets_path(path))
+    return no_iha, grown
+
+
+def _leave_instance_ha(grown: Path, no_iha: Path, spare: str,
+                       membership: Callable[[], tuple[tuple[str, ...], PacemakerState]]) -> None:
+    """A compute watched as a remote node cannot become a member in the same deploy: refused; then out
+    of instance HA first (pacemaker closes its connection, pacemaker_remote stops, the node is forgotten)."""
+    rc, refused = cli_json("deploy", str(grown))
+    assert rc != 0 and "out of instance HA" in refused["error"] and "Nothing was changed" in refused["error"]
+    rc, report = cli_json("deploy", str(no_iha), timeout=1200)
+    assert rc == 0 and report["ok"], report
+    changes = changes_of(report)
+    assert f"{spare}: stopped pacemaker_remote: no longer watched by instance HA" in changes, changes
+    assert any(c.endswith(f"removed {spare} from pacemaker's node list") for c in changes), changes
+    _, mon = membership()
+    assert not [n.name for n in mon.nodes if n.remote], mon.nodes
+
+
 def test_a_corosync_member_added_and_taken_out(lab: Path, case: Case) -> None:
     """corosync and pacemaker membership by a spec change and a deploy: a host with ring links joins
     (a reload on the members, then it starts), then leaves: pacemaker and corosync stop there before the
-    others reload, so it is never fenced, and pacemaker forgets it. The others keep their node ids."""
+    others reload, so it is never fenced, and pacemaker forgets it. The others keep their node ids. With
+    instance HA, the host (a compute) first leaves it (turned off), and is a remote node again at the end."""
     if not case.ring_spare:
         pytest.skip("this lab has no host with spare ring links (the three-controller lab has one)")
     spec, spare = load_spec(lab), case.ring_spare
     dirs = LabDirs.of(spec.cluster)
     first, spare_addr = str(spec.corosync_nodes()[0].address), str(spec.node(spare).address)
     members = [n.name for n in spec.corosync_nodes()]
-    data = yaml.safe_load(lab.read_text())
-    # A compute that joins corosync is no pacemaker_remote node any more: instance HA (which watches
-    # computes as remote nodes, and refuses a compute among the members) is off while it is a member.
-    data |= {"corosync": {**data.get("corosync", {}), "nodes": [*members, spare]}, "instance_ha": {"enabled": False}}
-    grown = lab.with_name("grown.yaml")
-    grown.write_text(yaml.safe_dump(data, sort_keys=False))
-    shutil.copy2(secrets_path(lab), secrets_path(grown))
+    no_iha, grown = _membership_specs(lab, [*members, spare])
+    remote = bool(spec.remote_nodes())
     power_before = dirs.power_log.read_text() if dirs.power_log.exists() else ""
 
     def membership() -> tuple[tuple[str, ...], PacemakerState]:
@@ -665,6 +691,8 @@ def test_a_corosync_member_added_and_taken_out(lab: Path, case: Case) -> None:
         return parse_quorum(q.stdout).names, parse_crm_mon(mon.stdout)
 
     try:
+        if remote:
+            _leave_instance_ha(grown, no_iha, spare, membership)
         rc, report = cli_json("deploy", str(grown), timeout=1200)
         assert rc == 0 and report["ok"], report
         assert any("reloaded corosync.conf on every node" in c for c in changes_of(report)), changes_of(report)
@@ -697,8 +725,9 @@ def test_a_corosync_member_added_and_taken_out(lab: Path, case: Case) -> None:
         rc, again = cli_json("deploy", str(lab))
         assert rc == 0 and again["changed"] is False, changes_of(again)
     finally:
-        grown.unlink(missing_ok=True)
-        secrets_path(grown).unlink(missing_ok=True)
+        for path in (no_iha, grown):
+            path.unlink(missing_ok=True)
+            secrets_path(path).unlink(missing_ok=True)
 
 
 @fast

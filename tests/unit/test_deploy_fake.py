@@ -18,7 +18,7 @@ from hastack.deploy.run import run
 from hastack.hosts.ssh import Result, SshHost
 from hastack.render import render_all
 from hastack.spec.load import load_spec
-from hastack.spec.model import Tls
+from hastack.spec.model import Spec, Tls
 from tests.helpers import THREE
 from tests.unit.fake_cluster import FIXTURES, FakeHost, FakeMongo, cluster, fake_mongo, fake_reachable
 
@@ -81,6 +81,23 @@ def test_turning_tls_on_under_running_members_stops_the_deploy_before_anything_i
         asyncio.run(run(ctx))
     assert str(exc.value).startswith("galera: ctl1 runs without TLS; ctl2 runs without TLS; ctl3 runs without TLS, "
                                      "and this deploy installs TLS")
+    assert not [c for c in commands(hosts) if "O_EXCL" in c]
+
+
+def test_a_compute_watched_by_instance_ha_is_not_made_a_member_in_the_same_deploy(
+        mongo: list[FakeMongo]) -> None:
+    """compute1 runs pacemaker_remote (instance HA watched it); the spec now lists it in corosync: pacemaker
+    would meet it as a cluster node and a remote node at once. Refused before anything is placed."""
+    data = SPEC.model_dump(mode="json", exclude_defaults=False)
+    data["corosync"]["nodes"] = [*data["corosync"]["nodes"], "compute1"]
+    grown = Spec.model_validate(data)
+    secrets = complete(grown, dict(SECRETS))[0]
+    hosts = cluster(SPEC, SECRETS)
+    hosts["compute1"].units.add("pacemaker_remote")
+    ctx = DeployContext(grown, secrets, render_all(grown, secrets), cast(dict[str, SshHost], hosts), lambda _: None)
+    with pytest.raises(DeployError, match="Deploy first with it out of instance HA") as exc:
+        asyncio.run(run(ctx))
+    assert str(exc.value).startswith("compute1 runs pacemaker_remote")
     assert not [c for c in commands(hosts) if "O_EXCL" in c]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hastack.components.pacemaker import parse_crm_mon
+from hastack.components.pacemaker import parse_crm_mon, remote_strays, strays
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -50,3 +50,11 @@ def test_the_fencing_history_says_who_was_fenced_when_and_by_whose_device() -> N
     assert [(e.target, e.status) for e in state.fencing] == [("ctl1", "success"), ("ctl2", "success")]
     assert all(e.completed for e in state.fencing) and not any(n.remote for n in state.nodes)
     assert parse_crm_mon((FIXTURES / "crm_mon_simulated_three_controller.xml").read_text()).fencing == ()
+
+
+def test_remote_nodes_the_spec_no_longer_has_are_strays() -> None:
+    mon = parse_crm_mon((FIXTURES / "crm_mon_lab_instance_ha.xml").read_text())
+    assert remote_strays(mon, ["compute1", "compute2"]) == ()
+    assert remote_strays(mon, ["compute2"]) == ("compute1",)
+    assert remote_strays(mon, []) == ("compute1", "compute2")  # instance HA turned off
+    assert strays(mon, ["ctl1", "ctl2", "ctl3"]) == ((), ())  # remote nodes are never member strays

@@ -94,6 +94,13 @@ def strays(mon: PacemakerState, members: Iterable[str]) -> tuple[tuple[str, ...]
     return tuple(n.name for n in out if not n.online), tuple(n.name for n in out if n.online)
 
 
+def remote_strays(mon: PacemakerState, remotes: Iterable[str]) -> tuple[str, ...]:
+    """pacemaker_remote nodes pacemaker knows that the spec no longer has as remote nodes (instance HA
+    turned off, a compute taken out of it or out of the spec)."""
+    want = set(remotes)
+    return tuple(n.name for n in mon.nodes if n.remote and n.name not in want)
+
+
 def _bool(value: str | None) -> bool:
     return value == "true"
 

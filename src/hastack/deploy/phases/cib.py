@@ -8,13 +8,14 @@ from dataclasses import dataclass
 
 from hastack.agent.evacuator import CONFIG as EVACUATOR_CONFIG
 from hastack.components import pacemaker
-from hastack.components.pacemaker import PacemakerState, strays
+from hastack.components.pacemaker import PacemakerState, remote_strays, strays
 from hastack.deploy.context import (
     CIB_PATH,
     DeployContext,
     DeployError,
     wait_for,
 )
+from hastack.deploy.phases.remote import UNIT as REMOTE_UNIT
 from hastack.deploy.plan import Phase
 from hastack.hosts.probe import probe
 from hastack.render import haproxy
@@ -123,3 +124,29 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
 
     await wait_for(placed, 180, "pacemaker to start the VIP, haproxy on every haproxy node and every resource"
                    + (", with every compute online" if ctx.spec.remote_nodes() else ""))
+    await remote_leavers(ctx, host, remote_strays(mon, [n.name for n in ctx.spec.remote_nodes()]))
+
+
+async def remote_leavers(ctx: DeployContext, anchor: str, gone: tuple[str, ...]) -> None:
+    """Computes pacemaker watched as remote nodes that the spec no longer has as such. The CIB just
+    loaded has no connection to them any more: once pacemaker has closed it (so nothing takes the
+    closing for a lost host and fences it), pacemaker_remote stops there and stays off, and pacemaker
+    forgets the node, as `pcs cluster node remove-remote` does."""
+    if not gone:
+        return
+    h = ctx.h(anchor)
+
+    async def closed() -> bool | None:
+        mon = await probe(h, pacemaker.MON)
+        still = [n.name for n in mon.nodes if n.remote and n.online and n.name in gone]
+        if still:
+            raise ValueError(f"still connected: {', '.join(still)}")
+        return True
+
+    await wait_for(closed, 120, f"pacemaker to close its connection to {', '.join(gone)}")
+    for name in gone:
+        if name in ctx.hosts:  # a host still in the spec, no longer watched by instance HA
+            await ctx.h(name).run(["systemctl", "disable", "--now", "--quiet", REMOTE_UNIT], timeout=120)
+            ctx.report.changed(name, f"stopped {REMOTE_UNIT}: no longer watched by instance HA")
+        await h.run(["crm_node", "--remove", name, "--force"], timeout=120)
+        ctx.report.changed(anchor, f"removed {name} from pacemaker's node list")

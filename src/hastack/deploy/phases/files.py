@@ -14,6 +14,7 @@ from hastack.deploy.context import (
     DeployContext,
     DeployError,
 )
+from hastack.deploy.phases.remote import UNIT as REMOTE_UNIT
 from hastack.deploy.plan import Phase
 from hastack.hosts.files import Change
 from hastack.hosts.place import put
@@ -49,6 +50,7 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
     await ctx.gather([keep(h) for h in phase.hosts])
     await refuse_renumbering(ctx, phase.hosts)
     await refuse_tls_change(ctx, phase.hosts)
+    await refuse_remote_joiners(ctx, phase.hosts)
 
     async def push(host: str) -> None:
         files = ctx.tree.get(host, {})
@@ -151,6 +153,24 @@ async def refuse_tls_change(ctx: DeployContext, hosts: Iterable[str]) -> None:
                 "TLS (or with two CAs) cannot reach each other: a rolling restart would cut each one off in "
                 f"turn. Stop {cluster} on every member (an outage), deploy, then run `hastack recover SPEC` "
                 "(docs/tls.md).")
+
+
+async def refuse_remote_joiners(ctx: DeployContext, hosts: Iterable[str]) -> None:
+    """Nothing is pushed when a new corosync member still runs pacemaker_remote: pacemaker would
+    meet it as a cluster node and as a remote node at once (in the lab, its fence device and the
+    clones never started there). It leaves instance HA in one deploy, joins in the next."""
+    chosen = set(hosts)
+    joining = [n.name for n in ctx.spec.corosync_nodes() if n.name in chosen]
+    corosync = await ctx.gather([ctx.active(h, "corosync") for h in joining])
+    remote = await ctx.gather([ctx.active(h, REMOTE_UNIT) for h in joining])
+    still = [h for h, c, r in zip(joining, corosync, remote, strict=True) if r and not c]
+    if still:
+        raise DeployError(
+            f"{', '.join(still)} run{'s' if len(still) == 1 else ''} pacemaker_remote (watched by instance HA) and "
+            "would join corosync in this deploy. Nothing was changed. Deploy first with "
+            f"{'it' if len(still) == 1 else 'them'} out of instance HA (not a compute, or instance_ha off): "
+            "pacemaker closes its connection and pacemaker_remote stops; then add "
+            f"{'it' if len(still) == 1 else 'them'} to corosync.nodes.")
 
 
 async def refuse_other_secrets(ctx: DeployContext, hosts: Iterable[str]) -> None:
