@@ -117,13 +117,14 @@ def test_galera_replicates_and_transfers_state_over_tls() -> None:
 def test_the_stats_page_is_served_over_tls() -> None:
     tree = _tree(True)
     cfg = tree["ctl1"][HAPROXY_CONF].content.decode()
-    assert f"bind 10.77.0.11:1993 ssl crt {TLS_BUNDLE}" in cfg
+    assert f"\n    bind 10.77.0.11:1993 ssl crt {TLS_BUNDLE}\n    mode http\n" in cfg
     bundle = tree["ctl1"][TLS_BUNDLE]
     assert bundle.mode == 0o600 and b"PRIVATE KEY" in bundle.content and b"CERTIFICATE" in bundle.content
 
 
 def test_without_tls_nothing_of_it_is_rendered() -> None:
     tree = _tree(False)
+    assert "\n    bind 10.77.0.11:1993\n    mode http\n" in tree["ctl1"][HAPROXY_CONF].content.decode()
     for files in tree.values():
         for path, f in files.items():
             assert "/tls/" not in path
