@@ -6,6 +6,7 @@ is shared between services (a service user reads only its own).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from hastack.credentials.model import Secrets
@@ -24,7 +25,19 @@ class NodeTls:
 
 
 def authority(spec: Spec, secrets: Secrets) -> Authority | None:
-    return Authority(spec.cluster, secrets[CA_SECRET]) if spec.tls.enabled else None
+    return _authority(spec.cluster, secrets[CA_SECRET]) if spec.tls.enabled else None
+
+
+# Every renderer asks for the same CA and the same node certificates (a signature costs milliseconds; a
+# thousand computes each get the CA file): made once per process.
+@functools.lru_cache(maxsize=8)
+def _authority(cluster: str, secret: str) -> Authority:
+    return Authority(cluster, secret)
+
+
+@functools.lru_cache(maxsize=4096)
+def _node(ca: Authority, name: str, ips: tuple[str, ...]) -> NodeTls:
+    return NodeTls(ca.cert, ca.issue(name, ("localhost",), ips))
 
 
 def for_node(spec: Spec, secrets: Secrets, node: Node) -> NodeTls | None:
@@ -35,7 +48,7 @@ def for_node(spec: Spec, secrets: Secrets, node: Node) -> NodeTls | None:
     if ca is None:
         return None
     ips = (str(node.address), *(str(a) for a in node.heartbeat), *(str(v.address) for v in spec.vips), "127.0.0.1")
-    return NodeTls(ca.cert, ca.issue(node.name, ("localhost",), ips))
+    return _node(ca, node.name, ips)
 
 
 def files(tls: NodeTls, directory: str, owner: str = "root", group: str = "root",

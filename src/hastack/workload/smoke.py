@@ -63,7 +63,7 @@ class Target(BaseModel):
     mongo_replset: str = ""
     mongo_user: str = ""
     mongo_password: str = ""
-    tls_ca: str = ""  # the cluster's CA (PEM) when its links speak TLS: mongod requires it
+    tls_ca: str = ""  # the cluster's CA (PEM) when its links speak TLS: mongod and the broker require it
     client_timeout_s: float = 3.0  # one database or mongo operation (timing.client_timeout_ms)
     os_auth_url: str = ""  # keystone through the VIP; empty: hastack runs no OpenStack here
     os_password: str = ""
@@ -106,7 +106,7 @@ def target(spec: Spec, secrets: dict[str, str] | Any, mongo_user: str) -> Target
                "mongo_replset": spec.mongodb.replica_set, "mongo_user": mongo_user,
                "mongo_password": secrets["mongodb_admin_password"]}
     if spec.tls.enabled:
-        kw["tls_ca"] = Authority(spec.cluster, secrets[CA_SECRET]).cert.decode()
+        kw["tls_ca"] = Authority(spec.cluster, secrets[CA_SECRET]).cert.decode()  # secrets may be a plain dict
     if "keystone" in spec.openstack.services and "keystone" in RUN:
         kw |= {"os_auth_url": auth_url(spec) + "/v3", "os_password": secrets["keystone_admin_password"],
                "os_region": spec.openstack.region, "os_image": "glance" in spec.openstack.services,
