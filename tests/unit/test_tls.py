@@ -186,8 +186,8 @@ def test_tls_members_are_every_galera_and_mongodb_member() -> None:
             assert m.marker in on[host][m.conf].content.decode() and m.ca in on[host]
             assert m.marker not in off[host][m.conf].content.decode()
             conf_on, conf_off = on[host][m.conf].content.decode(), off[host][m.conf].content.decode()
-            assert live_ca(m, conf_on, "CA") == "CA" and live_ca(m, conf_on, None) == "(missing)"
-            assert live_ca(m, conf_off, "CA left behind") is None and live_ca(m, None, None) is None
+            assert live_ca(m, {m.conf: conf_on, m.ca: "CA"}) == "CA" and live_ca(m, {m.conf: conf_on}) == "(missing)"
+            assert live_ca(m, {m.conf: conf_off, m.ca: "CA left behind"}) is None and live_ca(m, {}) is None
 
 
 def test_amqp_is_served_and_used_over_tls_only() -> None:

@@ -38,14 +38,18 @@ SYSCTL_FILES = (SYSCTL, KEEPALIVE)
 async def apply(ctx: DeployContext, phase: Phase) -> None:
     await refuse_other_secrets(ctx, phase.hosts)
 
+    tls = tls_members(ctx.spec)
+
     async def keep(host: str) -> None:
         # Kept to decide how a change is applied: corosync reloads some changes, restarts for
-        # others; rabbitmq ignores a changed peer list.
-        for path in (COROSYNC_CONF, RABBIT_CONF):
-            if path in ctx.tree.get(host, {}):
-                old = await ctx.h(host).run(["cat", path], check=False)
-                if old.rc == 0:
-                    ctx.before.setdefault(host, {})[path] = old.stdout
+        # others; rabbitmq ignores a changed peer list; a member's TLS may not change under its peers.
+        paths = [COROSYNC_CONF, RABBIT_CONF, *(p for members in tls.values() if (m := members.get(host))
+                                               for p in (m.conf, m.ca))]
+        kept = [p for p in dict.fromkeys(paths) if p in ctx.tree.get(host, {})]
+        olds = await ctx.gather([ctx.h(host).run(["cat", p], check=False) for p in kept])
+        for path, old in zip(kept, olds, strict=True):
+            if old.rc == 0:
+                ctx.before.setdefault(host, {})[path] = old.stdout
 
     await ctx.gather([keep(h) for h in phase.hosts])
     await refuse_renumbering(ctx, phase.hosts)
@@ -105,12 +109,14 @@ class TlsMember:
     ca: str  # where its CA is
 
 
-def live_ca(m: TlsMember, conf: str | None, ca: str | None) -> str | None:
-    """The CA a member runs with, from its files: None when its configuration has no TLS (a CA file
-    left from before TLS was turned off counts for nothing); a missing CA file is no CA it shares."""
+def live_ca(m: TlsMember, files: Mapping[str, str]) -> str | None:
+    """The CA a member runs with, from its files as read (path -> text): None when its configuration
+    has no TLS (a CA file left from before TLS was turned off counts for nothing); a missing CA file is
+    no CA it shares."""
+    conf = files.get(m.conf)
     if conf is None or m.marker not in conf:
         return None
-    return ca if ca is not None else "(missing)"
+    return files.get(m.ca, "(missing)")
 
 
 def tls_members(spec: Spec) -> dict[str, dict[str, TlsMember]]:
@@ -131,19 +137,14 @@ def tls_members(spec: Spec) -> dict[str, dict[str, TlsMember]]:
 
 async def refuse_tls_change(ctx: DeployContext, hosts: Iterable[str]) -> None:
     """Nothing is pushed when a running galera or mongodb member would get TLS turned on or off,
-    or another CA, while the others run on (docs/tls.md)."""
+    or another CA, while the others run on (docs/tls.md). Judged from the files `keep` read: a CA
+    file this deploy does not render is not read, and counts as missing (what matters then is that
+    the member's configuration has TLS at all)."""
     chosen = set(hosts)
     for cluster, members in tls_members(ctx.spec).items():
         todo = [h for h in members if h in chosen]
         up = await ctx.gather([ctx.active(h, members[h].unit) for h in todo])
-        running = [h for h, u in zip(todo, up, strict=True) if u]
-        async def read(host: str, path: str) -> str | None:
-            res = await ctx.h(host).run(["cat", path], check=False)
-            return res.stdout if res.rc == 0 else None
-
-        confs = await ctx.gather([read(h, members[h].conf) for h in running])
-        cas = await ctx.gather([read(h, members[h].ca) for h in running])
-        live = {h: live_ca(members[h], conf, ca) for h, conf, ca in zip(running, confs, cas, strict=True)}
+        live = {h: live_ca(members[h], ctx.before.get(h, {})) for h, u in zip(todo, up, strict=True) if u}
         desired = next((f.content.decode() for h, m in members.items() if (f := ctx.tree.get(h, {}).get(m.ca))), None)
         if clash := tls_clashes(live, desired):
             runs = "; ".join(f"{h} runs {what}" for h, what in clash.items())
