@@ -57,8 +57,13 @@ async def pacemaker_forget(ctx: DeployContext, anchor: str, mon: PacemakerState)
         raise DeployError(f"pacemaker nodes outside the spec are online ({', '.join(online)}): add them to "
                           "corosync.nodes, or stop pacemaker and corosync on them")
     for name in offline:
-        await ctx.h(anchor).run(["crm_node", "--remove", name, "--force"], timeout=120)
-        ctx.report.changed(anchor, f"removed {name} from pacemaker's node list")
+        await forget_node(ctx, anchor, name)
+
+
+async def forget_node(ctx: DeployContext, anchor: str, name: str) -> None:
+    """A node (member or remote) out of pacemaker's node list and status."""
+    await ctx.h(anchor).run(["crm_node", "--remove", name, "--force"], timeout=120)
+    ctx.report.changed(anchor, f"removed {name} from pacemaker's node list")
 
 
 async def pacemaker_ready(ctx: DeployContext, hosts: tuple[str, ...]) -> PacemakerState:
@@ -148,5 +153,4 @@ async def remote_leavers(ctx: DeployContext, anchor: str, gone: tuple[str, ...])
         if name in ctx.hosts:  # a host still in the spec, no longer watched by instance HA
             await ctx.h(name).run(["systemctl", "disable", "--now", "--quiet", REMOTE_UNIT], timeout=120)
             ctx.report.changed(name, f"stopped {REMOTE_UNIT}: no longer watched by instance HA")
-        await h.run(["crm_node", "--remove", name, "--force"], timeout=120)
-        ctx.report.changed(anchor, f"removed {name} from pacemaker's node list")
+        await forget_node(ctx, anchor, name)
