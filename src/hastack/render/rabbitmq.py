@@ -31,12 +31,18 @@ MANAGEMENT_PORT = 15672
 MANAGEMENT_TLS_PORT = 15671
 TLS_DIR = "/etc/rabbitmq/tls"
 TLS_FILES = tuple(f"{TLS_DIR}/{f}" for f in ("ca.pem", "cert.pem", "key.pem"))
+ADMIN_USER = "hastack-admin"
 
 
 def amqp_port(spec: Spec) -> int:
     """Where clients reach AMQP: TLS only when the spec has it."""
     return TLS_PORT if spec.tls.enabled else PORT
-ADMIN_USER = "hastack-admin"
+
+
+def _tls_files(prefix: str) -> list[str]:
+    """The listener's CA, certificate and key, under `prefix` (ssl_options, management.ssl)."""
+    return [f"{prefix}.{option} = {path}" for option, path in zip(("cacertfile", "certfile", "keyfile"), TLS_FILES,
+                                                                  strict=True)]
 
 
 def nodename(name: str) -> str:
@@ -101,12 +107,10 @@ def rabbitmq_conf(spec: Spec, address: str) -> str:
           for i, n in enumerate(r.nodes, start=1)),
         f"cluster_partition_handling = {r.partition_mode}",
         f"net_ticktime = {spec.timing.rabbit_net_ticktime_s}",
-        *((f"listeners.ssl.1 = {address}:{TLS_PORT}", "listeners.tcp = none",
+        *((f"listeners.ssl.1 = {address}:{TLS_PORT}", "listeners.tcp = none", *_tls_files("ssl_options"),
            # Clients log in by password; the server's certificate is what they check.
-           f"ssl_options.cacertfile = {TLS_DIR}/ca.pem", f"ssl_options.certfile = {TLS_DIR}/cert.pem",
-           f"ssl_options.keyfile = {TLS_DIR}/key.pem", "ssl_options.verify = verify_none",
-           "ssl_options.fail_if_no_peer_cert = false", "ssl_options.versions.1 = tlsv1.3",
-           "ssl_options.versions.2 = tlsv1.2")
+           "ssl_options.verify = verify_none", "ssl_options.fail_if_no_peer_cert = false",
+           "ssl_options.versions.1 = tlsv1.3", "ssl_options.versions.2 = tlsv1.2")
           if spec.tls.enabled else (f"listeners.tcp.1 = {address}:{PORT}",)),
         "queue_leader_locator = balanced",
         f"load_definitions = {DEFINITIONS}",
@@ -116,8 +120,7 @@ def rabbitmq_conf(spec: Spec, address: str) -> str:
     ]
     if r.management and spec.tls.enabled:
         lines += [f"management.ssl.port = {MANAGEMENT_TLS_PORT}", f"management.ssl.ip = {address}",
-                  f"management.ssl.cacertfile = {TLS_DIR}/ca.pem", f"management.ssl.certfile = {TLS_DIR}/cert.pem",
-                  f"management.ssl.keyfile = {TLS_DIR}/key.pem"]
+                  *_tls_files("management.ssl")]
     elif r.management:
         lines += [f"management.tcp.port = {MANAGEMENT_PORT}", f"management.tcp.ip = {address}"]
     return "\n".join(lines) + "\n"
