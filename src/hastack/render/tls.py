@@ -7,6 +7,7 @@ is shared between services (a service user reads only its own).
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hastack.credentials.model import Secrets
@@ -24,7 +25,7 @@ class NodeTls:
     issued: Issued
 
 
-def authority(spec: Spec, secrets: Secrets) -> Authority | None:
+def authority(spec: Spec, secrets: Mapping[str, str]) -> Authority | None:
     return _authority(spec.cluster, secrets[CA_SECRET]) if spec.tls.enabled else None
 
 

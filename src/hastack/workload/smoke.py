@@ -31,10 +31,10 @@ from pydantic import BaseModel, ConfigDict
 
 from hastack.common.poll import until
 from hastack.components.mongodb import PORT as MONGO_PORT
-from hastack.credentials.pki import CA_SECRET, Authority
 from hastack.render.galera import PROBE_DB, PROBE_USER
 from hastack.render.openstack_run import ADMIN, FLAVOR, HORIZON_LOGIN, IMAGE, auth_url
 from hastack.render.rabbitmq import amqp_port
+from hastack.render.tls import authority as tls_authority
 from hastack.spec.catalog import BY_NAME, RUN
 from hastack.spec.model import Spec
 
@@ -105,8 +105,8 @@ def target(spec: Spec, secrets: dict[str, str] | Any, mongo_user: str) -> Target
         kw |= {"mongo_members": {n.name: str(n.address) for _, n in spec.mongo_members()},
                "mongo_replset": spec.mongodb.replica_set, "mongo_user": mongo_user,
                "mongo_password": secrets["mongodb_admin_password"]}
-    if spec.tls.enabled:
-        kw["tls_ca"] = Authority(spec.cluster, secrets[CA_SECRET]).cert.decode()  # secrets may be a plain dict
+    if (ca := tls_authority(spec, secrets)) is not None:  # None without TLS
+        kw["tls_ca"] = ca.cert.decode()
     if "keystone" in spec.openstack.services and "keystone" in RUN:
         kw |= {"os_auth_url": auth_url(spec) + "/v3", "os_password": secrets["keystone_admin_password"],
                "os_region": spec.openstack.region, "os_image": "glance" in spec.openstack.services,
