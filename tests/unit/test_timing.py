@@ -32,6 +32,12 @@ def test_corosync_arithmetic() -> None:
     assert Timing(corosync_consensus_ms=9000).consensus_ms(3) == 9000
 
 
+def test_haproxy_detection_is_one_interval_then_fastinter() -> None:
+    assert Timing(profile="default").haproxy_detect_ms() == 1000 + 2 * 1000  # fastinter unset: inter
+    assert Timing(profile="fast").haproxy_detect_ms() == 1000 + 1 * 200
+    assert Timing(haproxy_inter_ms=2000, haproxy_fastinter_ms=500, haproxy_fall=4).haproxy_detect_ms() == 3500
+
+
 def test_fast_is_faster_everywhere() -> None:
     d, f = Timing(profile="default"), Timing(profile="fast")
     assert f.corosync_failover_ms(3) < d.corosync_failover_ms(3)

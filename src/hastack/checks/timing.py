@@ -25,12 +25,13 @@ def consensus(spec: Spec) -> Iterator[Hit]:
       why="""When the writer dies, galera re-forms its primary component after the
       suspect timeout; haproxy keeps sending writes to the dead node until its
       own check fails. The slower of the two is the write outage.""",
-      fix="Lower timing.haproxy_inter_ms or haproxy_fall so inter x fall is at most the galera suspect timeout.")
+      fix="Lower timing.haproxy_inter_ms, haproxy_fastinter_ms or haproxy_fall so inter + (fall - 1) x fastinter "
+          "is at most the galera suspect timeout.")
 def haproxy_vs_galera(spec: Spec) -> Iterator[Hit]:
     t = spec.timing
     if spec.galera.enabled and t.haproxy_detect_ms() > t.galera_suspect_ms:
         yield Hit("timing", f"haproxy detects a dead writer after {t.haproxy_detect_ms()} ms "
-                            f"(inter {t.haproxy_inter_ms} x fall {t.haproxy_fall}); galera after "
+                            f"(inter {t.haproxy_inter_ms} + {t.haproxy_fall - 1} x fastinter {t.fastinter_ms()}); galera after "
                             f"{t.galera_suspect_ms} ms")
 
 
