@@ -101,7 +101,10 @@ def main() -> int:
                             continue
                         results.setdefault((scenario, profile), []).append(report)
                         seen = {s["stream"]: s["rto_s"] for s in report["judgement"]["streams"]}
-                        evac = f" evacuated {report['evacuated_s']:.1f} s" if report.get("evacuated_s") else ""
+                        evac = ""
+                        if report.get("evacuated_s") is not None:
+                            evac = (f" evacuated {report['evacuated_s']:.1f} s (fenced {report.get('fenced_s')} s, "
+                                    f"first asked {report.get('evacuation_asked_s')} s)")
                         print(f"{profile:<22} {scenario:<14} run {i + 1}: ok={report['ok']} healed "
                               f"{report['healed_s']} s{evac} gaps {seen}", flush=True)
                         for inv in report["judgement"]["invariants"]:
@@ -113,7 +116,7 @@ def main() -> int:
                 hastack("lab", "down", str(spec))
 
     print(f"\n{'scenario':<22} {'variant':<22} " + " ".join(f"{SHORT.get(s, s) + ' gap s':>11}" for s in STREAMS)
-          + f" {'healed s':>9} {'evac s':>7} {'lost':>5} {'ok':>5}")
+          + f" {'healed s':>9} {'fence s':>7} {'asked s':>7} {'evac s':>7} {'lost':>5} {'ok':>5}")
     for (scenario, profile), reports in results.items():
         cells = []
         for stream in STREAMS:
@@ -121,17 +124,20 @@ def main() -> int:
                     if s["stream"] == stream and s["rto_s"] is not None]
             cells.append(f"{med(gaps):>11}")
         healed = [r["healed_s"] for r in reports if r["healed_s"] is not None]
-        evacuated = [r["evacuated_s"] for r in reports if r.get("evacuated_s") is not None]
+        steps = [med([r[k] for r in reports if r.get(k) is not None])
+                 for k in ("fenced_s", "evacuation_asked_s", "evacuated_s")]
         lost = sum(len(s["lost"]) for r in reports for s in r["judgement"]["streams"])
         oks = sum(r["ok"] for r in reports)
-        print(f"{scenario:<22} {profile:<22} " + " ".join(cells) + f" {med(healed):>9} {med(evacuated):>7} {lost:>5} "
+        print(f"{scenario:<22} {profile:<22} " + " ".join(cells) + f" {med(healed):>9} "
+              + " ".join(f"{c:>7}" for c in steps) + f" {lost:>5} "
               f"{oks}/{len(reports):<3}")
     print("\nm.pri: no mongo member answering as writable primary (asked every 0.1 s), the server's side of "
           "the mongo gap; token: keystone password logins (every 2 s); keyst, glance, place, neutr, nova, cinder, "
           "heat, horiz: authenticated reads of each API through the VIP (each every 0.5 s; horiz: its login page); "
           "servers: a server created every 5 s")
-    print("evac: the compute scenarios' fault to every pinned server ACTIVE on another compute (instance HA on "
-          "in the bench's spec when a compute scenario runs)")
+    print("fence, asked, evac: the compute scenarios' fault to the power switch's cut of the compute, to nova's "
+          "first evacuation record (to the second) and to every pinned server ACTIVE on another compute (instance "
+          "HA on in the bench's spec when a compute scenario runs)")
     print("medians of the runs; 'lost' counts acknowledged commits, confirmed messages, majority writes and "
           "accepted servers not ACTIVE (outside the fault's window) missing at the end, over all runs")
     return 0

@@ -505,8 +505,8 @@ def chaos(scenario: str | None, spec: Path, as_json: bool, list_scenarios: bool,
         for i in report.judgement.invariants:
             it.add_row(i.name, "[green]yes[/]" if i.ok else "[bold red]NO[/]", escape(i.detail))
         print_table(out, it)
-        if report.evacuated_s is not None:
-            out.print(f"every pinned server ACTIVE on another compute {report.evacuated_s:.1f} s after the fault")
+        if (line := report.evacuation()) is not None:
+            out.print(escape(line))
         verdict_text = "[green]every invariant holds[/]" if report.ok else "[bold red]an invariant was broken[/]"
         out.print(f"chaos {scenario}: {verdict_text}")
     if not report.ok:

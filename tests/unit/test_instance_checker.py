@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from hastack.chaos.checker import Judgement
 from hastack.chaos.instance_checker import InstanceJudgement, judge_instances
+from hastack.chaos.run import RunReport
 from hastack.chaos.scenarios import SCENARIOS, NoTarget, pick_target
 from hastack.components.instance_ha import parse_state
 from hastack.workload import instances
@@ -48,6 +50,12 @@ def test_a_crash_fenced_then_evacuated_holds_and_is_timed() -> None:
     j = judge_instances(history(moved_at(112), evac), fault_at=100.0, fences=(104.2,), move=True, bound_s=120)
     assert failed(j) == {}
     assert j.evacuated_s == 12.0
+    # Where the 12 s went: the switch's cut 4.2 s after the fault, nova's first evacuation record at 5 s.
+    assert j.fenced_s == pytest.approx(4.2) and j.asked_s == pytest.approx(5.0)
+    report = RunReport("compute-crash", "compute1", 100.0, 3.0, 40.0, Judgement((), j.invariants), 10,
+                       evacuated_s=j.evacuated_s, fenced_s=j.fenced_s, evacuation_asked_s=j.asked_s)
+    assert report.evacuation() == ("every pinned server ACTIVE on another compute 12.0 s after the fault (the "
+                                   "compute fenced after 4.2 s, the first evacuation asked after 5.0 s)")
 
 
 def test_an_evacuation_asked_before_the_fence_is_caught() -> None:
@@ -77,7 +85,8 @@ def test_servers_not_active_elsewhere_within_the_bound_fail() -> None:
 
 def test_a_restarted_nova_compute_moves_nothing() -> None:
     stay = [(float(t), n, "compute1", "ACTIVE") for t in range(100, 130) for n in NAMES]
-    assert failed(judge_instances(history(stay), fault_at=100.0, fences=(), move=False, bound_s=120)) == {}
+    j = judge_instances(history(stay), fault_at=100.0, fences=(), move=False, bound_s=120)
+    assert failed(j) == {} and (j.evacuated_s, j.fenced_s, j.asked_s) == (None, None, None)
     # A fence of the compute, or any evacuation, breaks it, whatever became of the servers.
     moved = judge_instances(history(moved_at(112), (Evacuation(server="r-i0", t=105.0),)), fault_at=100.0,
                             fences=(104.0,), move=False, bound_s=120)

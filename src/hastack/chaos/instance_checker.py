@@ -22,6 +22,10 @@ CLOCK_S = 1.0
 class InstanceJudgement:
     invariants: tuple[Invariant, ...]
     evacuated_s: float | None  # fault to every server ACTIVE on another compute; None: not all were
+    # Where that time went: the fault to the switch's cut of the compute (pacemaker noticing and
+    # fencing), and to nova's first evacuation record (to the second: nova's created_at). None: never.
+    fenced_s: float | None = None
+    asked_s: float | None = None
 
 
 def _by_server(h: History, since: float) -> dict[str, list[InstanceSample]]:
@@ -92,7 +96,9 @@ def judge_instances(h: History, fault_at: float, fences: tuple[float, ...], *, m
         read = [Invariant("instances: evacuations read back", False,
                           f"nova's record not read: {back.error if back else 'no final read'}")]
     after = sorted(f for f in fences if f >= fault_at - CLOCK_S)
+    fenced_s = after[0] - fault_at if after else None
+    asked_s = min(e.t for e in h.evacuations) - fault_at if h.evacuations else None
     if move:
         invariants, took = _moved(h, fault_at, after[0] if after else None, bound_s)
-        return InstanceJudgement(tuple(read + invariants), took)
-    return InstanceJudgement(tuple(read + _stayed(h, fault_at, bool(after))), None)
+        return InstanceJudgement(tuple(read + invariants), took, fenced_s, asked_s)
+    return InstanceJudgement(tuple(read + _stayed(h, fault_at, bool(after))), None, fenced_s, asked_s)

@@ -71,10 +71,23 @@ class RunReport:
     recovery: RecoveryReport | None = None  # what `hastack recover` saw and did, when the scenario runs it
     # Instance HA scenarios that move servers: the fault to every pinned server ACTIVE on another compute.
     evacuated_s: float | None = None
+    # Instance HA scenarios: the fault to the switch's cut of the compute, and to the first evacuation asked.
+    fenced_s: float | None = None
+    evacuation_asked_s: float | None = None
 
     @property
     def ok(self) -> bool:
         return self.judgement.ok
+
+    def evacuation(self) -> str | None:
+        """How long the pinned servers took to be ACTIVE elsewhere, and where the time went."""
+        if self.evacuated_s is None:
+            return None
+        def at(s: float | None) -> str:
+            return "never" if s is None else f"{s:.1f} s"
+        return (f"every pinned server ACTIVE on another compute {self.evacuated_s:.1f} s after the fault "
+                f"(the compute fenced after {at(self.fenced_s)}, the first evacuation asked after "
+                f"{at(self.evacuation_asked_s)})")
 
 
 def _healthy(spec: Spec, secrets: Secrets, access: Access) -> tuple[bool, Facts, tuple[Row, ...]]:
@@ -446,16 +459,17 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
     after = load_state(LabDirs.of(spec.cluster))
     fenced = tuple(sorted(h for h, t in after.fenced.items() if fenced_before.get(h) != t))
     judgement = judge(history, fault_at, heal.healed_at, scenario.heal_bound_s, quiet=scenario.quiet, fenced=fenced)
-    evacuated_s = None
+    inst = None
     if scenario.instances:
         # The switch's cuts of the target, from the wall clock to the run's monotonic one.
         to_mono = time.monotonic() - time.time()
         cuts = tuple(t + to_mono for t in after.fences.get(host, ()))
         inst = judge_instances(history, fault_at, cuts, move=scenario.moves, bound_s=scenario.evacuate_bound_s)
         judgement = Judgement(judgement.streams, judgement.invariants + inst.invariants)
-        evacuated_s = inst.evacuated_s
-        if evacuated_s is not None:
-            progress(f"every pinned server ACTIVE off {host} {evacuated_s:.1f} s after the fault")
-    return RunReport(scenario.name, host, fault_at, None if heal.seen_at is None else heal.seen_at - fault_at,
-                     None if heal.healed_at is None else heal.healed_at - fault_at, judgement, len(history.ops),
-                     heal.recovery, evacuated_s)
+    report = RunReport(scenario.name, host, fault_at, None if heal.seen_at is None else heal.seen_at - fault_at,
+                       None if heal.healed_at is None else heal.healed_at - fault_at, judgement, len(history.ops),
+                       heal.recovery, evacuated_s=inst.evacuated_s if inst else None,
+                       fenced_s=inst.fenced_s if inst else None, evacuation_asked_s=inst.asked_s if inst else None)
+    if (line := report.evacuation()) is not None:
+        progress(line)
+    return report

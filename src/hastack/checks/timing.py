@@ -31,8 +31,8 @@ def haproxy_vs_galera(spec: Spec) -> Iterator[Hit]:
     t = spec.timing
     if spec.galera.enabled and t.haproxy_detect_ms() > t.galera_suspect_ms:
         yield Hit("timing", f"haproxy detects a dead writer after {t.haproxy_detect_ms()} ms "
-                            f"(inter {t.haproxy_inter_ms} + {t.haproxy_fall - 1} x fastinter {t.fastinter_ms()}); galera after "
-                            f"{t.galera_suspect_ms} ms")
+                            f"(inter {t.haproxy_inter_ms} + {t.haproxy_fall - 1} x fastinter {t.fastinter_ms()}); "
+                            f"galera after {t.galera_suspect_ms} ms")
 
 
 @rule("HA603", W, "haproxy monitor slower than a node failover",
