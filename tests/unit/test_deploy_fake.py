@@ -12,11 +12,12 @@ import pytest
 
 from hastack.components.galera import GRASTATE
 from hastack.credentials.model import FINGERPRINTS_PATH, complete, fingerprints_text
-from hastack.deploy.context import REPLSET_PATH, DeployContext, DeployError, Report
+from hastack.deploy.context import PENDING_PATH, REPLSET_PATH, DeployContext, DeployError, Report
 from hastack.deploy.phases import mongodb as mongo_phase
 from hastack.deploy.run import run
 from hastack.hosts.ssh import Result, SshHost
 from hastack.render import render_all
+from hastack.render.haproxy import CONF as HAPROXY_CONF
 from hastack.spec.load import load_spec
 from hastack.spec.model import Spec, Tls
 from tests.helpers import THREE
@@ -189,3 +190,29 @@ def test_a_stopped_api_with_new_files_is_started_once_not_restarted(mongo: list[
     mine = [str(c) for c in report.changes if c.phase == "openstack"]
     assert mine == ["ctl2: started glance-api"]
     assert "systemctl restart glance-api" not in hosts["ctl2"].log
+
+
+def test_a_file_an_interrupted_deploy_placed_is_still_acted_on(mongo: list[FakeMongo]) -> None:
+    """The deploy before placed haproxy.cfg on ctl2 and stopped before it reloaded haproxy (seen in
+    the lab: the next deploy found every file as rendered, changed nothing, and haproxy ran the old
+    settings for good). Its record on the host makes this deploy reload it, then forget it."""
+    hosts = cluster(SPEC, SECRETS, ctl2={shlex.join(["cat", PENDING_PATH]): Result(0, f"{HAPROXY_CONF}\n", "")})
+    hosts["ctl2"].units.add("haproxy")
+    report = deploy(hosts)
+    assert [str(c) for c in report.changes] == [
+        f"ctl2: {HAPROXY_CONF} (placed by a deploy that did not finish)", "ctl2: reloaded haproxy"]
+    assert "systemctl reload haproxy" in hosts["ctl2"].log
+    assert hosts["ctl2"].log[-1] == f"rm -f {PENDING_PATH}"  # once every phase ran
+    assert not [c for h in ("ctl1", "ctl3") for c in hosts[h].log if PENDING_PATH in c and c.startswith("rm")]
+
+
+def test_a_file_is_recorded_as_owed_before_it_is_written(mongo: list[FakeMongo]) -> None:
+    hosts = cluster(SPEC, SECRETS)
+    hosts["ctl1"].files.pop(HAPROXY_CONF)  # a new haproxy.cfg lands on ctl1
+    hosts["ctl1"].units.add("haproxy")
+    deploy(hosts)
+    log = hosts["ctl1"].log
+    owe = next(i for i, c in enumerate(log) if PENDING_PATH in c and c.startswith("sh -c") and HAPROXY_CONF in c)
+    write = next(i for i, c in enumerate(log) if "O_EXCL" in c and HAPROXY_CONF in c)
+    reload = log.index("systemctl reload haproxy")
+    assert owe < write < reload < log.index(f"rm -f {PENDING_PATH}")

@@ -29,6 +29,11 @@ COROSYNC_AUTHKEY = "/etc/corosync/authkey"
 CIB_PATH = "/etc/hastack/cib.xml"
 GALERA_SQL = "/etc/hastack/galera-bootstrap.sql"
 REPLSET_PATH = "/etc/hastack/mongodb-replset.json"
+# Files a deploy placed whose change it has not acted on yet (a restart, a reload), one path a line,
+# written before each such file is: a deploy stopped in between (Ctrl-C, a lost host) left the new
+# file in place and the old daemon running, and the next deploy, finding the file as rendered,
+# changed nothing. Removed when a whole deploy has finished.
+PENDING_PATH = "/var/lib/hastack/deploy-pending"
 
 
 class DeployError(Exception):
@@ -79,6 +84,27 @@ class DeployContext:
     pushed: dict[str, dict[str, Change]] = field(default_factory=dict)  # host -> path -> what the push did
     before: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> path -> content before this deploy
     agent_installed: set[str] = field(default_factory=set)  # hosts whose health agent is new: it restarts
+    owed: dict[str, set[str]] = field(default_factory=dict)  # host -> paths an unfinished deploy placed
+
+    async def read_owed(self, host: str) -> set[str]:
+        """What an earlier deploy placed on `host` and did not finish acting on (read once per deploy)."""
+        if host not in self.owed:
+            res = await self.h(host).run(["cat", PENDING_PATH], check=False)
+            self.owed[host] = set(res.stdout.split("\n")) - {""} if res.rc == 0 else set()
+        return self.owed[host]
+
+    async def owe(self, host: str, path: str) -> None:
+        """Record on `host`, before `path` is written, that this deploy owes it an action."""
+        owed = await self.read_owed(host)
+        if path not in owed:
+            await self.h(host).run(["sh", "-c", 'mkdir -p "${1%/*}" && umask 077 && printf "%s\\n" "$2" >> "$1"',
+                                    "owe", PENDING_PATH, path])
+            owed.add(path)
+
+    async def settle(self) -> None:
+        """A whole deploy finished: nothing is owed any more where something was."""
+        await self.gather([self.h(h).run(["rm", "-f", PENDING_PATH]) for h, owed in self.owed.items() if owed])
+        self.owed.clear()
 
     def h(self, name: str) -> SshHost:
         return self.hosts[name]

@@ -51,4 +51,6 @@ async def run(ctx: DeployContext, only: tuple[PhaseKey, ...] = ()) -> Report:
             # Name the step; the operator needs where it broke, not a traceback.
             raise DeployError(f"phase {phase.key} on {', '.join(phase.hosts)}: {exc}") from exc
         ctx.report.timings[phase.key] = time.monotonic() - t0
+    if not only:  # every phase acted on what it was owed; a partial deploy may not have
+        await ctx.settle()
     return ctx.report

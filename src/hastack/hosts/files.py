@@ -22,6 +22,8 @@ class Change(StrEnum):
     CREATE = "create"
     CONTENT = "content"
     METADATA = "owner/mode"
+    # In place already, but placed by a deploy that stopped before it acted on it (a restart, a reload).
+    OWED = "placed by a deploy that did not finish"
 
 
 def parse_file_fact(output: str) -> FileFact | None:

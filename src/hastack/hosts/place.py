@@ -21,6 +21,8 @@ agent needs it too). It exits 3 with one line on stderr when it refuses.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from hastack.hosts.files import Change, diff, file_fact
 from hastack.hosts.probe import probe
 from hastack.hosts.ssh import HostError, SshHost
@@ -73,11 +75,15 @@ def place_argv(f: RenderedFile, python: str = "python3") -> list[str]:
     return [python, "-c", PLACE_PROGRAM, f.path, f.owner, f.group, f"{f.mode:o}"]
 
 
-async def put(host: SshHost, f: RenderedFile) -> Change:
-    """Place one file with its owner and mode; do nothing when it is already so."""
+async def put(host: SshHost, f: RenderedFile,
+              before_write: Callable[[], Awaitable[None]] | None = None) -> Change:
+    """Place one file with its owner and mode; do nothing when it is already so. `before_write` runs
+    once a write is needed, before it (deploy records there what it still owes the file)."""
     change = diff(f, await probe(host, file_fact(f.path)))
     if change is Change.NONE:
         return change
+    if before_write is not None:
+        await before_write()
     res = await host.run(place_argv(f), check=False, timeout=120, input=f.content)
     if res.rc != 0:
         raise HostError(host.name, f"place {f.path} ({f.owner}:{f.group} {f.mode:o})", res)

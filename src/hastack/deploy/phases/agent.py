@@ -20,7 +20,10 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
     async def install(host: str) -> None:
         h = ctx.h(host)
         stamp = await h.run(["cat", agent_bundle.STAMP], check=False)
+        if agent_bundle.STAMP in await ctx.read_owed(host):  # installed by a deploy that did not restart it
+            ctx.agent_installed.add(host)
         if stamp.stdout.strip() != bundle.sha256:
+            await ctx.owe(host, agent_bundle.STAMP)
             ver = await h.run(["python3", "-c", "import sys; print(*sys.version_info[:2])"])
             remote = tuple(int(x) for x in ver.stdout.split())
             if remote != bundle.python:

@@ -60,8 +60,15 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
         files = ctx.tree.get(host, {})
         await ensure_users(ctx, host, files.values())
         changes: dict[str, Change] = {}
+        owed = set(await ctx.read_owed(host))
         for path, f in sorted(files.items()):
-            changes[path] = await put(ctx.h(host), f)
+
+            async def owe(path: str = path) -> None:
+                await ctx.owe(host, path)
+
+            changes[path] = await put(ctx.h(host), f, before_write=owe)
+            if changes[path] is Change.NONE and path in owed:
+                changes[path] = Change.OWED  # what the daemon runs with is older than the file
             if changes[path] is not Change.NONE:
                 ctx.report.changed(host, f"{path} ({changes[path].value})")
         ctx.pushed[host] = changes
