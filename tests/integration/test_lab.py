@@ -28,6 +28,7 @@ from hastack.credentials.store import secrets_path
 from hastack.lab.layout import layout
 from hastack.lab.runtime import LabDirs, load_state
 from hastack.render.openstack_run import FLAVOR, IMAGE, api_reads, catalog_names, log_path
+from hastack.render.pacemaker import FAILURE_TIMEOUT_S
 from hastack.spec.catalog import daemons_for, endpoints_for
 from hastack.spec.load import load_spec
 from hastack.spec.model import Role, VipManager
@@ -430,6 +431,50 @@ def test_fencing_powers_a_host_off_and_it_rejoins(lab: Path, case: Case) -> None
     assert f"reboot {case.fence} by" in dirs.power_log.read_text()
     wait_healthy(lab, 240)
     assert load_state(dirs).hosts[case.fence] != before  # a new container: the old one was powered off
+
+
+def test_a_failed_start_is_tried_again_without_anyone(lab: Path) -> None:
+    """A failed start is final on its node until the failure expires (the CIB's failure-timeout).
+
+    CI saw haproxy fail its start on one controller after a power cut (load 45); without a
+    failure timeout the clone stayed stopped there for good. Here a systemd drop-in makes the
+    start fail; once it is gone, pacemaker must start haproxy again by itself.
+    """
+    spec = load_spec(lab)
+    dirs = LabDirs.of(spec.cluster)
+    node = spec.haproxy_nodes()[-1]
+    address = str(node.address)
+    dropin = "/etc/systemd/system/haproxy.service.d/hastack-test-fail.conf"
+
+    def mon() -> PacemakerState:
+        res = ssh(dirs, address, " ".join(MON.command))
+        assert res.returncode == 0, res.stderr
+        return parse_crm_mon(res.stdout)
+
+    def failed_start(state: PacemakerState) -> bool:
+        return any(f.task == "start" and f.node == node.name and f.resource.split(":")[0] == "haproxy"
+                   for f in state.failures)
+
+    try:
+        res = ssh(dirs, address, f"mkdir -p {Path(dropin).parent} && printf '[Service]\\nExecStartPre=/bin/false\\n' "
+                                 f"> {dropin} && systemctl daemon-reload && systemctl stop haproxy")
+        assert res.returncode == 0, res.stderr
+        deadline = time.monotonic() + 120
+        while not failed_start(state := mon()):
+            assert time.monotonic() < deadline, f"no failed start of haproxy on {node.name} in 120 s: {state}"
+            time.sleep(2)
+        assert node.name not in state.where("haproxy-clone")
+        res = ssh(dirs, address, f"rm -f {dropin} && systemctl daemon-reload")
+        assert res.returncode == 0, res.stderr
+        fixed = time.monotonic()
+        # Nobody cleans it up: pacemaker itself starts it once the failure expires and rechecks.
+        deadline = fixed + FAILURE_TIMEOUT_S + 90
+        while node.name not in (state := mon()).where("haproxy-clone"):
+            assert time.monotonic() < deadline, f"haproxy not started again on {node.name}: {state}"
+            time.sleep(2)
+    finally:
+        ssh(dirs, address, f"rm -f {dropin} && systemctl daemon-reload")
+    wait_healthy(lab, 240)
 
 
 @pytest.mark.parametrize("scenario", [pytest.param("host-crash", marks=fast), "stack-crash",

@@ -327,6 +327,10 @@ def test_cib_constraints() -> None:
              for p in cib.iter("primitive") if p.get("class") == "stonith"}
     assert set(metas) == {"fence-ctl1", "fence-ctl2", "fence-arb1"}
     assert all(m == {"failure-timeout": "120s"} for m in metas.values())
+    # Every other resource's failed start is tried again too (CI: haproxy stopped for good on a node).
+    defaults = {nv.get("name"): nv.get("value") for nv in cib.iter("nvpair")
+                if nv.get("id", "").startswith("rsc-options")}
+    assert defaults == {"resource-stickiness": str(spec.pacemaker.resource_stickiness), "failure-timeout": "60s"}
 
 
 def test_a_vip_holder_must_reach_the_management_network() -> None:

@@ -84,6 +84,11 @@ def _ping_clone(res: ET.Element, spec: Spec) -> None:
 
 # How long a fence device's failure counts against a node before pacemaker tries it again.
 FENCE_FAILURE_TIMEOUT_S = 120
+# The same for every other resource (haproxy, VIPs, ping, time sync, evacuator). A failed start is
+# final on that node until the failure expires: CI saw haproxy fail its start on one controller while
+# the machine was at load 45 after a power cut, and the clone stayed stopped there for good (the
+# controller fit to run it, its clusters whole). With this pacemaker starts it again by itself.
+FAILURE_TIMEOUT_S = 60
 
 
 def managed_vips(spec: Spec) -> tuple[Vip, ...]:
@@ -188,6 +193,7 @@ def build_cib(spec: Spec) -> ET.Element:
     rsc_defaults = ET.SubElement(conf, "rsc_defaults")
     _nvset(rsc_defaults, "meta_attributes", "rsc-options", {
         "resource-stickiness": str(spec.pacemaker.resource_stickiness),
+        "failure-timeout": f"{FAILURE_TIMEOUT_S}s",
     })
 
     cons = ET.SubElement(conf, "constraints")
