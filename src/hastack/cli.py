@@ -493,13 +493,15 @@ def chaos(scenario: str | None, spec: Path, as_json: bool, list_scenarios: bool,
     if as_json:
         print(json.dumps({**dataclasses.asdict(report), "ok": report.ok}, indent=2))
     else:
-        st = Table("stream", "ops", "acknowledged", "gap (RTO)", "lost (RPO)",
+        st = Table("stream", "ops", "acknowledged", "gap (RTO)", "p95 answer", "lost (RPO)",
                    title=f"{scenario} on {report.target}: what the client host saw")
         for r in report.judgement.streams:
             gap = "never back" if r.rto_s is None else f"{r.rto_s:.2f} s"
+            took = "-" if r.p95_s is None else f"{r.p95_s:.2f} s"
             # Only writes can be lost: the VIP's connects and the APIs' reads have nothing to read back.
             writes = r.stream not in ("vip", "mongo-primary") and not r.stream.startswith("api-")
-            st.add_row(_stream_name(r.stream), str(r.attempted), str(r.acked), gap, str(len(r.lost)) if writes else "-")
+            st.add_row(_stream_name(r.stream), str(r.attempted), str(r.acked), gap, took,
+                       str(len(r.lost)) if writes else "-")
         print_table(out, st)
         it = Table("invariant", "holds", "evidence", title="invariants")
         for i in report.judgement.invariants:

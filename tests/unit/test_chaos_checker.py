@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from hastack.chaos.checker import judge, rto, split_brains
+from hastack.chaos.checker import judge, p95, rto, split_brains
 from hastack.chaos.scenarios import SCENARIOS, NoTarget, pick_target
 from hastack.lab.layout import layout
 from hastack.spec.load import load_spec
@@ -28,6 +28,19 @@ def test_rto_is_the_longest_wait_after_the_fault() -> None:
     assert rto(o, FAULT) == pytest.approx(3.2)  # from the fault (after the last success) to the next success
     assert rto(ops(DB, [(99.0, True), (100.5, False)]), FAULT) is None  # never again
     assert rto(ops(DB, [(99.99, True), (100.01, True), (100.03, True)]), FAULT) == pytest.approx(0.02)
+
+
+def test_latency_beside_the_gap_tells_slow_from_down() -> None:
+    # Twenty reads after the fault, each answered in 1.5 s (one in 4 s): slow, and never down.
+    slow = [Op(stream="api-nova", key="", t0=FAULT + 2 * i, t1=FAULT + 2 * i + (4.0 if i == 7 else 1.5), ok=True)
+            for i in range(20)]
+    before = [Op(stream="api-nova", key="", t0=FAULT - 1, t1=FAULT - 0.9, ok=True)]  # not counted
+    failed = [Op(stream="api-nova", key="", t0=FAULT + 50, t1=FAULT + 55, ok=False)]  # timeouts are not latency
+    assert p95(before + slow + failed, FAULT) == pytest.approx(1.5)
+    assert p95(before + slow[:10] + failed, FAULT) == pytest.approx(4.0)  # 10 ops: the 95th is the slowest
+    assert p95(before + failed, FAULT) is None
+    [nova] = judge(History(ops=tuple(before + slow)), FAULT, FAULT + 60, 240).streams
+    assert nova.p95_s == pytest.approx(1.5) and nova.rto_s == pytest.approx(4.0)
 
 
 def test_mongo_primary_gap_is_the_longest_time_no_member_answered_as_primary() -> None:

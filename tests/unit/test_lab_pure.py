@@ -19,7 +19,7 @@ from hastack.lab.power import Route, Switch, route
 from hastack.lab.runtime import LabDirs, load_state
 from hastack.spec.load import load_spec
 from hastack.workload.smoke import target
-from tests.helpers import SEED, THREE, secrets_for
+from tests.helpers import SEED, THREE, secrets_for, variant
 
 AGENT_SCRIPT = resources.files("hastack.lab") / "fence_hastack_lab"
 
@@ -135,6 +135,10 @@ def test_smoke_target_follows_the_spec() -> None:
     # Quorum-queue clients list every node (transport_url), not the VIP, unless the spec says so.
     assert t.rabbit_hosts == ("10.77.0.11", "10.77.0.12", "10.77.0.13")
     assert t.mongo_replset == "rs0" and len(t.mongo_members) == 3
+    # The OpenStack calls wait longer than the database clients: a slow answer is not an outage.
+    assert (t.client_timeout_s, t.api_timeout_s) == (3.0, 10.0)
+    fast = target(variant(timing={"profile": "fast", "api_timeout_ms": 7000}), secrets_for(spec), "hastack_admin")
+    assert (fast.client_timeout_s, fast.api_timeout_s) == (1.0, 7.0)
 
 
 class _RecordingSwitch(Switch):

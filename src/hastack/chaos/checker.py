@@ -11,6 +11,7 @@ every cluster healthy again within the scenario's bound.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from itertools import combinations
@@ -45,6 +46,9 @@ class StreamResult:
     acked: int
     rto_s: float | None  # None: no success after the fault
     lost: tuple[str, ...] = ()
+    # How long the acknowledged ops begun after the fault took (95th percentile): beside the gap, it
+    # tells a service that answered slowly from one that did not answer.
+    p95_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,12 @@ class Judgement:
 def rto(ops: list[Op], fault_at: float) -> float | None:
     """Longest wait, after the fault, between one acknowledged op and the next."""
     return longest_wait([o.t1 for o in ops if o.ok], fault_at)
+
+
+def p95(ops: list[Op], fault_at: float) -> float | None:
+    """95th percentile of how long the acknowledged ops begun after the fault took (nearest rank)."""
+    took = sorted(o.t1 - o.t0 for o in ops if o.ok and o.t0 >= fault_at)
+    return took[max(0, math.ceil(0.95 * len(took)) - 1)] if took else None
 
 
 def longest_wait(times: list[float], fault_at: float) -> float | None:
@@ -128,7 +138,8 @@ def judge(h: History, fault_at: float, healed_at: float | None, bound_s: float, 
                     detail += (f"; {len(failed)} accepted while the fault was on, not ACTIVE (nova does not retry "
                                f"an interrupted build): {_states(failed, back.states)}")
                 invariants.append(Invariant(f"{name}: nothing lost", not lost, detail))
-        streams.append(StreamResult(name, len(ops), sum(o.ok for o in ops), rto(ops, fault_at), lost))
+        streams.append(StreamResult(name, len(ops), sum(o.ok for o in ops), rto(ops, fault_at), lost,
+                                    p95(ops, fault_at)))
     if h.mongo:
         # The server's side of the mongo gap: no member answering as writable primary. The client's
         # gap adds its own wait on the dead primary's socket and its driver's rediscovery.

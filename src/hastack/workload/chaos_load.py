@@ -437,7 +437,7 @@ def api_reader(load: Load, token: list[str], name: str, url: str) -> None:
         t0 = time.monotonic()
         try:
             resp = sess.get(url, headers={"X-Auth-Token": token[0]}, authenticated=False,
-                            raise_exc=False, timeout=load.t.client_timeout_s)
+                            raise_exc=False, timeout=load.t.api_timeout_s)
             ok = 200 <= resp.status_code < 300
             load.rec.op(API_PREFIX + name, "", t0, ok, "" if ok else f"HTTP {resp.status_code}")
         except Exception as exc:
@@ -475,7 +475,7 @@ def server_creator(load: Load, token: list[str], image: str) -> None:
         t0 = time.monotonic()
         try:
             resp = sess.post(f"{load.t.compute_url}/servers", json=body, headers=_headers(token[0]),
-                             authenticated=False, raise_exc=False, timeout=load.t.client_timeout_s)
+                             authenticated=False, raise_exc=False, timeout=load.t.api_timeout_s)
             ok = resp.status_code == 202
             load.rec.op(API_SERVERS, key, t0, ok, "" if ok else f"HTTP {resp.status_code}")
         except Exception as exc:

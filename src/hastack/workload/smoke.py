@@ -65,6 +65,7 @@ class Target(BaseModel):
     mongo_password: str = ""
     tls_ca: str = ""  # the cluster's CA (PEM) when its links speak TLS: mongod and the broker require it
     client_timeout_s: float = 3.0  # one database or mongo operation (timing.client_timeout_ms)
+    api_timeout_s: float = 10.0  # one OpenStack API call of the chaos workload (timing.api_timeout_ms)
     os_auth_url: str = ""  # keystone through the VIP; empty: hastack runs no OpenStack here
     os_password: str = ""
     os_region: str = ""
@@ -93,7 +94,8 @@ class Target(BaseModel):
 
 def target(spec: Spec, secrets: dict[str, str] | Any, mongo_user: str) -> Target:
     vip = str(spec.vips[0].address)
-    kw: dict[str, Any] = {"vip": vip, "client_timeout_s": spec.timing.client_timeout_ms / 1000}
+    kw: dict[str, Any] = {"vip": vip, "client_timeout_s": spec.timing.client_timeout_ms / 1000,
+                          "api_timeout_s": spec.timing.api_timeout_ms / 1000}
     if spec.galera.enabled and spec.galera_nodes():
         kw |= {"galera_nodes": {n.name: str(n.address) for n in spec.galera_nodes()},
                "galera_password": secrets["galera_probe_password"]}
