@@ -56,11 +56,14 @@ class FakeHost:
     answers: dict[str, Result]
     units: set[str] = field(default_factory=set)  # the units running here
     log: list[str] = field(default_factory=list)
+    stdin: dict[int, Any] = field(default_factory=dict)  # index in `log` -> what that command was sent
 
     async def run(self, argv: Any, check: bool = True, timeout: float = 300, input: Any = None) -> Result:
         if isinstance(argv, str):
             raise TypeError("argv, not a string")
         command = shlex.join(argv)
+        if input is not None:
+            self.stdin[len(self.log)] = input
         self.log.append(command)
         res = self.answers.get(command) or self._openstack(tuple(argv)) or self._as_deployed(command)
         if check and res.rc != 0:

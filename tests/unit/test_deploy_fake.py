@@ -12,7 +12,15 @@ import pytest
 
 from hastack.components.galera import GRASTATE
 from hastack.credentials.model import FINGERPRINTS_PATH, complete, fingerprints_text
-from hastack.deploy.context import PENDING_PATH, REPLSET_PATH, DeployContext, DeployError, Report
+from hastack.deploy.context import (
+    COROSYNC_CONF,
+    PENDING_BEFORE,
+    PENDING_PATH,
+    REPLSET_PATH,
+    DeployContext,
+    DeployError,
+    Report,
+)
 from hastack.deploy.phases import mongodb as mongo_phase
 from hastack.deploy.run import run
 from hastack.hosts.ssh import Result, SshHost
@@ -20,7 +28,7 @@ from hastack.render import render_all
 from hastack.render.haproxy import CONF as HAPROXY_CONF
 from hastack.spec.load import load_spec
 from hastack.spec.model import Spec, Tls
-from tests.helpers import THREE
+from tests.helpers import THREE, variant
 from tests.unit.fake_cluster import FIXTURES, FakeHost, FakeMongo, cluster, fake_mongo, fake_reachable
 
 SPEC = load_spec(THREE)
@@ -202,7 +210,7 @@ def test_a_file_an_interrupted_deploy_placed_is_still_acted_on(mongo: list[FakeM
     assert [str(c) for c in report.changes] == [
         f"ctl2: {HAPROXY_CONF} (placed by a deploy that did not finish)", "ctl2: reloaded haproxy"]
     assert "systemctl reload haproxy" in hosts["ctl2"].log
-    assert hosts["ctl2"].log[-1] == f"rm -f {PENDING_PATH}"  # once every phase ran
+    assert hosts["ctl2"].log[-1] == f"rm -rf {PENDING_PATH} {PENDING_BEFORE}"  # once every phase ran
     assert not [c for h in ("ctl1", "ctl3") for c in hosts[h].log if PENDING_PATH in c and c.startswith("rm")]
 
 
@@ -215,4 +223,41 @@ def test_a_file_is_recorded_as_owed_before_it_is_written(mongo: list[FakeMongo])
     owe = next(i for i, c in enumerate(log) if PENDING_PATH in c and c.startswith("sh -c") and HAPROXY_CONF in c)
     write = next(i for i, c in enumerate(log) if "O_EXCL" in c and HAPROXY_CONF in c)
     reload = log.index("systemctl reload haproxy")
-    assert owe < write < reload < log.index(f"rm -f {PENDING_PATH}")
+    assert owe < write < reload < log.index(f"rm -rf {PENDING_PATH} {PENDING_BEFORE}")
+    # haproxy's reload does not depend on what the file held: nothing kept beside the record.
+    assert not [c for c in log if PENDING_BEFORE + HAPROXY_CONF in c]
+
+
+def older_corosync_conf() -> str:
+    """The example's corosync.conf with another token: a change corosync takes by a reload."""
+    slower = variant(timing={"corosync_token_ms": 4000})
+    return render_all(slower, complete(slower, {})[0])["ctl2"][COROSYNC_CONF].content.decode()
+
+
+def test_an_interrupted_corosync_change_is_reloaded_by_the_next_deploy(mongo: list[FakeMongo]) -> None:
+    """The deploy before placed a new corosync.conf on ctl2, kept the one corosync runs with beside its
+    record, and stopped. The file is as rendered now; the kept one says how to apply it: a reload."""
+    old = older_corosync_conf()
+    hosts = cluster(SPEC, SECRETS, ctl2={shlex.join(["cat", PENDING_PATH]): Result(0, f"{COROSYNC_CONF}\n", ""),
+                                         shlex.join(["cat", PENDING_BEFORE + COROSYNC_CONF]): Result(0, old, "")})
+    report = deploy(hosts)
+    assert [str(c) for c in report.changes if c.phase == "files"] == [
+        f"ctl2: {COROSYNC_CONF} (placed by a deploy that did not finish)"]
+    reloads = [c for h in hosts.values() for c in h.log if c == "corosync-cfgtool -R"]
+    assert reloads == ["corosync-cfgtool -R"]  # one reload reaches every node
+    assert not [c for c in commands(hosts) if c.startswith("systemctl restart corosync")]
+    assert hosts["ctl2"].log[-1] == f"rm -rf {PENDING_PATH} {PENDING_BEFORE}"
+
+
+def test_the_content_a_file_replaces_is_kept_before_it_is_written(mongo: list[FakeMongo]) -> None:
+    old = older_corosync_conf()
+    hosts = cluster(SPEC, SECRETS, ctl1={shlex.join(["cat", COROSYNC_CONF]): Result(0, old, "")})
+    hosts["ctl1"].files.pop(COROSYNC_CONF)  # what ctl1 holds differs from the rendered file
+    deploy(hosts)
+    log = hosts["ctl1"].log
+    keep = next(i for i, c in enumerate(log) if c.startswith("sh -c") and PENDING_BEFORE + COROSYNC_CONF in c)
+    owe = next(i for i, c in enumerate(log) if c.startswith("sh -c") and PENDING_PATH + " " in c
+               and COROSYNC_CONF in c)
+    write = next(i for i, c in enumerate(log) if "O_EXCL" in c and COROSYNC_CONF in c)
+    assert keep < owe < write < log.index("corosync-cfgtool -R")
+    assert hosts["ctl1"].stdin[keep] == old  # what corosync runs with, not the new file

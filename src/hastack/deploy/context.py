@@ -34,6 +34,10 @@ REPLSET_PATH = "/etc/hastack/mongodb-replset.json"
 # file in place and the old daemon running, and the next deploy, finding the file as rendered,
 # changed nothing. Removed when a whole deploy has finished.
 PENDING_PATH = "/var/lib/hastack/deploy-pending"
+# Beside it, for a file whose action depends on what it replaced (corosync reloads some changes and
+# restarts for others): the content the daemon still runs with, under the file's own path. Without
+# it the next deploy compared the new file with itself and did neither.
+PENDING_BEFORE = "/var/lib/hastack/deploy-pending.before"
 
 
 class DeployError(Exception):
@@ -94,16 +98,33 @@ class DeployContext:
         return self.owed[host]
 
     async def owe(self, host: str, path: str) -> None:
-        """Record on `host`, before `path` is written, that this deploy owes it an action."""
+        """Record on `host`, before `path` is written, that this deploy owes it an action (and what it
+        replaces, when the action depends on that). An earlier record stands: the daemon runs with what
+        the first unfinished deploy replaced."""
         owed = await self.read_owed(host)
-        if path not in owed:
-            await self.h(host).run(["sh", "-c", 'mkdir -p "${1%/*}" && umask 077 && printf "%s\\n" "$2" >> "$1"',
-                                    "owe", PENDING_PATH, path])
-            owed.add(path)
+        if path in owed:
+            return
+        if (old := self.before.get(host, {}).get(path)) is not None:
+            await self.h(host).run(["sh", "-c", 'mkdir -p "${1%/*}" && umask 077 && cat > "$1"', "keep",
+                                    PENDING_BEFORE + path], input=old)
+        await self.h(host).run(["sh", "-c", 'mkdir -p "${1%/*}" && umask 077 && printf "%s\\n" "$2" >> "$1"',
+                                "owe", PENDING_PATH, path])
+        owed.add(path)
+
+    async def read_before(self, host: str, path: str) -> str | None:
+        """What `path` held before this deploy, as its daemon knows it: the content an unfinished deploy
+        replaced if it owes `path`, else the file (None: no such file)."""
+        if path in await self.read_owed(host):
+            kept = await self.h(host).run(["cat", PENDING_BEFORE + path], check=False)
+            if kept.rc == 0:
+                return kept.stdout
+        res = await self.h(host).run(["cat", path], check=False)
+        return res.stdout if res.rc == 0 else None
 
     async def settle(self) -> None:
         """A whole deploy finished: nothing is owed any more where something was."""
-        await self.gather([self.h(h).run(["rm", "-f", PENDING_PATH]) for h, owed in self.owed.items() if owed])
+        await self.gather([self.h(h).run(["rm", "-rf", PENDING_PATH, PENDING_BEFORE])
+                           for h, owed in self.owed.items() if owed])
         self.owed.clear()
 
     def h(self, name: str) -> SshHost:

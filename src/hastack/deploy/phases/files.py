@@ -3,6 +3,7 @@ renumbered, or would change TLS under its running peers."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -46,10 +47,11 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
         paths = [COROSYNC_CONF, RABBIT_CONF, *(p for members in tls.values() if (m := members.get(host))
                                                for p in (m.conf, m.ca))]
         kept = [p for p in dict.fromkeys(paths) if p in ctx.tree.get(host, {})]
-        olds = await ctx.gather([ctx.h(host).run(["cat", p], check=False) for p in kept])
+        await ctx.read_owed(host)  # once, before the reads that consult it
+        olds = await ctx.gather([ctx.read_before(host, p) for p in kept])
         for path, old in zip(kept, olds, strict=True):
-            if old.rc == 0:
-                ctx.before.setdefault(host, {})[path] = old.stdout
+            if old is not None:
+                ctx.before.setdefault(host, {})[path] = old
 
     await ctx.gather([keep(h) for h in phase.hosts])
     await refuse_renumbering(ctx, phase.hosts)
@@ -62,11 +64,7 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
         changes: dict[str, Change] = {}
         owed = set(await ctx.read_owed(host))
         for path, f in sorted(files.items()):
-
-            async def owe(path: str = path) -> None:
-                await ctx.owe(host, path)
-
-            changes[path] = await put(ctx.h(host), f, before_write=owe)
+            changes[path] = await put(ctx.h(host), f, before_write=functools.partial(ctx.owe, host, path))
             if changes[path] is Change.NONE and path in owed:
                 changes[path] = Change.OWED  # what the daemon runs with is older than the file
             if changes[path] is not Change.NONE:
