@@ -142,6 +142,40 @@ def test_actions_run_in_the_plan_order_and_a_failed_one_is_left_for_the_next_rou
     assert failed == ["evacuate compute1 a: 409 Conflict: instance is in task_state rebuilding"]
 
 
+def test_evacuations_are_asked_together_with_the_service_ids_the_round_read() -> None:
+    import threading
+
+    class Counting(FakeNova):
+        """Each evacuate waits until the other one arrives: asked one after another, both would fail."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.both = threading.Barrier(2, timeout=5)
+            self.services_read = 0
+
+        def services(self) -> Any:
+            self.services_read += 1
+            return super().services()
+
+        def evacuate(self, server: str) -> None:
+            self.both.wait()
+            super().evacuate(server)
+
+    nova = Counting()
+    plan = Plan((HostPlan("compute1", State.EVACUATING, "fenced", (
+        Action(Step.EVACUATE, "compute1", "a"), Action(Step.EVACUATE, "compute1", "b"),
+        Action(Step.FORCE_DOWN, "compute1"))),))
+    computes = evacuator.facts(CFG, nova, lambda argv: fixture(  # type: ignore[arg-type]
+        "crm_mon_lab_healthy.xml" if argv[0] == "crm_mon" else "stonith_admin_history.xml"))
+    ids = evacuator.service_ids(computes)
+    assert set(ids) == {"compute1", "compute2"} and nova.services_read == 1
+    done, failed = evacuator.apply(nova, plan, ids=ids)  # type: ignore[arg-type]
+    assert failed == [] and done == ["force-down compute1", "evacuate compute1 a", "evacuate compute1 b"]
+    assert nova.log[0] == (ids["compute1"], {"forced_down": True})  # before either evacuation
+    assert sorted(nova.log[1:]) == [("evacuate", "a"), ("evacuate", "b")]
+    assert nova.services_read == 1  # the round's own read gave the id: no second one
+
+
 def test_nova_s_reason_is_kept_when_keystoneauth_cannot_read_it() -> None:
     import requests
     from keystoneauth1 import exceptions

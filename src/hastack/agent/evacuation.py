@@ -85,6 +85,7 @@ class Service:
     forced_down: bool = False
     updated_at: float | None = None  # its last report (epoch seconds)
     disabled: bool = False
+    id: str = ""  # nova's id for it (PUT os-services/{id})
 
 
 # Instances nova is already moving or rebuilding: asked once, not again.
@@ -121,7 +122,8 @@ def parse_compute_services(doc: Mapping[str, Any]) -> dict[str, Service]:
     """GET /os-services?binary=nova-compute at microversion 2.53 (which shows forced_down and takes
     PUT os-services/{id}): each host's nova-compute."""
     return {s["host"]: Service(up=s.get("state") == "up", forced_down=bool(s.get("forced_down")),
-                               updated_at=nova_time(s.get("updated_at")), disabled=s.get("status") == "disabled")
+                               updated_at=nova_time(s.get("updated_at")), disabled=s.get("status") == "disabled",
+                               id=str(s.get("id", "")))
             for s in doc.get("services", []) if s.get("binary") == "nova-compute"}
 
 
