@@ -498,7 +498,7 @@ def test_chaos_loses_nothing_and_heals(lab: Path, scenario: str) -> None:
     assert not failed, failed
     if scenario == "power-loss":  # `hastack recover` ran, and brought every cluster back by itself
         rec = report["recovery"]
-        assert not rec["refused"] and set(rec["healthy"]) == {"galera", "rabbitmq", "mongodb"}, rec
+        assert not rec["refused"] and set(rec["healthy"]) == {"galera", "rabbitmq", "mongodb", "pacemaker"}, rec
         assert all(rec["healthy"].values()), rec
     streams = {s["stream"]: s for s in report["judgement"]["streams"]}
     assert set(streams) == {"db", "amqp", "mongo", "vip", "mongo-primary", "api-token", "api-servers",

@@ -145,8 +145,9 @@ def test_status_and_recover_read_a_healthy_cluster_as_healthy(monkeypatch: pytes
     monkeypatch.setattr(rec, "reachable", fake_reachable(hosts))
     report = asyncio.run(rec.recover(SPEC, SECRETS, Access(FIXTURES, FIXTURES), lambda _: None, lambda _: None,
                                      timeout=5))
-    assert report.ok and report.healthy == {"galera": True, "rabbitmq": True, "mongodb": True}
-    assert [r.outcome for r in report.rounds] == ["healthy", "healthy", "healthy"]
+    assert report.ok and report.healthy == {"galera": True, "rabbitmq": True, "mongodb": True, "pacemaker": True}
+    assert [(r.component, r.outcome) for r in report.rounds] == [
+        ("galera", "healthy"), ("rabbitmq", "healthy"), ("mongodb", "healthy"), ("pacemaker", "healthy")]
 
 
 def test_each_change_is_recorded_with_its_host_and_phase(mongo: list[FakeMongo]) -> None:

@@ -17,6 +17,7 @@ class Component(StrEnum):
     GALERA = "galera"
     RABBITMQ = "rabbitmq"
     MONGODB = "mongodb"
+    PACEMAKER = "pacemaker"  # last: a failed start of haproxy is cleaned up once the databases are back
 
 
 COMPONENTS = tuple(c.value for c in Component)

@@ -27,6 +27,7 @@ from hastack.components.fact import shell
 from hastack.components.galera import GRASTATE, GRASTATE_PATH, RUNNING, TRANSFER, GaleraState, Silent, parse_recovered
 from hastack.components.galera import STATUS as WSREP
 from hastack.components.mongodb import set_hosts
+from hastack.components.pacemaker import MON, PacemakerState
 from hastack.components.rabbitmq import BOOT_STATE, CLUSTER
 from hastack.components.systemd import unit_age
 from hastack.credentials.model import Secrets
@@ -34,7 +35,7 @@ from hastack.hosts.fleet import Access, reachable
 from hastack.hosts.mongo import MongoLogin, mongo_client, replset
 from hastack.hosts.probe import probe
 from hastack.hosts.ssh import HostError, SshHost
-from hastack.recovery import galera, mongodb, rabbitmq
+from hastack.recovery import galera, mongodb, pacemaker, rabbitmq
 from hastack.recovery.decision import COMPONENTS, Component, Outcome
 from hastack.spec.model import Spec
 
@@ -271,6 +272,7 @@ class Context:
     options: Options
     quiet: Quiet = field(default_factory=dict)
     patient: bool = True  # hosts that do not answer may be booting: wait for them
+    cleaned: set[tuple[str, str]] = field(default_factory=set)  # (resource, node) cleaned up in this run
 
 
 @dataclass(frozen=True)
@@ -323,11 +325,53 @@ async def apply_mongo(d: mongodb.Decision, hosts: dict[str, SshHost], progress: 
         await hosts[a.node].run(shell("systemctl reset-failed mongod; systemctl start --no-block mongod"), timeout=60)
 
 
+# -- pacemaker -----------------------------------------------------------------------------------------
+
+# After a cleanup, how long pacemaker gets to start the resource again (or fail it again) before the
+# next look: a start is bounded by its op timeout (30 s).
+CLEANED_WAIT_S = 45.0
+
+
+async def pacemaker_view(spec: Spec, hosts: dict[str, SshHost]) -> tuple[PacemakerState | None, str]:
+    """crm_mon as the first member that answers shows it, and which member that was."""
+    for node in spec.corosync_nodes():
+        if node.name in hosts:
+            with contextlib.suppress(HostError, asyncssh.Error, OSError):
+                return await probe(hosts[node.name], MON, timeout=30), node.name
+    return None, ""
+
+
+async def look_pacemaker(ctx: Context, hosts: dict[str, SshHost], unreachable: dict[str, str]) -> Look:
+    members = [n.name for n in ctx.spec.corosync_nodes()]
+    mon, via = await pacemaker_view(ctx.spec, hosts)
+    d = pacemaker.decide(mon, members, frozenset(ctx.cleaned), patient=ctx.patient)
+    act: Act | None = (lambda hs: apply_pacemaker(ctx, d, hs[via])) if d.actions else None
+    return Look(d.outcome, d.reason, tuple(str(a) for a in d.actions), _rows(d.evidence), act)
+
+
+async def apply_pacemaker(ctx: Context, d: pacemaker.Decision, member: SshHost) -> None:
+    """Each failure cleaned up (remembered: a second one is the decider's refusal), then a bounded wait
+    until each resource runs on its node again or fails there again."""
+    for a in d.actions:
+        ctx.progress(f"pacemaker: {a}")
+        await member.run(["crm_resource", "--cleanup", "--resource", a.resource, "--node", a.node], timeout=60)
+        ctx.cleaned.add((a.resource, a.node))
+
+    async def settled() -> bool | None:
+        return True if pacemaker.settled(await probe(member, MON, timeout=30), d.actions) else None
+
+    with contextlib.suppress(PollTimeout):  # the next look says what it sees either way
+        await until_async(settled, CLEANED_WAIT_S, POLL_S, retry_on=(HostError, asyncssh.Error, OSError))
+
+
 LOOKS: dict[Component, Callable[[Context, dict[str, SshHost], dict[str, str]], Awaitable[Look]]] = {
-    Component.GALERA: look_galera, Component.RABBITMQ: look_rabbitmq, Component.MONGODB: look_mongodb}
+    Component.GALERA: look_galera, Component.RABBITMQ: look_rabbitmq, Component.MONGODB: look_mongodb,
+    Component.PACEMAKER: look_pacemaker}
 
 
 def _enabled(spec: Spec, comp: Component) -> bool:
+    if comp is Component.PACEMAKER:
+        return spec.vip_manager.runs_pacemaker and bool(spec.corosync_nodes())
     nodes = {Component.GALERA: spec.galera_nodes(), Component.RABBITMQ: spec.rabbit_nodes(),
              Component.MONGODB: spec.mongo_members()}[comp]
     return bool(nodes)  # each is empty when its section is disabled
