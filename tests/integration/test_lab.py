@@ -433,12 +433,15 @@ def test_fencing_powers_a_host_off_and_it_rejoins(lab: Path, case: Case) -> None
     assert load_state(dirs).hosts[case.fence] != before  # a new container: the old one was powered off
 
 
-def test_a_failed_start_is_tried_again_without_anyone(lab: Path) -> None:
-    """A failed start is final on its node until the failure expires (the CIB's failure-timeout).
+def test_a_failed_start_is_cleaned_up_by_recover_or_retried_by_pacemaker(lab: Path) -> None:
+    """A failed start is final on its node until the failure expires (the CIB's failure-timeout)
+    or someone cleans it up.
 
     CI saw haproxy fail its start on one controller after a power cut (load 45); without a
     failure timeout the clone stayed stopped there for good. Here a systemd drop-in makes the
-    start fail; once it is gone, pacemaker must start haproxy again by itself.
+    start fail. While it is there, `recover` cleans up once and refuses when the start fails
+    again; once it is gone, `recover` cleans up and haproxy runs; and with nobody's help,
+    pacemaker starts it again itself when the failure expires.
     """
     spec = load_spec(lab)
     dirs = LabDirs.of(spec.cluster)
@@ -451,25 +454,44 @@ def test_a_failed_start_is_tried_again_without_anyone(lab: Path) -> None:
         assert res.returncode == 0, res.stderr
         return parse_crm_mon(res.stdout)
 
-    def failed_start(state: PacemakerState) -> bool:
-        return any(f.task == "start" and f.node == node.name and f.resource.split(":")[0] == "haproxy"
-                   for f in state.failures)
+    def runs_there(state: PacemakerState) -> bool:
+        return node.name in state.where("haproxy-clone")
 
-    try:
+    def fail_its_start() -> None:
         res = ssh(dirs, address, f"mkdir -p {Path(dropin).parent} && printf '[Service]\\nExecStartPre=/bin/false\\n' "
                                  f"> {dropin} && systemctl daemon-reload && systemctl stop haproxy")
         assert res.returncode == 0, res.stderr
         deadline = time.monotonic() + 120
-        while not failed_start(state := mon()):
+        while True:
+            state = mon()
+            if any(f.task == "start" and f.node == node.name and f.resource == "haproxy" for f in state.failures):
+                break
             assert time.monotonic() < deadline, f"no failed start of haproxy on {node.name} in 120 s: {state}"
             time.sleep(2)
-        assert node.name not in state.where("haproxy-clone")
+        assert not runs_there(state)
+
+    def mend() -> None:
         res = ssh(dirs, address, f"rm -f {dropin} && systemctl daemon-reload")
         assert res.returncode == 0, res.stderr
-        fixed = time.monotonic()
+
+    try:
+        fail_its_start()
+        rc, refused = cli_json("recover", str(lab), "--only", "pacemaker", timeout=300)
+        assert rc != 0 and f"haproxy failed to start on {node.name} again after a cleanup" in refused["refused"].get(
+            "pacemaker", ""), refused
+        assert not runs_there(mon())
+        mend()
+        rc, report = cli_json("recover", str(lab), "--only", "pacemaker", timeout=300)
+        assert rc == 0 and report["ok"], report
+        assert [r["actions"] for r in report["rounds"] if r["outcome"] == "repair"] == [
+            [f"cleanup haproxy on {node.name}"]], report["rounds"]
+        assert runs_there(mon())  # recover waited for it
+
+        fail_its_start()
+        mend()
         # Nobody cleans it up: pacemaker itself starts it once the failure expires and rechecks.
-        deadline = fixed + FAILURE_TIMEOUT_S + 90
-        while node.name not in (state := mon()).where("haproxy-clone"):
+        deadline = time.monotonic() + FAILURE_TIMEOUT_S + 90
+        while not runs_there(state := mon()):
             assert time.monotonic() < deadline, f"haproxy not started again on {node.name}: {state}"
             time.sleep(2)
     finally:
