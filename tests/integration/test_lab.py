@@ -450,7 +450,7 @@ def test_a_failed_start_is_cleaned_up_by_recover_or_retried_by_pacemaker(lab: Pa
     dropin = "/etc/systemd/system/haproxy.service.d/hastack-test-fail.conf"
 
     def mon() -> PacemakerState:
-        res = ssh(dirs, address, " ".join(MON.command))
+        res = ssh(dirs, address, MON.command)
         assert res.returncode == 0, res.stderr
         return parse_crm_mon(res.stdout)
 
