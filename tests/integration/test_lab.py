@@ -401,6 +401,7 @@ def test_instance_ha_fences_before_it_evacuates(lab: Path, scenario: str) -> Non
     spec = load_spec(lab)
     if not spec.remote_nodes():
         pytest.skip(f"{lab.name}: instance_ha is off in this lab's spec")
+    wait_healthy(lab, 240)  # chaos refuses a sick cluster: a test before that left one fails itself, not this
     res, report = cli_json_run("chaos", scenario, str(lab), timeout=900)
     print(res.stderr)
     failed = {i["name"]: i["detail"] for i in report.get("judgement", {}).get("invariants", []) if not i["ok"]}
@@ -504,6 +505,7 @@ def test_a_failed_start_is_cleaned_up_by_recover_or_retried_by_pacemaker(lab: Pa
                                       "mgmt-loss", "link1-loss",
                                       "link-loss", "link-latency", "split", pytest.param("power-loss", marks=fast)])
 def test_chaos_loses_nothing_and_heals(lab: Path, scenario: str) -> None:
+    wait_healthy(lab, 240)  # chaos refuses a sick cluster: a test before that left one fails itself, not this
     res, report = cli_json_run("chaos", scenario, str(lab), timeout=900)
     print(res.stderr)  # the run's progress, kept in the JUnit XML even when it passes
     failed = {i["name"]: i["detail"] for i in report["judgement"]["invariants"] if not i["ok"]}
