@@ -55,6 +55,16 @@ def test_a_failed_start_holding_a_clone_instance_stopped_is_cleaned_up() -> None
     assert decide(parse_crm_mon(stopped_haproxy(with_failure=False)), LAB).outcome is Outcome.HEALTHY
 
 
+def test_while_pacemaker_stops_a_failed_instance_it_waits() -> None:
+    # Right after the failed start crm_mon shows the instance FAILED on ctl2 (active, failed) until
+    # pacemaker has stopped it: nothing to clean up yet, and not healthy either.
+    failing = stopped_haproxy().replace(HAPROXY_ON_CTL2[1], HAPROXY_ON_CTL2[0].replace(
+        'active="true" orphaned="false" blocked="false" managed="true" failed="false"',
+        'active="true" orphaned="false" blocked="false" managed="true" failed="true"'))
+    d = decide(parse_crm_mon(failing), LAB)
+    assert d.outcome is Outcome.WAIT and d.reason == "pacemaker is recovering haproxy-clone on ctl2"
+
+
 def test_fence_devices_failed_everywhere_are_cleaned_up_on_every_node() -> None:
     # Real: the lab's power switch was down; every device's start failed on every node that may run it.
     d = decide(parse_crm_mon(mon("crm_mon_fence_switch_down.xml")), SEED)

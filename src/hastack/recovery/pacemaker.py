@@ -13,7 +13,8 @@ and a person must look: it refuses with pacemaker's reason.
 What is left alone: a failure whose resource runs again (pacemaker
 recovered it), a failure on a node that is offline (fencing and the node's
 return handle it), a resource stopped with no failure on record
-(pacemaker's own decision: a ban, a node down, an ordering).
+(pacemaker's own decision: a ban, a node down, an ordering). While crm_mon
+shows a resource FAILED (pacemaker is stopping or restarting it), it waits.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ def decide(mon: PacemakerState | None, members: Iterable[str], cleaned: frozense
                                                       for f in mon.failures if f.node == n) or "-") for n in names)
     if mon.has_quorum is not True:
         return Decision(Outcome.WAIT if patient else Outcome.REFUSE, "the members have no quorum yet", (), ev)
+    busy = sorted({f"{r.clone or r.id} on {', '.join(r.nodes) or '?'}" for r in mon.resources if r.failed})
+    if busy:  # pacemaker is stopping or restarting it now: what is left once it is done is the question
+        return Decision(Outcome.WAIT, "pacemaker is recovering " + "; ".join(busy), (), ev)
     stuck = [f for f in mon.failures if f.task == "start" and f.node in online and _holds_stopped(mon, f)]
     again = [f for f in stuck if (f.resource, f.node) in cleaned]
     if again:
