@@ -71,7 +71,9 @@ def _holds_stopped(mon: PacemakerState, f: FailedAction) -> bool:
 def settled(mon: PacemakerState, cleaned: Iterable[Cleanup]) -> bool:
     """After the cleanups: each resource runs again, or its start failed again (the next look refuses)."""
     failed = {(f.resource, f.node) for f in mon.failures if f.task == "start"}
-    return all(not _stopped(mon, c.resource, c.node) or (c.resource, c.node) in failed for c in cleaned)
+    busy = {r.clone or r.id for r in mon.resources if r.failed} | {r.id for r in mon.resources if r.failed}
+    return all((c.resource, c.node) in failed or (not _stopped(mon, c.resource, c.node) and c.resource not in busy)
+               for c in cleaned)
 
 
 def decide(mon: PacemakerState | None, members: Iterable[str], cleaned: frozenset[tuple[str, str]] = frozenset(),
