@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from hastack.components.pacemaker import FailedAction, PacemakerState
+from hastack.components.pacemaker import PacemakerState, ResourceState
 from hastack.recovery.decision import Action as _Action
 from hastack.recovery.decision import Decision as _Decision
 from hastack.recovery.decision import Outcome
@@ -64,14 +64,15 @@ def _stopped(mon: PacemakerState, resource: str, node: str) -> bool:
     return not mon.where(resource)
 
 
-def _holds_stopped(mon: PacemakerState, f: FailedAction) -> bool:
-    return _stopped(mon, f.resource, f.node)
+def _recovering(mon: PacemakerState) -> tuple[ResourceState, ...]:
+    """What crm_mon shows FAILED: pacemaker is stopping or restarting it now."""
+    return tuple(r for r in mon.resources if r.failed)
 
 
 def settled(mon: PacemakerState, cleaned: Iterable[Cleanup]) -> bool:
     """After the cleanups: each resource runs again, or its start failed again (the next look refuses)."""
     failed = {(f.resource, f.node) for f in mon.failures if f.task == "start"}
-    busy = {r.clone or r.id for r in mon.resources if r.failed} | {r.id for r in mon.resources if r.failed}
+    busy = {r.id for r in _recovering(mon)}  # a failure's resource is the primitive's id, a clone's too
     return all((c.resource, c.node) in failed or (not _stopped(mon, c.resource, c.node) and c.resource not in busy)
                for c in cleaned)
 
@@ -88,10 +89,10 @@ def decide(mon: PacemakerState | None, members: Iterable[str], cleaned: frozense
                                                       for f in mon.failures if f.node == n) or "-") for n in names)
     if mon.has_quorum is not True:
         return Decision(Outcome.WAIT if patient else Outcome.REFUSE, "the members have no quorum yet", (), ev)
-    busy = sorted({f"{r.clone or r.id} on {', '.join(r.nodes) or '?'}" for r in mon.resources if r.failed})
+    busy = sorted({f"{r.clone or r.id} on {', '.join(r.nodes) or '?'}" for r in _recovering(mon)})
     if busy:  # pacemaker is stopping or restarting it now: what is left once it is done is the question
         return Decision(Outcome.WAIT, "pacemaker is recovering " + "; ".join(busy), (), ev)
-    stuck = [f for f in mon.failures if f.task == "start" and f.node in online and _holds_stopped(mon, f)]
+    stuck = [f for f in mon.failures if f.task == "start" and f.node in online and _stopped(mon, f.resource, f.node)]
     again = [f for f in stuck if (f.resource, f.node) in cleaned]
     if again:
         f = again[0]
