@@ -247,6 +247,26 @@ def test_unfinished_evacuations_are_counted_from_nova_s_record() -> None:
     assert parse_unfinished(doc, since + 10) == 0  # all from before that fence
 
 
+def test_evacuations_rebuilt_but_not_cleaned_up_on_the_source_are_counted() -> None:
+    from hastack.agent.evacuation import parse_uncleaned
+
+    doc = {"migrations": [{"status": s, "created_at": "2026-12-01T10:32:38.000000"}
+                          for s in ("pre-migrating", "done", "done", "completed", "error")]}
+    since = datetime(2026, 12, 1, 10, 32, 35, tzinfo=UTC).timestamp()
+    assert parse_uncleaned(doc, since) == 2
+    assert parse_uncleaned(doc, since + 10) == 0
+
+
+def test_forced_down_is_not_cleared_until_the_host_s_nova_compute_cleaned_up() -> None:
+    # nova answers 400 to forced_down=false while `done` records remain: the host waits, says why.
+    back = Compute("compute1", Member.ONLINE, Fencing(LAST_REPORT + 5, by_cluster=True),
+                   Service(up=False, forced_down=True, updated_at=LAST_REPORT + 10), (), uncleaned=2)
+    plan = decide(fleet(back), POLICY)
+    assert plan.actions == () and plan.of("compute1").state is State.RETURNING
+    assert "2 evacuated instance(s) to clean up" in plan.of("compute1").reason
+    assert decide(fleet(dataclasses.replace(back, uncleaned=0)), POLICY).actions == (Action(Step.CLEAR, "compute1"),)
+
+
 def test_forced_down_is_not_cleared_while_evacuations_from_the_host_run() -> None:
     back = Compute("compute1", Member.ONLINE, Fencing(LAST_REPORT + 5, by_cluster=True),
                    Service(up=False, forced_down=True, updated_at=LAST_REPORT + 10), (), unfinished=1)

@@ -217,6 +217,23 @@ def test_a_compute_back_before_its_instances_left_has_none_asked_twice() -> None
     assert asked == ["328fc099-8e92-4671-8433-f0f0ea698441"]  # only the one not on record
 
 
+def test_a_returned_compute_s_done_evacuations_are_read_from_nova_s_record() -> None:
+    class Returned(FakeNova):
+        def evacuations(self, host: str) -> Any:  # rebuilt on compute2, not yet cleaned up on compute1
+            return {"migrations": [{"instance_uuid": i, "status": s, "created_at": "2026-12-01T10:32:38.000000"}
+                                   for i, s in (("a", "done"), ("b", "done"), ("c", "completed"))]}
+
+        def services(self) -> Any:
+            doc = super().services()
+            for svc in doc["services"]:
+                if svc["host"] == "compute1":
+                    svc["forced_down"] = True
+            return doc
+
+    c1, _ = evacuator.facts(CFG, Returned(), _cluster("online", fenced=True))  # type: ignore[arg-type]
+    assert (c1.uncleaned, c1.unfinished) == (2, 0)
+
+
 def test_the_state_file_holds_each_host_and_what_was_done(tmp_path: Path) -> None:
     plan = Plan((HostPlan("compute1", State.WAIT_FENCE, "unclean; pacemaker has not fenced it yet"),))
     path = tmp_path / "run/evacuator.json"

@@ -131,12 +131,15 @@ def parse_compute_services(doc: Mapping[str, Any]) -> dict[str, Service]:
 FAILED_MIGRATIONS = frozenset({"error", "failed"})
 
 
+def _since(doc: Mapping[str, Any], since: float | None) -> list[Mapping[str, Any]]:
+    """The migration records created at or after `since` (the fence)."""
+    return [m for m in doc.get("migrations", []) if since is None or (nova_time(m.get("created_at")) or 0) >= since]
+
+
 def parse_evacuations(doc: Mapping[str, Any], since: float | None) -> frozenset[str]:
     """GET /os-migrations?source_compute=HOST&migration_type=evacuation: the instances with an
     evacuation from HOST on record since `since` (the fence) that nova has not given up on."""
-    return frozenset(m["instance_uuid"] for m in doc.get("migrations", [])
-                     if m.get("status") not in FAILED_MIGRATIONS
-                     and (since is None or (nova_time(m.get("created_at")) or 0) >= since))
+    return frozenset(m["instance_uuid"] for m in _since(doc, since) if m.get("status") not in FAILED_MIGRATIONS)
 
 
 # An evacuation nova has finished: rebuilt on its new host (done), and cleaned up on the old (completed).
@@ -145,9 +148,13 @@ FINISHED_MIGRATIONS = frozenset({"done", "completed"})
 
 def parse_unfinished(doc: Mapping[str, Any], since: float | None) -> int:
     """The same records: how many evacuations since `since` nova is still running."""
-    return sum(1 for m in doc.get("migrations", [])
-               if m.get("status") not in FAILED_MIGRATIONS | FINISHED_MIGRATIONS
-               and (since is None or (nova_time(m.get("created_at")) or 0) >= since))
+    return sum(1 for m in _since(doc, since) if m.get("status") not in FAILED_MIGRATIONS | FINISHED_MIGRATIONS)
+
+
+def parse_uncleaned(doc: Mapping[str, Any], since: float | None) -> int:
+    """The same records: evacuations rebuilt elsewhere (`done`) that the host's own nova-compute has not
+    cleaned up yet (it deletes the old copies and marks them `completed` as it starts)."""
+    return sum(1 for m in _since(doc, since) if m.get("status") == "done")
 
 
 def parse_servers(doc: Mapping[str, Any]) -> dict[str, tuple[Instance, ...]]:
@@ -175,6 +182,10 @@ class Compute:
     # failed). Its nova-compute must not start before they are done: it completes `done` records
     # only as it starts, and nova refuses to clear forced_down while any remains.
     unfinished: int = 0
+    # Evacuations from this host rebuilt elsewhere whose old copies its nova-compute has not cleaned up
+    # yet. nova refuses to clear forced_down while any is left ("`done` evacuation migration records
+    # remain"): asked anyway, each round failed with HTTP 400 for ~30 s after the host came back (lab).
+    uncleaned: int = 0
 
     def moving(self, i: Instance) -> bool:
         return i.busy or i.id in self.asked
@@ -332,6 +343,9 @@ def _online_host(c: Compute, policy: Policy) -> HostPlan:
         # crm_mon called a powered-off compute online while pacemaker retried its connection: clearing
         # forced_down then let nova schedule to a dead host (the lab). Not before nova is done moving.
         return HostPlan(c.name, State.EVACUATING, f"back; {c.unfinished} evacuation(s) from it still running")
+    if c.uncleaned:
+        return HostPlan(c.name, State.RETURNING, f"back; its nova-compute has {c.uncleaned} evacuated instance(s) "
+                        "to clean up before forced_down can be cleared (it does so as it starts)")
     return HostPlan(c.name, State.RETURNING, "back" + (" and empty" if not c.instances else "") +
                     ": clearing forced_down", (Action(Step.CLEAR, c.name),))
 
