@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 from pathlib import Path
 
+from hastack.lab.netns import netns
 from hastack.render import render_all
+from hastack.render.haproxy import CONF as HAPROXY_CONF
+from hastack.render.haproxy import TLS_BUNDLE
+from hastack.render.tls import CA_PATH
+from hastack.spec.catalog import BY_NAME
 from tests.helpers import secrets_for, variant
-from tests.integration.conftest import Rendered, render_to, require
+from tests.integration.conftest import Daemons, Rendered, render_to, require, wait_until
 
 
 def _haproxy_check(cfg: Path) -> subprocess.CompletedProcess[str]:
@@ -56,3 +63,72 @@ def test_keepalived_test_mode_really_checks(tmp_path: Path) -> None:
     res = subprocess.run([require("keepalived"), "-t", "-f", str(conf)], capture_output=True, text=True,
                          timeout=60, check=False)
     assert res.returncode != 0
+
+
+# A stand-in API on a node: answers every GET with the X-Forwarded-Proto it was sent.
+ECHO_API = """
+import http.server, json, sys
+class Echo(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"proto": self.headers.get("X-Forwarded-Proto"), "path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Echo).serve_forever()
+"""
+
+# One GET, redirects not followed, HTTPS checked against the CA; a client that claims HTTPS itself.
+GET = """
+import json, ssl, sys, urllib.error, urllib.request
+class Stay(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+tls = urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=sys.argv[2]))
+req = urllib.request.Request(sys.argv[1], headers={"X-Forwarded-Proto": "claimed"})
+try:
+    with urllib.request.build_opener(Stay, tls).open(req, timeout=3) as r:
+        print(json.dumps({"status": r.status, **json.loads(r.read())}))
+except urllib.error.HTTPError as e:
+    print(json.dumps({"status": e.code, "location": e.headers.get("Location")}))
+except Exception as e:
+    print(json.dumps({"status": 0, "error": str(e)}))
+"""
+
+
+def test_api_frontends_end_tls_on_the_vip_and_say_so_to_the_api(tmp_path: Path, daemons: Daemons) -> None:
+    """With TLS the rendered haproxy serves each API over HTTPS only, with the node certificate (checked
+    against the CA for the VIP's address), tells the API so in X-Forwarded-Proto whatever the client
+    claimed, sends horizon's plain port to HTTPS, and leaves nova's metadata API plain."""
+    spec = variant(tls={"enabled": True}, openstack={"services": ["keystone", "glance", "nova", "placement",
+                                                                  "neutron", "horizon"]})
+    r = render_to(spec, tmp_path / "out")
+    ctl1, vip = str(spec.node("ctl1").address), str(spec.vips[0].address)
+    cfg = r.path("ctl1", HAPROXY_CONF).read_text()
+    for runtime, here in (("/run/haproxy/admin.sock", tmp_path / "haproxy.sock"),
+                          ("/run/haproxy.pid", tmp_path / "haproxy.pid"), (TLS_BUNDLE, r.path("ctl1", TLS_BUNDLE))):
+        cfg = cfg.replace(runtime, str(here))
+    (tmp_path / "haproxy.cfg").write_text(cfg)
+    ca = str(r.path("ctl1", CA_PATH))
+    with netns("haproxy-tls", [ctl1, vip]) as ns:
+        for port in (BY_NAME["keystone"].port, BY_NAME["horizon"].port, BY_NAME["nova-metadata"].port):
+            daemons.spawn(ns.argv([sys.executable, "-c", ECHO_API, ctl1, str(port)]))
+        daemons.spawn(ns.argv([require("haproxy"), "-db", "-f", str(tmp_path / "haproxy.cfg")]),
+                      tmp_path / "haproxy.log")
+
+        def get(url: str) -> dict[str, object]:
+            out: dict[str, object] = json.loads(ns.run([sys.executable, "-c", GET, url, ca]).stdout)
+            return out
+
+        keystone = f"https://{vip}:5000/v3"
+        wait_until(lambda: get(keystone)["status"] == 200, 30, f"haproxy to serve {keystone} (ctl1 up)")
+        assert get(keystone)["proto"] == "https"  # set by haproxy, not the client's "claimed"
+        assert get(f"http://{vip}:5000/v3")["status"] == 0  # no plain HTTP on an API's port
+        moved = get(f"http://{vip}/auth/login/")
+        assert (moved["status"], moved["location"]) == (302, f"https://{vip}/auth/login/")
+        wait_until(lambda: get(f"https://{vip}/auth/login/")["status"] == 200, 30, "horizon over HTTPS on 443")
+        metadata = f"http://{vip}:8775/"
+        wait_until(lambda: get(metadata)["status"] == 200, 30, "the metadata API, plain")
+        assert get(metadata)["proto"] is None  # what the client claimed is dropped

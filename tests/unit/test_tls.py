@@ -13,9 +13,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from hastack.credentials.model import complete, malformed
-from hastack.credentials.pki import CA_SECRET, Authority, new_ca_secret
+from hastack.agent.evacuator import CONFIG as EVACUATOR_CONFIG
+from hastack.credentials.model import Secrets, complete, malformed
+from hastack.credentials.pki import CA_SECRET, Authority, Issued, new_ca_secret
 from hastack.deploy.phases.files import live_ca, tls_clashes, tls_members
+from hastack.deploy.phases.openstack import catalog_want
 from hastack.hosts.cafile import ca_file
 from hastack.hosts.mongo import MongoLogin
 from hastack.render import render_all
@@ -25,10 +27,13 @@ from hastack.render.haproxy import CONF as HAPROXY_CONF
 from hastack.render.haproxy import TLS_BUNDLE
 from hastack.render.mongodb import TLS_DIR as MONGO_TLS_DIR
 from hastack.render.openstack import fragment_path
+from hastack.render.openstack_run import CLOUD, CLOUDS, HORIZON_SETTINGS
 from hastack.render.rabbitmq import CONF as RABBIT_CONF
 from hastack.render.rabbitmq import TLS_DIR as RABBIT_TLS_DIR
 from hastack.render.tls import CA_PATH
+from hastack.spec.catalog import endpoints_for
 from hastack.spec.model import Spec
+from hastack.status.gather import api_ask
 from hastack.workload.smoke import target
 from tests.helpers import SEED, secrets_for, variant
 
@@ -221,3 +226,85 @@ def test_the_workload_speaks_tls_to_the_broker_when_the_spec_has_it() -> None:
     plain = tls_spec(False)
     assert target(plain, secrets_for(plain), "hastack_admin").amqp("10.77.0.11") == {"host": "10.77.0.11",
                                                                                      "port": 5672}
+
+
+ALL_APIS = ["keystone", "glance", "nova", "placement", "neutron", "cinder", "heat", "horizon"]
+
+
+def _apis_tree(on: bool) -> tuple[Spec, Secrets, Tree]:
+    spec = variant(tls={"enabled": on}, instance_ha={"enabled": True}, openstack={"services": ALL_APIS})
+    secrets = secrets_for(spec)
+    return spec, secrets, render_all(spec, secrets)
+
+
+def test_every_api_frontend_on_the_vip_speaks_https_but_nova_metadata() -> None:
+    _, _, tree = _apis_tree(True)
+    cfg = tree["ctl1"][HAPROXY_CONF].content.decode()
+    for ep in endpoints_for(ALL_APIS):
+        block = cfg.split(f"\nlisten {ep.name}-internal\n")[1].split("\nlisten ")[0]
+        tls = ep.http and ep.name != "nova-metadata"
+        port = 443 if ep.name == "horizon" else ep.port
+        assert (f"bind 10.77.0.10:{port} ssl crt {TLS_BUNDLE}\n" in block) is tls, ep.name
+        if ep.http:
+            header = "set-header X-Forwarded-Proto https" if tls else "del-header X-Forwarded-Proto"
+            assert f"http-request {header}\n" in block, ep.name
+    assert "    bind 10.77.0.10:80\n    http-request redirect scheme https unless { ssl_fc }\n" in cfg
+    _, _, plain = _apis_tree(False)
+    assert "ssl crt" not in plain["ctl1"][HAPROXY_CONF].content.decode()
+
+
+def test_every_openstack_client_of_the_vip_uses_https_and_checks_the_ca() -> None:
+    """Each section of every project's fragment that names a URL on the VIP names the CA beside it:
+    a section left out would fail with a certificate error the first time that path is used."""
+    spec, secrets, tree = _apis_tree(True)
+    sections = 0
+    for host, files in tree.items():
+        for path, f in files.items():
+            if not path.endswith("/50-hastack-ha.conf"):
+                continue
+            ini = configparser.ConfigParser(interpolation=None)
+            ini.read_string(f.content.decode())
+            for name in ini.sections():
+                urls = [v for k, v in ini[name].items() if k.endswith(("_url", "_uri")) and "10.77.0.10" in v
+                        and "novncproxy" not in k]
+                assert all(u.startswith("https://") for u in urls), (host, path, name, urls)
+                # keystoneauth logs in there: it needs the CA (heat's trustee logs in on the session of
+                # [clients_keystone], which has it).
+                if [u for u in urls if ":5000" in u] and (path, name) != (fragment_path("heat"), "trustee"):
+                    sections += 1
+                    assert CA_PATH in (ini[name].get("cafile"), ini[name].get("ca_file")), (host, path, name)
+            if ini.has_section("keystone_authtoken"):
+                assert ini["oslo_middleware"]["enable_proxy_headers_parsing"] == "true", (host, path)
+            assert CA_PATH in files
+    assert sections >= 10
+    nova = configparser.ConfigParser(interpolation=None)
+    nova.read_string(tree["compute1"][fragment_path("nova")].content.decode())
+    assert {nova[s]["cafile"] for s in ("glance", "cinder", "keystone", "placement", "neutron")} == {CA_PATH}
+    want = catalog_want(spec, secrets)
+    assert isinstance(want["services"], list) and all(s["url"].startswith("https://") for s in want["services"])
+    clouds = yaml.safe_load(tree["ctl1"][CLOUDS].content)["clouds"][CLOUD]
+    assert clouds["cacert"] == CA_PATH and clouds["auth"]["auth_url"] == "https://10.77.0.10:5000/v3"
+    horizon = tree["ctl1"][HORIZON_SETTINGS].content.decode()
+    assert f"OPENSTACK_SSL_CACERT = '{CA_PATH}'" in horizon
+    assert "SECURE_PROXY_SSL_HEADER = ('HTTP_X_FORWARDED_PROTO', 'https')" in horizon
+    evacuator = yaml.safe_load(tree["ctl1"][EVACUATOR_CONFIG].content)
+    assert evacuator["cafile"] == CA_PATH and evacuator["auth_url"].startswith("https://")
+    _, _, plain = _apis_tree(False)
+    assert "cafile" not in yaml.safe_load(plain["ctl1"][EVACUATOR_CONFIG].content)
+
+
+def test_hastack_s_own_clients_check_the_vip_against_the_ca(tmp_path: Path) -> None:
+    spec, secrets, tree = _apis_tree(True)
+    t = target(spec, secrets, "hastack_admin")
+    assert t.os_auth_url == "https://10.77.0.10:5000/v3" and t.horizon_url == "https://10.77.0.10:443/auth/login/"
+    verify = t.http_verify()
+    assert isinstance(verify, str) and Path(verify).read_bytes() == tree["ctl1"][CA_PATH].content
+    # Chromium trusts exactly the certificates haproxy presents, one per haproxy node.
+    served = {Issued(tree[n][TLS_BUNDLE].content.split(b"-----BEGIN PRIVATE KEY")[0], b"").spki_sha256
+              for n in spec.haproxy.nodes}
+    assert set(t.horizon_pins) == served and len(served) == len(spec.haproxy.nodes)
+    assert api_ask(spec, secrets)["cafile"] == CA_PATH
+    plain = variant(openstack={"services": ALL_APIS})
+    pt = target(plain, secrets_for(plain), "hastack_admin")
+    assert pt.http_verify() is True and pt.horizon_pins == () and pt.horizon_url.startswith("http://")
+    assert api_ask(plain, secrets_for(plain))["cafile"] is None

@@ -72,6 +72,7 @@ class EvacuatorConfig(BaseModel):
     project: str = "admin"
     region: str = "regionone"
     request_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    cafile: str | None = None  # HTTPS on the VIP: the CA its certificate is checked against
 
     def policy(self, override: bool = False) -> Policy:
         return Policy(frozenset(self.evacuate), self.reserved, self.max_failed, override)
@@ -109,7 +110,7 @@ class Nova:
 
         auth = v3.Password(auth_url=cfg.auth_url, username=cfg.username, password=cfg.password,
                            project_name=cfg.project, user_domain_id="default", project_domain_id="default")
-        self.sess = session.Session(auth=auth, timeout=cfg.request_timeout_s)
+        self.sess = session.Session(auth=auth, timeout=cfg.request_timeout_s, verify=cfg.cafile or True)
         self.filt = {"service_type": "compute", "interface": "internal", "region_name": cfg.region}
         self.headers = {"OpenStack-API-Version": f"compute {MICROVERSION}"}
 

@@ -13,6 +13,7 @@ not bootstrapped). Idempotent: a second run changes nothing.
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -127,8 +128,10 @@ def _service(run: _Run, s: Service, region: str) -> None:
 # -- the remote side: keystone over HTTP with the standard library ------------------------------------
 
 class HttpApi:
-    def __init__(self, auth_url: str, admin_password: str, timeout: float = 30) -> None:
+    def __init__(self, auth_url: str, admin_password: str, timeout: float = 30, cafile: str | None = None) -> None:
         self.base, self.timeout = auth_url.rstrip("/"), timeout
+        # HTTPS on the VIP: keystone's certificate checked against the cluster's CA.
+        self.context = ssl.create_default_context(cafile=cafile) if cafile else None
         self.token = self._token("admin", admin_password, scoped=True)
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None, token: str | None
@@ -138,7 +141,7 @@ class HttpApi:
                                      headers={"Content-Type": "application/json", "Accept": "application/json",
                                               **({"X-Auth-Token": token} if token else {})})
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self.context) as resp:
                 raw = resp.read()
                 return resp.status, (json.loads(raw) if raw else {}), resp.headers
         except urllib.error.HTTPError as exc:
@@ -170,7 +173,7 @@ class HttpApi:
 
 def main() -> int:
     data = json.loads(sys.stdin.readline())
-    api = HttpApi(data["auth_url"], data["admin_password"])
+    api = HttpApi(data["auth_url"], data["admin_password"], cafile=data.get("cafile"))
     if api.token is None:
         print(json.dumps({"bootstrap": True}))
         return 0

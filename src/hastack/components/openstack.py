@@ -9,9 +9,10 @@ from hastack.components.fact import Fact, FactFailed
 
 # The host's own python3 asks (no curl in a minimal host): prints the HTTP status, 0 when nothing answered.
 _STATUS = """\
-import sys, urllib.error, urllib.request
+import ssl, sys, urllib.error, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[3]) if len(sys.argv) > 3 else None
 try:
-    print(urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])).status)
+    print(urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]), context=ctx).status)
 except urllib.error.HTTPError as exc:
     print(exc.code)
 except Exception:
@@ -25,9 +26,11 @@ def parse_status(rc: int, stdout: str) -> int:
     return int(stdout.strip())
 
 
-def http_status(url: str, timeout: float = 3.0) -> Fact[int]:
-    """The HTTP status `url` answers with, asked from the host (0: no answer)."""
-    return Fact(f"GET {url}", ("python3", "-c", _STATUS, url, str(timeout)), parse_status, timeout=timeout + 10)
+def http_status(url: str, timeout: float = 3.0, cafile: str | None = None) -> Fact[int]:
+    """The HTTP status `url` answers with, asked from the host (0: no answer); an HTTPS server's
+    certificate is checked against `cafile` (a path on the host)."""
+    return Fact(f"GET {url}", ("python3", "-c", _STATUS, url, str(timeout), *((cafile,) if cafile else ())),
+                parse_status, timeout=timeout + 10)
 
 
 # placement-manage has no check: its schema is current when its alembic version is the installed head.

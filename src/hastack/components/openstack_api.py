@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import ssl
 import sys
 import time
 import urllib.error
@@ -23,14 +24,14 @@ from typing import Any
 SERVICES = " os-services"  # nova's compute services, asked beside the reads (no API has this name)
 
 
-def _request(url: str, timeout: float, body: dict[str, Any] | None = None, token: str | None = None
-             ) -> tuple[int, Any, bytes]:
+def _request(url: str, timeout: float, body: dict[str, Any] | None = None, token: str | None = None,
+             context: ssl.SSLContext | None = None) -> tuple[int, Any, bytes]:
     req = urllib.request.Request(url, method="POST" if body is not None else "GET",
                                  data=None if body is None else json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json", "Accept": "application/json",
                                           **({"X-Auth-Token": token} if token else {})})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers, b""
@@ -46,11 +47,14 @@ def computes(body: bytes) -> dict[str, str]:
 def main() -> int:
     ask = json.loads(sys.stdin.readline())
     timeout = float(ask.get("timeout", 3.0))
+    # HTTPS on the VIP: every API's certificate checked against the cluster's CA.
+    context = ssl.create_default_context(cafile=ask["cafile"]) if ask.get("cafile") else None
     auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
         "name": ask["user"], "domain": {"id": "default"}, "password": ask["password"]}}},
         "scope": {"project": {"name": ask["user"], "domain": {"id": "default"}}}}}
     t0 = time.monotonic()
-    status, headers, body = _request(ask["auth_url"].rstrip("/") + "/v3/auth/tokens", timeout, body=auth)
+    status, headers, body = _request(ask["auth_url"].rstrip("/") + "/v3/auth/tokens", timeout, body=auth,
+                                     context=context)
     token_ms = round((time.monotonic() - t0) * 1000, 1)
     if status != 201:
         print(json.dumps({"error": f"no token: HTTP {status}" if status else "no token: keystone did not answer",
@@ -62,7 +66,7 @@ def main() -> int:
     def read(url: str) -> tuple[int, bytes, float]:
         t = time.monotonic()
         # Catalog-style URLs name the caller's project as keystone's template does.
-        code, _, data = _request(url.replace("%(project_id)s", project), timeout, token=token)
+        code, _, data = _request(url.replace("%(project_id)s", project), timeout, token=token, context=context)
         return code, data, round((time.monotonic() - t) * 1000, 1)
 
     # Every read at once: the look takes as long as the slowest API, not the sum of them.

@@ -50,6 +50,14 @@ class Issued:
         """Certificate then key in one file (mongod's certificateKeyFile, haproxy's crt)."""
         return self.cert + self.key
 
+    @property
+    def spki_sha256(self) -> str:
+        """The certificate's public key as a pin: base64 of the SHA-256 of its SubjectPublicKeyInfo
+        (what Chromium's --ignore-certificate-errors-spki-list takes)."""
+        spki = x509.load_pem_x509_certificate(self.cert).public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
 
 @dataclass(frozen=True)
 class Authority:

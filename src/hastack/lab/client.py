@@ -16,9 +16,11 @@ from pathlib import Path
 import yaml
 
 from hastack.credentials.model import Secrets
+from hastack.hosts.cafile import ca_file
 from hastack.lab.layout import layout
 from hastack.lab.runtime import LabDirs
 from hastack.render.openstack_run import CLOUD, clouds_yaml
+from hastack.render.tls import authority
 from hastack.spec.model import Spec
 
 
@@ -30,6 +32,9 @@ def client_clouds(spec: Spec, secrets: Secrets, dirs: LabDirs) -> Path:
     """The client's clouds.yaml: the admin through the VIP's public endpoints. Rewritten on each call."""
     data = yaml.safe_load(clouds_yaml(spec, secrets))
     data["clouds"][CLOUD]["interface"] = "public"
+    if (ca := authority(spec, secrets)) is not None:
+        # The VIP speaks HTTPS: the client checks it against the cluster's CA, a copy on this machine.
+        data["clouds"][CLOUD]["cacert"] = ca_file(ca.cert)
     path = dirs.root / "clouds.yaml"
     tmp = path.with_name(f".clouds.yaml.{os.getpid()}")
     tmp.unlink(missing_ok=True)

@@ -69,6 +69,7 @@ def haproxy_cfg(spec: Spec, secrets: Secrets, node: Node) -> str:
         stats_user=spec.haproxy.stats_user,
         stats_password=secrets["haproxy_stats_password"],
         stats_tls=TLS_BUNDLE if spec.tls.enabled else None,
+        api_tls=TLS_BUNDLE if spec.tls.enabled else None,
         health_port=spec.haproxy.health_port,
         vips=spec.vips,
         galera=galera,

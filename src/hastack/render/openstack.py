@@ -19,14 +19,16 @@ from hastack.credentials.model import Secrets, db_password_key, service_password
 from hastack.render import tls as tls_files
 from hastack.render.files import RenderedFile, text
 from hastack.render.galera import db_user
-from hastack.render.openstack_run import CREDENTIAL_DIR, FERNET_DIR, auth_url
+from hastack.render.openstack_run import CREDENTIAL_DIR, FERNET_DIR, auth_url, ca_file, vip_url
 from hastack.render.rabbitmq import amqp_port
-from hastack.spec.catalog import BY_NAME, RUN, databases
+from hastack.spec.catalog import BY_NAME, ENDPOINTS, RUN, databases
 from hastack.spec.model import Node, QueueType, Role, Spec
 
 # Projects whose agents run on compute or network nodes, and so need messaging there.
 AGENT_PROJECTS = {Role.COMPUTE: ("nova", "neutron"), Role.NETWORK: ("neutron",)}
 NO_CONFIG = frozenset({"horizon", "memcached", "nova-spice", "nova-ec2", "ceilometer"})
+# Projects whose HTTP APIs haproxy fronts (horizon has its own settings).
+API_PROJECTS = frozenset(e.service for e in ENDPOINTS if e.http and e.tls and e.removed is None) - {"horizon"}
 
 
 def fragment_path(project: str) -> str:
@@ -110,10 +112,15 @@ def fragment(spec: Spec, secrets: Secrets, project: str, node: Node) -> str:
                                               "memcache_pool_socket_timeout": "1"}
     if controller and project in RUN:
         _run_settings(spec, secrets, project, node, sections)
+        if spec.tls.enabled and project in API_PROJECTS:
+            # haproxy ends TLS on the VIP and tells the API so (X-Forwarded-Proto): the links it returns
+            # (version documents, next pages) must say https, or clients follow them to plain HTTP.
+            sections["oslo_middleware"] = {"enable_proxy_headers_parsing": "true"}
     if project == "nova":
         _nova_settings(spec, secrets, node, sections)
     if project == "cinder" and controller:
-        sections["DEFAULT"] |= {"my_ip": str(node.address), "auth_strategy": "keystone"}
+        sections["DEFAULT"] |= {"my_ip": str(node.address), "auth_strategy": "keystone",
+                                **_cafile(spec, "glance_ca_certificates_file")}
     if project == "heat" and controller:
         _heat_settings(spec, secrets, sections)
     if project == "neutron" and controller:
@@ -145,7 +152,7 @@ def _run_settings(spec: Spec, secrets: Secrets, project: str, node: Node, sectio
         "www_authenticate_uri": auth_url(spec), "auth_url": auth_url(spec), "auth_type": "password",
         "project_domain_name": "Default", "user_domain_name": "Default", "project_name": "service",
         "username": project, "password": secrets[service_password_key(project)],
-        "region_name": spec.openstack.region,
+        "region_name": spec.openstack.region, **_cafile(spec),
     }
     if project == "placement":
         sections["api"] = {"auth_strategy": "keystone"}
@@ -158,11 +165,17 @@ def _run_settings(spec: Spec, secrets: Secrets, project: str, node: Node, sectio
                                     "filesystem_store_datadir": spec.openstack.glance.path.rstrip("/") + "/"}
 
 
+def _cafile(spec: Spec, key: str = "cafile") -> dict[str, str]:
+    """keystoneauth's (or heat's) option naming the CA that the VIP's certificate is checked against."""
+    return {key: ca} if (ca := ca_file(spec)) is not None else {}
+
+
 def _service_auth(spec: Spec, secrets: Secrets, user: str) -> dict[str, str]:
     """keystoneauth settings for one service calling another as `user` (a service user, admin in `service`)."""
     return {"auth_type": "password", "auth_url": f"{auth_url(spec)}/v3", "project_name": "service",
             "project_domain_name": "Default", "user_domain_name": "Default", "username": user,
-            "password": secrets[service_password_key(user)], "region_name": spec.openstack.region}
+            "password": secrets[service_password_key(user)], "region_name": spec.openstack.region,
+            **_cafile(spec)}
 
 
 def _neutron_settings(spec: Spec, secrets: Secrets, sections: dict[str, dict[str, str]]) -> None:
@@ -181,18 +194,19 @@ def _neutron_settings(spec: Spec, secrets: Secrets, sections: dict[str, dict[str
 def _heat_settings(spec: Spec, secrets: Secrets, sections: dict[str, dict[str, str]]) -> None:
     """heat's API and engine: instances reach the CFN API on the VIP; the engine acts for users by trusts
     delegated to heat's own user."""
-    cfn = f"http://{spec.vips[0].address}:{BY_NAME['heat-api-cfn'].port}"
+    cfn = vip_url(spec, "heat-api-cfn")
     sections["DEFAULT"] |= {"heat_metadata_server_url": cfn, "heat_waitcondition_server_url": f"{cfn}/v1/waitcondition",
                             "num_engine_workers": str(spec.openstack.api_workers)}
     sections["trustee"] = {k: v for k, v in _service_auth(spec, secrets, "heat").items()
                            if k in ("auth_type", "auth_url", "username", "password", "user_domain_name")}
-    sections["clients_keystone"] = {"auth_uri": auth_url(spec)}
-    sections["ec2authtoken"] = {"auth_uri": f"{auth_url(spec)}/v3"}
+    sections["clients_keystone"] = {"auth_uri": auth_url(spec), **_cafile(spec, "ca_file")}
+    sections["ec2authtoken"] = {"auth_uri": f"{auth_url(spec)}/v3", **_cafile(spec, "ca_file")}
+    if spec.tls.enabled:
+        sections["clients"] = _cafile(spec, "ca_file")  # the engine's clients of every other API
 
 
 def _nova_settings(spec: Spec, secrets: Secrets, node: Node, sections: dict[str, dict[str, str]]) -> None:
     """nova on a controller (API, metadata, conductor, scheduler, console proxy) or a compute (fake driver)."""
-    vip = spec.vips[0].address
     sections["DEFAULT"] |= {"my_ip": str(node.address), "host": node.name}
     # nova's own user reaches placement and neutron (Debian's default names no user for placement
     # and neutron's admin on localhost).
@@ -200,6 +214,9 @@ def _nova_settings(spec: Spec, secrets: Secrets, node: Node, sections: dict[str,
     if "neutron" in spec.openstack.services:
         sections["neutron"] = _service_auth(spec, secrets, "nova") | {"valid_interfaces": "internal",
                                                                       "service_metadata_proxy": "false"}
+    if spec.tls.enabled:
+        # The APIs nova finds in keystone's catalog (images, volumes, identity): checked against the CA.
+        sections |= {name: _cafile(spec) for name in ("glance", "cinder", "keystone")}
     # Debian's nova.conf turns spice on; hastack's consoles are noVNC, proxied on the controllers.
     sections["spice"] = {"enabled": "false"}
     if node.has(Role.CONTROLLER):
@@ -209,7 +226,7 @@ def _nova_settings(spec: Spec, secrets: Secrets, node: Node, sections: dict[str,
         sections["scheduler"] = {"workers": workers}
         sections["vnc"] = {"enabled": "true", "novncproxy_host": str(node.address),
                            "novncproxy_port": str(BY_NAME["nova-novncproxy"].port),
-                           "novncproxy_base_url": f"http://{vip}:{BY_NAME['nova-novncproxy'].port}/vnc_auto.html"}
+                           "novncproxy_base_url": f"{vip_url(spec, 'nova-novncproxy')}/vnc_auto.html"}
     if node.has(Role.COMPUTE):
         # Real nova-compute, no hypervisor: instances exist in nova's databases and placement only.
         sections["DEFAULT"]["compute_driver"] = "fake.FakeDriver"

@@ -15,6 +15,7 @@ import shlex
 import yaml
 
 from hastack.credentials.model import CREDENTIAL_KEYS, FERNET_KEYS, Secrets
+from hastack.render import tls as tls_files
 from hastack.render.files import RenderedFile, text
 from hastack.spec.catalog import BY_NAME, IDENTITY, RUN, Daemon, daemons_for
 from hastack.spec.model import Node, Role, Spec
@@ -43,11 +44,25 @@ def log_path(d: Daemon) -> str:
     return f"/var/log/{d.project}/{d.unit}.log"
 
 
+def vip_url(spec: Spec, endpoint: str) -> str:
+    """An endpoint's port on the first VIP: over HTTPS when the cluster has TLS and the endpoint is an
+    HTTP API haproxy serves so (the node certificate it presents names the VIPs)."""
+    ep = BY_NAME[endpoint]
+    if spec.tls.enabled and ep.http and ep.tls:
+        return f"https://{spec.vips[0].address}:{ep.tls_port or ep.port}"
+    return f"http://{spec.vips[0].address}:{ep.port}"
+
+
+def ca_file(spec: Spec) -> str | None:
+    """The CA certificate every node that runs OpenStack has, for its clients of the VIP: None without TLS."""
+    return tls_files.CA_PATH if spec.tls.enabled else None
+
+
 def public_url(spec: Spec, name: str) -> str:
     """Where clients reach an API (by its service name in keystone): its port on the VIP (every
     interface: one haproxy frontend)."""
     ident = IDENTITY[name]
-    return f"http://{spec.vips[0].address}:{BY_NAME[ident.endpoint].port}{ident.path}"
+    return vip_url(spec, ident.endpoint) + ident.path
 
 
 def catalog_names(spec: Spec) -> list[str]:
@@ -61,12 +76,12 @@ def api_reads(spec: Spec) -> dict[str, str]:
     reads = {IDENTITY[n].project: public_url(spec, n) + read for n in catalog_names(spec)
              if (read := IDENTITY[n].read) is not None}
     if "horizon" in spec.openstack.services:
-        reads["horizon"] = f"http://{spec.vips[0].address}:{BY_NAME['horizon'].port}{HORIZON_LOGIN}"
+        reads["horizon"] = vip_url(spec, "horizon") + HORIZON_LOGIN
     return reads
 
 
 def auth_url(spec: Spec) -> str:
-    return f"http://{spec.vips[0].address}:{BY_NAME['keystone'].port}"
+    return vip_url(spec, "keystone")
 
 
 # No API request hastack runs takes a minute: an image upload goes to glance-api, not uwsgi.
@@ -163,6 +178,11 @@ def horizon_settings(spec: Spec, secrets: Secrets) -> str:
         "SESSION_ENGINE": "django.contrib.sessions.backends.signed_cookies",
         "SESSION_TIMEOUT": 3600,
     }
+    if (ca := ca_file(spec)) is not None:
+        # haproxy ends TLS and says so (X-Forwarded-Proto): Django then knows its pages are HTTPS, so
+        # its cookies are sent over HTTPS only; keystone is checked against the cluster's CA.
+        settings |= {"OPENSTACK_SSL_CACERT": ca, "SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https"),
+                     "CSRF_COOKIE_SECURE": True, "SESSION_COOKIE_SECURE": True}
     lines = ["# Rendered by hastack: read after local_settings.py (Debian's), so these settings win."]
     lines += [f"{k} = {v!r}" for k, v in settings.items()]
     return "\n".join(lines) + "\n"
@@ -174,6 +194,8 @@ def clouds_yaml(spec: Spec, secrets: Secrets) -> str:
         "auth": {"auth_url": f"{auth_url(spec)}/v3", "username": ADMIN, "password": secrets["keystone_admin_password"],
                  "project_name": ADMIN, "user_domain_name": "Default", "project_domain_name": "Default"},
         "region_name": spec.openstack.region, "interface": "internal", "identity_api_version": 3}}}
+    if (ca := ca_file(spec)) is not None:
+        cloud["clouds"][CLOUD]["cacert"] = ca
     return "# Rendered by hastack: the OpenStack admin, through the VIP.\n" + yaml.safe_dump(cloud, sort_keys=False)
 
 

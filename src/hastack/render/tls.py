@@ -10,7 +10,6 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hastack.credentials.model import Secrets
 from hastack.credentials.pki import CA_SECRET, Authority, Issued
 from hastack.render.files import RenderedFile
 from hastack.spec.model import Node, Spec
@@ -41,7 +40,7 @@ def _node(ca: Authority, name: str, ips: tuple[str, ...]) -> NodeTls:
     return NodeTls(ca.cert, ca.issue(name, ("localhost",), ips))
 
 
-def for_node(spec: Spec, secrets: Secrets, node: Node) -> NodeTls | None:
+def for_node(spec: Spec, secrets: Mapping[str, str], node: Node) -> NodeTls | None:
     """The node's certificate: its name and every address it serves on, plus loopback (hastack's
     own clients reach a daemon through an SSH tunnel to 127.0.0.1) and the VIPs (haproxy passes
     database and, where the spec says so, AMQP and mongo connections through to the node)."""

@@ -22,20 +22,24 @@ class Endpoint:
     balance: str = "roundrobin"
     removed: str | None = None  # why and when, for endpoints that no longer exist
     http: bool = True
+    # Served over HTTPS on the VIP when the cluster has TLS (haproxy ends it). Not nova's metadata
+    # API: neutron's metadata agent, which hastack does not configure, asks it over plain HTTP.
+    tls: bool = True
+    tls_port: int | None = None  # the VIP's port over HTTPS where it is not `port` (horizon: 443, 80 redirects)
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("keystone", "keystone", 5000, "/v3", "200"),
     Endpoint("glance-api", "glance", 9292, "/healthcheck"),
     Endpoint("nova-api", "nova", 8774, "/", "200"),
-    Endpoint("nova-metadata", "nova", 8775, "/", "200"),
+    Endpoint("nova-metadata", "nova", 8775, "/", "200", tls=False),
     Endpoint("nova-novncproxy", "nova", 6080, None, balance="source", http=False),
     Endpoint("placement-api", "placement", 8778, "/", "200"),
     Endpoint("neutron-server", "neutron", 9696, "/", "200"),
     Endpoint("cinder-api", "cinder", 8776, "/healthcheck"),
     Endpoint("heat-api", "heat", 8004, "/healthcheck"),
     Endpoint("heat-api-cfn", "heat", 8000, "/healthcheck"),
-    Endpoint("horizon", "horizon", 80, "/", "200-399", balance="source"),
+    Endpoint("horizon", "horizon", 80, "/", "200-399", balance="source", tls_port=443),
     Endpoint("nova-spicehtml5proxy", "nova-spice", 6082, None, balance="source", http=False),
     # Removed since the guide was written.
     Endpoint(

@@ -19,7 +19,7 @@ from hastack.hosts.fleet import Access, reachable
 from hastack.hosts.mongo import MongoLogin, replset
 from hastack.hosts.probe import probe as read
 from hastack.hosts.ssh import HostError, SshHost
-from hastack.render.openstack_run import ADMIN, api_reads, auth_url, public_url
+from hastack.render.openstack_run import ADMIN, api_reads, auth_url, ca_file, public_url
 from hastack.spec.catalog import daemons_for
 from hastack.spec.model import Role, Spec
 from hastack.status.model import Facts
@@ -72,7 +72,7 @@ def api_ask(spec: Spec, secrets: Secrets) -> dict[str, object]:
     services = public_url(spec, "nova") + "/os-services?binary=nova-compute" \
         if "nova" in spec.openstack.services and daemons_for(spec.openstack.services, computes=True) else ""
     return {"auth_url": auth_url(spec), "user": ADMIN, "password": secrets["keystone_admin_password"],
-            "timeout": API_TIMEOUT, "apis": api_reads(spec), "services": services}
+            "timeout": API_TIMEOUT, "apis": api_reads(spec), "services": services, "cafile": ca_file(spec)}
 
 
 async def _api_check(spec: Spec, secrets: Secrets, hosts: list[SshHost], errors: dict[str, str]) -> ApiCheck | None:

@@ -394,7 +394,7 @@ def _api_session(t: ChaosTarget) -> tuple[Any, Callable[[], str]]:
 
     # Bounded like every other call (a login that went to a host just cut off hung 61 s on the
     # session's default, no timeout); a password login on a busy lab takes over 1 s.
-    sess = session.Session(timeout=LOGIN_TIMEOUT_S)
+    sess = session.Session(timeout=LOGIN_TIMEOUT_S, verify=t.http_verify())
 
     def login() -> str:
         return str(_admin_auth(t).get_token(sess))

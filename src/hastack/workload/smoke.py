@@ -31,11 +31,12 @@ from pydantic import BaseModel, ConfigDict
 
 from hastack.common.poll import until
 from hastack.components.mongodb import PORT as MONGO_PORT
+from hastack.render import tls as tls_files
 from hastack.render.galera import PROBE_DB, PROBE_USER
-from hastack.render.openstack_run import ADMIN, FLAVOR, HORIZON_LOGIN, IMAGE, auth_url
+from hastack.render.openstack_run import ADMIN, FLAVOR, HORIZON_LOGIN, IMAGE, auth_url, vip_url
 from hastack.render.rabbitmq import amqp_port
 from hastack.render.tls import authority as tls_authority
-from hastack.spec.catalog import BY_NAME, RUN
+from hastack.spec.catalog import RUN
 from hastack.spec.model import Spec
 
 SMOKE_QUEUE = "hastack.smoke"
@@ -72,6 +73,9 @@ class Target(BaseModel):
     os_image: bool = False  # glance runs: upload and download an image
     os_server: bool = False  # nova runs: boot a server from deploy's flavor and image, then delete it
     horizon_url: str = ""  # horizon runs: its login page through the VIP
+    # With TLS, the public keys of the certificates haproxy presents (one per haproxy node): the
+    # browser trusts those and nothing else (it takes no CA file; the system's store is left alone).
+    horizon_pins: tuple[str, ...] = ()
     screenshot: str = ""  # where the page after horizon's login is kept (PNG)
 
     def amqp(self, host: str) -> dict[str, Any]:
@@ -84,6 +88,15 @@ class Target(BaseModel):
 
         ctx = ssl.create_default_context(cadata=self.tls_ca)
         return {"host": host, "port": self.rabbit_port, "ssl_options": pika.SSLOptions(ctx, server_hostname=host)}
+
+    def http_verify(self) -> str | bool:
+        """What HTTP clients of the VIP check its certificate against: the cluster's CA (a file) when the
+        APIs speak HTTPS, the system's store otherwise (they speak plain HTTP, and nothing is checked)."""
+        if not self.tls_ca:
+            return True
+        from hastack.hosts.cafile import ca_file
+
+        return ca_file(self.tls_ca.encode())
 
     def mongo_tls(self) -> dict[str, Any]:
         """pymongo's TLS options for this cluster (none without TLS)."""
@@ -114,7 +127,9 @@ def target(spec: Spec, secrets: dict[str, str] | Any, mongo_user: str) -> Target
                "os_region": spec.openstack.region, "os_image": "glance" in spec.openstack.services,
                "os_server": {"nova", "glance", "neutron"} <= set(spec.openstack.services)}
         if "horizon" in spec.openstack.services:
-            kw["horizon_url"] = f"http://{vip}:{BY_NAME['horizon'].port}{HORIZON_LOGIN}"
+            kw["horizon_url"] = vip_url(spec, "horizon") + HORIZON_LOGIN
+            kw["horizon_pins"] = tuple(tls.issued.spki_sha256 for n in spec.haproxy_nodes()
+                                       if (tls := tls_files.for_node(spec, secrets, n)) is not None)
     return Target(**kw)
 
 
@@ -258,7 +273,8 @@ def openstack_cloud(t: Target) -> Any:
 
     return openstack.connect(auth_url=t.os_auth_url, username=ADMIN, password=t.os_password, project_name=ADMIN,
                              user_domain_name="Default", project_domain_name="Default", region_name=t.os_region,
-                             interface="public", identity_api_version="3", api_timeout=30)
+                             interface="public", identity_api_version="3", api_timeout=30,
+                             verify=t.http_verify())
 
 
 def openstack_check(t: Target) -> Check:
@@ -328,6 +344,8 @@ def horizon_check(t: Target) -> Check:
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                 "--window-size=1280,900"):
         opts.add_argument(arg)
+    if t.horizon_pins:
+        opts.add_argument(f"--ignore-certificate-errors-spki-list={','.join(t.horizon_pins)}")
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     try:
         driver.set_page_load_timeout(HORIZON_WAIT_S)

@@ -34,12 +34,15 @@ from hastack.render.openstack_run import (
     HORIZON_SETTINGS,
     IMAGE,
     auth_url,
+    ca_file,
     catalog_names,
     log_path,
     public_url,
     unit_path,
     uwsgi_path,
+    vip_url,
 )
+from hastack.render.tls import CA_PATH
 from hastack.spec.catalog import BY_NAME, IDENTITY, Daemon, Endpoint, daemons_for
 from hastack.spec.model import Role, Spec
 
@@ -82,7 +85,8 @@ def plan_daemons(daemons: tuple[Daemon, ...], hosts: tuple[str, ...], changed: M
     """Pure: a daemon restarts where any file it reads changed (its unit, uwsgi ini, config fragment, keys)."""
     out = []
     for d in daemons:
-        mine = {unit_path(d), uwsgi_path(d), fragment_path(d.project)} | (
+        # The CA: what the daemon checks the VIP's and the broker's certificates against.
+        mine = {unit_path(d), uwsgi_path(d), fragment_path(d.project), CA_PATH} | (
             {HORIZON_SETTINGS} if d.project == "horizon" else set())
         for h in hosts:
             keys = {p for p in changed.get(h, set()) if p.startswith((FERNET_DIR, CREDENTIAL_DIR))}
@@ -100,7 +104,7 @@ def catalog_want(spec: Spec, secrets: Mapping[str, str]) -> dict[str, object]:
                          "description": ident.description,
                          "password": secrets[service_password_key(ident.project)] if ident.user else ""})
     return {"auth_url": auth_url(spec), "admin_password": secrets["keystone_admin_password"],
-            "region": spec.openstack.region, "services": services}
+            "region": spec.openstack.region, "services": services, "cafile": ca_file(spec)}
 
 
 async def apply(ctx: DeployContext, phase: Phase) -> None:
@@ -203,12 +207,13 @@ async def _manage(ctx: DeployContext, host: str, schema: Schema, argv: tuple[str
                           f"changed for {schema.project}. Last lines:\n{tail}")
 
 
-async def _until_answers(ctx: DeployContext, host: str, ep: Endpoint, url: str, what: str) -> None:
+async def _until_answers(ctx: DeployContext, host: str, ep: Endpoint, url: str, what: str,
+                         cafile: str | None = None) -> None:
     """`url`, asked from `host`, answers as haproxy's check of `ep` expects (bounded)."""
     low, _, high = ep.check_status.partition("-")
 
     async def answers() -> bool | None:
-        status = await probe(ctx.h(host), http_status(url))
+        status = await probe(ctx.h(host), http_status(url, cafile=cafile))
         # A TCP frontend (the console proxy) is up when anything answers on its port.
         ok = status != 0 if not ep.http else int(low) <= status <= int(high or low)
         return True if ok else None
@@ -235,8 +240,8 @@ async def vip_answers(ctx: DeployContext, host: str, d: Daemon) -> None:
     if d.endpoint is None:
         return
     ep = BY_NAME[d.endpoint]
-    url = f"http://{ctx.spec.vips[0].address}:{ep.port}{ep.check_path or '/'}"
-    await _until_answers(ctx, host, ep, url, f"{d.unit} to answer through the VIP ({url})")
+    url = f"{vip_url(ctx.spec, d.endpoint)}{ep.check_path or '/'}"
+    await _until_answers(ctx, host, ep, url, f"{d.unit} to answer through the VIP ({url})", ca_file(ctx.spec))
 
 
 async def backend_up(ctx: DeployContext, host: str, d: Daemon) -> None:
