@@ -262,9 +262,9 @@ class InstanceHA(Frozen):
 class Tls(Frozen):
     """Encryption on the cluster's own links, with a CA hastack derives from one generated secret
     (credentials/pki.py). Today: galera replication and state transfers (TLS offered to its
-    clients), MongoDB and AMQP (required of every client), the haproxy stats page. Turning it on or
-    off for a running galera or MongoDB cluster needs every member stopped: deploy refuses it
-    (docs/tls.md)."""
+    clients), MongoDB and AMQP (required of every client), the haproxy stats page and the APIs on
+    the VIP (HTTPS, ended by haproxy). Turning it on or off for a running galera or MongoDB cluster
+    needs every member stopped: deploy refuses it (docs/tls.md)."""
 
     enabled: bool = False
 
