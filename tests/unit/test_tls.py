@@ -308,3 +308,14 @@ def test_hastack_s_own_clients_check_the_vip_against_the_ca(tmp_path: Path) -> N
     pt = target(plain, secrets_for(plain), "hastack_admin")
     assert pt.http_verify() is True and pt.horizon_pins == () and pt.horizon_url.startswith("http://")
     assert api_ask(plain, secrets_for(plain))["cafile"] is None
+
+
+def test_openstack_reaches_its_databases_over_tls_checked_against_the_ca() -> None:
+    for on in (True, False):
+        _, _, tree = _apis_tree(on)
+        urls = [v for files in tree.values() for path, f in files.items() if path.endswith("/50-hastack-ha.conf")
+                for line in f.content.decode().splitlines() if line.startswith("connection = ")
+                for v in [line.split(" = ", 1)[1]]]
+        assert len(urls) >= 8  # every project's database, nova's API database too
+        # SQLAlchemy hands ssl_ca to PyMySQL, which then requires TLS and checks the name (the VIP).
+        assert all(u.endswith(f"?ssl_ca={CA_PATH}") is on and "@10.77.0.10/" in u for u in urls), urls

@@ -80,9 +80,12 @@ def fragment(spec: Spec, secrets: Secrets, project: str, node: Node) -> str:
         vip = spec.vips[0].address
         pw = secrets[db_password_key(project)]
         user = db_user(project)
+        # With TLS, over TLS to the writer (through haproxy's TCP pass-through: the node's certificate
+        # names the VIP), checked against the CA: PyMySQL requires and verifies it once given a CA.
+        tls = f"?ssl_ca={ca}" if (ca := ca_file(spec)) is not None else ""
         # placement reads its own section (oslo.db's options under another name).
         sections["placement_database" if project == "placement" else "database"] = {
-            "connection": f"mysql+pymysql://{user}:{pw}@{vip}/{dbs[0]}",
+            "connection": f"mysql+pymysql://{user}:{pw}@{vip}/{dbs[0]}{tls}",
             # Ride out a galera writer failover instead of failing requests: retry for ever, every
             # second (oslo.db waits 10 s between tries by default, longer than the failover itself).
             "max_retries": "-1",
@@ -91,7 +94,7 @@ def fragment(spec: Spec, secrets: Secrets, project: str, node: Node) -> str:
         }
         if project == "nova":
             sections["api_database"] = {
-                "connection": f"mysql+pymysql://{user}:{pw}@{vip}/{dbs[1]}",
+                "connection": f"mysql+pymysql://{user}:{pw}@{vip}/{dbs[1]}{tls}",
                 "max_retries": "-1",
                 "retry_interval": "1",
             }
