@@ -160,7 +160,8 @@ def _mysql(t: ChaosTarget, host: str, timeout: float | None = None) -> Any:
 
     timeout = timeout or t.client_timeout_s
     return pymysql.connect(host=host, port=3306, user=PROBE_USER, password=t.galera_password, database=PROBE_DB,
-                           connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout, autocommit=True)
+                           connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout, autocommit=True,
+                           ssl=t.mysql_ssl())
 
 
 def db_writer(load: Load) -> None:

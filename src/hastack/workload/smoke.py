@@ -89,6 +89,12 @@ class Target(BaseModel):
         ctx = ssl.create_default_context(cadata=self.tls_ca)
         return {"host": host, "port": self.rabbit_port, "ssl_options": pika.SSLOptions(ctx, server_hostname=host)}
 
+    def mysql_ssl(self) -> dict[str, str] | None:
+        """PyMySQL's TLS for this cluster: required and checked against the CA (the name too) when on."""
+        from hastack.hosts.cafile import ca_file
+
+        return {"ca": ca_file(self.tls_ca.encode())} if self.tls_ca else None
+
     def http_verify(self) -> str | bool:
         """What HTTP clients of the VIP check its certificate against: the cluster's CA (a file) when the
         APIs speak HTTPS, the system's store otherwise (they speak plain HTTP, and nothing is checked)."""
@@ -153,7 +159,7 @@ def galera(t: Target) -> Check:
     c = Check("galera")
     token = uuid.uuid4().hex
     conn = pymysql.connect(host=t.vip, port=3306, user=PROBE_USER, password=t.galera_password, database=PROBE_DB,
-                           connect_timeout=5, read_timeout=10, write_timeout=10, autocommit=True)
+                           connect_timeout=5, read_timeout=10, write_timeout=10, autocommit=True, ssl=t.mysql_ssl())
     with conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE IF NOT EXISTS smoke (id BIGINT AUTO_INCREMENT PRIMARY KEY, token CHAR(32) NOT NULL,"
                     " at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))")
@@ -164,7 +170,8 @@ def galera(t: Target) -> Check:
     seen: dict[str, bool] = {}
     for name, address in t.galera_nodes.items():
         node = pymysql.connect(host=address, port=3306, user=PROBE_USER, password=t.galera_password,
-                               database=PROBE_DB, connect_timeout=5, read_timeout=10, autocommit=True)
+                               database=PROBE_DB, connect_timeout=5, read_timeout=10, autocommit=True,
+                               ssl=t.mysql_ssl())
         with node, node.cursor() as cur:
             # Causal read: the node applies what the cluster committed before answering.
             cur.execute("SET SESSION wsrep_sync_wait = 1")
