@@ -273,3 +273,27 @@ def test_forced_down_is_not_cleared_while_evacuations_from_the_host_run() -> Non
     plan = decide(fleet(back), POLICY)
     assert plan.actions == () and plan.of("compute1").state is State.EVACUATING
     assert decide(fleet(dataclasses.replace(back, unfinished=0)), POLICY).actions == (Action(Step.CLEAR, "compute1"),)
+
+
+DELETING = (Instance("vm-d", "DELETED"), Instance("vm-e", "ACTIVE", "deleting"), Instance("vm-f", "SOFT_DELETED"))
+
+
+def test_instances_being_deleted_do_not_keep_a_fenced_compute_off() -> None:
+    """Seen in the lab: the chaos workload deleted its 20 servers on a compute just fenced; nova finishes
+    such a delete only when the host's nova-compute starts again, and the host was kept off until they
+    were gone: neither happened, for good."""
+    off = dataclasses.replace(_off(), instances=DELETING)
+    plan = decide(fleet(off), POLICY)
+    assert plan.actions == (Action(Step.POWER_ON, "compute1"),)  # nothing of them evacuated
+    # Beside an instance still to move, the host stays off, and the deleted ones are not counted.
+    mixed = dataclasses.replace(off, instances=(*DELETING, Instance("vm-a", "ACTIVE")))
+    plan = decide(fleet(mixed), POLICY)
+    assert plan.actions == (Action(Step.EVACUATE, "compute1", "vm-a"),)
+    assert "1 instance(s) to evacuate, 0 already moving" in plan.of("compute1").reason
+
+
+def test_a_compute_back_with_only_deleted_instances_is_cleared() -> None:
+    back = Compute("compute1", Member.ONLINE, Fencing(LAST_REPORT + 5, by_cluster=True),
+                   Service(up=False, forced_down=True, updated_at=LAST_REPORT + 10), DELETING)
+    plan = decide(fleet(back), POLICY)
+    assert plan.actions == (Action(Step.CLEAR, "compute1"),) and plan.of("compute1").state is State.RETURNING

@@ -93,6 +93,12 @@ BUSY_TASKS = frozenset({"rebuilding", "rebuild_block_device_mapping", "rebuild_s
                         "resize_migrating", "deleting"})
 
 
+# Deleted, or being deleted: nothing to move. nova finishes a delete asked while the host was down
+# only once its nova-compute starts again.
+GONE = frozenset({"DELETED", "SOFT_DELETED"})
+DELETING_TASKS = frozenset({"deleting", "soft-deleting"})
+
+
 # nova's statuses for the vm_states its evacuate accepts (active, stopped, error).
 EVACUABLE = frozenset({"ACTIVE", "SHUTOFF", "ERROR"})
 
@@ -106,6 +112,10 @@ class Instance:
     @property
     def busy(self) -> bool:
         return self.task_state in BUSY_TASKS or self.status in ("REBUILD", "MIGRATING", "DELETED")
+
+    @property
+    def leaving(self) -> bool:
+        return self.status in GONE or self.task_state in DELETING_TASKS
 
     @property
     def evacuable(self) -> bool:
@@ -193,6 +203,12 @@ class Compute:
     def waiting(self) -> list[Instance]:
         """Instances to ask nova to evacuate: evacuable, and not asked already."""
         return [i for i in self.instances if i.evacuable and i.id not in self.asked]
+
+    def staying(self) -> list[Instance]:
+        """Instances still to leave the host by evacuation: not those being deleted. Counting those
+        kept a fenced compute off for good (the lab: 20 servers deleted while it was down waited for
+        its nova-compute, which waited for them to leave)."""
+        return [i for i in self.instances if not i.leaving]
 
 
 @dataclass(frozen=True)
@@ -319,13 +335,13 @@ def _failed_host(c: Compute, policy: Policy, refusal: str) -> HostPlan:
         return HostPlan(c.name, State.FENCED, "fenced; evacuate: false in the spec", (*actions, *on))
     waiting = c.waiting()
     actions += [Action(Step.EVACUATE, c.name, i.id) for i in waiting]
-    if not c.instances and not c.unfinished and owed_power_on(c):
+    if not c.staying() and not c.unfinished and owed_power_on(c):
         # Pacemaker fences a compute off (its device's reboot is an off): it boots again only now, so
         # its nova-compute starts after every evacuation from it is done and completes them.
         return HostPlan(c.name, State.EVACUATING, f"fenced at {_fmt(c.fencing.done_at)}; every instance has "
                         "left: powering it on", (*actions, Action(Step.POWER_ON, c.name)))
-    busy = sum(1 for i in c.instances if c.moving(i))
-    stuck = sorted({i.status for i in c.instances if not i.evacuable and not c.moving(i)})
+    busy = sum(1 for i in c.staying() if c.moving(i))
+    stuck = sorted({i.status for i in c.staying() if not i.evacuable and not c.moving(i)})
     return HostPlan(c.name, State.EVACUATING, f"fenced at {_fmt(c.fencing.done_at)}; {len(waiting)} instance(s) to "
                     f"evacuate, {busy} already moving" + (f"; nova cannot evacuate the rest ({', '.join(stuck)})"
                                                           if stuck else ""), tuple(actions))
@@ -334,10 +350,10 @@ def _failed_host(c: Compute, policy: Policy, refusal: str) -> HostPlan:
 def _online_host(c: Compute, policy: Policy) -> HostPlan:
     if c.service is None or not c.service.forced_down:
         return HostPlan(c.name, State.HEALTHY, "online")
-    if c.instances and c.name in policy.evacuate:
+    if c.staying() and c.name in policy.evacuate:
         # Back before its instances all left: they keep moving; forced_down stays until none is left.
         waiting = c.waiting()
-        return HostPlan(c.name, State.EVACUATING, f"back; {len(c.instances)} instance(s) still to move",
+        return HostPlan(c.name, State.EVACUATING, f"back; {len(c.staying())} instance(s) still to move",
                         tuple(Action(Step.EVACUATE, c.name, i.id) for i in waiting))
     if c.unfinished:
         # crm_mon called a powered-off compute online while pacemaker retried its connection: clearing
