@@ -163,6 +163,8 @@ def test_instance_ha_watches_every_compute_from_the_members(tmp_path: Path) -> N
         assert not set(state.where(rid)) & set(computes), (rid, state.where(rid))
     # No clone keeps an instance "Stopped" for a compute it may not run on (deploy waits for none).
     assert "time-sync-clone" not in state.stopped() and "haproxy-clone" not in state.stopped()
+    # (Each connection has a rule keeping it off a member that lost the management network; it must
+    # not keep it off one whose reach is unknown: above, the connections started before any ping.)
     [evacuator] = state.where("evacuator")  # one copy, on a controller
     assert evacuator in [n.name for n in r.spec.evacuator_nodes()]
     # One key on every member and every compute: pacemaker_remote's TLS needs the same bytes.

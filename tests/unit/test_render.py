@@ -353,6 +353,24 @@ def test_a_vip_holder_must_reach_the_management_network() -> None:
         variant(networks={"management": "10.77.0.0/24", "ping_targets": ["192.0.2.1"]})
 
 
+def test_a_compute_s_connection_leaves_a_member_cut_off_from_the_management_network() -> None:
+    """Seen in the lab: the VIP holder's management link cut while it held compute1's connection; the
+    connection failed there and pacemaker fenced the healthy compute. Each connection now leaves a
+    member whose reach dropped to 0, and is not kept off one whose reach is unknown (the cluster
+    starting: a connection that cannot start gets its compute fenced). With keepalived managing the
+    VIP, the members ping for the connections alone."""
+    for manager in ("pacemaker", "keepalived-quorum"):
+        cib = build_cib(variant(instance_ha={"enabled": True}, vip_manager=manager))
+        assert any(c.get("id") == "mgmt-ping-clone" for c in cib.iter("clone")), manager
+        for compute in ("compute1", "compute2"):
+            [rule] = [c.find("rule") for c in cib.iter("rsc_location") if c.get("id") == f"{compute}-needs-mgmt"]
+            assert rule is not None and rule.get("score") == "-INFINITY"
+            assert [(e.get("attribute"), e.get("operation"), e.get("value")) for e in rule.iter("expression")] == [
+                ("mgmt-reach", "lt", "1")]
+    assert not any(c.get("id") == "mgmt-ping-clone" for c in build_cib(variant(vip_manager="keepalived-quorum"))
+                   .iter("clone"))
+
+
 def test_fence_delay_becomes_pcmk_delay_base() -> None:
     data_spec = load_spec(SEED)
     nodes = [n.model_copy(update={"fence": n.fence.model_copy(update={"delay": 10})}) if n.name == "ctl1" and n.fence

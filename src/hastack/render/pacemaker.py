@@ -96,6 +96,24 @@ def managed_vips(spec: Spec) -> tuple[Vip, ...]:
     return spec.vips if spec.vip_manager is VipManager.PACEMAKER else ()
 
 
+def pings(spec: Spec) -> bool:
+    """Whether the members watch their reach of the management network: for the VIPs pacemaker
+    places, and for the connections to computes (instance HA), which run over that network."""
+    return bool(managed_vips(spec)) or bool(spec.remote_nodes())
+
+
+def _needs_mgmt(cons: ET.Element, rid: str, unknown: bool = True) -> None:
+    """`rid` never where the management network is out of reach, nor (`unknown`) where that is not known
+    yet: before the node's first ping."""
+    loc = ET.SubElement(cons, "rsc_location", id=f"{rid}-needs-mgmt", rsc=rid)
+    rule = ET.SubElement(loc, "rule", {"id": f"{rid}-needs-mgmt-rule", "score": "-INFINITY", "boolean-op": "or"})
+    if unknown:
+        ET.SubElement(rule, "expression", id=f"{rid}-needs-mgmt-unknown", attribute=PING_ATTRIBUTE,
+                      operation="not_defined")
+    ET.SubElement(rule, "expression", id=f"{rid}-needs-mgmt-none", attribute=PING_ATTRIBUTE,
+                  operation="lt", value="1", type="number")
+
+
 def build_cib(spec: Spec) -> ET.Element:
     monitor = spec.timing.pacemaker_monitor_s
     cib = ET.Element("cib", {
@@ -135,7 +153,7 @@ def build_cib(spec: Spec) -> ET.Element:
     _nvset(clone, "meta_attributes", f"{HAPROXY}-meta",
            {"interleave": "true", "clone-max": str(len(spec.haproxy_nodes()))})
 
-    if managed_vips(spec):
+    if pings(spec):
         _ping_clone(res, spec)
 
     if spec.pacemaker.time_sync != "none":
@@ -199,11 +217,11 @@ def build_cib(spec: Spec) -> ET.Element:
     cons = ET.SubElement(conf, "constraints")
     for m in cluster:
         if m.name not in haproxy_nodes:
-            for clone_id in (HAPROXY, PING) if managed_vips(spec) else (HAPROXY,):
+            for clone_id in (HAPROXY, PING) if pings(spec) else (HAPROXY,):
                 ET.SubElement(cons, "rsc_location", id=f"ban-{clone_id}-{m.name}", rsc=clone_id,
                               node=m.name, score="-INFINITY")
     # A compute runs none of the members' resources (its clock is its own business, as before).
-    banned = (HAPROXY, *((PING,) if managed_vips(spec) else ()), *(f"vip-{v.name}" for v in managed_vips(spec)),
+    banned = (HAPROXY, *((PING,) if pings(spec) else ()), *(f"vip-{v.name}" for v in managed_vips(spec)),
               *((TIME_SYNC,) if spec.pacemaker.time_sync != "none" else ()))
     evacuators = {n.name for n in spec.evacuator_nodes()}
     for node in spec.remote_nodes():
@@ -220,14 +238,7 @@ def build_cib(spec: Spec) -> ET.Element:
                                                "with-rsc": HAPROXY, "score": "INFINITY"})
         ET.SubElement(cons, "rsc_order", id=f"haproxy-before-{rid}", first=HAPROXY, then=rid,
                       kind="Mandatory")
-        # Not where the management network is out of reach (or not yet known: before the first ping).
-        loc = ET.SubElement(cons, "rsc_location", id=f"{rid}-needs-mgmt", rsc=rid)
-        rule = ET.SubElement(loc, "rule", {"id": f"{rid}-needs-mgmt-rule", "score": "-INFINITY",
-                                           "boolean-op": "or"})
-        ET.SubElement(rule, "expression", id=f"{rid}-needs-mgmt-unknown", attribute=PING_ATTRIBUTE,
-                      operation="not_defined")
-        ET.SubElement(rule, "expression", id=f"{rid}-needs-mgmt-none", attribute=PING_ATTRIBUTE,
-                      operation="lt", value="1", type="number")
+        _needs_mgmt(cons, rid)
         for m in cluster:
             if m.name not in haproxy_nodes:
                 ET.SubElement(cons, "rsc_location", id=f"ban-{rid}-{m.name}", rsc=rid,
@@ -236,6 +247,14 @@ def build_cib(spec: Spec) -> ET.Element:
         if pref:
             ET.SubElement(cons, "rsc_location", id=f"prefer-{rid}-{pref}", rsc=rid, node=pref,
                           score="100")
+    for node in spec.remote_nodes():
+        # A compute's connection leaves a member that lost the management network before its monitor
+        # fails: a failed connection is held off for reconnect_interval, and pacemaker fences the
+        # compute meanwhile ("remote connection is unrecoverable"). Seen in the lab: the VIP holder's
+        # management link cut, and a healthy compute fenced and evacuated. An unknown reach does not
+        # keep it off: a connection that cannot start gets its compute fenced (the whole cluster
+        # starting, before the first ping, would fence every compute).
+        _needs_mgmt(cons, node.name, unknown=False)
     for name in fenced:
         # A node never runs the device that fences itself.
         ET.SubElement(cons, "rsc_location", id=f"fence-{name}-not-on-self", rsc=f"fence-{name}",
