@@ -333,15 +333,15 @@ def _failed_host(c: Compute, policy: Policy, refusal: str) -> HostPlan:
     if c.name not in policy.evacuate:
         on = (Action(Step.POWER_ON, c.name),) if owed_power_on(c) else ()
         return HostPlan(c.name, State.FENCED, "fenced; evacuate: false in the spec", (*actions, *on))
-    waiting = c.waiting()
+    waiting, staying = c.waiting(), c.staying()
     actions += [Action(Step.EVACUATE, c.name, i.id) for i in waiting]
-    if not c.staying() and not c.unfinished and owed_power_on(c):
+    if not staying and not c.unfinished and owed_power_on(c):
         # Pacemaker fences a compute off (its device's reboot is an off): it boots again only now, so
         # its nova-compute starts after every evacuation from it is done and completes them.
         return HostPlan(c.name, State.EVACUATING, f"fenced at {_fmt(c.fencing.done_at)}; every instance has "
                         "left: powering it on", (*actions, Action(Step.POWER_ON, c.name)))
-    busy = sum(1 for i in c.staying() if c.moving(i))
-    stuck = sorted({i.status for i in c.staying() if not i.evacuable and not c.moving(i)})
+    busy = sum(1 for i in staying if c.moving(i))
+    stuck = sorted({i.status for i in staying if not i.evacuable and not c.moving(i)})
     return HostPlan(c.name, State.EVACUATING, f"fenced at {_fmt(c.fencing.done_at)}; {len(waiting)} instance(s) to "
                     f"evacuate, {busy} already moving" + (f"; nova cannot evacuate the rest ({', '.join(stuck)})"
                                                           if stuck else ""), tuple(actions))
@@ -350,10 +350,10 @@ def _failed_host(c: Compute, policy: Policy, refusal: str) -> HostPlan:
 def _online_host(c: Compute, policy: Policy) -> HostPlan:
     if c.service is None or not c.service.forced_down:
         return HostPlan(c.name, State.HEALTHY, "online")
-    if c.staying() and c.name in policy.evacuate:
+    if (staying := c.staying()) and c.name in policy.evacuate:
         # Back before its instances all left: they keep moving; forced_down stays until none is left.
         waiting = c.waiting()
-        return HostPlan(c.name, State.EVACUATING, f"back; {len(c.staying())} instance(s) still to move",
+        return HostPlan(c.name, State.EVACUATING, f"back; {len(staying)} instance(s) still to move",
                         tuple(Action(Step.EVACUATE, c.name, i.id) for i in waiting))
     if c.unfinished:
         # crm_mon called a powered-off compute online while pacemaker retried its connection: clearing

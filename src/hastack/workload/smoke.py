@@ -35,7 +35,6 @@ from hastack.render import tls as tls_files
 from hastack.render.galera import PROBE_DB, PROBE_USER
 from hastack.render.openstack_run import ADMIN, FLAVOR, HORIZON_LOGIN, IMAGE, auth_url, vip_url
 from hastack.render.rabbitmq import amqp_port
-from hastack.render.tls import authority as tls_authority
 from hastack.spec.catalog import RUN
 from hastack.spec.model import Spec
 
@@ -89,20 +88,20 @@ class Target(BaseModel):
         ctx = ssl.create_default_context(cadata=self.tls_ca)
         return {"host": host, "port": self.rabbit_port, "ssl_options": pika.SSLOptions(ctx, server_hostname=host)}
 
-    def mysql_ssl(self) -> dict[str, str] | None:
-        """PyMySQL's TLS for this cluster: required and checked against the CA (the name too) when on."""
+    def _ca_path(self) -> str | None:
+        """The cluster's CA as a file on this machine (clients that take only a path), None without TLS."""
         from hastack.hosts.cafile import ca_file
 
-        return {"ca": ca_file(self.tls_ca.encode())} if self.tls_ca else None
+        return ca_file(self.tls_ca.encode()) if self.tls_ca else None
+
+    def mysql_ssl(self) -> dict[str, str] | None:
+        """PyMySQL's TLS for this cluster: required and checked against the CA (the name too) when on."""
+        return {"ca": path} if (path := self._ca_path()) else None
 
     def http_verify(self) -> str | bool:
         """What HTTP clients of the VIP check its certificate against: the cluster's CA (a file) when the
         APIs speak HTTPS, the system's store otherwise (they speak plain HTTP, and nothing is checked)."""
-        if not self.tls_ca:
-            return True
-        from hastack.hosts.cafile import ca_file
-
-        return ca_file(self.tls_ca.encode())
+        return self._ca_path() or True
 
     def mongo_tls(self) -> dict[str, Any]:
         """pymongo's TLS options for this cluster (none without TLS)."""
@@ -126,7 +125,7 @@ def target(spec: Spec, secrets: dict[str, str] | Any, mongo_user: str) -> Target
         kw |= {"mongo_members": {n.name: str(n.address) for _, n in spec.mongo_members()},
                "mongo_replset": spec.mongodb.replica_set, "mongo_user": mongo_user,
                "mongo_password": secrets["mongodb_admin_password"]}
-    if (ca := tls_authority(spec, secrets)) is not None:  # None without TLS
+    if (ca := tls_files.authority(spec, secrets)) is not None:  # None without TLS
         kw["tls_ca"] = ca.cert.decode()
     if "keystone" in spec.openstack.services and "keystone" in RUN:
         kw |= {"os_auth_url": auth_url(spec) + "/v3", "os_password": secrets["keystone_admin_password"],
