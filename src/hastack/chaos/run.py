@@ -115,7 +115,11 @@ def _recover(spec: Spec, secrets: Secrets, access: Access, progress: Progress, t
         progress(f"recover {r.component}: {r.outcome}: {r.reason}"
                  + (f" -> {'; '.join(r.actions)}" if r.actions else ""))
 
-    report = asyncio.run(recover(spec, secrets, access, progress, show, timeout=max(timeout, 30)))
+    # This run powered every host on itself: each one is booting, so recover waits for it as long as
+    # the run may take (its 60 s default was over before the lab's hosts answered SSH under the storm
+    # of a cold boot of them all, and it refused).
+    timeout = max(timeout, 30)
+    report = asyncio.run(recover(spec, secrets, access, progress, show, timeout=timeout, host_grace=timeout))
     progress(f"recover: {'every cluster whole' if report.ok else 'NOT recovered'} in {report.seconds:.1f} s")
     return report
 

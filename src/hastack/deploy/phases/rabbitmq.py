@@ -40,9 +40,9 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
         view = await rabbit_view(ctx, nodes[0])
         return view if view is not None and view.complete(want, exact) else None
 
-    # 360 s: a node that joins while its only peer is paused (pause_minority in a
-    # two-node cluster) may need a second start (the unit retries after 90 s).
-    view = await wait_for(lambda: clustered(False), 360, f"rabbitmq nodes {', '.join(sorted(want))} in one cluster")
+    # 450 s: a node that joins while its only peer is paused (pause_minority in a
+    # two-node cluster) may need a second start (the unit retries after 180 s).
+    view = await wait_for(lambda: clustered(False), 450, f"rabbitmq nodes {', '.join(sorted(want))} in one cluster")
     joined, leaving = membership_changes(want, before, view)
     # Joiners get a member of every quorum queue before any leaver takes its members
     # away: a queue never has fewer copies than before.
