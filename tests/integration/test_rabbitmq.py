@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hastack.components.rabbitmq import CLUSTER, STATUS, parse_cluster_status, parse_status
 from hastack.lab.netns import Netns, netns
 from hastack.render.rabbitmq import DEFINITIONS, TLS_DIR
 from hastack.workload.smoke import target
@@ -113,6 +114,13 @@ def test_amqp_over_tls_only_with_the_rendered_certificates(tmp_path: Path, daemo
         listeners = _ctl(ns, home, "status").stdout
         assert f"{address}, port: 5671, protocol: amqp/ssl" in listeners, listeners
         assert "port: 5672" not in listeners
+        # status's own probe calls the node serving (its one AMQP listener is the TLS one)
+        probe = _ctl(ns, home, *STATUS.argv[1:])
+        assert probe.returncode == 0, probe.stderr
+        assert parse_status(probe.stdout).cluster.serving == (NODE,), probe.stdout
+        view = _ctl(ns, home, *CLUSTER.argv[1:])  # recover's view of the cluster: the same
+        assert view.returncode == 0, view.stderr
+        assert parse_cluster_status(view.stdout).serving == (NODE,), view.stdout
         res = ns.run([sys.executable, "-c", PUBLISH, t.model_dump_json()], timeout=60)
         assert res.stdout.strip() == "confirmed", res.stdout + res.stderr
         plain = t.model_copy(update={"tls_ca": "", "rabbit_port": 5671})

@@ -215,11 +215,11 @@ def test_a_scenario_that_recovers_runs_recover_once_and_keeps_its_history(
         lab: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls: list[float] = []
 
-    async def recover(spec: Any, secrets: Any, access: Any, progress: Any, show: Any, *, timeout: float,
-                      host_grace: float) -> RecoveryReport:
-        calls.append(timeout)
+    async def recover(spec: Any, secrets: Any, access: Any, progress: Any, show: Any, **opts: float
+                      ) -> RecoveryReport:
+        calls.append(opts["timeout"])
         # The run powered every host on: recover waits for a booting host as long as it may run.
-        assert host_grace == timeout > 360
+        assert opts["host_grace"] == opts["timeout"] > 360
         show(Round("galera", "bootstrap", "every node down", ["bootstrap ctl1"], [], 1.0))
         return RecoveryReport(seconds=2.0)
 

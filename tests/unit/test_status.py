@@ -261,3 +261,14 @@ def test_a_healthy_lab_with_instance_ha_is_healthy() -> None:
         '<node name="compute1" id="compute1" online="true"', '<node name="compute1" id="compute1" online="false"')))
     row = next(r for r in verdict(variant(instance_ha={"enabled": True}), down) if r.component == "pacemaker")
     assert not row.healthy and "computes offline: compute1" in row.problems
+
+
+def test_a_rabbit_node_serving_amqp_over_tls_only_is_serving() -> None:
+    # With TLS the broker's only AMQP listener is `amqp/ssl` on 5671 (`listeners.tcp = none`); the first
+    # lab run with TLS called every node "not serving AMQP". Derived from the healthy capture: the plain
+    # listener replaced by the TLS one as cluster_status lists it.
+    tls = text("rabbitmq_cluster_status.json").replace('"port":5672,"protocol":"amqp"',
+                                                      '"port":5671,"protocol":"amqp/ssl"')
+    assert '"amqp/ssl"' in tls and '"protocol":"amqp"' not in tls
+    status = parse_cluster_status(tls)
+    assert status.serving == ("rabbit@ctl1", "rabbit@ctl2", "rabbit@ctl3")
