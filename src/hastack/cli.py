@@ -414,6 +414,14 @@ def _target(model: Spec, reach: Reach) -> tuple[Spec, Access]:
                   f"trust SPEC` to see each host's key and record it, or pass --known-hosts{hint}.",
                   style="bold red", markup=False)
         sys.exit(EXIT_INPUT)
+    import asyncssh
+
+    try:  # read once here: a bad key file is the operator's input, not a traceback from every connection
+        asyncssh.read_private_key(ssh_key)
+    except (asyncssh.KeyImportError, OSError) as exc:
+        err.print(f"{ssh_key}: not a usable SSH private key ({exc}): pass --ssh-key with an unencrypted "
+                  "private key the hosts accept", style="bold red", markup=False)
+        sys.exit(EXIT_INPUT)
     return model, Access(ssh_key, known_hosts)
 
 
@@ -618,10 +626,14 @@ def mongo_priority(spec: Path, node: str, priority: float, *, reach: Reach, as_j
               help="A galera node seen running this long answering nothing and receiving no state "
                    "transfer, with no member donating, is wedged: stop it (KILL if need be), start it again.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds before giving up.")
+@click.option("--wait-hosts", "wait_hosts", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              metavar="SECONDS",
+              help="Wait this long for hosts that do not answer (booting: after a power loss real servers "
+                   "take minutes); after it, a cluster that needs one is not recovered without --force.")
 @ssh_options
 @click.option("--json", "as_json", is_flag=True, help="Print every round's evidence and actions as JSON.")
 def recover(spec: Path, *, only: tuple[str, ...], force: bool, bootstrap: str | None, forget: tuple[str, ...],
-            stall: float, timeout: float, reach: Reach, as_json: bool) -> None:
+            stall: float, timeout: float, wait_hosts: float, reach: Reach, as_json: bool) -> None:
     """Bring galera, rabbitmq and mongodb back after an outage, showing the evidence before each act."""
     import asyncio
     import dataclasses
@@ -656,7 +668,7 @@ def recover(spec: Path, *, only: tuple[str, ...], force: bool, bootstrap: str | 
     try:
         options = Options(force=force, bootstrap=bootstrap, forget=forget, stall_s=stall)
         report = asyncio.run(run_recover(model, secrets, access, _progress, show, only=only or COMPONENTS,
-                                         options=options, timeout=timeout))
+                                         options=options, timeout=timeout, host_grace=wait_hosts))
     except (RecoverError, OSError) as exc:
         err.print(f"[bold red]recover failed:[/] {escape(str(exc))}")
         sys.exit(EXIT_FAILED)

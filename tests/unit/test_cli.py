@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import asyncssh
 import pytest
 from click.testing import CliRunner
 
@@ -148,10 +149,11 @@ def test_a_lab_on_this_machine_changes_nothing_without_lab(tmp_path: Path, monke
     model = load_spec(THREE)
     dirs = LabDirs.of(model.cluster)
     dirs.root.mkdir(parents=True)
-    for f in (dirs.state, dirs.key, dirs.known_hosts):
+    for f in (dirs.state, dirs.known_hosts):
         f.write_text("{}" if f == dirs.state else "x\n")
     key, known = tmp_path / "id", tmp_path / "known_hosts"
-    key.write_text("x\n")
+    for k in (key, dirs.key):
+        asyncssh.generate_private_key("ssh-ed25519").write_private_key(k)
     known.write_text("")
     real, access = cli._target(model, cli.Reach(key, known))
     assert real == model and access.key == key and access.known_hosts == known
@@ -175,3 +177,30 @@ def test_lab_client_without_a_lab_says_so_and_writes_no_secrets(tmp_path: Path) 
     rc, output = run("lab", "client", "--spec", str(spec), "--", "openstack", "token", "issue")
     assert rc == 2 and "is not up" in output and "hastack lab up" in output
     assert not list(tmp_path.glob("*.secrets.yaml"))
+
+
+def test_recover_waits_for_hosts_that_do_not_answer_as_long_as_told(tmp_path: Path) -> None:
+    # Loopback addresses where nothing listens on port 22: every host refuses at once, as a booting one does.
+    spec = copy_spec(tmp_path, THREE, THREE.read_text().replace("10.77.0.", "127.0.0."))
+    key, known = tmp_path / "id", tmp_path / "known_hosts"
+    asyncssh.generate_private_key("ssh-ed25519").write_private_key(key)
+    known.write_text("")
+    args = ("recover", str(spec), "--only", "galera", "--ssh-key", str(key), "--known-hosts", str(known), "--json")
+    code, out = run(*args, "--wait-hosts", "0")
+    report = json.loads(out)
+    assert code == 3 and "cannot be read" in report["refused"]["galera"], report
+    assert [r["outcome"] for r in report["rounds"]] == ["refuse"], report["rounds"]
+    code, out = run(*args, "--wait-hosts", "3")
+    report = json.loads(out)
+    assert code == 3 and "cannot be read" in report["refused"]["galera"], report
+    assert report["rounds"][0]["outcome"] == "wait" and "booting" in report["rounds"][0]["reason"], report["rounds"]
+    assert report["seconds"] >= 3, report
+
+
+def test_a_key_file_that_is_no_private_key_is_refused_in_one_line(tmp_path: Path) -> None:
+    key, known = tmp_path / "id", tmp_path / "known_hosts"
+    key.write_text("not a key\n")
+    known.write_text("")
+    for cmd in ("status", "deploy", "recover"):
+        code, out = run(cmd, str(THREE), "--ssh-key", str(key), "--known-hosts", str(known))
+        assert code == 2 and f"{key}: not a usable SSH private key" in out and "Traceback" not in out, (cmd, out)
