@@ -27,7 +27,7 @@ from hastack.components.pacemaker import MON, PacemakerState, parse_crm_mon
 from hastack.credentials.store import secrets_path
 from hastack.lab.layout import layout
 from hastack.lab.runtime import LabDirs, load_state
-from hastack.render.openstack_run import FLAVOR, IMAGE, api_reads, catalog_names, log_path
+from hastack.render.openstack_run import FLAVOR, IMAGE, api_reads, catalog_names, log_path, vip_url
 from hastack.render.pacemaker import FAILURE_TIMEOUT_S
 from hastack.spec.catalog import daemons_for, endpoints_for
 from hastack.spec.load import load_spec
@@ -263,7 +263,7 @@ def test_smoke_from_the_client_host(lab: Path) -> None:
         return
     # horizon through the VIP in a real browser: logged in as the admin, the page kept as a PNG.
     horizon = checks["horizon"]["evidence"]
-    assert "/auth/login" not in horizon["url"] and horizon["url"].startswith(f"http://{spec.vips[0].address}")
+    assert "/auth/login" not in horizon["url"] and horizon["url"].startswith(vip_url(spec, "horizon").rsplit(":", 1)[0])
     assert Path(horizon["screenshot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
