@@ -82,9 +82,10 @@ def test_turning_tls_on_under_running_members_stops_the_deploy_before_anything_i
         mongo: list[FakeMongo]) -> None:
     """The fake cluster runs as deployed without TLS; this deploy's spec has it: galera's members
     would be restarted one by one into a cluster they cannot reach."""
-    spec = SPEC.model_copy(update={"tls": Tls(enabled=True)})
+    plain = SPEC.model_copy(update={"tls": Tls(enabled=False)})  # the examples have TLS: this cluster had not
+    spec = plain.model_copy(update={"tls": Tls(enabled=True)})
     secrets = complete(spec, dict(SECRETS))[0]
-    hosts = cluster(SPEC, SECRETS)
+    hosts = cluster(plain, SECRETS)
     ctx = DeployContext(spec, secrets, render_all(spec, secrets), cast(dict[str, SshHost], hosts), lambda _: None)
     with pytest.raises(DeployError, match="cannot reach each other") as exc:
         asyncio.run(run(ctx))

@@ -85,11 +85,12 @@ def test_the_catalog_is_made_once_and_a_second_run_changes_nothing() -> None:
     assert "user keystone" not in changes  # keystone's own entry has no user
     urls = {(e["interface"], e["url"]) for e in ks.rows["endpoints"]}
     vip = SPEC.vips[0].address
-    assert ("public", f"http://{vip}:9292") in urls and ("internal", f"http://{vip}:5000/v3") in urls
+    # https: the examples have TLS, haproxy ends it on the VIP.
+    assert ("public", f"https://{vip}:9292") in urls and ("internal", f"https://{vip}:5000/v3") in urls
     # keystone, placement, glance, neutron, nova, cinder (as volumev3 and block-storage), heat and its CFN
     # API; three interfaces each.
     assert len(ks.rows["endpoints"]) == 9 * 3
-    assert ("public", f"http://{vip}:8004/v1/%(project_id)s") in urls
+    assert ("public", f"https://{vip}:8004/v1/%(project_id)s") in urls
     assert len(ks.grants) == 6  # the six service users (not keystone, not heat-cfn), admin on the service project
     writes = len(ks.writes)
     assert ensure(ks, want()) == [] and len(ks.writes) == writes
@@ -102,7 +103,7 @@ def test_a_moved_endpoint_and_a_lost_password_are_put_right() -> None:
     placement = next(e for e in ks.rows["endpoints"] if e["url"].endswith(":8778") and e["interface"] == "admin")
     placement["url"] = "http://192.0.2.1:8778"
     changes = ensure(ks, want())
-    assert changes == [f"endpoint placement admin: http://192.0.2.1:8778 -> http://{SPEC.vips[0].address}:8778",
+    assert changes == [f"endpoint placement admin: http://192.0.2.1:8778 -> https://{SPEC.vips[0].address}:8778",
                        "user glance: password set"]
     assert ks.login("glance", SECRETS["os_glance_password"])
 

@@ -69,6 +69,7 @@ def test_every_component_lands_on_its_hosts() -> None:
         "/etc/nova/nova.conf.d/50-hastack-ha.conf", "/etc/neutron/neutron.conf.d/50-hastack-ha.conf",
         "/etc/systemd/system/nova-compute.service",  # nova's fake driver
         "/etc/hastack/secrets.fingerprints",  # computes hold the messaging password
+        "/etc/hastack/tls/ca.pem",  # the examples speak TLS: the broker and the VIP are checked against it
         "/etc/sysctl.d/61-hastack-keepalive.conf"}  # every host
 
 
@@ -218,8 +219,8 @@ def test_openstack_fragments() -> None:
     cp = ini(tree, "ctl1", "/etc/nova/nova.conf.d/50-hastack-ha.conf")
     url = urlsplit(cp["DEFAULT"]["transport_url"])
     assert url.scheme == "rabbit"
-    assert [h.split("@")[1] for h in url.netloc.split(",")] == [
-        "10.77.0.11:5672", "10.77.0.12:5672", "10.77.0.13:5672"]
+    assert [h.split("@")[1] for h in url.netloc.split(",")] == [  # AMQP over TLS: the examples have it
+        "10.77.0.11:5671", "10.77.0.12:5671", "10.77.0.13:5671"]
     assert cp["oslo_messaging_rabbit"]["rabbit_quorum_queue"] == "true"
     db = urlsplit(cp["database"]["connection"])
     assert db.hostname == "10.77.0.10" and db.path == "/nova"
@@ -239,7 +240,7 @@ def test_cinder_heat_and_horizon_run_bound_to_their_node() -> None:
     heat = ini(tree, "ctl2", "/etc/heat/heat.conf.d/50-hastack-ha.conf")
     # The engine acts for users through trusts given to heat's own user; instances call the CFN API on the VIP.
     assert heat["trustee"]["username"] == "heat" and heat["trustee"]["password"] == secrets["os_heat_password"]
-    assert heat["DEFAULT"]["heat_metadata_server_url"] == "http://10.77.0.10:8000"
+    assert heat["DEFAULT"]["heat_metadata_server_url"] == "https://10.77.0.10:8000"  # the examples have TLS
     assert urlsplit(heat["database"]["connection"]).path == "/heat"
     cinder = ini(tree, "ctl2", "/etc/cinder/cinder.conf.d/50-hastack-ha.conf")
     assert cinder["DEFAULT"]["my_ip"] == "10.77.0.12" and cinder["keystone_authtoken"]["username"] == "cinder"
@@ -259,7 +260,7 @@ def test_cinder_heat_and_horizon_run_bound_to_their_node() -> None:
     exec(settings[0].content.decode(), scope)  # horizon exec()s it the same way
     assert scope["SECRET_KEY"] == secrets["horizon_secret_key"]
     assert scope["SESSION_ENGINE"] == "django.contrib.sessions.backends.signed_cookies"
-    assert scope["OPENSTACK_KEYSTONE_URL"] == "http://10.77.0.10:5000/v3"
+    assert scope["OPENSTACK_KEYSTONE_URL"] == "https://10.77.0.10:5000/v3"
     assert "10.77.0.10" in scope["ALLOWED_HOSTS"]  # type: ignore[operator]
 
 

@@ -305,7 +305,7 @@ def test_hastack_s_own_clients_check_the_vip_against_the_ca(tmp_path: Path) -> N
     assert set(t.horizon_pins) == served and len(served) == len(spec.haproxy.nodes)
     assert api_ask(spec, secrets)["cafile"] == CA_PATH
     assert t.mysql_ssl() == {"ca": verify}  # smoke's and chaos's database clients: TLS, checked
-    plain = variant(openstack={"services": ALL_APIS})
+    plain = variant(openstack={"services": ALL_APIS}, tls={"enabled": False})
     pt = target(plain, secrets_for(plain), "hastack_admin")
     assert pt.http_verify() is True and pt.horizon_pins == () and pt.horizon_url.startswith("http://")
     assert pt.mysql_ssl() is None
