@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from hastack.components.galera import STATUS_SQL, GaleraState, parse_wsrep_status, writer_health
+from hastack.credentials.model import AGENT_TOKEN
 from hastack.lab.netns import Netns, netns
 from hastack.render.galera import GARBD_TLS_DIR, TLS_DIR
 from hastack.render.haproxy import TLS_BUNDLE
@@ -210,8 +211,9 @@ def test_clients_reach_galera_over_tls_checked_against_the_ca(seed_cluster: Seed
 
 HTTP_GET = """
 import sys, urllib.request, urllib.error
+headers = {"Authorization": sys.argv[2]} if len(sys.argv) > 2 else {}
 try:
-    print(urllib.request.urlopen(sys.argv[1], timeout=2).status)
+    print(urllib.request.urlopen(urllib.request.Request(sys.argv[1], headers=headers), timeout=2).status)
 except urllib.error.HTTPError as e:
     print(e.code)
 except OSError:
@@ -262,11 +264,12 @@ def test_haproxy_moves_writes_to_the_backup_when_the_writer_dies(seed_cluster: S
         path.write_text(yaml.safe_dump(cfg))
         c.daemons.spawn(ns.argv([hastack, "agent", "--config", str(path)]), c.base / f"agent-{node.name}.log")
 
-    def status(node: str) -> int:
+    def status(node: str, token: str = c.r.secrets[AGENT_TOKEN]) -> int:
         url = f"http://{spec.node(node).address}:{spec.haproxy.health_port}/galera"
-        return int(ns.run([sys.executable, "-c", HTTP_GET, url]).stdout.strip() or 0)
+        return int(ns.run([sys.executable, "-c", HTTP_GET, url, f"Bearer {token}"]).stdout.strip() or 0)
 
     wait_until(lambda: status("ctl1") == 200 and status("ctl2") == 200, 30, "both agents to answer 200")
+    assert status("ctl1", "someone-else-s-guess") == 401  # haproxy's check is let in by the token it shows
 
     # haproxy with the rendered config; only runtime paths move to the test folder.
     cfg = c.r.path("ctl1", "/etc/haproxy/haproxy.cfg").read_text()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+import socket
+import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -10,10 +14,14 @@ import yaml
 
 from hastack.agent.__main__ import main
 from hastack.agent.config import AgentConfig
-from hastack.agent.server import GaleraProbe
+from hastack.agent.server import GaleraProbe, make_server
+from hastack.credentials.model import AGENT_TOKEN
+from hastack.render import render_all
 from hastack.render.agent import USER, render_agent
 from hastack.spec.load import load_spec
 from tests.helpers import THREE, secrets_for
+
+TOKEN = "t0ken-of-the-agent-32-characters"
 
 
 def test_a_config_error_names_the_field_never_the_password(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -25,7 +33,8 @@ def test_a_config_error_names_the_field_never_the_password(tmp_path: Path, capsy
 
 
 def test_a_server_that_does_not_answer_is_reported_by_code_only(tmp_path: Path) -> None:
-    probe = GaleraProbe(AgentConfig(listen="127.0.0.1", mysql_password="x", mysql_socket=str(tmp_path / "none.sock")))
+    probe = GaleraProbe(AgentConfig(listen="127.0.0.1", mysql_password="x", token=TOKEN,
+                                    mysql_socket=str(tmp_path / "none.sock")))
     health, state = probe.check()
     assert not health.serve and state is None
     assert re.fullmatch(r"mariadb did not answer \(error \w+\)", health.reason), health.reason
@@ -39,3 +48,41 @@ def test_the_agent_runs_as_its_own_user_with_no_privilege() -> None:
     assert f"User={USER}" in unit and "NoNewPrivileges=yes" in unit and "CapabilityBoundingSet=\n" in unit
     cfg = files["/etc/hastack/agent.yaml"]
     assert (cfg.owner, cfg.mode) == (USER, 0o600)  # readable by the agent alone: it holds the monitor password
+
+
+def test_the_agent_answers_only_a_request_that_shows_its_token(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a free port on loopback
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = AgentConfig(listen="127.0.0.1", port=port, mysql_password="x", token=TOKEN,
+                      mysql_socket=str(tmp_path / "none.sock"))
+    server = make_server(cfg)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/galera"
+
+        def status(headers: dict[str, str]) -> int:
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as resp:
+                    return int(resp.status)
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert status({}) == 401
+        assert status({"Authorization": "Bearer not-the-token-of-this-agent"}) == 401
+        assert status({"Authorization": TOKEN}) == 401  # the scheme is part of what is compared
+        assert status({"Authorization": f"Bearer {TOKEN}"}) == 503  # shown: the (absent) server's verdict
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_haproxy_s_check_shows_the_agent_its_token() -> None:
+    spec = load_spec(THREE)
+    secrets = secrets_for(spec)
+    tree = render_all(spec, secrets)
+    agent = yaml.safe_load(tree["ctl1"]["/etc/hastack/agent.yaml"].content)
+    cfg = tree["ctl1"]["/etc/haproxy/haproxy.cfg"].content.decode()
+    assert agent["token"] == secrets[AGENT_TOKEN]
+    assert f'http-check send meth GET uri /galera hdr Authorization "Bearer {agent["token"]}"\n' in cfg

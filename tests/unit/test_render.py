@@ -113,7 +113,7 @@ def test_haproxy_one_writer_and_http_check() -> None:
     servers = [line.split() for line in galera.splitlines() if line.strip().startswith("server ")]
     assert [s[1] for s in servers] == ["ctl1", "ctl2", "ctl3"]
     assert ["backup" in s for s in servers] == [False, True, True]
-    assert "option httpchk GET /galera" in galera and all("port" in s for s in servers)
+    assert "http-check send meth GET uri /galera hdr Authorization" in galera and all("port" in s for s in servers)
     assert "contimeout" not in cfg and "balance source\n    server ctl1 10.77.0.11:3306" not in cfg
     assert "stats auth hastack:" in cfg and "admin:admin" not in cfg
     assert "bind 10.77.0.12:1993" in cfg  # stats on the node's own management address

@@ -1,4 +1,4 @@
-"""The agent's config file (rendered per node, 0600: it holds the monitor password)."""
+"""The agent's config file (rendered per node, 0600: it holds the monitor password and its token)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ class AgentConfig(BaseModel):
     mysql_socket: str = "/run/mysqld/mysqld.sock"
     mysql_user: str = "hastack_monitor"
     mysql_password: str
+    token: str = Field(min_length=16)  # every request must show it: `Authorization: Bearer TOKEN`
     # A donor stays in rotation (mariabackup keeps it consistent); off by default.
     donor_serves: bool = False
     # Cache one probe this long: haproxy on every node polls every node.

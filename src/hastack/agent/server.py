@@ -1,4 +1,5 @@
-"""HTTP health endpoints for haproxy: GET /galera answers 200 or 503 with the reason.
+"""HTTP health endpoints for haproxy: GET /galera answers 200 or 503 with the reason, to a request
+that shows the agent's token (401 to any other).
 
 The decision is `components.galera.writer_health` (pure); this module only
 probes MariaDB over its local socket and serves the answer.
@@ -7,6 +8,7 @@ probes MariaDB over its local socket and serves the answer.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import logging
 import threading
@@ -76,12 +78,16 @@ class GaleraProbe:
 
 def make_server(cfg: AgentConfig) -> ThreadingHTTPServer:
     probe = GaleraProbe(cfg)
+    expected = f"Bearer {cfg.token}".encode()
 
     class Handler(BaseHTTPRequestHandler):
         timeout = REQUEST_TIMEOUT_S  # a client that connects and says nothing is dropped, not kept
 
         def do_GET(self) -> None:
-            if self.path.rstrip("/") == "/galera":
+            given = self.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), expected):
+                self._send(401, {"error": "a token is needed"})
+            elif self.path.rstrip("/") == "/galera":
                 health, state = probe.check()
                 body = {"serve": health.serve, "reason": health.reason,
                         "state": asdict(state) if state else None}

@@ -68,6 +68,11 @@ FERNET_KEYS = ("keystone_fernet_0", "keystone_fernet_1")
 CREDENTIAL_KEYS = ("keystone_credential_0", "keystone_credential_1")
 
 
+# What the health agent asks of every request (haproxy's check sends it): wsrep state is not for anyone
+# on the management network to read, nor the agent's database probe for anyone to drive.
+AGENT_TOKEN = "galera_agent_token"
+
+
 def db_password_key(service: str) -> str:
     return f"db_{service.replace('-', '_')}_password"
 
@@ -88,6 +93,7 @@ def required(spec: Spec) -> dict[str, Callable[[], str]]:
     if spec.galera.enabled:
         need["galera_sst_password"] = _password
         need["galera_monitor_password"] = _password
+        need[AGENT_TOKEN] = _password  # haproxy's check shows it to the health agent
         need["galera_probe_password"] = _password
     if spec.rabbitmq.enabled:
         need["rabbitmq_erlang_cookie"] = _erlang_cookie

@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from hastack.agent.config import PATH, AgentConfig
-from hastack.credentials.model import Secrets
+from hastack.credentials.model import AGENT_TOKEN, Secrets
 from hastack.render.files import RenderedFile, text
 from hastack.render.galera import MONITOR_USER
 from hastack.spec.model import Spec
@@ -43,8 +43,9 @@ def render_agent(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
     out: dict[str, list[RenderedFile]] = {}
     for node in spec.galera_nodes():
         cfg = AgentConfig(listen=str(node.address), port=spec.haproxy.health_port, mysql_user=MONITOR_USER,
-                          mysql_password=secrets["galera_monitor_password"])
-        body = "# Rendered by hastack; holds the monitor password.\n" + yaml.safe_dump(cfg.model_dump())
+                          mysql_password=secrets["galera_monitor_password"], token=secrets[AGENT_TOKEN])
+        body = ("# Rendered by hastack; holds the monitor password and the agent's token.\n"
+                + yaml.safe_dump(cfg.model_dump()))
         out[node.name] = [
             text(PATH, body, 0o600, owner=USER, group=USER),
             text(UNIT, UNIT_BODY.format(port=spec.haproxy.health_port, path=PATH, user=USER)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hastack.credentials.model import Secrets
+from hastack.credentials.model import AGENT_TOKEN, Secrets
 from hastack.render import tls as tls_files
 from hastack.render.files import RenderedFile, text
 from hastack.render.rabbitmq import amqp_port
@@ -58,7 +58,8 @@ def galera_servers(spec: Spec) -> list[Server]:
 def haproxy_cfg(spec: Spec, secrets: Secrets, node: Node) -> str:
     galera = None
     if spec.galera.enabled:
-        galera = {"servers": galera_servers(spec), "http_check": spec.galera.health_check == "http"}
+        http = spec.galera.health_check == "http"
+        galera = {"servers": galera_servers(spec), "http_check": http, "token": secrets[AGENT_TOKEN] if http else ""}
     return render(
         "haproxy.cfg.j2",
         cluster=spec.cluster,
