@@ -502,7 +502,7 @@ def test_a_failed_start_is_cleaned_up_by_recover_or_retried_by_pacemaker(lab: Pa
 
 @pytest.mark.parametrize("scenario", [pytest.param("host-crash", marks=fast), "stack-crash",
                                       "isolation", "ring-loss", "service-crash",
-                                      "mgmt-loss", "link1-loss",
+                                      pytest.param("mgmt-loss", marks=fast), "link1-loss",
                                       "link-loss", "link-latency", "split", pytest.param("power-loss", marks=fast)])
 def test_chaos_loses_nothing_and_heals(lab: Path, scenario: str) -> None:
     wait_healthy(lab, 240)  # chaos refuses a sick cluster: a test before that left one fails itself, not this
