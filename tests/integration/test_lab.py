@@ -311,7 +311,6 @@ def test_deploy_with_other_secrets_refuses_and_changes_nothing(lab: Path, case: 
     assert rc == 0 and report["changed"] is False, changes_of(report)
 
 
-@fast
 def test_a_timing_change_reloads_corosync_without_restarting_it(lab: Path) -> None:
     spec = load_spec(lab)
     dirs = LabDirs.of(spec.cluster)
