@@ -32,6 +32,17 @@ class Rendered:
     def path(self, host: str, path: str) -> Path:
         return self.out / host / path.lstrip("/")
 
+    def relocated(self, host: str, path: str) -> Path:
+        """A copy of the rendered file `path` whose every mention of another file rendered for `host`
+        (certificates, keys, the CA) names that file's rendered copy: what a daemon started here reads."""
+        text = self.path(host, path).read_text()
+        for other in sorted(self.tree[host], key=len, reverse=True):  # /a/b/key.pem before /a/b
+            text = text.replace(other, str(self.path(host, other)))
+        copy = self.out / f"{host}.relocated" / path.lstrip("/")
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(text)
+        return copy
+
 
 def render_to(spec: Spec, out: Path) -> Rendered:
     secrets = complete(spec, {})[0]

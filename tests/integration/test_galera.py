@@ -328,7 +328,7 @@ def test_garbd_refuses_what_HA207_flags(tmp_path: Path, daemons: Daemons) -> Non
                   waivers=[{"code": "HA207", "reason": "prove galera refuses these values"}])
 
     def garbd(spec: Spec, out: Path) -> list[str]:
-        garb = render_to(spec, out).path("arb1", "/etc/default/garb")
+        garb = render_to(spec, out).relocated("arb1", "/etc/default/garb")
         return ["bash", "-c", f'. {garb}; exec {require("garbd")} -a "gcomm://$GALERA_NODES" '
                 f'-g "$GALERA_GROUP" -o "$GALERA_OPTIONS"']
 

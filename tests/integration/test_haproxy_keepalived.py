@@ -24,7 +24,7 @@ def _haproxy_check(cfg: Path) -> subprocess.CompletedProcess[str]:
 
 def test_haproxy_accepts_every_node_config(rendered: Rendered) -> None:
     for node in rendered.spec.haproxy.nodes:
-        res = _haproxy_check(rendered.path(node, "/etc/haproxy/haproxy.cfg"))
+        res = _haproxy_check(rendered.relocated(node, "/etc/haproxy/haproxy.cfg"))
         assert res.returncode == 0, f"{node}: {res.stdout}{res.stderr}"
         assert "Configuration file is valid" in res.stdout
 
@@ -33,13 +33,13 @@ def test_haproxy_rejects_the_guide_keywords_that_HA501_flags(tmp_path: Path) -> 
     spec = variant(haproxy={"defaults": {"extra": ["contimeout 50000"]}},
                    waivers=[{"code": "HA501", "reason": "prove haproxy refuses this keyword"}])
     r = render_to(spec, tmp_path / "out")
-    res = _haproxy_check(r.path("ctl1", "/etc/haproxy/haproxy.cfg"))
+    res = _haproxy_check(r.relocated("ctl1", "/etc/haproxy/haproxy.cfg"))
     assert res.returncode != 0 and "contimeout" in res.stdout + res.stderr
 
 
 def test_haproxy_accepts_modern_extra_defaults(tmp_path: Path) -> None:
     r = render_to(variant(haproxy={"defaults": {"extra": ["timeout queue 30s"]}}), tmp_path / "out")
-    assert _haproxy_check(r.path("ctl1", "/etc/haproxy/haproxy.cfg")).returncode == 0
+    assert _haproxy_check(r.relocated("ctl1", "/etc/haproxy/haproxy.cfg")).returncode == 0
 
 
 def test_keepalived_accepts_every_node_config(tmp_path: Path) -> None:

@@ -95,6 +95,8 @@ def test_replica_set_elects_the_highest_priority_member(rendered: Rendered, tmp_
     names = [m.node for m in spec.mongodb.members] + ([spec.mongodb.arbiter] if spec.mongodb.arbiter else [])
     addrs = {n: str(spec.node(n).address) for n in names}
     rs = json.loads(rendered.path(names[0], "/etc/hastack/mongodb-replset.json").read_text())
+    # The members speak TLS alone when the spec says TLS: so does this client, checking the CA.
+    ca = str(rendered.path(names[0], f"{TLS_DIR}/ca.pem")) if spec.tls.enabled else None
     with netns("mongors", list(addrs.values())) as ns:
         for name in names:
             conf = _rendered_conf(rendered, name)
@@ -105,17 +107,17 @@ def test_replica_set_elects_the_highest_priority_member(rendered: Rendered, tmp_
             del conf["security"]
             _start(ns, daemons, conf, tmp_path, name)
         first = addrs[names[0]]
-        wait_until(lambda: client(ns, host=first, op="status") is not None
-                   or client(ns, host=first, op="initiate", config=rs) == 1, 60, "replSetInitiate")
+        wait_until(lambda: client(ns, host=first, op="status", ca=ca) is not None
+                   or client(ns, host=first, op="initiate", config=rs, ca=ca) == 1, 60, "replSetInitiate")
         want = max(spec.mongodb.members, key=lambda m: m.priority).node
         expected = {addrs[want]: "PRIMARY"}
-        wait_until(lambda: (client(ns, host=first, op="status") or {}).get(addrs[want]) == "PRIMARY", 90,
+        wait_until(lambda: (client(ns, host=first, op="status", ca=ca) or {}).get(addrs[want]) == "PRIMARY", 90,
                    f"{want} to become primary")
-        status = client(ns, host=first, op="status")
+        status = client(ns, host=first, op="status", ca=ca)
         assert {k: v for k, v in status.items() if v == "PRIMARY"} == expected
         if spec.mongodb.arbiter:
             assert status[addrs[spec.mongodb.arbiter]] == "ARBITER"
-        wait_until(lambda: client(ns, host=addrs[want], op="write") == 1, 60, "a majority write")
+        wait_until(lambda: client(ns, host=addrs[want], op="write", ca=ca) == 1, 60, "a majority write")
 
 
 def test_replica_set_speaks_only_tls_with_the_rendered_certificates(tmp_path: Path, daemons: Daemons) -> None:

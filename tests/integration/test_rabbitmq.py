@@ -77,7 +77,8 @@ def test_rabbitmq_boots_with_rendered_config(rendered: Rendered, tmp_path: Path,
         status = _ctl(ns, home, "environment").stdout
         assert spec.rabbitmq.partition_mode in status  # autoheal on the seed's two nodes
         listeners = _ctl(ns, home, "status").stdout
-        assert f"{spec.node(name).address}, port: 5672" in listeners
+        port = 5671 if spec.tls.enabled else 5672  # AMQP over TLS alone when the spec says TLS
+        assert f"{spec.node(name).address}, port: {port}" in listeners, listeners
         _ctl(ns, home, "stop")
 
 
