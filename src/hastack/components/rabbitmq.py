@@ -64,9 +64,11 @@ def parse_boot_state(text: str) -> tuple[bool, bool] | None:
     return booting, running
 
 
-# How `cluster_status` names an AMQP listener: plain, or over TLS (the only one when the spec has TLS:
+# How RabbitMQ names an AMQP listener: plain, or over TLS (the only one when the spec has TLS:
 # seen in the first lab run with TLS, where every node was called "not serving AMQP").
 AMQP_LISTENERS = frozenset({"amqp", "amqp/ssl"})
+# The same protocols as Erlang atoms, for STATUS_EVAL (quoted where an atom needs it).
+_ERLANG_LISTENERS = ", ".join(p if p.isalpha() else f"'{p}'" for p in sorted(AMQP_LISTENERS))
 
 
 def parse_cluster_status(text: str) -> RabbitCluster:
@@ -107,8 +109,7 @@ class QuorumQueue:
 # A queue's leader is the one Raft itself reports (ra:members), not the one its record names: after a
 # power loss of every node, list_queues showed a stale leader and "running" for a queue whose members
 # were all followers at term 0, forever.
-# A node serves when it has an AMQP listener, plain or over TLS (`amqp/ssl`: with TLS the only one;
-# the first lab run with TLS called every node "up but not serving AMQP").
+# A node serves when it has one of AMQP_LISTENERS.
 # Every question to another node is asked of all of them at once with one deadline (erpc:multicall,
 # spawned queue askers), so the whole call is bounded (~2 s of questions after the VM's boot) however
 # many nodes or queue leaders hang: one per-node rpc:call of 5 s each for partitions and alarms made a
@@ -122,7 +123,7 @@ STATUS_EVAL = (
     'P("disc", rabbit_mnesia:cluster_nodes(disc)), '
     'P("ram", rabbit_mnesia:cluster_nodes(ram)), '
     'P("serving", lists:usort([element(2, Ls) || Ls <- rabbit_networking:active_listeners(), '
-    "lists:member(element(3, Ls), [amqp, 'amqp/ssl'])])), "
+    f"lists:member(element(3, Ls), [{_ERLANG_LISTENERS}])])), "
     'Self = self(), '
     'Asked = [begin Ref = make_ref(), spawn(fun() -> Self ! {Ref, case catch ra:members(amqqueue:get_pid(Q), 1500) of '
     '{ok, _, {_, Ld}} -> atom_to_list(Ld); _ -> "" end} end), {Ref, Q} end '
