@@ -25,7 +25,7 @@ import yaml
 from hastack.components.galera import STATUS_SQL, GaleraState, parse_wsrep_status, writer_health
 from hastack.credentials.model import AGENT_TOKEN
 from hastack.lab.netns import Netns, netns
-from hastack.render.galera import GARBD_TLS_DIR, TLS_DIR
+from hastack.render.galera import TLS_DIR
 from hastack.render.haproxy import TLS_BUNDLE
 from hastack.spec.model import Spec
 from tests.helpers import SEED, variant
@@ -162,9 +162,7 @@ def seed_cluster(tmp_path: Path, daemons: Daemons) -> Iterator[SeedCluster]:
             while cur.nextset():
                 pass
         conn.close()
-        garb = tmp_path / "garb"
-        garb.write_text(r.path("arb1", "/etc/default/garb").read_text().replace(
-            GARBD_TLS_DIR, str(r.path("arb1", GARBD_TLS_DIR))))
+        garb = r.relocated("arb1", "/etc/default/garb")
         log = tmp_path / "garbd.log"
         daemons.spawn(ns.argv(["bash", "-c", f'set -a; . {garb}; cd {tmp_path}; exec {require("garbd")} '
                                f'-a "gcomm://$GALERA_NODES" -g "$GALERA_GROUP" -o "$GALERA_OPTIONS" -l {log}']))
