@@ -26,7 +26,6 @@ from hastack.components.galera import STATUS_SQL, GaleraState, parse_wsrep_statu
 from hastack.credentials.model import AGENT_TOKEN
 from hastack.lab.netns import Netns, netns
 from hastack.render.galera import TLS_DIR
-from hastack.render.haproxy import TLS_BUNDLE
 from hastack.spec.model import Spec
 from tests.helpers import SEED, variant
 from tests.integration.conftest import Daemons, Rendered, render_to, require, wait_until
@@ -91,7 +90,7 @@ class Node:
         conf = base / name / "conf.d"
         conf.mkdir()
         for f in r.path(name, "/etc/mysql/mariadb.conf.d").iterdir():
-            (conf / f.name).write_text(f.read_text().replace(TLS_DIR, str(r.path(name, TLS_DIR))))
+            (conf / f.name).write_text(r.relocated(name, f"/etc/mysql/mariadb.conf.d/{f.name}").read_text())
         self.cnf = base / name / "my.cnf"
         self.cnf.write_text(
             f"!includedir {conf}/\n"
@@ -269,11 +268,10 @@ def test_haproxy_moves_writes_to_the_backup_when_the_writer_dies(seed_cluster: S
     wait_until(lambda: status("ctl1") == 200 and status("ctl2") == 200, 30, "both agents to answer 200")
     assert status("ctl1", "someone-else-s-guess") == 401  # haproxy's check is let in by the token it shows
 
-    # haproxy with the rendered config; only runtime paths move to the test folder.
-    cfg = c.r.path("ctl1", "/etc/haproxy/haproxy.cfg").read_text()
+    # haproxy with the rendered config (naming the rendered certificates); runtime paths move to the test folder.
+    cfg = c.r.relocated("ctl1", "/etc/haproxy/haproxy.cfg").read_text()
     cfg = cfg.replace("/run/haproxy/admin.sock", str(c.base / "haproxy.sock"))
     cfg = cfg.replace("/run/haproxy.pid", str(c.base / "haproxy.pid"))
-    cfg = cfg.replace(TLS_BUNDLE, str(c.r.path("ctl1", TLS_BUNDLE)))
     (c.base / "haproxy.cfg").write_text(cfg)
     c.daemons.spawn(ns.argv([require("haproxy"), "-db", "-f", str(c.base / "haproxy.cfg")]), c.base / "haproxy.log")
 
