@@ -66,11 +66,13 @@ def test_nothing_moves_while_pacemaker_still_owes_the_fence() -> None:
 
 
 def test_a_fence_older_than_the_host_s_last_report_does_not_count() -> None:
-    # Fenced once, came back, reported, failed again: that fence says nothing about this failure.
-    c = dead(fenced=LAST_REPORT - 300)
+    # Fenced once, powered on again, reported, failed again: that fence says nothing about this failure.
+    c = dataclasses.replace(dead(), fencing=Fencing(LAST_REPORT - 300, on_at=LAST_REPORT - 250))
     assert not fence_confirmed(c)
     plan = decide(fleet(c), POLICY)
     assert plan.actions == () and "older than nova-compute's last report" in plan.of("compute1").reason
+    # Back with no power-on on record (by hand, outside its device): fenced again, not trusted.
+    assert decide(fleet(dead(fenced=LAST_REPORT - 300)), POLICY).actions == (Action(Step.FENCE, "compute1"),)
 
 
 def test_forcing_down_does_not_make_the_fence_look_old() -> None:
@@ -160,9 +162,10 @@ def test_a_host_s_fencing_is_read_from_pacemaker_s_history() -> None:
     # The newest of each kind counts; an "on" proves nothing stopped; a pending attempt has no time yet.
     more = (*events, FenceEvent("ctl1", "reboot", "failed", 5.0), FenceEvent("ctl1", "on", "success", 9e9),
             FenceEvent("ctl1", "reboot", "pending", None))
-    # ... but is the power-on a compute the cluster fenced waits for; the recorded fence was the
-    # cluster's own (client pacemaker-controld), a person's stonith_admin --fence is not.
-    assert fencing_of(more, "ctl1") == Fencing(events[0].completed, 5.0, by_cluster=True, on_at=9e9)
+    # ... but is the power-on a compute the cluster fenced waits for: the cluster's own fence (client
+    # pacemaker-controld) owes one until that "on"; a person's stonith_admin --fence never does.
+    assert fencing_of(more, "ctl1") == Fencing(events[0].completed, 5.0, by_cluster=False, on_at=9e9)
+    assert fencing_of(more[:-2], "ctl1") == Fencing(events[0].completed, 5.0, by_cluster=True)
     assert events[0].client.startswith("pacemaker-controld")
     by_hand = (FenceEvent("compute1", "off", "success", 7.0, client="stonith_admin.1234"),)
     assert fencing_of(by_hand, "compute1") == Fencing(7.0, None, by_cluster=False)
@@ -297,3 +300,34 @@ def test_a_compute_back_with_only_deleted_instances_is_cleared() -> None:
                    Service(up=False, forced_down=True, updated_at=LAST_REPORT + 10), DELETING)
     plan = decide(fleet(back), POLICY)
     assert plan.actions == (Action(Step.CLEAR, "compute1"),) and plan.of("compute1").state is State.RETURNING
+
+
+def test_a_report_stamped_after_the_off_that_holds_the_host_is_fenced_again_then_it_moves() -> None:
+    """CI: compute1 fenced off at 13:08:15, nova-compute's report stamped 13:08:35 (a conductor working
+    through its queue after a power loss). Pacemaker had nothing left to fence; the evacuator waited for
+    a newer fence for good and the compute stayed off. Now: fenced off again, then evacuated, powered on."""
+    late = dataclasses.replace(dead(fenced=LAST_REPORT - 20), fencing=Fencing(LAST_REPORT - 20, by_cluster=True))
+    assert not fence_confirmed(late)
+    plan = decide(fleet(late), POLICY)
+    assert plan.actions == (Action(Step.FENCE, "compute1"),) and plan.of("compute1").state is State.WAIT_FENCE
+    assert "stamped after the fence that holds it off" in plan.of("compute1").reason
+    # The second fence is the evacuator's (stonith_admin), yet the cluster's fence still owes the power-on.
+    from hastack.agent.evacuation import fencing_of
+    from hastack.components.pacemaker import FenceEvent
+    events = (FenceEvent("compute1", "reboot", "success", LAST_REPORT - 20, client="pacemaker-controld.478"),
+              FenceEvent("compute1", "off", "success", LAST_REPORT + 2, client="stonith_admin.9001"))
+    again = dataclasses.replace(late, fencing=fencing_of(events, "compute1"))
+    assert again.fencing == Fencing(LAST_REPORT + 2, None, by_cluster=True)
+    assert [a.step for a in decide(fleet(again), POLICY).actions] == [Step.FORCE_DOWN, Step.EVACUATE, Step.EVACUATE]
+    gone = dataclasses.replace(again, instances=(), service=Service(up=False, forced_down=True, updated_at=LAST_REPORT))
+    assert decide(fleet(gone), POLICY).actions == (Action(Step.POWER_ON, "compute1"),)
+    # Not when the host was powered on through its device since (it may really be running: the cluster
+    # fences it when it fails), nor when it is unclean (pacemaker's fence is coming), nor a failed fence.
+    for c in (dataclasses.replace(late, fencing=Fencing(LAST_REPORT - 20, on_at=LAST_REPORT - 10, by_cluster=True)),
+              dataclasses.replace(late, member=Member.UNCLEAN),
+              dataclasses.replace(late, fencing=Fencing(LAST_REPORT - 20, LAST_REPORT - 5, by_cluster=True))):
+        assert Step.FENCE not in [a.step for a in decide(fleet(c), POLICY).actions], c
+    # A cluster fence before the last power-on no longer owes one (a person's later off stays off).
+    by_hand = (events[0], FenceEvent("compute1", "on", "success", LAST_REPORT - 10),
+               FenceEvent("compute1", "off", "success", LAST_REPORT + 2, client="stonith_admin.9001"))
+    assert not fencing_of(by_hand, "compute1").by_cluster

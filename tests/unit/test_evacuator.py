@@ -142,6 +142,21 @@ def test_actions_run_in_the_plan_order_and_a_failed_one_is_left_for_the_next_rou
     assert failed == ["evacuate compute1 a: 409 Conflict: instance is in task_state rebuilding"]
 
 
+def test_a_second_fence_runs_through_pacemaker_before_anything_else() -> None:
+    plan = Plan((HostPlan("compute1", State.WAIT_FENCE, "late report", (Action(Step.FENCE, "compute1"),)),
+                 HostPlan("compute2", State.EVACUATING, "fenced", (Action(Step.POWER_ON, "compute2"),))))
+    ran: list[list[str]] = []
+
+    def run(argv: list[str]) -> str:
+        ran.append(argv)
+        return ""
+
+    done, failed = evacuator.apply(FakeNova(), plan, run)  # type: ignore[arg-type]
+    assert ran == [["stonith_admin", "--fence", "compute1", "--timeout", "120"],
+                   ["stonith_admin", "--unfence", "compute2", "--timeout", "60"]]
+    assert done == ["fence compute1", "power-on compute2"] and not failed
+
+
 def test_evacuations_are_asked_together_with_the_service_ids_the_round_read() -> None:
     import threading
 

@@ -9,6 +9,8 @@ two writers on one disk. So a failed host's instances move only when
   online, not "unclean": an unclean node is one it still has to fence), and
 - the fence history holds a successful fence of it *after* its nova-compute
   last reported: whatever ran there has stopped since its last sign of life.
+  A host held off by its fence whose report is stamped later is fenced off
+  again (a late-handled report, or somebody powered it on): never waited on.
 
 Then its nova-compute is forced down (nova evacuates only from a host it
 believes down, and need not wait `service_down_time`), every instance on it
@@ -47,8 +49,9 @@ class Fencing:
 
     done_at: float | None = None
     failed_at: float | None = None
-    # The last success was the cluster's own (pacemaker's controller asked), not a person's
-    # `stonith_admin --fence`: only such a host is powered on again once its instances have left.
+    # The cluster itself (pacemaker's controller) fenced it since its last power-on, not only a person's
+    # `stonith_admin --fence` (or the evacuator's own second one): only such a host is powered on again
+    # once its instances have left.
     by_cluster: bool = False
     on_at: float | None = None  # the last successful power-on ("on") through its device
 
@@ -64,17 +67,22 @@ def fencing_of(events: Iterable[FenceEvent], host: str) -> Fencing:
             and e.completed is not None]
     failed = [e.completed for e in events if e.target == host and e.status == "failed" and e.completed is not None]
     last = max(done, key=lambda e: e.completed or 0.0, default=None)
-    on = [e.completed for e in events if e.target == host and e.action == "on" and e.status == "success"
-          and e.completed is not None]
-    return Fencing(last.completed if last else None, max(failed, default=None),
-                   last is not None and last.client.startswith("pacemaker-controld"), max(on, default=None))
+    on = max((e.completed for e in events if e.target == host and e.action == "on" and e.status == "success"
+              and e.completed is not None), default=None)
+    by_cluster = any(e.client.startswith("pacemaker-controld") and (on is None or (e.completed or 0.0) > on)
+                     for e in done)
+    return Fencing(last.completed if last else None, max(failed, default=None), by_cluster, on)
+
+
+def held_off(f: Fencing) -> bool:
+    """Powered off by its last fence, not powered on through its device since (a compute's device turns
+    pacemaker's reboot into an off: pcmk_reboot_action)."""
+    return f.done_at is not None and (f.on_at is None or f.on_at < f.done_at)
 
 
 def owed_power_on(c: Compute) -> bool:
     """Off since the cluster fenced it (its device's reboot is an off), not yet powered on again."""
-    f = c.fencing
-    return (c.member is Member.OFFLINE and f.by_cluster and f.done_at is not None
-            and (f.on_at is None or f.on_at < f.done_at))
+    return c.member is Member.OFFLINE and c.fencing.by_cluster and held_off(c.fencing)
 
 
 @dataclass(frozen=True)
@@ -225,6 +233,7 @@ def default_max_failed(computes: int) -> int:
 
 
 class Step(StrEnum):
+    FENCE = "fence"  # off through its device again: a report stamped after the fence that holds it off
     FORCE_DOWN = "force-down"  # nova-compute's forced_down = true
     ENABLE = "enable"  # a reserved host's nova-compute service enabled: it can take instances
     EVACUATE = "evacuate"  # one instance rebuilt elsewhere (nova picks the host)
@@ -264,7 +273,7 @@ class HostPlan:
 
 # The order a plan's steps run in: a host is down for nova before anything moves off it, a reserved
 # host open before the evacuations that need it.
-ORDER = (Step.FORCE_DOWN, Step.ENABLE, Step.EVACUATE, Step.CLEAR, Step.POWER_ON)
+ORDER = (Step.FENCE, Step.FORCE_DOWN, Step.ENABLE, Step.EVACUATE, Step.CLEAR, Step.POWER_ON)
 
 
 @dataclass(frozen=True)
@@ -309,20 +318,43 @@ def fence_confirmed(c: Compute) -> bool:
     return last_seen is None or c.fencing.done_at >= last_seen
 
 
+def late_report(c: Compute) -> bool:
+    """Offline, held off by its last fence, yet nova-compute's last report is stamped after that fence.
+
+    nova stamps `updated_at` when a conductor handles the report, not when the host sent it: after a
+    power loss the conductors worked through a queue, and a report was stamped 20 s after the fence had
+    cut the host's power (CI). Waiting for a newer fence kept that compute off for good: pacemaker had
+    nothing left to fence. Fencing it off again settles it either way: a no-op on a host that is off, a
+    fence of one somebody powered on."""
+    f, s = c.fencing, c.service
+    return (c.member is Member.OFFLINE and held_off(f) and not fence_failed(f) and s is not None
+            and not s.forced_down and s.updated_at is not None and f.done_at is not None
+            and s.updated_at > f.done_at)
+
+
 def _fmt(t: float | None) -> str:
     return "never" if t is None else f"{t:.0f}"
 
 
+def _unconfirmed(c: Compute) -> HostPlan:
+    """A failed host whose fence is not confirmed: nothing moves."""
+    f = c.fencing
+    if fence_failed(f):
+        return HostPlan(c.name, State.FENCE_FAILED, f"fencing failed at {_fmt(f.failed_at)}: nothing moves "
+                        "until a fence succeeds")
+    seen = c.service.updated_at if c.service else None
+    if late_report(c):
+        return HostPlan(c.name, State.WAIT_FENCE, f"{c.member.value}; nova-compute's last report ({_fmt(seen)}) "
+                        f"is stamped after the fence that holds it off ({_fmt(f.done_at)}): fencing it off "
+                        "again before anything moves", (Action(Step.FENCE, c.name),))
+    why = ("pacemaker has not fenced it yet" if c.member is Member.UNCLEAN or f.done_at is None
+           else f"its last fence ({_fmt(f.done_at)}) is older than nova-compute's last report ({_fmt(seen)})")
+    return HostPlan(c.name, State.WAIT_FENCE, f"{c.member.value}; {why}: nothing moves")
+
+
 def _failed_host(c: Compute, policy: Policy, refusal: str) -> HostPlan:
     if not fence_confirmed(c):
-        f = c.fencing
-        if fence_failed(f):
-            return HostPlan(c.name, State.FENCE_FAILED, f"fencing failed at {_fmt(f.failed_at)}: nothing moves "
-                            "until a fence succeeds")
-        seen = c.service.updated_at if c.service else None
-        why = ("pacemaker has not fenced it yet" if c.member is Member.UNCLEAN or f.done_at is None
-               else f"its last fence ({_fmt(f.done_at)}) is older than nova-compute's last report ({_fmt(seen)})")
-        return HostPlan(c.name, State.WAIT_FENCE, f"{c.member.value}; {why}: nothing moves")
+        return _unconfirmed(c)
     if refusal:
         # Nothing moved, nothing forced down: a compute the cluster fenced off boots again and its
         # instances with it, as a rebooted one did (a partition, likelier than so many dead hosts).

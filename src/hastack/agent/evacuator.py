@@ -188,6 +188,11 @@ def _why(exc: Exception) -> str:
 EVACUATE_AT_ONCE = 8
 
 
+def fence_off(run: Callable[[list[str]], str], host: str) -> None:
+    """Off (--fence), not reboot, through pacemaker: the host stays down until something powers it on."""
+    run(["stonith_admin", "--fence", host, "--timeout", "120"])
+
+
 def apply(nova: Nova, plan: Plan, run: Callable[[list[str]], str] = _run,
           ids: Mapping[str, str] | None = None) -> tuple[list[str], list[str]]:
     """Each action in the plan's order (the evacuations, which come after their host's force-down,
@@ -202,6 +207,8 @@ def apply(nova: Nova, plan: Plan, run: Callable[[list[str]], str] = _run,
                 nova.evacuate(action.instance)
             elif action.step is Step.POWER_ON:  # through the host's own fence device, as pacemaker cut it
                 run(["stonith_admin", "--unfence", action.host, "--timeout", "60"])
+            elif action.step is Step.FENCE:
+                fence_off(run, action.host)
             else:
                 if action.host not in known:
                     known.update(nova.service_ids())
@@ -298,8 +305,7 @@ def evacuate_host(cfg: EvacuatorConfig, nova: Nova, host: str, *, run: Callable[
     if not fence_confirmed(next(c for c in computes if c.name == host)):
         fenced = "now"
         try:
-            # Off (--fence), not reboot: a host an operator empties stays down until someone powers it on.
-            run(["stonith_admin", "--fence", host, "--timeout", "120"])
+            fence_off(run, host)
         except (subprocess.SubprocessError, OSError) as exc:
             why = getattr(exc, "stderr", "") or str(exc)
             return Evacuated(host=host, ok=False, refusal=f"fencing {host} failed, nothing moved: "
