@@ -63,9 +63,9 @@ class Daemons:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def spawn(self, argv: Sequence[str], log: Path | None = None, env: dict[str, str] | None = None,
-              ) -> subprocess.Popen[bytes]:
+              cwd: Path | None = None) -> subprocess.Popen[bytes]:
         out = log.open("ab") if log else subprocess.DEVNULL
-        proc = subprocess.Popen(list(argv), stdout=out, stderr=out, env=env)
+        proc = subprocess.Popen(list(argv), stdout=out, stderr=out, env=env, cwd=cwd)
         self.procs.append(proc)
         return proc
 

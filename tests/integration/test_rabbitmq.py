@@ -54,7 +54,9 @@ def _boot(rendered: Rendered, name: str, home: Path, ns: Netns, daemons: Daemons
     cookie = home / ".erlang.cookie"
     cookie.write_bytes(rendered.path(name, "/var/lib/rabbitmq/.erlang.cookie").read_bytes())
     cookie.chmod(0o400)
-    daemons.spawn(ns.argv([str(SBIN / "rabbitmq-server")]), home / "server.out", env=_env(home))
+    # Run from `home`: Erlang writes its crash dumps (MnesiaCore.*, erl_crash.dump) where it runs, and one
+    # from the repository's root was once committed.
+    daemons.spawn(ns.argv([str(SBIN / "rabbitmq-server")]), home / "server.out", env=_env(home), cwd=home)
     wait_until(lambda: _ctl(ns, home, "await_startup", "--timeout", "5", timeout=30).returncode == 0,
                120, "rabbitmq to boot")
 
