@@ -321,9 +321,9 @@ def fence_confirmed(c: Compute) -> bool:
 def late_report(c: Compute) -> bool:
     """Offline, held off by its last fence, yet nova-compute's last report is stamped after that fence.
 
-    nova stamps `updated_at` when a conductor handles the report, not when the host sent it: after a
-    power loss the conductors worked through a queue, and a report was stamped 20 s after the fence had
-    cut the host's power (CI). Waiting for a newer fence kept that compute off for good: pacemaker had
+    nova stamps `updated_at` when a conductor handles the report, not when the host sent it: in CI, a
+    controller's management link cut, a report was stamped 20 s after the fence had cut the host's
+    power (it had waited in a queue). Waiting for a newer fence kept that compute off for good: pacemaker had
     nothing left to fence. Fencing it off again settles it either way: a no-op on a host that is off, a
     fence of one somebody powered on."""
     f, s = c.fencing, c.service
