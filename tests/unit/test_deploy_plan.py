@@ -88,3 +88,12 @@ def test_instance_ha_starts_pacemaker_remote_before_the_cib_names_the_computes()
     assert devices["fence-compute1"]["pcmk_reboot_action"] == "off"
     assert "pcmk_reboot_action" not in devices["fence-ctl1"]
     assert phases(variant(SEED)) == tuple(p for p in phases(variant(SEED)) if p.key is not PhaseKey.REMOTE)
+
+
+def test_a_phase_error_without_words_is_named_by_its_kind() -> None:
+    import asyncssh
+
+    from hastack.deploy.run import described
+
+    assert described(asyncssh.ConnectionLost("")) == "ConnectionLost (no message)"
+    assert described(OSError(113, "No route to host")) == "[Errno 113] No route to host"

@@ -37,6 +37,12 @@ APPLY: dict[PhaseKey, Callable[[DeployContext, Phase], Awaitable[None]]] = {
 }
 
 
+def described(exc: BaseException) -> str:
+    """The error's own words, or at least its kind: an SSH connection dropped with no reason has none
+    (a lab deploy once failed with "phase openstack on ...: " and nothing after it)."""
+    return str(exc).strip() or f"{type(exc).__name__} (no message)"
+
+
 async def run(ctx: DeployContext, only: tuple[PhaseKey, ...] = ()) -> Report:
     """Every phase of the spec in order (or only those named); the report of what changed."""
     for phase in phases(ctx.spec):
@@ -49,7 +55,7 @@ async def run(ctx: DeployContext, only: tuple[PhaseKey, ...] = ()) -> Report:
             await APPLY[phase.key](ctx, phase)
         except (pymongo.errors.PyMongoError, asyncssh.Error, OSError) as exc:
             # Name the step; the operator needs where it broke, not a traceback.
-            raise DeployError(f"phase {phase.key} on {', '.join(phase.hosts)}: {exc}") from exc
+            raise DeployError(f"phase {phase.key} on {', '.join(phase.hosts)}: {described(exc)}") from exc
         ctx.report.timings[phase.key] = time.monotonic() - t0
     if not only:  # every phase acted on what it was owed; a partial deploy may not have
         await ctx.settle()
