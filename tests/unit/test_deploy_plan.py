@@ -93,7 +93,7 @@ def test_instance_ha_starts_pacemaker_remote_before_the_cib_names_the_computes()
 def test_a_phase_error_without_words_is_named_by_its_kind() -> None:
     import asyncssh
 
-    from hastack.deploy.run import described
+    from hastack.common.errors import described
 
     assert described(asyncssh.ConnectionLost("")) == "ConnectionLost (no message)"
     assert described(OSError(113, "No route to host")) == "[Errno 113] No route to host"

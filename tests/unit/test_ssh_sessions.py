@@ -61,3 +61,24 @@ def test_a_refused_session_is_opened_again_and_a_host_that_keeps_refusing_is_an_
     assert asyncio.run(host(Conn(refusals=3)).run(["true"])).rc == 0
     with pytest.raises(asyncssh.ChannelOpenError):
         asyncio.run(host(Conn(refusals=ssh.OPEN_RETRIES)).run(["true"]))
+
+
+def test_a_host_dropped_without_a_reason_is_unreachable_for_a_named_cause(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI's status once said "compute1: cannot reach root@10.79.0.21 over SSH: " and nothing more."""
+    from pathlib import Path
+
+    from hastack.hosts.fleet import Access, reachable
+    from hastack.spec.load import load_spec
+    from tests.helpers import THREE
+
+    async def lost(self: SshHost) -> SshHost:
+        raise asyncssh.ConnectionLost("")
+
+    monkeypatch.setattr(SshHost, "__aenter__", lost)
+
+    async def probe() -> dict[str, str]:
+        async with reachable(load_spec(THREE), Access(Path("/nonexistent"), Path("/nonexistent"))) as (_, why):
+            return why
+
+    why = asyncio.run(probe())
+    assert why and all(w.endswith("over SSH: ConnectionLost (no message)") for w in why.values()), why

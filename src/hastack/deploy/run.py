@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 import asyncssh
 import pymongo.errors
 
+from hastack.common.errors import described
 from hastack.deploy.context import DeployContext, DeployError, Report
 from hastack.deploy.phases import (
     agent,
@@ -35,12 +36,6 @@ APPLY: dict[PhaseKey, Callable[[DeployContext, Phase], Awaitable[None]]] = {
     PhaseKey.MEMCACHED: memcached.apply, PhaseKey.REMOTE: remote.apply, PhaseKey.CIB: cib.apply,
     PhaseKey.KEEPALIVED: keepalived.apply, PhaseKey.OPENSTACK: openstack.apply,
 }
-
-
-def described(exc: BaseException) -> str:
-    """The error's own words, or at least its kind: an SSH connection dropped with no reason has none
-    (a lab deploy once failed with "phase openstack on ...: " and nothing after it)."""
-    return str(exc).strip() or f"{type(exc).__name__} (no message)"
 
 
 async def run(ctx: DeployContext, only: tuple[PhaseKey, ...] = ()) -> Report:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncssh
 
+from hastack.common.errors import described
 from hastack.hosts.ssh import SshHost
 from hastack.spec.model import Spec
 
@@ -47,7 +48,7 @@ async def reachable(spec: Spec, access: Access, timeout: float = 10
                 unreachable[h.name] = (f"{h.address}'s host key is not recorded in {access.known_hosts}, or differs "
                                        "from it: check it, then `hastack trust SPEC` records a new host")
             except (TimeoutError, OSError, asyncssh.Error) as exc:
-                unreachable[h.name] = f"cannot reach {access.user}@{h.address} over SSH: {exc or type(exc).__name__}"
+                unreachable[h.name] = f"cannot reach {access.user}@{h.address} over SSH: {described(exc)}"
 
         await asyncio.gather(*(enter(h) for h in hosts.values()))
         yield {n: h for n, h in hosts.items() if n not in unreachable}, unreachable

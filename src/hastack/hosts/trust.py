@@ -17,6 +17,7 @@ from pathlib import Path
 
 import asyncssh
 
+from hastack.common.errors import described
 from hastack.spec.model import Spec
 
 
@@ -62,7 +63,7 @@ async def _scan_one(name: str, address: str, port: int, known: asyncssh.SSHKnown
     try:
         key = await asyncio.wait_for(asyncssh.get_server_host_key(address, port), timeout)
     except (TimeoutError, OSError, asyncssh.Error) as exc:
-        return HostKey(name, address, port, KeyState.UNREACHABLE, error=str(exc) or type(exc).__name__)
+        return HostKey(name, address, port, KeyState.UNREACHABLE, error=described(exc))
     if key is None:
         return HostKey(name, address, port, KeyState.UNREACHABLE, error="the server showed no host key")
     public = key.export_public_key("openssh").decode().split()
