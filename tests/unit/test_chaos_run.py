@@ -18,6 +18,7 @@ from hastack.components.instance_ha import parse_state
 from hastack.credentials.model import complete
 from hastack.hosts.fleet import Access
 from hastack.hosts.ssh import Result
+from hastack.lab.cpu import CLIENT_SHARES, CpuGroups
 from hastack.recovery.run import Report as RecoveryReport
 from hastack.recovery.run import Round
 from hastack.spec.load import load_spec
@@ -34,9 +35,12 @@ ACCESS = Access(Path("/nonexistent"), Path("/nonexistent"))
 
 
 @pytest.fixture
-def lab(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """Health answers from a script, a fault that only records, a workload that reports a history."""
-    world: dict[str, Any] = {"health": [True], "faults": [], "undone": 0, "progress": []}
+def lab(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    """Health answers from a script, a fault that only records, a workload that reports a history,
+    CPU groups in a directory (the machine's are the lab's: a unit test made none there)."""
+    world: dict[str, Any] = {"health": [True], "faults": [], "undone": 0, "progress": [], "cpu": tmp_path}
+    monkeypatch.setattr(CpuGroups, "of", classmethod(
+        lambda cls, cluster, mounts=None: cls(tmp_path / f"hastack-lab-{cluster}")))
 
     def healthy(spec: Any, secrets: Any, access: Any) -> tuple[bool, Any, tuple[Row, ...]]:
         answer = world["health"].pop(0) if len(world["health"]) > 1 else world["health"][0]
@@ -85,7 +89,11 @@ def test_the_fault_is_seen_then_healed_and_undone_once_more_at_the_end(lab: dict
     assert report.history_ops == 3 and report.ok
     assert any("every cluster healthy" in p for p in lab["progress"])
     assert any(p.startswith("read back in ") and p.endswith(": db 3") for p in lab["progress"]), lab["progress"]
-    assert lab["argv"][:3] == ["ip", "netns", "exec"] and lab["argv"][3].endswith("-client")
+    # The workload runs in the client's CPU group (four shares), inside the client host's namespace.
+    client = lab["cpu"] / f"hastack-lab-{SPEC.cluster}-client"
+    assert lab["argv"][:4] == [*CpuGroups(client).wrap(client, [])[:3], str(client / "cgroup.procs")]
+    assert (client / "cpu.shares").read_text() == f"{CLIENT_SHARES}\n"
+    assert lab["argv"][4:7] == ["ip", "netns", "exec"] and lab["argv"][7].endswith("-client")
     assert lab["payload"]["max_seconds"] == SCENARIOS["host-crash"].heal_bound_s + 120  # the workload's own bound
 
 

@@ -33,6 +33,7 @@ from hastack.common.progress import Progress
 from hastack.components.mongodb import MONGO_ADMIN
 from hastack.credentials.model import Secrets
 from hastack.hosts.fleet import Access, reachable
+from hastack.lab.cpu import CpuGroups
 from hastack.lab.layout import Layout, layout
 from hastack.lab.runtime import LabDirs, LabError, cables_out, load_state, power_cut, power_off, power_on, restart
 from hastack.recovery.run import Report as RecoveryReport
@@ -391,9 +392,10 @@ class _Workload:
         return History.model_validate_json(line)
 
 
-def workload_argv(netns: str) -> list[str]:
-    """The workload process, run inside the client host's network namespace."""
-    return ["ip", "netns", "exec", netns, sys.executable, "-m", "hastack.workload.chaos_load"]
+def workload_argv(cluster: str, netns: str) -> list[str]:
+    """The workload process, run inside the client host's network namespace (and CPU group)."""
+    argv = ["ip", "netns", "exec", netns, sys.executable, "-m", "hastack.workload.chaos_load"]
+    return groups.wrap(groups.prepare_client(), argv) if (groups := CpuGroups.of(cluster)) is not None else argv
 
 
 @contextlib.contextmanager
@@ -447,7 +449,7 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
                           max_seconds=scenario.heal_bound_s + 120).model_dump_json()
     fenced_before = dict(load_state(LabDirs.of(spec.cluster)).fenced)
     ready_s = READY_S + (instances.BOOT_S if scenario.instances else 0.0)
-    with _workload(workload_argv(lay.client_netns), payload, ready_s) as w:
+    with _workload(workload_argv(spec.cluster, lay.client_netns), payload, ready_s) as w:
         progress(f"workload running from {lay.client_netns} (run {run_id}): {', '.join(w.streams)}")
         fault_at = time.monotonic()
         progress(f"{scenario.name}: {host}")

@@ -28,6 +28,7 @@ from pathlib import Path
 from hastack.common.poll import until
 from hastack.common.progress import Progress
 from hastack.lab import inside
+from hastack.lab.cpu import CpuGroups
 from hastack.lab.image import CACHE, Image
 from hastack.lab.layout import POWER_PORT, LabHost, Layout, boot_files, fencers, host_token
 from hastack.lab.netns import end_processes
@@ -275,6 +276,9 @@ def boot(dirs: LabDirs, image: Path, lay: Layout, host: LabHost) -> int:
             "--capability=CAP_IPC_LOCK",
             *(f"--bind={_shared(dirs, image, name, path)}:{path}" for name, path in host.shared),
             *(f"--network-veth-extra={i.outside}:{i.inside}" for i in host.interfaces)]
+    if (groups := CpuGroups.of(lay.cluster)) is not None:
+        groups.prepare([h.name for h in lay.hosts])
+        argv = groups.wrap(groups.host(host.name), argv)
     console = dirs.console(host.name).open("ab")
     # stdin from /dev/null and its own session: the container outlives this command.
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
@@ -409,6 +413,9 @@ def up(lay: Layout, img: Image, spec_path: Path, progress: Progress, cache: Path
     ensure_bridges(lay)
     ensure_client(lay)
     start_power(dirs, lay, spec_path, progress)
+    groups = CpuGroups.of(lay.cluster)
+    progress(f"CPU shared per host ({groups.top})" if groups is not None else
+             "CPU shared per process: this machine mounts no cgroup v1 cpu controller")
     for host in lay.hosts:
         with locked_state(dirs) as state:
             state.image = str(img.path)
@@ -523,6 +530,8 @@ def down(lay: Layout, progress: Progress, cache: Path = CACHE) -> list[str]:
     for link in lay.links:
         if _link_exists(link.bridge):
             sh("ip", "link", "del", link.bridge, check=False)
+    if (groups := CpuGroups.of(lay.cluster)) is not None:
+        leftovers += groups.remove()
     if dirs.root.exists():
         shutil.rmtree(dirs.root, ignore_errors=True)
     leftovers += [h.name for h in lay.hosts if _mounted(dirs.rootfs(h.name))]
