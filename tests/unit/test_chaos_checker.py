@@ -154,11 +154,14 @@ def test_a_quiet_fault_fails_on_any_reaction() -> None:
     assert not fenced.ok and "ctl1" in {i.name: i for i in fenced.invariants}["no fence"].detail
     moved = (*vip, VipSample(t=101.5, macs=("aa:02",)))
     assert not judge(History(ops=tuple(calm), vip=moved, readback=back), FAULT, FAULT + 1, 240, quiet=True).ok
-    stalled = (*calm, Op(stream=DB, key="k3", t0=100.9, t1=102.4, ok=True))
+    stalled = (*calm, Op(stream=DB, key="k3", t0=100.9, t1=103.4, ok=True))
     back_all = back | {DB: Readback(keys=frozenset({"k0", "k1", "k2", "k3"}), complete=True)}
     slow = judge(History(ops=stalled, vip=vip, readback=back_all), FAULT, FAULT + 1, 240, quiet=True)
     detail = {i.name: i for i in slow.invariants}["no operation failed or stalled"].detail
-    assert not slow.ok and "db at +0.90 s, 1.50 s" in detail
+    assert not slow.ok and "db at +0.90 s, 2.50 s" in detail
+    # A commit slowed by the lab's load (the slowest seen with no fault: 0.84 s) is no reaction.
+    loaded = (*calm, Op(stream=DB, key="k3", t0=100.9, t1=102.1, ok=True))
+    assert judge(History(ops=loaded, vip=vip, readback=back_all), FAULT, FAULT + 1, 240, quiet=True).ok
     # A slow API answer is the lab's load, not a reaction; a failed one is.
     busy = (*calm, Op(stream="api-heat", t0=100.5, t1=102.3, ok=True))
     assert judge(History(ops=busy, vip=vip, readback=back), FAULT, FAULT + 1, 240, quiet=True).ok

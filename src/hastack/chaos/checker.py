@@ -152,10 +152,13 @@ def judge(h: History, fault_at: float, healed_at: float | None, bound_s: float, 
     return Judgement(tuple(streams), tuple(invariants))
 
 
-# A quiet fault: a database commit, publish, mongo write or VIP connect slower than this is a stall (a
-# healthy one takes milliseconds). API calls are judged on failures only: on the lab's two cores a
-# busy API answers in over a second with no fault at all.
-QUIET_SLOW_S = 1.0
+# A quiet fault: a database commit, publish, mongo write or VIP connect slower than this is a stall. A
+# healthy one takes milliseconds, but the lab's two cores carry five hosts: with no fault at all
+# (link1-loss's run, the cut left out) the slowest of ~6,700 writes in 3 runs took 0.84 s with the
+# client in its own CPU group, and 1.0-1.7 s (6-10 a run) before it had one, when 1 s was this
+# bound. A reaction to the fault costs more than 2 s and fails operations too (a VIP move, a writer
+# failover). API calls are judged on failures only: a busy API answers in over a second.
+QUIET_SLOW_S = 2.0
 _STALLS = frozenset({DB, AMQP, MONGO, VIP})
 
 
