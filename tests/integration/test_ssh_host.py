@@ -13,7 +13,7 @@ import pytest
 
 from hastack.hosts.files import Change
 from hastack.hosts.place import put
-from hastack.hosts.ssh import HostError, SshHost
+from hastack.hosts.ssh import CommandTimeout, HostError, SshHost
 from hastack.hosts.trust import KeyState, record, scan
 from hastack.render.files import RenderedFile
 from hastack.spec.load import parse_spec
@@ -81,6 +81,12 @@ def test_run_and_put_over_ssh(sshd: tuple[int, Path], tmp_path: Path) -> None:
             assert not Path("/tmp/hastack-injected").exists()
             with pytest.raises(TypeError, match="argv"):
                 await host.run("id -u")
+            # A command that outruns its time is a HostError naming host, command and bound (a wait that
+            # polls it retries it), not a bare TimeoutError with no words; the connection stays usable.
+            with pytest.raises(CommandTimeout, match=r"lab1: `sh -c 'echo started; sleep 30'` did not finish "
+                                                     r"within 0.5 s\nstarted"):
+                await host.run(["sh", "-c", "echo started; sleep 30"], timeout=0.5)
+            assert (await host.run(["echo", "still"])).stdout == "still\n"
             f = RenderedFile(str(target), b"password = x\n", 0o600)
             changes.append(await put(host, f))  # create
             changes.append(await put(host, f))  # already right

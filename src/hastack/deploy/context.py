@@ -7,7 +7,6 @@ running (restarted when its configuration changed), a bounded wait.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -16,6 +15,7 @@ import pymongo.errors
 
 from hastack.common.poll import PollTimeout, until_async
 from hastack.common.progress import Progress
+from hastack.common.tasks import all_or_stop
 from hastack.credentials.model import Secrets
 from hastack.hosts.files import Change
 from hastack.hosts.ssh import HostError, SshHost
@@ -154,4 +154,4 @@ class DeployContext:
         self.report.changed(host, f"{verb}ed {unit}")
 
     async def gather(self, coros: list[Awaitable[T]]) -> list[T]:
-        return list(await asyncio.gather(*coros))
+        return await all_or_stop(coros)

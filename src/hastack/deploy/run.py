@@ -29,6 +29,7 @@ from hastack.deploy.phases import (
     remote,
 )
 from hastack.deploy.plan import Phase, PhaseKey, phases
+from hastack.hosts.ssh import HostError
 
 APPLY: dict[PhaseKey, Callable[[DeployContext, Phase], Awaitable[None]]] = {
     PhaseKey.FILES: files.apply, PhaseKey.AGENT: agent.apply, PhaseKey.COROSYNC: corosync.apply,
@@ -48,7 +49,7 @@ async def run(ctx: DeployContext, only: tuple[PhaseKey, ...] = ()) -> Report:
         ctx.report.phase = phase.key
         try:
             await APPLY[phase.key](ctx, phase)
-        except (pymongo.errors.PyMongoError, asyncssh.Error, OSError) as exc:
+        except (pymongo.errors.PyMongoError, asyncssh.Error, OSError, HostError) as exc:
             # Name the step; the operator needs where it broke, not a traceback.
             raise DeployError(f"phase {phase.key} on {', '.join(phase.hosts)}: {described(exc)}") from exc
         ctx.report.timings[phase.key] = time.monotonic() - t0

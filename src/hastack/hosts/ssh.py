@@ -14,10 +14,18 @@ import asyncssh
 class HostError(Exception):
     """A command failed on a host: says which host, which command, and its output."""
 
-    def __init__(self, host: str, command: str, result: Result) -> None:
+    def __init__(self, host: str, command: str, result: Result, why: str = "") -> None:
         self.host, self.command, self.result = host, command, result
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-        super().__init__(f"{host}: `{command}` exited {result.rc}\n{tail}")
+        super().__init__(f"{host}: `{command}` {why or f'exited {result.rc}'}" + (f"\n{tail}" if tail else ""))
+
+
+class CommandTimeout(HostError):
+    """A command outran its time on a host (a busy host, a hung daemon). A HostError, so a wait that
+    polls a command retries it as it would one that failed."""
+
+    def __init__(self, host: str, command: str, result: Result, timeout: float) -> None:
+        super().__init__(host, command, result, f"did not finish within {timeout:g} s")
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,9 @@ class SshHost:
                     proc = await self.conn.run(command, check=False, timeout=timeout, input=input,
                                                **({"encoding": None} if binary else {}))
                     break
+                except asyncssh.TimeoutError as exc:
+                    partial = Result(-1, _text(exc.stdout), _text(exc.stderr))
+                    raise CommandTimeout(self.name, command, partial, timeout) from None
                 except asyncssh.ChannelOpenError:
                     if attempt == OPEN_RETRIES - 1:
                         raise
