@@ -228,6 +228,11 @@ def test_status_reports_every_cluster_healthy(lab: Path) -> None:
     backends = (len(endpoints_for(ours.openstack.services)) * len(ours.with_role(Role.CONTROLLER))
                 * len(ours.haproxy_nodes()) * len(ours.vips))
     assert rows["openstack"]["summary"].startswith(f"API backends up {backends}/{backends};")
+    # Every OpenStack daemon, API or not, running where it belongs (systemd's view, each host).
+    svc = ours.openstack.services
+    placed = {n.name: (*(daemons_for(svc) if n.has(Role.CONTROLLER) else ()),
+                       *(daemons_for(svc, computes=True) if n.has(Role.COMPUTE) else ())) for n in ours.nodes}
+    assert facts["daemons"] == {h: {d.unit: "active" for d in ds} for h, ds in placed.items() if ds}
     spec = load_spec(lab)
     voters = sorted(n.name for n in spec.corosync_nodes())
     assert sorted(m["name"] for m in facts["quorum"]["members"]) == voters

@@ -33,6 +33,8 @@ FACTS: dict[str, tuple[Fact[Any], str, int]] = {
     "rabbitmq.CLUSTER": (rabbitmq.CLUSTER, "rabbitmq_cluster_status.json", 0),
     "rabbitmq.STATUS": (rabbitmq.STATUS, "rabbitmq_status_ctl1_down.tsv", 0),
     "systemd.unit_age(mariadb)": (systemd.unit_age("mariadb"), "systemd_unit_age_active.txt", 0),
+    "systemd.active(ctl2)": (systemd.active(("keystone", "nova-scheduler", "nova-conductor", "cinder-scheduler",
+                                             "heat-engine")), "systemctl_is_active_ctl2.txt", 0),
 }
 
 

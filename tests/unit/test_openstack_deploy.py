@@ -185,6 +185,14 @@ def test_nova_runs_its_services_on_the_controllers_and_the_fake_driver_on_the_co
     assert "from nova.cmd.compute import main" in unit and "--log-file /var/log/nova/nova-compute.log" in unit
     assert "/etc/systemd/system/nova-compute.service" not in tree["ctl1"]
     assert "/etc/systemd/system/nova-conductor.service" not in tree["compute1"]
+    # A daemon that exits, even with status 0 (an oslo service whose first database call failed as it
+    # started), is started again: every OpenStack unit, API or not.
+    units = {f"{host}:{path}": f.content.decode() for host, files in tree.items() for path, f in files.items()
+             if "/etc/systemd/system/" in path and "OpenStack" in f.content.decode()}
+    assert {"ctl1:/etc/systemd/system/nova-scheduler.service", "compute1:/etc/systemd/system/nova-compute.service",
+            "ctl2:/etc/systemd/system/keystone.service"} <= set(units)
+    assert all("\nRestart=always\n" in u for u in units.values()), [k for k, u in units.items()
+                                                                    if "\nRestart=always\n" not in u]
 
 
 def test_neutron_server_is_ml2_and_tells_nova_as_its_own_user() -> None:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
 from bson import json_util
 
 from hastack.components.corosync import parse_links, parse_quorum
@@ -17,6 +18,7 @@ from hastack.components.network import parse_addresses
 from hastack.components.openstack import parse_api_check
 from hastack.components.pacemaker import parse_crm_mon
 from hastack.components.rabbitmq import parse_cluster_status, parse_quorum_queues
+from hastack.components.systemd import active
 from hastack.lab.fence import lab_fencing
 from hastack.lab.layout import layout
 from hastack.spec.load import load_spec
@@ -272,3 +274,24 @@ def test_a_rabbit_node_serving_amqp_over_tls_only_is_serving() -> None:
     assert '"amqp/ssl"' in tls and '"protocol":"amqp"' not in tls
     status = parse_cluster_status(tls)
     assert status.serving == ("rabbit@ctl1", "rabbit@ctl2", "rabbit@ctl3")
+
+
+def test_an_openstack_daemon_that_exited_is_a_problem() -> None:
+    """CI's keepalived lab: nova-scheduler on ctl2 lost its database connection while it started (a VIP
+    flap) and exited with status 0; its unit did not restart it and status, judging APIs only, said
+    healthy. Each controller's daemons are read with `systemctl is-active` (real output, ctl2)."""
+    units = ("keystone", "nova-scheduler", "nova-conductor", "cinder-scheduler", "heat-engine")
+    ctl2 = active(units).parse(0, text("systemctl_is_active_ctl2.txt"))
+    assert ctl2 == {"keystone": "active", "nova-scheduler": "active", "nova-conductor": "active",
+                    "cinder-scheduler": "inactive", "heat-engine": "inactive"}
+    running = dict.fromkeys(units, "active")
+    ok = rows_by_name(dataclasses.replace(healthy_facts(), daemons={"ctl1": running, "ctl3": running}))["openstack"]
+    assert ok.healthy and "daemons running 10/10" in ok.summary
+    row = rows_by_name(dataclasses.replace(healthy_facts(), daemons={"ctl1": running, "ctl2": ctl2}))["openstack"]
+    assert not row.healthy and "daemons running 8/10" in row.summary
+    assert row.problems == ("ctl2: not running: cinder-scheduler (inactive), heat-engine (inactive)",)
+
+
+def test_is_active_output_that_does_not_line_up_is_no_fact() -> None:
+    with pytest.raises(ValueError, match="2 states for 3 units"):
+        active(("a", "b", "c")).parse(3, "active\ninactive\n")

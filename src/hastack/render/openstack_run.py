@@ -148,7 +148,9 @@ def unit(d: Daemon) -> str:
         f"WorkingDirectory=/var/lib/{d.project}",
         f"RuntimeDirectory={d.unit} lock/{d.unit}",
         f"ExecStart={start}",
-        "Restart=on-failure",
+        # Always, not on-failure: an oslo service whose first database call fails as it starts (the VIP
+        # moving under it) logs the error and exits with status 0, and stayed down (seen in the lab).
+        "Restart=always",
         "RestartSec=2",
         "LimitNOFILE=65535",
         "TimeoutStopSec=15",

@@ -10,7 +10,17 @@ from typing import Any, TypeVar
 
 import asyncssh
 
-from hastack.components import corosync, galera, haproxy, instance_ha, network, openstack_api, pacemaker, rabbitmq
+from hastack.components import (
+    corosync,
+    galera,
+    haproxy,
+    instance_ha,
+    network,
+    openstack_api,
+    pacemaker,
+    rabbitmq,
+    systemd,
+)
 from hastack.components.fact import Fact
 from hastack.components.galera import GaleraState
 from hastack.components.openstack import ApiCheck, parse_api_check
@@ -41,7 +51,8 @@ CONNECT_TIMEOUT = 3.0
 # can say what went wrong instead of "no node answered".
 COMPONENT_OF = {"quorum": "corosync", "links": "corosync", "pacemaker": "pacemaker", "galera": "galera",
                 "rabbit": "rabbitmq", "mongo": "mongodb", "haproxy": "haproxy",
-                "addresses": "vip", "openstack": "openstack", "evacuator": "instance-ha"}
+                "addresses": "vip", "openstack": "openstack", "evacuator": "instance-ha",
+                "daemons": "openstack"}
 
 
 async def _first(hosts: list[SshHost], fact: Fact[T], errors: dict[str, str], component: str) -> T | None:
@@ -65,6 +76,19 @@ async def _each(hosts: list[SshHost], fact: Fact[T]) -> dict[str, T]:
     """The fact on every host at once; a host that cannot show it is left out."""
     values = await asyncio.gather(*(read(h, fact, PROBE_TIMEOUT) for h in hosts), return_exceptions=True)
     return {h.name: v for h, v in zip(hosts, values, strict=True) if not isinstance(v, BaseException)}
+
+
+async def _daemons(spec: Spec, up: dict[str, SshHost]) -> dict[str, dict[str, str]]:
+    """Whether each OpenStack daemon hastack runs is running, on every host that should run it: one
+    that exited cleanly (nova-scheduler on a database cut at start) stays down whatever haproxy says."""
+    found: dict[str, dict[str, str]] = {}
+    for role, computes in ((Role.CONTROLLER, False), (Role.COMPUTE, True)):
+        units = tuple(d.unit for d in daemons_for(spec.openstack.services, computes=computes))
+        hosts = [up[n.name] for n in spec.with_role(role) if n.name in up]
+        if units and hosts:
+            for host, states in (await _each(hosts, systemd.active(units))).items():
+                found[host] = found.get(host, {}) | states
+    return found
 
 
 def api_ask(spec: Spec, secrets: Secrets) -> dict[str, object]:
@@ -125,7 +149,7 @@ async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreac
         return None
 
     names = ("quorum", "links", "pacemaker", "galera", "rabbit", "mongo", "haproxy", "addresses", "openstack",
-             "evacuator")
+             "evacuator", "daemons")
     ctl = on([n.name for n in spec.with_role(Role.CONTROLLER)])
     results = await asyncio.gather(
         _first(cor, corosync.QUORUM, errors, "corosync"), _each(cor, corosync.LINKS),
@@ -134,7 +158,8 @@ async def gather(spec: Spec, secrets: Secrets, hosts: dict[str, SshHost], unreac
         mongo(), _each(hap, haproxy.STATS), _each(list(up.values()), network.ADDRESSES),
         _api_check(spec, secrets, ctl, errors),
         # Where the evacuator runs writes its state each round; an older copy stays where it ran before.
-        _each(on([n.name for n in spec.evacuator_nodes()]), instance_ha.STATE), return_exceptions=True)
+        _each(on([n.name for n in spec.evacuator_nodes()]), instance_ha.STATE), _daemons(spec, up),
+        return_exceptions=True)
     values: dict[str, Any] = {}
     for name, r in zip(names, results, strict=True):
         if isinstance(r, (HostError, asyncssh.Error, OSError, ValueError, KeyError)):

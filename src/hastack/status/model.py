@@ -33,6 +33,7 @@ class Facts:
     addresses: dict[str, frozenset[IPv4Address]] = field(default_factory=dict)
     openstack: ApiCheck | None = None  # one authenticated read per API through the VIP
     evacuator: EvacuatorState | None = None  # instance HA's last round (the freshest state file)
+    daemons: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> OpenStack unit -> ActiveState
     now: float = 0.0  # when the facts were gathered (epoch seconds): how old the evacuator's round is
     errors: dict[str, str] = field(default_factory=dict)  # component -> probe error
 
@@ -311,7 +312,13 @@ def _openstack(spec: Spec, f: Facts) -> Row:
             f"{name} {r.status or '-'} {r.ms:.0f} ms" for name, r in check.apis.items())
         if check.computes is not None:
             reads += "; " + _computes(spec, check.computes, problems)
-    return _row("openstack", f"API backends up {up}/{total}{reads}", problems)
+    running = sum(s == "active" for states in f.daemons.values() for s in states.values())
+    daemons = sum(len(states) for states in f.daemons.values())
+    for host, states in sorted(f.daemons.items()):
+        if stopped := [f"{unit} ({state})" for unit, state in states.items() if state != "active"]:
+            problems.append(f"{host}: not running: {', '.join(stopped)}")
+    ran = f"; daemons running {running}/{daemons}" if daemons else ""
+    return _row("openstack", f"API backends up {up}/{total}{ran}{reads}", problems)
 
 
 def _computes(spec: Spec, states: dict[str, str], problems: list[str]) -> str:
