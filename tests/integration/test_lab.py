@@ -30,7 +30,7 @@ from hastack.lab.layout import layout
 from hastack.lab.runtime import LabDirs, load_state
 from hastack.render.openstack_run import FLAVOR, IMAGE, api_reads, catalog_names, log_path, vip_url
 from hastack.render.pacemaker import FAILURE_TIMEOUT_S
-from hastack.spec.catalog import daemons_for, endpoints_for
+from hastack.spec.catalog import daemons_for, daemons_on, endpoints_for
 from hastack.spec.load import load_spec
 from hastack.spec.model import Role, VipManager
 from tests.helpers import SEED, THREE
@@ -229,9 +229,8 @@ def test_status_reports_every_cluster_healthy(lab: Path) -> None:
                 * len(ours.haproxy_nodes()) * len(ours.vips))
     assert rows["openstack"]["summary"].startswith(f"API backends up {backends}/{backends};")
     # Every OpenStack daemon, API or not, running where it belongs (systemd's view, each host).
-    svc = ours.openstack.services
-    placed = {n.name: (*(daemons_for(svc) if n.has(Role.CONTROLLER) else ()),
-                       *(daemons_for(svc, computes=True) if n.has(Role.COMPUTE) else ())) for n in ours.nodes}
+    placed = {n.name: daemons_on(ours.openstack.services, n.has(Role.CONTROLLER), n.has(Role.COMPUTE))
+              for n in ours.nodes}
     assert facts["daemons"] == {h: {d.unit: "active" for d in ds} for h, ds in placed.items() if ds}
     spec = load_spec(lab)
     voters = sorted(n.name for n in spec.corosync_nodes())

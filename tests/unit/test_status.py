@@ -277,9 +277,9 @@ def test_a_rabbit_node_serving_amqp_over_tls_only_is_serving() -> None:
 
 
 def test_an_openstack_daemon_that_exited_is_a_problem() -> None:
-    """CI's keepalived lab: nova-scheduler on ctl2 lost its database connection while it started (a VIP
-    flap) and exited with status 0; its unit did not restart it and status, judging APIs only, said
-    healthy. Each controller's daemons are read with `systemctl is-active` (real output, ctl2)."""
+    """The keepalived-quorum lab (`--full`): nova-scheduler on ctl2 lost its database connection while it
+    started (a VIP flap) and exited with status 0; its unit did not restart it and status, judging APIs
+    only, said healthy. Each controller's daemons are read with `systemctl is-active` (real output, ctl2)."""
     units = ("keystone", "nova-scheduler", "nova-conductor", "cinder-scheduler", "heat-engine")
     ctl2 = active(units).parse(0, text("systemctl_is_active_ctl2.txt"))
     assert ctl2 == {"keystone": "active", "nova-scheduler": "active", "nova-conductor": "active",

@@ -17,7 +17,7 @@ import yaml
 from hastack.credentials.model import CREDENTIAL_KEYS, FERNET_KEYS, Secrets
 from hastack.render import tls as tls_files
 from hastack.render.files import RenderedFile, text
-from hastack.spec.catalog import BY_NAME, IDENTITY, RUN, Daemon, daemons_for
+from hastack.spec.catalog import BY_NAME, IDENTITY, RUN, Daemon, daemons_for, daemons_on
 from hastack.spec.model import Node, Role, Spec
 
 FERNET_DIR = "/etc/keystone/fernet-keys"
@@ -203,12 +203,11 @@ def clouds_yaml(spec: Spec, secrets: Secrets) -> str:
 
 def render_openstack_run(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
     daemons = daemons_for(spec.openstack.services)
-    on_computes = daemons_for(spec.openstack.services, computes=True)
     out: dict[str, list[RenderedFile]] = {}
     for node in spec.nodes:
-        files: list[RenderedFile] = []
+        files = [text(unit_path(d), unit(d))
+                 for d in daemons_on(spec.openstack.services, node.has(Role.CONTROLLER), node.has(Role.COMPUTE))]
         if node.has(Role.CONTROLLER) and daemons:
-            files += [text(unit_path(d), unit(d)) for d in daemons]
             files += [text(uwsgi_path(d), uwsgi_ini(spec, d, node)) for d in daemons if d.wsgi]
             if "keystone" in spec.openstack.services:
                 for directory, keys in ((FERNET_DIR, FERNET_KEYS), (CREDENTIAL_DIR, CREDENTIAL_KEYS)):
@@ -217,8 +216,6 @@ def render_openstack_run(spec: Spec, secrets: Secrets) -> dict[str, list[Rendere
                 files.append(text(CLOUDS, clouds_yaml(spec, secrets), 0o600))
             if "horizon" in spec.openstack.services:
                 files.append(text(HORIZON_SETTINGS, horizon_settings(spec, secrets), 0o640, group="www-data"))
-        if node.has(Role.COMPUTE):
-            files += [text(unit_path(d), unit(d)) for d in on_computes]
         if files:
             out[node.name] = files
     return out

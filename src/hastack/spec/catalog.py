@@ -191,3 +191,9 @@ def daemons_for(services: tuple[str, ...] | list[str], computes: bool = False) -
     """The daemons of `services` hastack runs on the controllers (or, `computes`, on the compute hosts)."""
     wanted = set(services)
     return tuple(d for d in DAEMONS if d.project in wanted and d.on_computes == computes)
+
+
+def daemons_on(services: tuple[str, ...] | list[str], controller: bool, compute: bool) -> tuple[Daemon, ...]:
+    """The daemons of `services` hastack runs on one host with these roles: the controllers' set, the
+    computes' set, or both (render writes their units there; status checks each one runs)."""
+    return (daemons_for(services) if controller else ()) + (daemons_for(services, computes=True) if compute else ())

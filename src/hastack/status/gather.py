@@ -30,7 +30,7 @@ from hastack.hosts.mongo import MongoLogin, replset
 from hastack.hosts.probe import probe as read
 from hastack.hosts.ssh import HostError, SshHost
 from hastack.render.openstack_run import ADMIN, api_reads, auth_url, ca_file, public_url
-from hastack.spec.catalog import daemons_for
+from hastack.spec.catalog import daemons_for, daemons_on
 from hastack.spec.model import Role, Spec
 from hastack.status.model import Facts
 
@@ -74,21 +74,21 @@ async def _first(hosts: list[SshHost], fact: Fact[T], errors: dict[str, str], co
 
 async def _each(hosts: list[SshHost], fact: Fact[T]) -> dict[str, T]:
     """The fact on every host at once; a host that cannot show it is left out."""
-    values = await asyncio.gather(*(read(h, fact, PROBE_TIMEOUT) for h in hosts), return_exceptions=True)
-    return {h.name: v for h, v in zip(hosts, values, strict=True) if not isinstance(v, BaseException)}
+    return await _each_own([(h, fact) for h in hosts])
+
+
+async def _each_own(facts: list[tuple[SshHost, Fact[T]]]) -> dict[str, T]:
+    """Each host's own fact, all at once; a host that cannot show its fact is left out."""
+    values = await asyncio.gather(*(read(h, f, PROBE_TIMEOUT) for h, f in facts), return_exceptions=True)
+    return {h.name: v for (h, _), v in zip(facts, values, strict=True) if not isinstance(v, BaseException)}
 
 
 async def _daemons(spec: Spec, up: dict[str, SshHost]) -> dict[str, dict[str, str]]:
     """Whether each OpenStack daemon hastack runs is running, on every host that should run it: one
     that exited cleanly (nova-scheduler on a database cut at start) stays down whatever haproxy says."""
-    found: dict[str, dict[str, str]] = {}
-    for role, computes in ((Role.CONTROLLER, False), (Role.COMPUTE, True)):
-        units = tuple(d.unit for d in daemons_for(spec.openstack.services, computes=computes))
-        hosts = [up[n.name] for n in spec.with_role(role) if n.name in up]
-        if units and hosts:
-            for host, states in (await _each(hosts, systemd.active(units))).items():
-                found[host] = found.get(host, {}) | states
-    return found
+    units = {n.name: tuple(d.unit for d in daemons_on(spec.openstack.services, n.has(Role.CONTROLLER),
+                                                       n.has(Role.COMPUTE))) for n in spec.nodes if n.name in up}
+    return await _each_own([(up[h], systemd.active(u)) for h, u in units.items() if u])
 
 
 def api_ask(spec: Spec, secrets: Secrets) -> dict[str, object]:
