@@ -13,6 +13,7 @@ import yaml
 from hastack.deploy.plan import phases
 from hastack.render import render_all
 from hastack.render.files import Tree
+from hastack.render.keepalived import priorities
 from hastack.render.pacemaker import build_cib
 from hastack.spec.errors import SpecLoadError
 from hastack.spec.load import load_spec
@@ -269,9 +270,18 @@ def test_keepalived_replaces_pacemaker_vip() -> None:
     tree = render_all(spec, secrets_for(spec))
     conf = files(tree, "ctl2", "/etc/keepalived/keepalived.conf")
     assert "unicast_peer" in conf and "10.77.0.11" in conf and "nopreempt" in conf
-    assert "priority 140" in conf
+    assert "priority 150" in conf and "vrrp_rt_priority 50" in conf
     assert "vip-internal" not in files(tree, "ctl1", "/etc/hastack/cib.xml")
     assert "/etc/keepalived/keepalived.conf" not in render_all(load_spec(THREE), secrets_for(spec))["ctl1"]
+
+
+def test_vrrp_priorities_leave_a_backup_time_to_be_heard() -> None:
+    # Two backups' master-down timers differ by gap/256 adverts: keep the gap wide, every value valid.
+    assert priorities(2) == [250, 150] and priorities(3) == [250, 150, 50]
+    for n in (1, 5, 9, 40):
+        got = priorities(n)
+        assert len(set(got)) == n and all(1 <= p <= 254 for p in got) and got == sorted(got, reverse=True)
+    assert min(a - b for a, b in zip(priorities(9), priorities(9)[1:], strict=False)) == 25
 
 
 def test_keepalived_quorum_gates_vrrp_on_corosync_and_keeps_fencing() -> None:
