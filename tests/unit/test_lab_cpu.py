@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hastack.common.poll import until
-from hastack.lab.cpu import CLIENT_SHARES, RT_US, SHARES, CpuGroups, cpu_mount
+from hastack.lab.cpu import CLIENT_SHARES, RT_US, SHARES, CpuGroups, cpu_mount, rt_share
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HERE = (FIXTURES / "proc_mounts_cgroup_v1.txt").read_text()  # this machine's cgroup mounts
@@ -79,6 +79,13 @@ def test_a_failed_placement_stops_the_command_instead_of_running_it_outside() ->
     assert res.returncode != 0 and "ran" not in res.stdout
 
 
+def test_each_host_gets_its_real_time_budget_or_a_fair_part_of_what_is_left() -> None:
+    assert rt_share(950_000, 0, 2) == RT_US == 200_000
+    assert rt_share(950_000, 0, 5) == 190_000  # the kernel's 950 ms shared by five hosts
+    assert rt_share(950_000, 900_000, 5) == 10_000  # another lab took most of it
+    assert rt_share(950_000, 990_000, 3) == 0 and rt_share(0, 0, 0) == 0
+
+
 def test_a_host_s_processes_may_run_real_time_as_corosync_does() -> None:
     """Without a budget of its own a group gets no real-time time at all, and corosync's SCHED_RR was
     refused inside a lab host ("Operation not permitted")."""
@@ -87,9 +94,12 @@ def test_a_host_s_processes_may_run_real_time_as_corosync_does() -> None:
         pytest.skip("this kernel schedules real-time tasks machine-wide, not per group: nothing to budget")
     try:
         groups.prepare(["h1", "h2"])
-        assert (groups.top / "cpu.rt_runtime_us").read_text().strip() == str(2 * RT_US)
-        assert (groups.host("h2") / "cpu.rt_runtime_us").read_text().strip() == str(RT_US)
+        share = int((groups.host("h2") / "cpu.rt_runtime_us").read_text())
+        assert 0 < share <= RT_US and int((groups.top / "cpu.rt_runtime_us").read_text()) == 2 * share
         groups.prepare(["h1", "h2"])  # again, with the children's budgets taken: nothing fails
+        groups.prepare(["h1", "h2", "h3", "h4", "h5", "h6"])  # more hosts: each less, none refused
+        sixth = int((groups.host("h6") / "cpu.rt_runtime_us").read_text())
+        assert 0 < sixth <= share and int((groups.top / "cpu.rt_runtime_us").read_text()) == 6 * sixth
         res = subprocess.run(groups.wrap(groups.host("h2"), ["chrt", "-r", "50", "chrt", "-p", "0"]),
                              capture_output=True, text=True, check=False)
         assert res.returncode == 0 and "SCHED_RR" in res.stdout, res.stderr

@@ -167,7 +167,7 @@ def facts(cfg: EvacuatorConfig, nova: Nova, run: Callable[[list[str]], str] = _r
         # evacuated again, and both ended in ERROR on the other compute ("already exists"; in the lab).
         record = nova.evacuations(h) if h in servers else {}
         out.append(Compute(h, member, fencing, service, servers.get(h, ()), parse_evacuations(record, fencing.done_at),
-                           parse_unfinished(record, fencing.done_at), parse_uncleaned(record, fencing.done_at)))
+                           parse_unfinished(record, fencing.done_at), parse_uncleaned(record)))
     return tuple(out)
 
 

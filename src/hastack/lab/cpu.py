@@ -31,10 +31,14 @@ SHARES = 1024
 # core; four shares give it that whatever else runs (two still left writes of 0.9-1 s).
 CLIENT_SHARES = 4 * SHARES
 # Real-time budget per host, in microseconds of each cpu.rt_period_us (1 s). With RT group scheduling
-# a new group has none, and corosync's SCHED_RR was refused inside a host ("Operation not permitted"):
-# it ran as an ordinary process of a host holding one share, where a loaded host can starve its token.
-# corosync needs a few ms a second; 50 ms is room to spare and keeps a lab well under the kernel's 950 ms.
-RT_US = 50_000
+# a new group has none, and corosync's SCHED_RR was refused inside a host ("Operation not permitted").
+# Measured in the fast-profile lab (knet, two links, three members): corosync alone used 57 ms of every
+# second, keepalived's VRRP 3-4 ms. A budget of 50 ms throttled both every second: keepalived missed
+# its adverts for up to 9.5 s on every controller at once (a backup took the VIP from a live holder:
+# two holders) and corosync went unscheduled for 1.4 s. 200 ms leaves room for bursts; a lab takes
+# less where the machine has not that much left (the kernel's limit is 950 ms a second in all).
+RT_US = 200_000
+RT_WAIT_S = 5.0
 MOUNTS = Path("/proc/mounts")
 
 
@@ -47,11 +51,37 @@ def cpu_mount(mounts: str) -> Path | None:
     return None
 
 
+def rt_share(parent_us: int, taken_us: int, hosts: int) -> int:
+    """Each host's real-time budget: RT_US, or an equal part of what the parent has not given away."""
+    return max(0, min(RT_US, (parent_us - taken_us) // max(hosts, 1)))
+
+
+def _read_us(knob: Path) -> int:
+    try:
+        return int(knob.read_text())
+    except (OSError, ValueError):
+        return 0
+
+
 def _rt(group: Path, us: int) -> None:
     """The group's real-time budget, where the kernel schedules real-time tasks per group."""
     knob = group / "cpu.rt_runtime_us"
-    if knob.exists() and knob.read_text().strip() != str(us):
-        knob.write_text(f"{us}\n")
+    if not knob.exists() or knob.read_text().strip() == str(us):
+        return
+    failed: list[OSError] = []
+
+    def written() -> bool:
+        try:
+            knob.write_text(f"{us}\n")
+            return True
+        except OSError as e:  # EINVAL: over what the machine has left
+            failed.append(e)
+            return False
+
+    # A group just removed (the last lab's) keeps its budget until the kernel frees it, a moment later.
+    if not until(written, RT_WAIT_S, every=0.1):
+        raise OSError(f"{knob}: the kernel refused a real-time budget of {us} us for {RT_WAIT_S:.0f} s "
+                      f"({failed[-1].strerror}); other groups hold the machine's 950 ms a second")
 
 
 @dataclass(frozen=True)
@@ -83,12 +113,24 @@ class CpuGroups:
         """Create the groups (again: a no-op) and weigh them: each host one share, the lab one per host."""
         self.top.mkdir(exist_ok=True)
         (self.top / "cpu.shares").write_text(f"{SHARES * max(len(hosts), 1)}\n")
-        _rt(self.top, RT_US * max(len(hosts), 1))  # the parent's budget first: the children's come out of it
         for name in hosts:
             self.host(name).mkdir(exist_ok=True)
             (self.host(name) / "cpu.shares").write_text(f"{SHARES}\n")
-            _rt(self.host(name), RT_US)
+        share = self.rt_share(len(hosts))
+        total = share * max(len(hosts), 1)
+        # The children's budgets come out of the parent's: a parent grows first, shrinks last.
+        if total >= _read_us(self.top / "cpu.rt_runtime_us"):
+            _rt(self.top, total)
+        for name in hosts:
+            _rt(self.host(name), share)
+        _rt(self.top, total)
         self.prepare_client()
+
+    def rt_share(self, hosts: int) -> int:
+        """Each host's real-time budget in this lab, from what the machine's other groups left."""
+        parent = self.top.parent
+        taken = sum(_read_us(g / "cpu.rt_runtime_us") for g in parent.iterdir() if g.is_dir() and g != self.top)
+        return rt_share(_read_us(parent / "cpu.rt_runtime_us"), taken, hosts)
 
     def prepare_client(self) -> Path:
         """The client host's group, made (again: a no-op) and weighed; its path."""
