@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hastack.agent.vrrp_gate import DIR as GATE_DIR
 from hastack.lab.netns import netns
-from hastack.render import render_all
+from hastack.render import keepalived, render_all
 from hastack.render.haproxy import CONF as HAPROXY_CONF
 from hastack.render.haproxy import TLS_BUNDLE
 from hastack.render.tls import CA_PATH
@@ -132,3 +133,48 @@ def test_api_frontends_end_tls_on_the_vip_and_say_so_to_the_api(tmp_path: Path, 
         metadata = f"http://{vip}:8775/"
         wait_until(lambda: get(metadata)["status"] == 200, 30, "the metadata API, plain")
         assert get(metadata)["proto"] is None  # what the client claimed is dropped
+
+
+def test_keepalived_gives_the_vip_up_when_the_gate_fails_haproxy_and_takes_it_back(
+        tmp_path: Path, daemons: Daemons) -> None:
+    """The rendered keepalived.conf with the real gate beside it: the VIP is held while haproxy runs,
+    left (FAULT) when it stops, and taken back once it runs again; keepalived never runs a script."""
+    spec = variant(vip_manager="keepalived", timing={"profile": "fast"},
+                   waivers=[{"code": "HA120", "reason": "keepalived chosen on purpose"}])
+    tree = render_all(spec, secrets_for(spec))
+    node = spec.node("ctl1")
+    gate_dir = tmp_path / "gate"
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(tree["ctl1"][keepalived.CONF].content.decode().replace(GATE_DIR, str(gate_dir)))
+    # A stand-in haproxy with a name no other process on this machine has (a lab may run haproxy).
+    fake = tmp_path / "hst-haproxy"
+    fake.symlink_to(require("sleep"))
+    vips = [str(v.address) for v in spec.vips]
+    with netns("vrrp-gate") as ns:
+        # A veth pair inside the namespace (no dummy module here): eth0 for keepalived, its peer silent.
+        for args in (("link", "add", "eth0", "type", "veth", "peer", "name", "eth0-peer"),
+                     ("addr", "add", f"{node.address}/{spec.networks.management.prefixlen}", "dev", "eth0"),
+                     ("link", "set", "eth0-peer", "up"), ("link", "set", "eth0", "up")):
+            subprocess.run(["ip", "-n", ns.name, *args], check=True, timeout=30)
+
+        def held() -> set[str]:
+            out = ns.run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"]).stdout
+            return {v for v in vips if f" {v}/" in out}
+
+        haproxy = daemons.spawn([str(fake), "600"])
+        daemons.spawn(ns.argv([sys.executable, "-m", "hastack.agent.vrrp_gate", "--dir", str(gate_dir),
+                               "--process", fake.name, "--ping-every", "1", "--ping", str(node.address)]),
+                      tmp_path / "gate.log")
+        wait_until(lambda: all((gate_dir / n).exists() for n in ("haproxy", "mgmt")), 30, "the gate's verdicts")
+        daemons.spawn(ns.argv([require("keepalived"), "--dont-fork", "--vrrp", "--log-console", "--log-detail",
+                               "-f", str(conf), "-p", str(tmp_path / "k.pid"), "-r", str(tmp_path / "v.pid")]),
+                      tmp_path / "keepalived.log")
+        wait_until(lambda: held() == set(vips), 30, "keepalived to take every VIP (no peer answers)")
+        haproxy.kill()
+        haproxy.wait(timeout=30)
+        wait_until(lambda: not held(), 30, "the VIPs to leave a node whose haproxy stopped")
+        assert (gate_dir / "haproxy").read_text() == "1\n"
+        daemons.spawn([str(fake), "600"])
+        wait_until(lambda: held() == set(vips), 30, "the VIPs back once haproxy runs again")
+        log = (tmp_path / "keepalived.log").read_text()
+        assert "Script" not in log and "FAULT" in log, log[-3000:]

@@ -288,13 +288,21 @@ def test_keepalived_quorum_gates_vrrp_on_corosync_and_keeps_fencing() -> None:
     spec = variant(vip_manager="keepalived-quorum")
     tree = render_all(spec, secrets_for(spec))
     conf = files(tree, "ctl1", "/etc/keepalived/keepalived.conf")
-    script = conf.split("vrrp_script chk_quorum {", 1)[1].split("}", 1)[0]
-    assert '"/usr/sbin/corosync-quorumtool -s"' in script and "fall 1" in script
-    tracked = conf.split("track_script {", 1)[1].split("}", 1)[0].split()
-    assert tracked == ["chk_haproxy", "chk_mgmt", "chk_quorum"]
+    # No vrrp_script (keepalived would fork its VRRP process for it): each check is a file the gate writes.
+    keywords = {line.split()[0] for line in conf.splitlines() if line.strip() and not line.lstrip().startswith("#")}
+    assert not keywords & {"vrrp_script", "track_script"}
+    for name in ("haproxy", "mgmt", "quorum"):
+        block = conf.split(f"track_file {name} {{", 1)[1].split("}", 1)[0]
+        assert f'file "/run/hastack-vrrp/{name}"' in block and "weight 0" in block and "init_file 1" in block
+    tracked = conf.split("track_file {", 1)[1].split("}", 1)[0].split()
+    assert tracked == ["haproxy", "mgmt", "quorum"]
+    unit = files(tree, "ctl1", "/etc/systemd/system/hastack-vrrp-gate.service")
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     # The management network checked as pacemaker's ping clone checks it: one other node answering is enough.
-    mgmt = conf.split("vrrp_script chk_mgmt {", 1)[1].split("}", 1)[0]
-    assert '"/usr/bin/fping -q -x 1 -r 0 -t 1000 10.77.0.12 10.77.0.13 10.77.0.21 10.77.0.22"' in mgmt
+    assert exec_start == ("ExecStart=/usr/local/bin/hastack-vrrp-gate --dir /run/hastack-vrrp --quorum "
+                          "--ping-every 3 --ping 10.77.0.12 10.77.0.13 10.77.0.21 10.77.0.22")
+    drop_in = files(tree, "ctl1", "/etc/systemd/system/keepalived.service.d/hastack.conf")
+    assert "Wants=hastack-vrrp-gate.service" in drop_in
     assert "advert_int 1\n" in conf  # the default profile's advert
     cib = build_cib(spec)
     ids = {p.get("id", "") for p in cib.iter("primitive")}
@@ -305,7 +313,9 @@ def test_keepalived_quorum_gates_vrrp_on_corosync_and_keeps_fencing() -> None:
     assert "/etc/corosync/corosync.conf" in tree["ctl1"]
     # VRRP alone has no quorum to ask.
     alone = variant(vip_manager="keepalived", waivers=[{"code": "HA120", "reason": "operator prefers VRRP"}])
-    assert "chk_quorum" not in files(render_all(alone, secrets_for(alone)), "ctl1", "/etc/keepalived/keepalived.conf")
+    alone_tree = render_all(alone, secrets_for(alone))
+    assert "quorum" not in files(alone_tree, "ctl1", "/etc/keepalived/keepalived.conf").split("track_file {", 1)[1]
+    assert "--quorum" not in files(alone_tree, "ctl1", "/etc/systemd/system/hastack-vrrp-gate.service")
 
 
 def test_deploy_phases_follow_the_vip_manager() -> None:

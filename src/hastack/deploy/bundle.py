@@ -26,6 +26,8 @@ LAUNCHER_BODY = f"#!/bin/sh\nPYTHONPATH={ROOT} exec /usr/bin/python3 -m hastack.
 # Instance HA's evacuator, from the same bundle; it talks to nova with the host's keystoneauth1
 # (a controller runs OpenStack: Debian's python3-keystoneauth1 is there).
 EVACUATOR_BODY = f"#!/bin/sh\nPYTHONPATH={ROOT} exec /usr/bin/python3 -m hastack.agent.evacuator \"$@\"\n"
+# keepalived's checks, run beside it (agent/vrrp_gate.py); the standard library only.
+VRRP_GATE_BODY = f"#!/bin/sh\nPYTHONPATH={ROOT} exec /usr/bin/python3 -m hastack.agent.vrrp_gate \"$@\"\n"
 STAMP = "/opt/hastack/BUNDLE"
 
 

@@ -46,10 +46,12 @@ def phases(spec: Spec) -> tuple[Phase, ...]:
     out = [Phase(PhaseKey.FILES, names(spec.nodes),
                  "push every rendered file (0600 first, then owner/mode, then rename)")]
     galera = names(spec.galera_nodes()) if spec.galera.enabled else ()
-    bundled = tuple(dict.fromkeys((*galera, *names(spec.evacuator_nodes()))))
+    gated = names(spec.haproxy_nodes()) if spec.vip_manager.runs_keepalived else ()
+    bundled = tuple(dict.fromkeys((*galera, *names(spec.evacuator_nodes()), *gated)))
     if bundled:
         out.append(Phase(PhaseKey.AGENT, bundled, "install the hastack agent (galera health for haproxy"
-                         + ("; instance HA's evacuator" if spec.evacuator_nodes() else "") + ")"))
+                         + ("; instance HA's evacuator" if spec.evacuator_nodes() else "")
+                         + ("; keepalived's checks" if gated else "") + ")"))
     if spec.vip_manager.runs_pacemaker:
         out.append(Phase(PhaseKey.COROSYNC, names(spec.corosync_nodes()),
                          "start corosync and pacemaker; wait for quorum with every member"))

@@ -1,16 +1,57 @@
-"""keepalived.conf: VRRP (unicast, no preemption), alone or gated by corosync's quorum."""
+"""keepalived.conf: VRRP (unicast, no preemption), alone or gated by corosync's quorum; the gate that
+runs its checks outside it (agent/vrrp_gate.py) and its unit."""
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
 
+from hastack.agent.vrrp_gate import DIR as GATE_DIR
+from hastack.agent.vrrp_gate import LAUNCHER as GATE_LAUNCHER
 from hastack.credentials.model import Secrets
 from hastack.render.files import RenderedFile, text
 from hastack.render.templating import render
 from hastack.spec.model import Spec, VipManager
 
 CONF = "/etc/keepalived/keepalived.conf"
+GATE = "hastack-vrrp-gate"
+GATE_UNIT = f"/etc/systemd/system/{GATE}.service"
+# keepalived starts after the gate, so a booting host's files hold verdicts, not init_file's 1.
+DROP_IN = "/etc/systemd/system/keepalived.service.d/hastack.conf"
+DROP_IN_BODY = f"""\
+# Rendered by hastack: keepalived's checks are the VRRP gate's files.
+[Unit]
+Wants={GATE}.service
+After={GATE}.service
+"""
+GATE_UNIT_BODY = """\
+# Rendered by hastack: keepalived's checks, run outside keepalived so that its VRRP process never
+# forks (hastack.agent.vrrp_gate). Each verdict is a file in {dir} that keepalived tracks.
+[Unit]
+Description=hastack VRRP gate (keepalived's checks)
+After=network-online.target corosync.service
+Before=keepalived.service
+
+[Service]
+Type=notify
+NotifyAccess=main
+ExecStart={launcher} --dir {dir}{args}
+Restart=always
+RestartSec=1
+# A gate that stopped checking would leave its last verdicts standing: killed and started again.
+WatchdogSec=60
+RuntimeDirectory={runtime}
+# The verdicts outlive a restart of the gate: keepalived keeps what it read.
+RuntimeDirectoryPreserve=yes
+# Root for corosync's IPC (corosync-quorumtool) and raw ICMP (fping); nothing else.
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+
+[Install]
+WantedBy=multi-user.target
+"""
 
 
 @dataclass(frozen=True)
@@ -56,8 +97,12 @@ def render_keepalived(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFi
             advert_int=f"{advert:g}",
             peers=[str(n.address) for n in nodes if n.name != node.name],
             prefix=spec.networks.management.prefixlen,
-            ping_targets=spec.ping_targets(node),
             ping_s=spec.timing.pacemaker_ping_s,
+            gate_dir=GATE_DIR,
         )
-        out[node.name] = [text(CONF, conf)]
+        args = (" --quorum" if spec.vip_manager is VipManager.KEEPALIVED_QUORUM else "") + \
+            f" --ping-every {spec.timing.pacemaker_ping_s} --ping {' '.join(spec.ping_targets(node))}"
+        gate = GATE_UNIT_BODY.format(dir=GATE_DIR, launcher=GATE_LAUNCHER, args=args,
+                                     runtime=GATE_DIR.removeprefix("/run/"))
+        out[node.name] = [text(CONF, conf), text(GATE_UNIT, gate), text(DROP_IN, DROP_IN_BODY)]
     return out

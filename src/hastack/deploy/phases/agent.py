@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hastack.agent.vrrp_gate import LAUNCHER as VRRP_GATE_LAUNCHER
 from hastack.components.fact import shell
 from hastack.deploy import bundle as agent_bundle
 from hastack.deploy.context import (
@@ -34,6 +35,7 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
                               root=agent_bundle.ROOT, tgz="/opt/hastack/bundle.tar.gz"))
             await put(h, RenderedFile(agent_bundle.LAUNCHER, agent_bundle.LAUNCHER_BODY.encode(), 0o755))
             await put(h, RenderedFile(EVACUATOR_LAUNCHER, agent_bundle.EVACUATOR_BODY.encode(), 0o755))
+            await put(h, RenderedFile(VRRP_GATE_LAUNCHER, agent_bundle.VRRP_GATE_BODY.encode(), 0o755))
             await h.run(shell("echo {sha} > {stamp}", sha=bundle.sha256, stamp=agent_bundle.STAMP))
             ctx.report.changed(host, "installed the hastack agent")
             ctx.agent_installed.add(host)

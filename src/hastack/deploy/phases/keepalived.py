@@ -9,7 +9,7 @@ from hastack.deploy.context import (
 )
 from hastack.deploy.plan import Phase
 from hastack.hosts.probe import probe
-from hastack.render import haproxy
+from hastack.render import haproxy, keepalived
 
 
 async def apply(ctx: DeployContext, phase: Phase) -> None:
@@ -17,8 +17,9 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
         if not ctx.spec.vip_manager.runs_pacemaker:  # else haproxy is pacemaker's (the CIB phase)
             await ctx.ensure_running(host, "haproxy",
                                       restart_if=ctx.file_changed(host, *haproxy.RELOAD_ON))
-        await ctx.ensure_running(host, "keepalived", restart_if=ctx.file_changed(
-            host, "/etc/keepalived/keepalived.conf"))
+        # The gate first: keepalived reads its verdicts as it starts.
+        await ctx.ensure_running(host, keepalived.GATE, restart_if=host in ctx.agent_installed)
+        await ctx.ensure_running(host, "keepalived", restart_if=ctx.file_changed(host, keepalived.CONF))
 
     async def held() -> bool | None:
         found = await ctx.gather([probe(ctx.h(n), network.ADDRESSES) for n in phase.hosts])
