@@ -189,10 +189,25 @@ def test_nova_s_compute_services_and_servers_are_read_per_host() -> None:
 
 
 def test_an_instance_nova_cannot_evacuate_is_reported_not_asked_for() -> None:
-    c = dead(instances=(Instance("vm-a", "ACTIVE"), Instance("vm-c", "BUILD", "spawning")))
+    c = dead(instances=(Instance("vm-a", "ACTIVE"), Instance("vm-p", "PAUSED")))
     plan = decide(fleet(c), POLICY)
     assert [str(a) for a in plan.actions] == ["force-down compute1", "evacuate compute1 vm-a"]
-    assert "nova cannot evacuate the rest (BUILD)" in plan.of("compute1").reason
+    assert "nova cannot evacuate the rest (PAUSED)" in plan.of("compute1").reason
+
+
+def test_a_build_the_dead_host_never_finished_is_reset_to_error_then_evacuated() -> None:
+    """The lab: three servers building on a compute when it was fenced kept it off for good (nova
+    evacuates no BUILD instance; it errs one only when the host's nova-compute starts again)."""
+    c = dead(instances=(Instance("vm-a", "ACTIVE"), Instance("vm-c", "BUILD", "spawning")))
+    plan = decide(fleet(c), POLICY)
+    assert [str(a) for a in plan.actions] == ["force-down compute1", "reset compute1 vm-c",
+                                              "evacuate compute1 vm-a", "evacuate compute1 vm-c"]
+    # asked once: nova's evacuation record stops a second reset as well as a second evacuation
+    asked = dataclasses.replace(dead(forced_down=True, instances=c.instances), asked=frozenset({"vm-a", "vm-c"}))
+    assert decide(fleet(asked), POLICY).actions == ()
+    # a build another evacuation is already rebuilding is not reset under it
+    moving = dead(forced_down=True, instances=(Instance("vm-c", "BUILD", "rebuild_spawning"),))
+    assert decide(fleet(moving), POLICY).actions == ()
 
 
 def test_an_instance_nova_already_has_an_evacuation_of_is_not_asked_again() -> None:

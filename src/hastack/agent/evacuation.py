@@ -130,6 +130,14 @@ class Instance:
         """nova evacuates an instance that is active, stopped or in error, and not already moving."""
         return self.status in EVACUABLE and not self.busy
 
+    @property
+    def stranded(self) -> bool:
+        """A build the dead host never finished. nova refuses to evacuate it, and puts it in ERROR only
+        when the host's nova-compute starts again, which waits for every instance to leave: the lab
+        kept a fenced compute off for good over three servers building on it when it died. Reset to
+        error, it is evacuated like any other: built again elsewhere."""
+        return self.status == "BUILD" and not self.busy
+
 
 def nova_time(text: str | None) -> float | None:
     """nova's "2026-12-01T07:56:53.000000" (UTC, no zone) as epoch seconds."""
@@ -212,8 +220,8 @@ class Compute:
         return i.busy or i.id in self.asked
 
     def waiting(self) -> list[Instance]:
-        """Instances to ask nova to evacuate: evacuable, and not asked already."""
-        return [i for i in self.instances if i.evacuable and i.id not in self.asked]
+        """Instances to ask nova to evacuate (stranded builds reset first), and not asked already."""
+        return [i for i in self.instances if (i.evacuable or i.stranded) and i.id not in self.asked]
 
     def staying(self) -> list[Instance]:
         """Instances still to leave the host by evacuation: not those being deleted. Counting those
@@ -239,6 +247,7 @@ class Step(StrEnum):
     FENCE = "fence"  # off through its device again: a report stamped after the fence that holds it off
     FORCE_DOWN = "force-down"  # nova-compute's forced_down = true
     ENABLE = "enable"  # a reserved host's nova-compute service enabled: it can take instances
+    RESET = "reset"  # a stranded build's state set to error, so that nova evacuates it
     EVACUATE = "evacuate"  # one instance rebuilt elsewhere (nova picks the host)
     CLEAR = "clear"  # forced_down = false: the host is back and empty of evacuated instances
     POWER_ON = "power-on"  # a compute the cluster fenced (off), on again once its evacuations are done
@@ -276,7 +285,7 @@ class HostPlan:
 
 # The order a plan's steps run in: a host is down for nova before anything moves off it, a reserved
 # host open before the evacuations that need it.
-ORDER = (Step.FENCE, Step.FORCE_DOWN, Step.ENABLE, Step.EVACUATE, Step.CLEAR, Step.POWER_ON)
+ORDER = (Step.FENCE, Step.FORCE_DOWN, Step.ENABLE, Step.RESET, Step.EVACUATE, Step.CLEAR, Step.POWER_ON)
 
 
 @dataclass(frozen=True)
@@ -369,6 +378,7 @@ def _failed_host(c: Compute, policy: Policy, refusal: str) -> HostPlan:
         on = (Action(Step.POWER_ON, c.name),) if owed_power_on(c) else ()
         return HostPlan(c.name, State.FENCED, "fenced; evacuate: false in the spec", (*actions, *on))
     waiting, staying = c.waiting(), c.staying()
+    actions += [Action(Step.RESET, c.name, i.id) for i in waiting if i.stranded]
     actions += [Action(Step.EVACUATE, c.name, i.id) for i in waiting]
     if not staying and not c.unfinished and owed_power_on(c):
         # Pacemaker fences a compute off (its device's reboot is an off): it boots again only now, so

@@ -346,13 +346,16 @@ def kill_host(pid: int, timeout: float = 10) -> bool:
 
 
 def power_cut(pid: int | None, host: LabHost) -> None:
-    """The host off, network included: every process killed, every cable out.
+    """The host off, network included: every cable out, every process killed.
 
-    A network namespace can outlive its processes, and while it lives its
-    kernel still answers ARP for the addresses it held: a fenced VIP holder
-    was seen answering beside the new holder (chaos `isolation`). Deleting
-    the host-side veths takes the namespace's end with them.
+    The cables go first. Killing a loaded host's processes takes a while (seen: 0.6 s), and meanwhile
+    its kernel still answered ARP for the VIP beside the backup that had already taken it (chaos
+    `host-crash`: two holders); a real power cut silences the NIC at the instant the CPU stops. A
+    network namespace can also outlive its processes, answering ARP for the addresses it held (a fenced
+    VIP holder was seen beside the new holder, chaos `isolation`): deleting the host-side veths takes
+    the namespace's end with them.
     """
+    _links_down([i.outside for i in host.interfaces])
     if pid and not kill_host(pid):
         raise LabError(f"{host.name}: still running 10 s after SIGKILL")
     until(lambda: not any(_link_exists(i.outside) for i in host.interfaces), 2, every=0.02)
@@ -364,17 +367,21 @@ def power_cut(pid: int | None, host: LabHost) -> None:
         raise LabError(f"{host.name}: links {', '.join(left)} could not be removed")
 
 
-def cables_out(lay: Layout, names: list[str]) -> None:
-    """Every link of these hosts down in one `ip -batch`: the network goes dark for all of them at the
-    same instant, as in a room losing power. Killing the hosts one by one takes ~1 s, and meanwhile
-    the survivors would fail the VIP over among themselves (seen with keepalived: two holders)."""
-    lines = [f"link set dev {i.outside} down" for n in names for i in lay.host(n).interfaces
-             if _link_exists(i.outside)]
+def _links_down(names: list[str]) -> None:
+    """These host-side links down in one `ip -batch`: all dark at the same instant."""
+    lines = [f"link set dev {n} down" for n in names if _link_exists(n)]
     if lines:
         res = subprocess.run(["ip", "-force", "-batch", "-"], input="\n".join(lines) + "\n", capture_output=True,
                              text=True, timeout=30, check=False)
         if res.returncode != 0:
             raise LabError(f"taking the links down failed: {(res.stderr or res.stdout).strip()}")
+
+
+def cables_out(lay: Layout, names: list[str]) -> None:
+    """Every link of these hosts down at once: the network goes dark for all of them at the same
+    instant, as in a room losing power. Killing the hosts one by one takes ~1 s, and meanwhile
+    the survivors would fail the VIP over among themselves (seen with keepalived: two holders)."""
+    _links_down([i.outside for n in names for i in lay.host(n).interfaces])
 
 
 def power_off(dirs: LabDirs, lay: Layout, name: str) -> None:
