@@ -132,13 +132,14 @@ class Nova:
     def put_service(self, service_id: str, body: dict[str, object]) -> None:
         self.sess.put(f"/os-services/{service_id}", json=body, endpoint_filter=self.filt, headers=self.headers)
 
+    def _server_action(self, server: str, body: dict[str, object]) -> None:
+        self.sess.post(f"/servers/{server}/action", json=body, endpoint_filter=self.filt, headers=self.headers)
+
     def reset_state(self, server: str) -> None:
-        self.sess.post(f"/servers/{server}/action", json={"os-resetState": {"state": "error"}},
-                       endpoint_filter=self.filt, headers=self.headers)
+        self._server_action(server, {"os-resetState": {"state": "error"}})
 
     def evacuate(self, server: str) -> None:
-        self.sess.post(f"/servers/{server}/action", json={"evacuate": {}}, endpoint_filter=self.filt,
-                       headers=self.headers)
+        self._server_action(server, {"evacuate": {}})
 
 
 def facts(cfg: EvacuatorConfig, nova: Nova, run: Callable[[list[str]], str] = _run) -> tuple[Compute, ...]:
