@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from hastack.agent.rabbit_watch import GRACE_S
 from hastack.chaos.scenarios import SCENARIOS
 from hastack.components.corosync import QUORUM, parse_quorum
 from hastack.components.pacemaker import MON, PacemakerState, parse_crm_mon
@@ -30,6 +31,7 @@ from hastack.lab.layout import layout
 from hastack.lab.runtime import LabDirs, load_state
 from hastack.render.openstack_run import FLAVOR, IMAGE, api_reads, catalog_names, log_path, vip_url
 from hastack.render.pacemaker import FAILURE_TIMEOUT_S
+from hastack.render.rabbitmq import WATCH
 from hastack.spec.catalog import daemons_for, daemons_on, endpoints_for
 from hastack.spec.load import load_spec
 from hastack.spec.model import Role, VipManager
@@ -507,6 +509,40 @@ def test_a_failed_start_is_cleaned_up_by_recover_or_retried_by_pacemaker(lab: Pa
     finally:
         ssh(dirs, address, f"rm -f {dropin} && systemctl daemon-reload")
     wait_healthy(lab, 240)
+
+
+@fast
+def test_a_rabbit_node_left_stopped_is_restarted_by_its_watch(lab: Path, case: Case) -> None:
+    """pause_minority stops a cut-off node's rabbit app and starts it again when the majority is back;
+    when that start fails nothing retries, and the node stays up serving nothing for good (the
+    keepalived lab after mgmt-loss). The same state made by hand (`rabbitmqctl stop_app`): status
+    calls it out, the node's watch restarts it after its grace period, and the cluster is whole again
+    with nobody's help."""
+    topology_test(case)
+    spec = load_spec(lab)
+    dirs = LabDirs.of(spec.cluster)
+    node = spec.rabbit_nodes()[-1]
+    address = str(node.address)
+    wait_healthy(lab, 240)
+    mark = ssh(dirs, address, "date +%s").stdout.strip()
+    res = ssh(dirs, address, "rabbitmqctl -q stop_app")
+    assert res.returncode == 0, res.stderr
+    stopped = time.monotonic()
+    try:
+        _, status = cli_json("status", str(lab))
+        rabbit = next(c for c in status["components"] if c["component"] == "rabbitmq")
+        assert not rabbit["healthy"] and any(f"rabbit@{node.name}" in p and "not serving AMQP" in p
+                                             for p in rabbit["problems"]), rabbit
+        wait_healthy(lab, GRACE_S + 300)
+        took = time.monotonic() - stopped
+        journal = ssh(dirs, address, f"journalctl -u {WATCH} --since @{mark} --no-pager -o cat").stdout
+        assert "restarting rabbitmq-server" in journal, journal
+        # Not sooner than its grace: a resume that is merely slow is left to finish.
+        assert took >= GRACE_S, took
+        print(f"rabbit@{node.name}: stopped app, whole again after {took:.0f} s")
+    finally:
+        ssh(dirs, address, "rabbitmqctl -q await_startup --timeout 5 || systemctl restart rabbitmq-server",
+            timeout=300)
 
 
 @pytest.mark.parametrize("scenario", [pytest.param("host-crash", marks=fast), "stack-crash",

@@ -125,6 +125,7 @@ def units_on(spec: Spec, host: str) -> set[str]:
     placed = {"corosync": on(spec.corosync_nodes()), "pacemaker": on(spec.corosync_nodes()),
               "mariadb": host in galera_nodes, "hastack-agent": host in galera_nodes,
               "garb": host == spec.galera.arbitrator, "rabbitmq-server": on(spec.rabbit_nodes()),
+              "hastack-rabbit-watch": on(spec.rabbit_nodes()),
               "mongod": on(n for _, n in spec.mongo_members()) or host == spec.mongodb.arbiter,
               "memcached": on(spec.memcached_nodes()), "haproxy": on(spec.haproxy_nodes())}
     placed |= {d.unit: on(spec.with_role(Role.CONTROLLER)) for d in daemons_for(spec.openstack.services)}

@@ -19,12 +19,13 @@ import argparse
 import asyncio
 import logging
 import os
-import socket
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from hastack.agent.sd_notify import notify
 
 DIR = "/run/hastack-vrrp"
 LAUNCHER = "/usr/local/bin/hastack-vrrp-gate"
@@ -107,15 +108,6 @@ async def passes(argv: Sequence[str], timeout: float = TIMEOUT_S) -> bool:
         proc.kill()
         await proc.wait()
         return False
-
-
-def notify(message: str) -> None:
-    """sd_notify: READY once every file holds a verdict, WATCHDOG while every check keeps running."""
-    addr = os.environ.get("NOTIFY_SOCKET")
-    if not addr:
-        return
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.sendto(message.encode(), "\0" + addr[1:] if addr.startswith("@") else addr)
 
 
 async def run(directory: Path, todo: Sequence[Check]) -> None:

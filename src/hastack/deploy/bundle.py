@@ -28,6 +28,8 @@ LAUNCHER_BODY = f"#!/bin/sh\nPYTHONPATH={ROOT} exec /usr/bin/python3 -m hastack.
 EVACUATOR_BODY = f"#!/bin/sh\nPYTHONPATH={ROOT} exec /usr/bin/python3 -m hastack.agent.evacuator \"$@\"\n"
 # keepalived's checks, run beside it (agent/vrrp_gate.py); the standard library only.
 VRRP_GATE_BODY = f"#!/bin/sh\nPYTHONPATH={ROOT} exec /usr/bin/python3 -m hastack.agent.vrrp_gate \"$@\"\n"
+# The RabbitMQ watch, on every rabbitmq node (agent/rabbit_watch.py); the standard library only.
+RABBIT_WATCH_BODY = f"#!/bin/sh\nPYTHONPATH={ROOT} exec /usr/bin/python3 -m hastack.agent.rabbit_watch \"$@\"\n"
 STAMP = "/opt/hastack/BUNDLE"
 
 

@@ -47,11 +47,13 @@ def phases(spec: Spec) -> tuple[Phase, ...]:
                  "push every rendered file (0600 first, then owner/mode, then rename)")]
     galera = names(spec.galera_nodes()) if spec.galera.enabled else ()
     gated = names(spec.haproxy_nodes()) if spec.vip_manager.runs_keepalived else ()
-    bundled = tuple(dict.fromkeys((*galera, *names(spec.evacuator_nodes()), *gated)))
+    rabbit = names(spec.rabbit_nodes()) if spec.rabbitmq.enabled else ()
+    bundled = tuple(dict.fromkeys((*galera, *names(spec.evacuator_nodes()), *gated, *rabbit)))
     if bundled:
         out.append(Phase(PhaseKey.AGENT, bundled, "install the hastack agent (galera health for haproxy"
                          + ("; instance HA's evacuator" if spec.evacuator_nodes() else "")
-                         + ("; keepalived's checks" if gated else "") + ")"))
+                         + ("; keepalived's checks" if gated else "")
+                         + ("; the RabbitMQ watch" if rabbit else "") + ")"))
     if spec.vip_manager.runs_pacemaker:
         out.append(Phase(PhaseKey.COROSYNC, names(spec.corosync_nodes()),
                          "start corosync and pacemaker; wait for quorum with every member"))

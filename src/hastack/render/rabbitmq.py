@@ -15,6 +15,7 @@ import hmac
 import json
 from typing import Any
 
+from hastack.agent import rabbit_watch
 from hastack.credentials.model import Secrets
 from hastack.render import tls as tls_files
 from hastack.render.files import RenderedFile, text
@@ -141,6 +142,41 @@ UNIT_OVERRIDE = ("# Rendered by hastack; do not edit by hand.\n"
                  "[Service]\nTimeoutStartSec=180\nRestart=on-failure\nRestartSec=5\n")
 
 
+WATCH = "hastack-rabbit-watch"
+WATCH_UNIT = f"/etc/systemd/system/{WATCH}.service"
+WATCH_UNIT_BODY = """\
+# Rendered by hastack: restarts a node whose rabbit app stopped (a pause) and never started again
+# while its peers serve (hastack.agent.rabbit_watch). To stop the app on purpose: touch {hold}.
+[Unit]
+Description=hastack RabbitMQ watch (restarts a node left paused)
+After=network-online.target
+
+[Service]
+Type=notify
+NotifyAccess=main
+ExecStart={launcher} --port {port}{peers}
+Restart=always
+RestartSec=5
+WatchdogSec=120
+RuntimeDirectory={runtime}
+RuntimeDirectoryPreserve=yes
+# Root for `systemctl restart rabbitmq-server`; nothing else.
+NoNewPrivileges=yes
+ProtectSystem=full
+ProtectHome=yes
+PrivateTmp=yes
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def watch_unit(spec: Spec, node: str) -> str:
+    peers = "".join(f" --peer {n.address}" for n in spec.rabbit_nodes() if n.name != node)
+    return WATCH_UNIT_BODY.format(hold=rabbit_watch.HOLD, launcher=rabbit_watch.LAUNCHER, port=amqp_port(spec),
+                                  peers=peers, runtime=rabbit_watch.DIR.removeprefix("/run/"))
+
+
 def render_rabbitmq(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
     if not spec.rabbitmq.enabled:
         return {}
@@ -162,6 +198,7 @@ def render_rabbitmq(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile
             text(PLUGINS, plugins),
             text(COOKIE, secrets["rabbitmq_erlang_cookie"], 0o400, owner="rabbitmq", group="rabbitmq"),
             text(DROPIN, UNIT_OVERRIDE),
+            text(WATCH_UNIT, watch_unit(spec, node.name)),
         ]
         if (node_tls := tls_files.for_node(spec, secrets, node)) is not None:
             out[node.name] += tls_files.files(node_tls, TLS_DIR, owner="rabbitmq")

@@ -1,7 +1,9 @@
-"""The agent phase: hastack's agent bundle (galera health; instance HA's evacuator) where it is not current."""
+"""The agent phase: hastack's agent bundle (galera health; instance HA's evacuator; keepalived's checks;
+the RabbitMQ watch) where it is not current."""
 
 from __future__ import annotations
 
+from hastack.agent.rabbit_watch import LAUNCHER as RABBIT_WATCH_LAUNCHER
 from hastack.agent.vrrp_gate import LAUNCHER as VRRP_GATE_LAUNCHER
 from hastack.components.fact import shell
 from hastack.deploy import bundle as agent_bundle
@@ -36,6 +38,7 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
             await put(h, RenderedFile(agent_bundle.LAUNCHER, agent_bundle.LAUNCHER_BODY.encode(), 0o755))
             await put(h, RenderedFile(EVACUATOR_LAUNCHER, agent_bundle.EVACUATOR_BODY.encode(), 0o755))
             await put(h, RenderedFile(VRRP_GATE_LAUNCHER, agent_bundle.VRRP_GATE_BODY.encode(), 0o755))
+            await put(h, RenderedFile(RABBIT_WATCH_LAUNCHER, agent_bundle.RABBIT_WATCH_BODY.encode(), 0o755))
             await h.run(shell("echo {sha} > {stamp}", sha=bundle.sha256, stamp=agent_bundle.STAMP))
             ctx.report.changed(host, "installed the hastack agent")
             ctx.agent_installed.add(host)

@@ -1,4 +1,5 @@
-"""The rabbitmq phase: nodes started in order, joiners given quorum queue members, leavers taken out."""
+"""The rabbitmq phase: nodes started in order, joiners given quorum queue members, leavers taken out; the
+watch that restarts a node left paused."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hastack.deploy.plan import Phase
 from hastack.hosts.probe import probe
 from hastack.hosts.ssh import HostError
 from hastack.render.rabbitmq import CONF as RABBIT_CONF
-from hastack.render.rabbitmq import TLS_FILES
+from hastack.render.rabbitmq import TLS_FILES, WATCH
 
 
 async def rabbit_view(ctx: DeployContext, host: str) -> RabbitCluster | None:
@@ -52,6 +53,9 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
     for node in leaving:
         await rabbit_leave(ctx, nodes[0], node)
     await wait_for(lambda: clustered(True), 120, f"rabbitmq cluster of exactly {', '.join(sorted(want))}")
+    # The watch once the cluster is whole (a leaver's was stopped before its app).
+    for node in nodes:
+        await ctx.ensure_running(node, WATCH, restart_if=node in ctx.agent_installed)
 
 
 async def rabbit_leave(ctx: DeployContext, anchor: str, node: str) -> None:
@@ -62,6 +66,8 @@ async def rabbit_leave(ctx: DeployContext, anchor: str, node: str) -> None:
     await ctx.h(anchor).run(["rabbitmq-queues", "shrink", node], timeout=300)
     if host in ctx.hosts and await ctx.active(host, "rabbitmq-server"):
         h = ctx.h(host)
+        # Its watch first: it would start again the app stopped here on purpose.
+        await h.run(["systemctl", "disable", "--now", "--quiet", WATCH], timeout=120, check=False)
         await h.run(["rabbitmqctl", "stop_app"], timeout=300)
         await h.run(["rabbitmqctl", "reset"], timeout=300)
         await h.run(["systemctl", "disable", "--now", "--quiet", "rabbitmq-server"], timeout=300)

@@ -1,0 +1,92 @@
+"""The RabbitMQ watch's pure parts: when a node counts as stuck, when it is restarted, the listener read
+from /proc/net (fixtures: the kernel's own files), the peer connect, and the unit deploy renders."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from hastack.agent.rabbit_watch import BACKOFF_S, GRACE_S, HOLD, LAUNCHER, Seen, Watch, listening, serves
+from hastack.render.rabbitmq import WATCH_UNIT, render_rabbitmq
+from tests.helpers import SEED, THREE, secrets_for, variant
+
+FIXTURES = Path(__file__).parent / "fixtures"
+STUCK = Seen(active=True, listening=False, peers_serving=2)
+
+
+def _run(looks: Sequence[tuple[float, Seen]]) -> list[float]:
+    """The times at which the watch restarts the node."""
+    watch, restarts = Watch(), []
+    for now, seen in looks:
+        watch, why = watch.after(now, seen)
+        if why:
+            restarts.append(now)
+    return restarts
+
+
+def test_a_node_stuck_for_the_grace_period_is_restarted_once_then_not_before_the_backoff() -> None:
+    looks = [(t, STUCK) for t in range(0, 600, 5)]
+    assert _run(looks) == [GRACE_S, GRACE_S + BACKOFF_S, GRACE_S + 2 * BACKOFF_S]
+
+
+def test_anything_but_stuck_starts_the_grace_period_again() -> None:
+    serving = Seen(active=True, listening=True, peers_serving=2)
+    # Stuck for 85 s, a look that is not stuck (the app came back, or was starting), stuck again: 90 s more.
+    looks = [*((t, STUCK) for t in range(0, 90, 5)), (90, serving), *((t, STUCK) for t in range(95, 300, 5))]
+    assert _run(looks) == [95 + GRACE_S]
+
+
+def test_what_is_not_a_stuck_node() -> None:
+    long = range(0, 400, 5)
+    # Paused with no peer in sight: pause_minority's own choice, kept.
+    assert _run([(t, Seen(True, False, 0)) for t in long]) == []
+    # Starting, stopping or stopped: systemd's business (and the deploy's), not the watch's.
+    assert _run([(t, Seen(False, False, 2)) for t in long]) == []
+    # Serving.
+    assert _run([(t, Seen(True, True, 2)) for t in long]) == []
+    # Stopped on purpose under the operator's hold.
+    assert _run([(t, Seen(True, False, 2, held=True)) for t in long]) == []
+
+
+def test_the_reason_says_what_was_seen() -> None:
+    _, why = Watch(since=0.0).after(GRACE_S + 3, STUCK)
+    assert "no AMQP listener for 93 s while 2 peer(s) serve" in why
+
+
+def test_the_listener_is_read_from_the_kernels_tables(tmp_path: Path) -> None:
+    # The app stopped: only an accepted connection still has local port 5672 (state 01); 25672 listens.
+    shutil.copy(FIXTURES / "proc_net_tcp_app_stopped.txt", tmp_path / "tcp")
+    assert not listening(5672, tmp_path) and listening(25672, tmp_path)
+    shutil.copy(FIXTURES / "proc_net_tcp6_amqps_listening.txt", tmp_path / "tcp6")  # [::]:5671 listens
+    assert listening(5671, tmp_path) and not listening(5672, tmp_path)
+    assert not listening(5672, tmp_path / "absent")
+
+
+def test_a_peer_serves_when_its_port_accepts() -> None:
+    async def go() -> tuple[bool, bool]:
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            up = await serves("127.0.0.1", port)
+        finally:
+            server.close()
+            await server.wait_closed()
+        return up, await serves("127.0.0.1", port)
+
+    assert asyncio.run(go()) == (True, False)
+
+
+def test_every_rabbit_node_gets_a_watch_of_its_peers_on_the_amqp_port() -> None:
+    for example, tls in ((THREE, False), (SEED, False), (THREE, True)):
+        spec = variant(example, tls={"enabled": tls})
+        files = render_rabbitmq(spec, secrets_for(spec))
+        assert set(files) == {n.name for n in spec.rabbit_nodes()}
+        for node in spec.rabbit_nodes():
+            unit = next(f for f in files[node.name] if f.path == WATCH_UNIT).content.decode()
+            peers = [str(n.address) for n in spec.rabbit_nodes() if n.name != node.name]
+            start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+            assert start == f"ExecStart={LAUNCHER} --port {5671 if tls else 5672}" + "".join(
+                f" --peer {p}" for p in peers)
+            assert "Type=notify" in unit and "WatchdogSec=" in unit and HOLD in unit
