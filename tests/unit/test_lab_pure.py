@@ -271,3 +271,25 @@ def test_a_power_cut_takes_the_links_down_before_it_kills_the_host(monkeypatch: 
     runtime.power_cut(4242, host)
     assert done[:2] == [f"ip -force -batch: {len(host.interfaces)} down", "kill 4242"]
     assert sorted(done[2:]) == sorted(f"ip link del {i.outside}" for i in host.interfaces)
+
+
+def test_a_power_cut_goes_on_when_its_links_will_not_go_down(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A fence is a power cut: a failed `ip link set down` must not leave the host running (the switch
+    would answer that the fence failed while the host kept its VIP); the kill and the deletion go on."""
+    host = layout(load_spec(THREE)).host("ctl2")
+    links = {i.outside for i in host.interfaces}
+    killed: list[int] = []
+    monkeypatch.setattr(runtime, "_link_exists", lambda name: name in links)
+    monkeypatch.setattr(subprocess, "run", lambda argv, **kw: subprocess.CompletedProcess(argv, 2, "", "RTNETLINK"))
+
+    def kill(pid: int, timeout: float = 10) -> bool:
+        killed.append(pid)
+        return True
+
+    monkeypatch.setattr(runtime, "kill_host", kill)
+    monkeypatch.setattr(runtime, "sh", lambda *argv, check=True: links.discard(argv[-1]))
+    monkeypatch.setattr(runtime, "until", lambda *a, **kw: None)
+    runtime.power_cut(4243, host)
+    assert killed == [4243] and not links
+    assert "ctl2: taking the links down failed: RTNETLINK; cutting the power anyway" in capsys.readouterr().err
