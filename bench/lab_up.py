@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -97,7 +98,15 @@ def _ppid(proc: Path) -> int:
     return -1
 
 
-def lab_up(spec: Path, env: dict[str, str]) -> float:
+def stages_of(stdout: str) -> dict[str, float]:
+    """The seconds per stage and deploy phase from `lab up`'s closing line
+    ("lab up: 453 s: hosts 60 s, deploy 330 s, ...; deploy phases: files 12 s, ...")."""
+    line = next((ln for ln in stdout.splitlines() if ln.startswith("lab up: ")), "")
+    found = re.findall(r"(\w+) (\d+) s", line.split(": ", 2)[-1])
+    return {k: float(v) for k, v in found}
+
+
+def lab_up(spec: Path, env: dict[str, str], stages: dict[str, list[float]]) -> float:
     t0 = time.monotonic()
     res = subprocess.run([HASTACK, "lab", "up", str(spec)], env=env, capture_output=True, text=True, timeout=1800,
                          check=False)
@@ -105,6 +114,8 @@ def lab_up(spec: Path, env: dict[str, str]) -> float:
     if res.returncode != 0:
         raise RuntimeError(f"lab up {spec.name} failed (exit {res.returncode}):\n{res.stderr[-3000:]}\n"
                            f"{res.stdout[-3000:]}")
+    for k, v in stages_of(res.stdout).items():
+        stages.setdefault(k, []).append(v)
     return took
 
 
@@ -139,11 +150,12 @@ def main() -> int:
     for spec in specs:
         base = dict(os.environ)
         cold: list[float] = []
+        stages: dict[str, list[float]] = {}  # warm runs only: a cold run's image build is its own stage
         for _ in range(args.cold):
             scratch = tempfile.mkdtemp(prefix="hastack-bench-cache-", dir="/var/tmp")
             env = {**base, "HASTACK_CACHE": scratch}
             try:
-                cold.append(lab_up(spec, env))
+                cold.append(lab_up(spec, env, {}))
                 print(f"{spec.name}: cold lab up {cold[-1]:.0f} s", flush=True)
             finally:
                 lab_down(spec, env)
@@ -159,7 +171,7 @@ def main() -> int:
                 lab_down(spec, base)
             before = mem_available_kib()
             try:
-                warm.append(lab_up(spec, base))
+                warm.append(lab_up(spec, base, stages))
                 print(f"{spec.name}: warm lab up {warm[-1]:.0f} s", flush=True)
                 if i == 0:
                     pss = lab_pss_kib(spec, base, units)
@@ -168,6 +180,9 @@ def main() -> int:
                 lab_down(spec, base)
         rows.append((spec.name, cold, warm, pss, drop))
         print_openstack_pss(spec, units)
+        if stages:  # where a warm lab up spends its time
+            print(f"  {spec.name} warm, median seconds per stage: "
+                  + ", ".join(f"{k} {statistics.median(v):.0f}" for k, v in stages.items()), flush=True)
 
     def med(xs: list[float]) -> str:
         return f"{statistics.median(xs):6.1f} s" if xs else "     -  "

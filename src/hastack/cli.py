@@ -243,13 +243,24 @@ def lab_up(spec: Path, hosts_only: bool) -> None:
     except (LabError, lab_image.ImageError) as exc:
         err.print(f"[bold red]lab up failed:[/] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_FAILED)
-    _progress(f"hosts up in {time.monotonic() - t0:.0f} s")
+    stages = {"hosts": time.monotonic() - t0}
+    _progress(f"hosts up in {stages['hosts']:.0f} s")
     if hosts_only:
         return
-    _deploy(spec, model, dry_run=False, as_json=False, reach=LAB)
+    t1 = time.monotonic()
+    phases = _deploy(spec, model, dry_run=False, as_json=False, reach=LAB)
+    stages["deploy"] = time.monotonic() - t1
     _progress(f"lab up done in {time.monotonic() - t0:.0f} s")
+    t1 = time.monotonic()
     smoked = _smoke(spec, model, as_json=False)
-    if not _status(spec, model, as_json=False, reach=LAB) or not smoked:
+    stages["smoke"] = time.monotonic() - t1
+    t1 = time.monotonic()
+    healthy = _status(spec, model, as_json=False, reach=LAB)
+    stages["status"] = time.monotonic() - t1
+    # Where the time went, on one line a script can read (bench/lab_up.py does).
+    out.print(f"lab up: {time.monotonic() - t0:.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items())
+              + "; deploy phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()), markup=False)
+    if not healthy or not smoked:
         sys.exit(EXIT_FAILED)
 
 
@@ -694,7 +705,8 @@ def deploy(spec: Path, dry_run: bool, reach: Reach, as_json: bool) -> None:
     _deploy(spec, model, dry_run=dry_run, as_json=as_json, reach=reach)
 
 
-def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, reach: Reach) -> None:
+def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, reach: Reach) -> dict[str, float]:
+    """Deploy (or show what would change); the seconds each phase took."""
     import asyncio
 
     from hastack.deploy import session
@@ -710,7 +722,7 @@ def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, reach: Rea
             if as_json:
                 print(json.dumps({"phases": [{"phase": p.key, "hosts": p.hosts, "what": p.what} for p in plan],
                                   "files": diffs}, indent=2))
-                return
+                return {}
             for i, p in enumerate(plan, 1):
                 out.print(f"{i}. [bold]{p.key}[/] on {', '.join(p.hosts)}: {escape(p.what)}", highlight=False)
             for host, changes in diffs.items():
@@ -718,7 +730,7 @@ def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, reach: Rea
                     out.print(f"   {host}: {path} would be {change}", markup=False)
             if not any(diffs.values()):
                 out.print("   every file is already in place")
-            return
+            return {}
         t0 = time.monotonic()
         report = asyncio.run(session.deploy(model, secrets, access, _progress))
     except (DeployError, HostError, ConnectionError) as exc:
@@ -727,16 +739,19 @@ def _deploy(spec: Path, model: Spec, *, dry_run: bool, as_json: bool, reach: Rea
         else:
             err.print(f"[bold red]deploy failed:[/] {escape(str(exc))}", markup=True, highlight=False)
         sys.exit(EXIT_FAILED)
+    timings = {str(k): v for k, v in report.timings.items()}
     if as_json:
         print(json.dumps({"ok": True, **session.summary(report)}, indent=2))
-        return
+        return timings
     took = time.monotonic() - t0
     if report.changes:
         out.print(f"deploy: {len(report.changes)} change(s) in {took:.0f} s")
         for c in report.changes:
             out.print(f"  {c.phase:<10} {c}", markup=False)
+        out.print("  seconds per phase: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), markup=False)
     else:
         out.print(f"deploy: nothing to change; every host and cluster already matches the spec ({took:.1f} s)")
+    return timings
 
 
 @main.command()

@@ -52,7 +52,7 @@ async def run(ctx: DeployContext, only: tuple[PhaseKey, ...] = ()) -> Report:
         except (pymongo.errors.PyMongoError, asyncssh.Error, OSError, HostError) as exc:
             # Name the step; the operator needs where it broke, not a traceback.
             raise DeployError(f"phase {phase.key} on {', '.join(phase.hosts)}: {described(exc)}") from exc
-        ctx.report.timings[phase.key] = time.monotonic() - t0
+        ctx.report.timings[phase.key] = ctx.report.timings.get(phase.key, 0.0) + time.monotonic() - t0
     if not only:  # every phase acted on what it was owed; a partial deploy may not have
         await ctx.settle()
     return ctx.report
