@@ -3,21 +3,28 @@ over an in-memory keystone that answers as keystone's v3 API does."""
 
 from __future__ import annotations
 
+import asyncio
 import configparser
 import itertools
 import re
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
+import pytest
+
 from hastack.components.keystone_catalog import Service, Want, ensure
+from hastack.components.openstack import SCHEMAS
 from hastack.credentials.model import FERNET_KEYS, complete
-from hastack.deploy.phases.openstack import catalog_want, plan_daemons
+from hastack.deploy.context import DeployContext, DeployError
+from hastack.deploy.phases.openstack import ORDER, catalog_want, plan_daemons, sync_schemas
+from hastack.hosts.ssh import Result, SshHost
 from hastack.render import render_all
 from hastack.render.openstack import fragment_path
 from hastack.render.openstack_run import FERNET_DIR, unit_path, uwsgi_path
 from hastack.spec.catalog import daemons_for
 from hastack.spec.model import EVERY_SERVICE
 from tests.helpers import variant
+from tests.unit.fake_cluster import FakeHost
 
 SPEC = variant(openstack={"services": list(EVERY_SERVICE)})
 SECRETS = complete(SPEC, {})[0]
@@ -204,3 +211,50 @@ def test_neutron_server_is_ml2_and_tells_nova_as_its_own_user() -> None:
     assert cp["keystone_authtoken"]["username"] == "neutron"
     assert urlsplit(cp["database"]["connection"]).path == "/neutron"
     assert "neutron-api.ini" in tree["ctl1"]["/etc/systemd/system/neutron-api.service"].content.decode()
+
+
+class SchemaHost(FakeHost):
+    """A controller whose schemas are all due until synced here; a sync takes a while, `broken` ones fail."""
+
+    def __init__(self, name: str, journal: list[str], synced: set[str], broken: set[str]) -> None:
+        super().__init__(name, {}, {})
+        self.journal, self.synced, self.broken = journal, synced, broken
+
+    async def run(self, argv: Any, check: bool = True, timeout: float = 300, input: Any = None) -> Result:
+        argv = tuple(argv)
+        for project, schema in SCHEMAS.items():
+            if argv == schema.as_user(schema.check):
+                return Result(0 if project in self.synced else schema.due[0], "", "")
+            if argv == schema.as_user(schema.sync):
+                self.journal.append(f"start {project} on {self.name}")
+                await asyncio.sleep(0.05)
+                self.journal.append(f"end {project}")
+                if project in self.broken:
+                    return Result(1, "", f"{project}: Deadlock found when trying to get lock")
+                self.synced.add(project)
+                return Result(0, "", "")
+        return Result(0, "", "")  # the log tail asked for after a failure
+
+
+def test_schemas_sync_at_once_each_once_and_a_failure_lets_the_others_finish() -> None:
+    journal: list[str] = []
+    synced: set[str] = set()
+    hosts = {h: SchemaHost(h, journal, synced, broken={"neutron"}) for h in ("ctl1", "ctl2", "ctl3")}
+    ctx = DeployContext(SPEC, SECRETS, {}, cast(dict[str, SshHost], hosts), lambda _: None)
+    projects = [p for p in ORDER if p in SCHEMAS]
+    with pytest.raises(DeployError) as failed:
+        asyncio.run(sync_schemas(ctx, tuple(hosts), projects))
+    starts = [j for j in journal if j.startswith("start")]
+    # Every project once, spread over the three controllers, all started before the first ended.
+    assert sorted(s.split()[1] for s in starts) == sorted(projects)
+    assert {s.split()[-1] for s in starts} == set(hosts)
+    assert journal[:len(projects)] == starts
+    # neutron's migration failed; every other one ran to its end and is current.
+    assert synced == set(projects) - {"neutron"} and len(journal) == 2 * len(projects)
+    assert "neutron on ctl" in str(failed.value) and "Deadlock found" in str(failed.value)
+    # A second deploy syncs only what is still due.
+    journal.clear()
+    for h in hosts.values():
+        h.broken.clear()
+    asyncio.run(sync_schemas(ctx, tuple(hosts), projects))
+    assert [j.split()[1] for j in journal if j.startswith("start")] == ["neutron"]

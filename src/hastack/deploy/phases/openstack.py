@@ -1,8 +1,9 @@
 """The openstack phase: schemas synced once, keystone bootstrapped, the catalog made, every API answering.
 
 Ordered after the CIB phase: the services reach their databases, keystone
-and memcached through the VIP. Schemas are synced on one controller, one
-project at a time (two syncs at once deadlock on galera). keystone starts
+and memcached through the VIP. Each schema is synced once, on one controller
+(the same migration from two nodes deadlocks on galera); different projects'
+at once, spread over the controllers. keystone starts
 first (the others authenticate against it); its catalog (service users,
 roles, services and endpoints on the VIP) is made from a controller through
 the VIP, as an operator's client would.
@@ -10,6 +11,7 @@ the VIP, as an operator's client would.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import json
@@ -182,19 +184,33 @@ async def ensure_starters(ctx: DeployContext, host: str) -> None:
 
 
 async def sync_schemas(ctx: DeployContext, hosts: tuple[str, ...], projects: list[str]) -> None:
-    """Each schema checked (read-only: at once, spread over the controllers), then the due ones synced
-    one after the other on the first controller."""
+    """Each schema checked (read-only: at once, spread over the controllers), then the due ones synced.
+
+    A project's schema is synced once, on one controller: the same migration run from two nodes
+    deadlocks on galera. Different projects sync at once, spread over the controllers: each has its
+    own database, and each migration is a single-threaded Python process, so one after the other they
+    left the other core idle through most of the phase. Every sync runs to its end, even when another
+    fails: a migration cut off half-way leaves its schema between two versions.
+    """
     due = await ctx.gather([probe(ctx.h(hosts[i % len(hosts)]), schema_current(SCHEMAS[p]))
                             for i, p in enumerate(projects)])
-    for project, current in zip(projects, due, strict=True):
-        if current:
-            continue
-        ctx.progress(f"openstack: {project} schema sync on {hosts[0]}")
-        await _manage(ctx, hosts[0], SCHEMAS[project], SCHEMAS[project].sync)
-        if not await probe(ctx.h(hosts[0]), schema_current(SCHEMAS[project])):
-            raise DeployError(f"{project} on {hosts[0]}: the schema is still not current after "
+    todo = [p for p, current in zip(projects, due, strict=True) if not current]
+
+    async def sync(host: str, project: str) -> None:
+        ctx.progress(f"openstack: {project} schema sync on {host}")
+        await _manage(ctx, host, SCHEMAS[project], SCHEMAS[project].sync)
+        if not await probe(ctx.h(host), schema_current(SCHEMAS[project])):
+            raise DeployError(f"{project} on {host}: the schema is still not current after "
                               f"`{' '.join(SCHEMAS[project].sync)}`")
-        ctx.report.changed(hosts[0], f"synced the {project} database schema")
+        ctx.report.changed(host, f"synced the {project} database schema")
+
+    done = await asyncio.gather(*(sync(hosts[i % len(hosts)], p) for i, p in enumerate(todo)),
+                                return_exceptions=True)
+    failed = [r for r in done if isinstance(r, BaseException)]
+    if len(failed) > 1 and all(isinstance(f, DeployError) for f in failed):
+        raise DeployError("\n".join(str(f) for f in failed))
+    if failed:
+        raise failed[0]
 
 
 async def _manage(ctx: DeployContext, host: str, schema: Schema, argv: tuple[str, ...]) -> None:
