@@ -77,7 +77,7 @@ class FakeHost:
         """A deployed controller's OpenStack: keystone's catalog made, every API answering its check."""
         if argv[:2] != ("python3", "-c"):
             return None
-        if "def ensure(api" in argv[2]:
+        if "def ensure(api" in argv[2] or "def ensure(cloud" in argv[2]:  # the catalog, the starters: all there
             return Result(0, '{"changes": []}\n', "")
         if "token_ms" in argv[2]:  # status's look at every API through the VIP
             return Result(0, (FIXTURES / "openstack_api_check.json").read_text(), "")

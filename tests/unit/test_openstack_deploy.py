@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from hastack.components import starters
 from hastack.components.keystone_catalog import Service, Want, ensure
 from hastack.components.openstack import SCHEMAS
 from hastack.credentials.model import FERNET_KEYS, complete
@@ -20,7 +21,7 @@ from hastack.deploy.phases.openstack import ORDER, catalog_want, plan_daemons, s
 from hastack.hosts.ssh import Result, SshHost
 from hastack.render import render_all
 from hastack.render.openstack import fragment_path
-from hastack.render.openstack_run import FERNET_DIR, unit_path, uwsgi_path
+from hastack.render.openstack_run import FERNET_DIR, FLAVOR, IMAGE, unit_path, uwsgi_path
 from hastack.spec.catalog import daemons_for
 from hastack.spec.model import EVERY_SERVICE
 from tests.helpers import variant
@@ -258,3 +259,53 @@ def test_schemas_sync_at_once_each_once_and_a_failure_lets_the_others_finish() -
         h.broken.clear()
     asyncio.run(sync_schemas(ctx, tuple(hosts), projects))
     assert [j.split()[1] for j in journal if j.startswith("start")] == ["neutron"]
+
+
+class MemoryCloud:
+    """nova's flavors and quotas and glance's images, as far as the starters go."""
+
+    def __init__(self, images: dict[str, str] | None = None) -> None:
+        self.flavors: set[str] = set()
+        self.quota = 10
+        self.images = dict(images or {})
+        self.calls: list[str] = []
+
+    def flavor(self, name: str) -> bool:
+        return name in self.flavors
+
+    def make_flavor(self, name: str) -> None:
+        self.calls.append(f"flavor {name}")
+        self.flavors.add(name)
+
+    def instances_quota(self, project: str) -> int:
+        return self.quota
+
+    def unlimit(self, project: str) -> None:
+        self.calls.append(f"unlimit {project}")
+        self.quota = -1
+
+    def image_status(self, name: str) -> str | None:
+        return self.images.get(name)
+
+    def delete_image(self, name: str) -> None:
+        self.calls.append(f"delete {name}")
+        del self.images[name]
+
+    def upload_image(self, name: str) -> None:
+        self.calls.append(f"upload {name}")
+        self.images[name] = "active"
+
+
+def test_the_starters_are_made_once_and_a_half_uploaded_image_again() -> None:
+    cloud = MemoryCloud()
+    made = starters.ensure(cloud, FLAVOR, IMAGE, "admin")
+    assert made == [f"nova: made flavor {FLAVOR}",
+                    "nova: the admin project's instances, cores and RAM unlimited (smoke and chaos servers)",
+                    f"glance: uploaded image {IMAGE} (1 MiB, raw)"]
+    assert starters.ensure(cloud, FLAVOR, IMAGE, "admin") == [] and len(cloud.calls) == 3
+    # An upload cut off (a controller fenced under it) left the image queued: deleted, uploaded again.
+    cloud = MemoryCloud(images={IMAGE: "queued"})
+    cloud.flavors.add(FLAVOR)
+    cloud.quota = -1
+    assert starters.ensure(cloud, FLAVOR, IMAGE, "admin") == [f"glance: uploaded image {IMAGE} (1 MiB, raw)"]
+    assert cloud.calls == [f"delete {IMAGE}", f"upload {IMAGE}"]

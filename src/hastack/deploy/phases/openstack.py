@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hastack.components import haproxy, keystone_catalog
+from hastack.components import haproxy, keystone_catalog, starters
 from hastack.components.openstack import CELL_HOSTS, SCHEMAS, Schema, http_status, schema_current
 from hastack.credentials.model import service_password_key
 from hastack.deploy.context import DeployContext, DeployError, wait_for
@@ -54,23 +54,6 @@ API_WAIT_S = 180.0
 # The admin's client on a controller; each resource made only when it is missing (or, an image,
 # not active: an upload cut short leaves one queued). The admin project's servers are not bounded:
 # a chaos run makes one every 5 s, past nova's default quota of 10.
-STARTERS = f"""set -e
-export OS_CLIENT_CONFIG_FILE={CLOUDS} OS_CLOUD={CLOUD}
-if ! openstack flavor show {FLAVOR} >/dev/null 2>&1; then
-  openstack flavor create --id {FLAVOR} --vcpus 1 --ram 64 --disk 1 {FLAVOR} >/dev/null
-  echo "nova: made flavor {FLAVOR}"
-fi
-if [ "$(openstack quota show {ADMIN} -f value -c instances 2>/dev/null)" != -1 ]; then
-  openstack quota set --instances -1 --cores -1 --ram -1 {ADMIN} >/dev/null
-  echo "nova: the {ADMIN} project's instances, cores and RAM unlimited (smoke and chaos servers)"
-fi
-if [ "$(openstack image show {IMAGE} -f value -c status 2>/dev/null)" != active ]; then
-  openstack image delete {IMAGE} >/dev/null 2>&1 || true
-  f=$(mktemp); head -c 1048576 /dev/zero > "$f"
-  openstack image create --disk-format raw --container-format bare --public --file "$f" {IMAGE} >/dev/null
-  rm -f "$f"; echo "glance: uploaded image {IMAGE} (1 MiB, raw)"
-fi
-"""
 
 
 @dataclass(frozen=True)
@@ -174,13 +157,19 @@ async def map_computes(ctx: DeployContext, host: str, computes: tuple[str, ...])
 
 
 async def ensure_starters(ctx: DeployContext, host: str) -> None:
-    """A flavor and a tiny raw image for a first server (the `openstack` client on `host`, as the admin)."""
-    res = await ctx.h(host).run(["sh", "-c", STARTERS], check=False, timeout=300)
-    if res.rc != 0:
-        raise DeployError(f"openstack on {host}: making flavor {FLAVOR} and image {IMAGE} exited {res.rc}; "
-                          "last lines:\n" + "\n".join((res.stderr + res.stdout).strip().splitlines()[-8:]))
-    for line in res.stdout.strip().splitlines():
-        ctx.report.changed(host, line)
+    """A flavor and a tiny raw image for a first server, the admin's quotas lifted (components/starters.py,
+    on `host` as the admin)."""
+    want = {"clouds": CLOUDS, "cloud": CLOUD, "flavor": FLAVOR, "image": IMAGE, "project": ADMIN}
+    res = await ctx.h(host).run(["python3", "-c", inspect.getsource(starters)], check=False,
+                                input=json.dumps(want) + "\n", timeout=300)
+    lines = res.stdout.strip().splitlines()
+    result = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+    if res.rc != 0 or "changes" not in result:
+        said = result.get("error") or "\n".join(res.stderr.strip().splitlines()[-3:])
+        raise DeployError(f"openstack on {host}: making flavor {FLAVOR} and image {IMAGE} (components/starters.py) "
+                          f"exited {res.rc}: {said}")
+    for change in result["changes"]:
+        ctx.report.changed(host, change)
 
 
 async def sync_schemas(ctx: DeployContext, hosts: tuple[str, ...], projects: list[str]) -> None:
