@@ -16,20 +16,27 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from hastack.agent.rabbit_watch import LAUNCHER as RABBIT_WATCH_LAUNCHER
+from hastack.agent.vrrp_gate import LAUNCHER as VRRP_GATE_LAUNCHER
+from hastack.render.evacuator import LAUNCHER as EVACUATOR_LAUNCHER
+
 # Top-level modules the agent imports, directly or through pydantic.
 MODULES = ("pydantic", "pydantic_core", "annotated_types", "typing_extensions", "typing_inspection", "yaml",
            "_yaml", "pymysql")
 HASTACK_PARTS = ("__init__.py", "agent", "components")
 ROOT = "/opt/hastack/lib"
 LAUNCHER = "/usr/local/bin/hastack-agent"
-LAUNCHER_BODY = f"#!/bin/sh\nPYTHONPATH={ROOT} exec /usr/bin/python3 -m hastack.agent \"$@\"\n"
-# Instance HA's evacuator, from the same bundle; it talks to nova with the host's keystoneauth1
-# (a controller runs OpenStack: Debian's python3-keystoneauth1 is there).
-EVACUATOR_BODY = f"#!/bin/sh\nPYTHONPATH={ROOT} exec /usr/bin/python3 -m hastack.agent.evacuator \"$@\"\n"
-# keepalived's checks, run beside it (agent/vrrp_gate.py); the standard library only.
-VRRP_GATE_BODY = f"#!/bin/sh\nPYTHONPATH={ROOT} exec /usr/bin/python3 -m hastack.agent.vrrp_gate \"$@\"\n"
-# The RabbitMQ watch, on every rabbitmq node (agent/rabbit_watch.py); the standard library only.
-RABBIT_WATCH_BODY = f"#!/bin/sh\nPYTHONPATH={ROOT} exec /usr/bin/python3 -m hastack.agent.rabbit_watch \"$@\"\n"
+# What the bundle runs on a node, each by a launcher that puts the bundle on the path: the agent (galera
+# health), instance HA's evacuator (with the host's keystoneauth1: a controller runs OpenStack, Debian's
+# python3-keystoneauth1 is there), keepalived's checks and the RabbitMQ watch (the standard library only).
+LAUNCHED = ((LAUNCHER, "hastack.agent"), (EVACUATOR_LAUNCHER, "hastack.agent.evacuator"),
+            (VRRP_GATE_LAUNCHER, "hastack.agent.vrrp_gate"), (RABBIT_WATCH_LAUNCHER, "hastack.agent.rabbit_watch"))
+
+
+def launcher_body(module: str) -> bytes:
+    return f"#!/bin/sh\nPYTHONPATH={ROOT} exec /usr/bin/python3 -m {module} \"$@\"\n".encode()
+
+
 STAMP = "/opt/hastack/BUNDLE"
 
 

@@ -3,8 +3,6 @@ the RabbitMQ watch) where it is not current."""
 
 from __future__ import annotations
 
-from hastack.agent.rabbit_watch import LAUNCHER as RABBIT_WATCH_LAUNCHER
-from hastack.agent.vrrp_gate import LAUNCHER as VRRP_GATE_LAUNCHER
 from hastack.components.fact import shell
 from hastack.deploy import bundle as agent_bundle
 from hastack.deploy.context import (
@@ -13,7 +11,6 @@ from hastack.deploy.context import (
 )
 from hastack.deploy.plan import Phase
 from hastack.hosts.place import put
-from hastack.render.evacuator import LAUNCHER as EVACUATOR_LAUNCHER
 from hastack.render.files import RenderedFile
 
 
@@ -35,10 +32,8 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
             await put(h, RenderedFile("/opt/hastack/bundle.tar.gz", bundle.data, 0o644))
             await h.run(shell("rm -rf {root} && mkdir -p {root} && tar -xzf {tgz} -C {root} && rm {tgz}",
                               root=agent_bundle.ROOT, tgz="/opt/hastack/bundle.tar.gz"))
-            await put(h, RenderedFile(agent_bundle.LAUNCHER, agent_bundle.LAUNCHER_BODY.encode(), 0o755))
-            await put(h, RenderedFile(EVACUATOR_LAUNCHER, agent_bundle.EVACUATOR_BODY.encode(), 0o755))
-            await put(h, RenderedFile(VRRP_GATE_LAUNCHER, agent_bundle.VRRP_GATE_BODY.encode(), 0o755))
-            await put(h, RenderedFile(RABBIT_WATCH_LAUNCHER, agent_bundle.RABBIT_WATCH_BODY.encode(), 0o755))
+            for path, module in agent_bundle.LAUNCHED:
+                await put(h, RenderedFile(path, agent_bundle.launcher_body(module), 0o755))
             await h.run(shell("echo {sha} > {stamp}", sha=bundle.sha256, stamp=agent_bundle.STAMP))
             ctx.report.changed(host, "installed the hastack agent")
             ctx.agent_installed.add(host)

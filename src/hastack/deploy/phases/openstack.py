@@ -17,6 +17,7 @@ import inspect
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import ModuleType
 
 from hastack.components import haproxy, keystone_catalog, starters
 from hastack.components.openstack import CELL_HOSTS, SCHEMAS, Schema, http_status, schema_current
@@ -160,15 +161,11 @@ async def ensure_starters(ctx: DeployContext, host: str) -> None:
     """A flavor and a tiny raw image for a first server, the admin's quotas lifted (components/starters.py,
     on `host` as the admin)."""
     want = {"clouds": CLOUDS, "cloud": CLOUD, "flavor": FLAVOR, "image": IMAGE, "project": ADMIN}
-    res = await ctx.h(host).run(["python3", "-c", inspect.getsource(starters)], check=False,
-                                input=json.dumps(want) + "\n", timeout=300)
-    lines = res.stdout.strip().splitlines()
-    result = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
-    if res.rc != 0 or "changes" not in result:
-        said = result.get("error") or "\n".join(res.stderr.strip().splitlines()[-3:])
-        raise DeployError(f"openstack on {host}: making flavor {FLAVOR} and image {IMAGE} (components/starters.py) "
-                          f"exited {res.rc}: {said}")
-    for change in result["changes"]:
+    result = await _script(ctx, host, starters, want, f"making flavor {FLAVOR} and image {IMAGE}")
+    if "changes" not in result:
+        raise DeployError(f"openstack on {host}: making flavor {FLAVOR} and image {IMAGE} (components/starters.py): "
+                          f"{result.get('error')}")
+    for change in list(result["changes"]):  # type: ignore[call-overload]
         ctx.report.changed(host, change)
 
 
@@ -282,13 +279,21 @@ async def ensure_catalog(ctx: DeployContext, host: str) -> None:
 
 
 async def _catalog(ctx: DeployContext, host: str, want: dict[str, object]) -> dict[str, object]:
-    source = inspect.getsource(keystone_catalog)
-    res = await ctx.h(host).run(["python3", "-c", source], check=False, input=json.dumps(want) + "\n", timeout=300)
+    return await _script(ctx, host, keystone_catalog, want, "keystone catalog")
+
+
+async def _script(ctx: DeployContext, host: str, module: ModuleType, want: Mapping[str, object],
+                  what: str) -> dict[str, object]:
+    """`module` run on `host` (`python3 -c` with its source, `want` as JSON on stdin): its last line, one
+    JSON object (its changes, or its error)."""
+    res = await ctx.h(host).run(["python3", "-c", inspect.getsource(module)], check=False,
+                                input=json.dumps(want) + "\n", timeout=300)
     lines = res.stdout.strip().splitlines()
-    if res.rc != 0 and not lines:
+    if not lines or not lines[-1].startswith("{"):
         # The script's own source is the command: not worth repeating; its last words are.
         last = "\n".join(res.stderr.strip().splitlines()[-3:])
-        raise DeployError(f"keystone catalog on {host} (components/keystone_catalog.py) exited {res.rc}: {last}")
+        path = module.__name__.removeprefix("hastack.").replace(".", "/")
+        raise DeployError(f"{what} on {host} ({path}.py) exited {res.rc}: {last}")
     out: dict[str, object] = json.loads(lines[-1])
     return out
 
