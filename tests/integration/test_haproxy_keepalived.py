@@ -150,10 +150,11 @@ def test_keepalived_gives_the_vip_up_when_the_gate_fails_haproxy_and_takes_it_ba
     fake = tmp_path / "hst-haproxy"
     fake.symlink_to(require("sleep"))
     vips = [str(v.address) for v in spec.vips]
+    prefix = spec.networks.management.prefixlen
     with netns("vrrp-gate") as ns:
         # A veth pair inside the namespace (no dummy module here): eth0 for keepalived, its peer silent.
         for args in (("link", "add", "eth0", "type", "veth", "peer", "name", "eth0-peer"),
-                     ("addr", "add", f"{node.address}/{spec.networks.management.prefixlen}", "dev", "eth0"),
+                     ("addr", "add", f"{node.address}/{prefix}", "dev", "eth0"),
                      ("link", "set", "eth0-peer", "up"), ("link", "set", "eth0", "up")):
             subprocess.run(["ip", "-n", ns.name, *args], check=True, timeout=30)
 
@@ -163,7 +164,8 @@ def test_keepalived_gives_the_vip_up_when_the_gate_fails_haproxy_and_takes_it_ba
 
         haproxy = daemons.spawn([str(fake), "600"])
         daemons.spawn(ns.argv([sys.executable, "-m", "hastack.agent.vrrp_gate", "--dir", str(gate_dir),
-                               "--process", fake.name, "--ping-every", "1", "--ping", str(node.address)]),
+                               "--process", fake.name, "--ping-every", "1", "--ping", str(node.address),
+                               "--device", "eth0", "--vip", *(f"{v}/{prefix}" for v in vips)]),
                       tmp_path / "gate.log")
         wait_until(lambda: all((gate_dir / n).exists() for n in ("haproxy", "mgmt")), 30, "the gate's verdicts")
         daemons.spawn(ns.argv([require("keepalived"), "--dont-fork", "--vrrp", "--log-console", "--log-detail",
@@ -178,3 +180,7 @@ def test_keepalived_gives_the_vip_up_when_the_gate_fails_haproxy_and_takes_it_ba
         wait_until(lambda: held() == set(vips), 30, "the VIPs back once haproxy runs again")
         log = (tmp_path / "keepalived.log").read_text()
         assert "Script" not in log and "FAULT" in log, log[-3000:]
+        # The gate deleted the addresses before its verdict put keepalived in FAULT: keepalived's own
+        # way sends the priority-0 advert (a backup takes the VIP) before it removes them.
+        assert log.index(f"{vips[0]} removed from eth0") < log.index("Entering FAULT STATE"), log[-3000:]
+        assert "withdrew" in (tmp_path / "gate.log").read_text()

@@ -300,7 +300,8 @@ def test_keepalived_quorum_gates_vrrp_on_corosync_and_keeps_fencing() -> None:
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     # The management network checked as pacemaker's ping clone checks it: one other node answering is enough.
     assert exec_start == ("ExecStart=/usr/local/bin/hastack-vrrp-gate --dir /run/hastack-vrrp --quorum "
-                          "--ping-every 3 --ping 10.77.0.12 10.77.0.13 10.77.0.21 10.77.0.22")
+                          "--ping-every 3 --ping 10.77.0.12 10.77.0.13 10.77.0.21 10.77.0.22 "
+                          f"--device eth0 --vip {spec.vips[0].address}/24")
     drop_in = files(tree, "ctl1", "/etc/systemd/system/keepalived.service.d/hastack.conf")
     assert "Wants=hastack-vrrp-gate.service" in drop_in
     assert "advert_int 1\n" in conf  # the default profile's advert

@@ -11,6 +11,13 @@ priority: when it is starved a verdict comes late; it does not take the VRRP pro
 
 Each check's file holds 0 (pass) or 1 (fail); keepalived puts the VRRP instance in FAULT while any
 is non-zero. A check must fail `fall` times in a row to write 1 and pass `rise` times to write 0.
+
+Before writing a failing verdict the gate deletes the VIPs from this host itself. keepalived going
+from MASTER to FAULT sends its priority-0 advert first and removes the addresses after: a backup
+took the VIP on that advert while the old holder, its netlink calls waiting on a loaded host, still
+answered ARP for it (two holders in one sample of the fast keepalived lab's `ring-loss`). A VIP
+deleted under keepalived makes it step down too (to BACKUP, with the same advert), so the order is
+the same whichever it reads first: the address leaves, then the backup takes it.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ DIR = "/run/hastack-vrrp"
 LAUNCHER = "/usr/local/bin/hastack-vrrp-gate"
 QUORUM_TOOL = "/usr/sbin/corosync-quorumtool"
 FPING = "/usr/bin/fping"
+IP = "/usr/sbin/ip"
 # A check that has not answered in this long has failed. Longer than keepalived's 1-2 s script
 # timeouts were: a slow answer on a starved host is an answer; a corosync that cannot say whether
 # it is quorate for 5 s is not one to hold a VIP on.
@@ -110,7 +118,17 @@ async def passes(argv: Sequence[str], timeout: float = TIMEOUT_S) -> bool:
         return False
 
 
-async def run(directory: Path, todo: Sequence[Check]) -> None:
+def withdraw_argv(vip: str, device: str) -> tuple[str, ...]:
+    """Delete one VIP (ADDRESS/PREFIX) from `device`; exits non-zero where this host does not hold it."""
+    return (IP, "addr", "del", vip, "dev", device)
+
+
+async def withdraw(vips: Sequence[str], device: str) -> list[str]:
+    """The VIPs this host held and no longer does."""
+    return [v for v in vips if await passes(withdraw_argv(v, device))]
+
+
+async def run(directory: Path, todo: Sequence[Check], vips: Sequence[str] = (), device: str = "") -> None:
     directory.mkdir(parents=True, exist_ok=True)
     gates = {c.name: Gate() for c in todo}
     last = {c.name: time.monotonic() for c in todo}
@@ -122,6 +140,8 @@ async def run(directory: Path, todo: Sequence[Check]) -> None:
             passed = running(c.process) if c.process else await passes(c.argv)
             gates[c.name] = after = before.after(passed, c.rise, c.fall)
             if after.ok != before.ok:
+                if not after.ok and vips and (gone := await withdraw(vips, device)):
+                    log.info("%s fails: withdrew %s from %s before keepalived's FAULT", c.name, " ".join(gone), device)
                 write_verdict(directory, c.name, bool(after.ok))
                 log.info("%s %s", c.name, "passes" if after.ok else "fails")
             last[c.name] = time.monotonic()
@@ -148,10 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ping", nargs="*", default=[], help="management addresses; one answering is enough")
     ap.add_argument("--process", default="haproxy", help="the process whose absence fails the haproxy check")
     ap.add_argument("--ping-every", type=float, default=1.0, help="seconds between two pings (default 1)")
+    ap.add_argument("--vip", nargs="*", default=[], metavar="ADDRESS/PREFIX",
+                    help="keepalived's VIPs: deleted from --device before a failing verdict is written")
+    ap.add_argument("--device", default="", help="the interface that holds the VIPs")
     args = ap.parse_args(argv)
+    if args.vip and not args.device:
+        ap.error("--vip needs --device")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     todo = checks(args.quorum, args.ping, args.ping_every, args.process)
-    asyncio.run(run(Path(args.dir), todo))
+    asyncio.run(run(Path(args.dir), todo, args.vip, args.device))
     return 0
 
 

@@ -43,7 +43,7 @@ WatchdogSec=60
 RuntimeDirectory={runtime}
 # The verdicts outlive a restart of the gate: keepalived keeps what it read.
 RuntimeDirectoryPreserve=yes
-# Root for corosync's IPC (corosync-quorumtool) and raw ICMP (fping); nothing else.
+# Root for corosync's IPC (corosync-quorumtool), raw ICMP (fping) and deleting the VIPs; nothing else.
 NoNewPrivileges=yes
 ProtectSystem=strict
 ProtectHome=yes
@@ -85,6 +85,7 @@ def render_keepalived(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFi
     nodes = spec.haproxy_nodes()
     vips = [VrrpVip(v.name, str(v.address), router_id(spec.cluster, v.name)) for v in spec.vips]
     advert = spec.timing.keepalived_advert_ms / 1000
+    prefix = spec.networks.management.prefixlen
     out: dict[str, list[RenderedFile]] = {}
     for node, priority in zip(nodes, priorities(len(nodes)), strict=True):
         conf = render(
@@ -96,12 +97,13 @@ def render_keepalived(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFi
             priority=priority,
             advert_int=f"{advert:g}",
             peers=[str(n.address) for n in nodes if n.name != node.name],
-            prefix=spec.networks.management.prefixlen,
+            prefix=prefix,
             ping_s=spec.timing.pacemaker_ping_s,
             gate_dir=GATE_DIR,
         )
         args = (" --quorum" if spec.vip_manager is VipManager.KEEPALIVED_QUORUM else "") + \
-            f" --ping-every {spec.timing.pacemaker_ping_s} --ping {' '.join(spec.ping_targets(node))}"
+            f" --ping-every {spec.timing.pacemaker_ping_s} --ping {' '.join(spec.ping_targets(node))}" + \
+            f" --device {node.interface} --vip {' '.join(f'{v.address}/{prefix}' for v in vips)}"
         gate = GATE_UNIT_BODY.format(dir=GATE_DIR, launcher=GATE_LAUNCHER, args=args,
                                      runtime=GATE_DIR.removeprefix("/run/"))
         out[node.name] = [text(CONF, conf), text(GATE_UNIT, gate), text(DROP_IN, DROP_IN_BODY)]
