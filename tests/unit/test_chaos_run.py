@@ -59,7 +59,8 @@ def lab(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     class Workload:
         streams = ("db",)
 
-        def history(self) -> History:
+        def history(self, fault_at: float | None = None) -> History:
+            world["stopped_after"] = fault_at
             ops = [Op(stream=DB, key=f"k{i}", t0=float(i), t1=float(i) + 0.01, ok=True) for i in range(3)]
             return History(ops=ops, readback={DB: Readback(keys=frozenset(o.key for o in ops), complete=True)})
 
@@ -88,7 +89,10 @@ def test_the_fault_is_seen_then_healed_and_undone_once_more_at_the_end(lab: dict
     assert report.seen_s is not None and report.healed_s is not None and report.healed_s >= report.seen_s
     assert report.history_ops == 3 and report.ok
     assert any("every cluster healthy" in p for p in lab["progress"])
-    assert any(p.startswith("read back in ") and p.endswith(": db 3") for p in lab["progress"]), lab["progress"]
+    assert any(p.startswith("stopped and read back in ") and p.endswith(": db 3") for p in lab["progress"]), \
+        lab["progress"]
+    # The workload is told when the fault came, so it goes on until every stream has succeeded since.
+    assert isinstance(lab["stopped_after"], float)
     # The workload runs in the client's CPU group (four shares), inside the client host's namespace.
     client = lab["cpu"] / f"hastack-lab-{SPEC.cluster}-client"
     assert lab["argv"][:4] == [*CpuGroups(client).wrap(client, [])[:3], str(client / "cgroup.procs")]
@@ -134,7 +138,9 @@ if target.get("stuck"):
           flush=True)
     sys.exit(0)
 print(json.dumps({"ready": True, "streams": ["db", "mq"]}), flush=True)
-assert sys.stdin.readline().strip() == "stop"
+line = sys.stdin.readline().split()
+assert line[0] == "stop" and len(line) == (2 if target.get("after") else 1), line
+assert not target.get("after") or float(line[1]) == target["after"]
 if target.get("garbled"):
     print("Traceback: the readback failed", file=sys.stderr, flush=True)
     print("not json", flush=True)
@@ -154,6 +160,12 @@ def test_the_workload_process_reports_its_streams_then_its_history_on_stop(tmp_p
         assert w.streams == ("db", "mq")
         history = w.history()
     assert history.ops == () and w.proc.wait(5) == 0
+
+
+def test_the_workload_is_told_the_fault_s_time_to_settle_on(tmp_path: Path) -> None:
+    with chaos._workload(fake_workload(tmp_path), json.dumps({"after": 1234.5})) as w:
+        assert w.history(1234.5).ops == ()
+    assert w.proc.wait(5) == 0
 
 
 def test_a_workload_that_never_gets_going_is_an_error_with_what_it_said(tmp_path: Path) -> None:

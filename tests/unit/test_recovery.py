@@ -194,6 +194,18 @@ def test_rabbit_unreachable_node_blocks_a_force_boot_unless_forced() -> None:
     assert [str(a) for a in rabbitmq.decide(nodes, force=True).actions] == ["force-boot ctl1", "start ctl1"]
 
 
+def test_no_node_answering_is_waited_for_while_patient_then_refused() -> None:
+    """CI: 68 s after a power loss, SSH to every booting controller took over 5 s while recover looked at
+    rabbitmq; it refused ("no rabbitmq node can be reached") though the chaos run's grace said wait."""
+    gone = tuple(rnode(n, "unknown", reachable=False) for n in ("ctl1", "ctl2", "ctl3"))
+    waiting = rabbitmq.decide(gone, patient=True)
+    assert waiting.outcome is Outcome.WAIT and "ctl1, ctl2, ctl3" in waiting.reason
+    assert rabbitmq.decide(gone).refused
+    members = tuple(mongodb.NodeFacts(n, reachable=False) for n in PORTS)
+    assert mongodb.decide(members, None, PORTS, patient=True).outcome is Outcome.WAIT
+    assert mongodb.decide(members, None, PORTS).refused
+
+
 def test_rabbit_starts_stopped_nodes_and_forgets_a_gone_one() -> None:
     v = view("ctl1", "ctl2")
     d = rabbitmq.decide((rnode("ctl1", v=v), rnode("ctl2", v=v), rnode("ctl3", "failed")))

@@ -43,7 +43,7 @@ from hastack.spec.model import Spec
 from hastack.status.gather import probe
 from hastack.status.model import Facts, Row, verdict
 from hastack.workload import instances
-from hastack.workload.chaos_load import READBACK_S, ChaosTarget
+from hastack.workload.chaos_load import READBACK_S, SETTLE_S, ChaosTarget
 from hastack.workload.history import History, Readback
 from hastack.workload.smoke import target
 
@@ -382,10 +382,10 @@ class _Workload:
         assert self.proc.stdout is not None
         return _readline(self.proc.stdout, timeout)
 
-    def history(self) -> History:
-        """Stop it; what it read back of everything it wrote."""
-        self.send("stop")
-        line = self.read(3 * READBACK_S + 30)
+    def history(self, fault_at: float | None = None) -> History:
+        """Stop it (once every stream has succeeded since `fault_at`, bounded); what it read back."""
+        self.send("stop" if fault_at is None else f"stop {fault_at!r}")
+        line = self.read(SETTLE_S + 3 * READBACK_S + 30)
         if not line.startswith("{"):
             self.errlog.seek(0)
             raise ChaosError(f"the workload reported no history: {self.errlog.read()[-2000:] or 'no answer'}")
@@ -454,10 +454,13 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
         fault_at = time.monotonic()
         progress(f"{scenario.name}: {host}")
         heal = _fault_and_heal(Shot(scenario, spec, host, secrets, access, progress), fault_at)
-        progress("workload stopped; reading back everything it wrote")
+        progress("stopping the workload once every stream has succeeded since the fault; then it reads back "
+                 "everything it wrote")
         read_from = time.monotonic()
-        history = w.history()
-        progress(f"read back in {time.monotonic() - read_from:.1f} s: " + _readbacks(history))
+        history = w.history(fault_at)
+        if history.unanswered:
+            progress(f"no success since the fault, {SETTLE_S:.0f} s after the heal: {', '.join(history.unanswered)}")
+        progress(f"stopped and read back in {time.monotonic() - read_from:.1f} s: " + _readbacks(history))
     if keep_history is not None:  # the evidence behind every number of the report, fault time included
         keep_history.write_text(json.dumps({"scenario": scenario.name, "target": host, "fault_at": fault_at,
                                             "healed_at": heal.healed_at, "history": history.model_dump(mode="json")}))

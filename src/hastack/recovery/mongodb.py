@@ -46,8 +46,10 @@ Action = _Action[Step]
 Decision = _Decision[Action, EvidenceRow]
 
 
-def decide(nodes: tuple[NodeFacts, ...], rs: ReplSet | None, ports: Mapping[str, str]) -> Decision:
-    """`nodes` are the hosts of members and arbiter; `ports` maps a host to its member name (host:port)."""
+def decide(nodes: tuple[NodeFacts, ...], rs: ReplSet | None, ports: Mapping[str, str], *,
+           patient: bool = False) -> Decision:
+    """`nodes` are the hosts of members and arbiter; `ports` maps a host to its member name (host:port).
+    `patient`: hosts that do not answer may be booting: wait for them rather than refuse."""
     seen = {m.name: m for m in rs.members} if rs else {}
     ev = tuple(EvidenceRow(n.name, n.reachable, n.unit if n.reachable else "unreachable",
                            seen[ports[n.name]].state if ports.get(n.name) in seen else "-") for n in nodes)
@@ -58,6 +60,9 @@ def decide(nodes: tuple[NodeFacts, ...], rs: ReplSet | None, ports: Mapping[str,
     if rs is not None and rs.healthy():
         return Decision(Outcome.HEALTHY, f"primary {rs.primary}; every member healthy", (), ev)
     if not any(n.reachable for n in nodes):
+        if patient:
+            return Decision(Outcome.WAIT, "no member answers yet: waiting for "
+                            + ", ".join(n.name for n in nodes) + " (booting?)", (), ev)
         return Decision(Outcome.REFUSE, "no member can be reached", (), ev)
     return Decision(Outcome.WAIT, "every reachable mongod runs; waiting for "
                     + ("an election" if rs is None or rs.primary is None else "members to catch up"), (), ev)

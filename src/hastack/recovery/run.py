@@ -314,7 +314,7 @@ async def look_rabbitmq(ctx: Context, hosts: dict[str, SshHost], unreachable: di
 
 async def look_mongodb(ctx: Context, hosts: dict[str, SshHost], unreachable: dict[str, str]) -> Look:
     facts, rs = await mongo_facts(ctx.spec, ctx.secrets, hosts, unreachable)
-    d = mongodb.decide(facts, rs, set_hosts(ctx.spec))
+    d = mongodb.decide(facts, rs, set_hosts(ctx.spec), patient=ctx.patient)
     act: Act | None = (lambda hs: apply_mongo(d, hs, ctx.progress)) if d.actions else None
     return Look(d.outcome, d.reason, tuple(str(a) for a in d.actions), _rows(d.evidence), act)
 

@@ -17,8 +17,10 @@ And a galera sampler per node: is it in a primary component, with whom.
 
 Protocol: the target (smoke.Target plus this run's fields) as one JSON line
 on stdin; `{"ready": ...}` on stdout once every stream has succeeded; then
-"stop" on stdin ends the load; every acknowledged key is read back and the
-whole history is printed as one JSON line. Every loop is bounded by
+"stop [T]" on stdin ends the load (with T, the fault's monotonic time: once
+every stream has succeeded after T, or SETTLE_S have passed, so that a stream
+slower than the clusters' heal still shows its recovery); every acknowledged
+key is read back and the whole history is printed as one JSON line. Every loop is bounded by
 `max_seconds` even if "stop" never comes.
 """
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import socket
 import struct
 import sys
@@ -76,6 +79,9 @@ READBACK_S = 90.0  # after "stop": how long the final reads may retry while the 
 # puts it in ERROR, and the checker excuses a build the fault interrupted either way.
 SERVERS_SETTLE_S = 30.0
 CLEANUP_S = 60.0  # the delete of a run's rows and documents: thousands after a long run
+# After "stop T": how long the load goes on for streams with no success since the fault. Status
+# calls the clusters healthy a probe round before a server create or a restarted API answers again.
+SETTLE_S = 60.0
 
 
 class ChaosTarget(Target):
@@ -110,12 +116,29 @@ class Recorder:
         self.mongo: list[MongoSample] = []
         self.instances: list[InstanceSample] = []
         self.first_ok: set[str] = set()
+        self.last_ok: dict[str, float] = {}
 
     def op(self, stream: str, key: str, t0: float, ok: bool, error: str = "") -> None:
         with self.lock:
-            self.ops.append(Op(stream=stream, key=key, t0=t0, t1=time.monotonic(), ok=ok, error=error[:200]))
+            t1 = time.monotonic()
+            self.ops.append(Op(stream=stream, key=key, t0=t0, t1=t1, ok=ok, error=error[:200]))
             if ok:
                 self.first_ok.add(stream)
+                self.last_ok[stream] = t1
+
+    def unanswered(self, streams: set[str], since: float) -> tuple[str, ...]:
+        """The streams with no success after `since`."""
+        with self.lock:
+            return tuple(sorted(s for s in streams if self.last_ok.get(s, -math.inf) <= since))
+
+
+def stop_after(line: str) -> float | None:
+    """The fault's time in a "stop T" line; None for a bare "stop" (or anything else)."""
+    parts = line.split()
+    try:
+        return float(parts[1]) if len(parts) == 2 and parts[0] == "stop" else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -708,8 +731,14 @@ def main() -> int:
                       "failing": {k: failing.get(k, "no answer yet") for k in sorted(wanted - rec.first_ok)}}),
           flush=True)
     # Runs until told to stop (stdin) or the bound: a reader thread, so the bound holds without input.
+    fault: list[float] = []
+
     def wait_for_stop() -> None:
-        sys.stdin.readline()
+        if (after := stop_after(sys.stdin.readline())) is not None:
+            fault.append(after)
+            settle_by = min(deadline, time.monotonic() + SETTLE_S)
+            while rec.unanswered(wanted, after) and time.monotonic() < settle_by:
+                time.sleep(0.1)
         stop.set()
 
     threading.Thread(target=wait_for_stop, daemon=True).start()
@@ -718,11 +747,13 @@ def main() -> int:
     for th in threads:
         th.join(10)
     readback, evacuations = _final_reads(t)
+    unanswered = rec.unanswered(wanted, fault[0]) if fault else ()  # before the lock: it takes it
     with rec.lock:
         history = History(ops=tuple(rec.ops), vip=tuple(rec.vip), galera=tuple(rec.galera), mongo=tuple(rec.mongo),
                           readback=readback, started=started, ended=time.monotonic(), instance_host=t.instance_host,
                           instance_names=t.pinned.names if t.instance_host else (), instances=tuple(rec.instances),
-                          evacuations=evacuations)
+                          evacuations=evacuations,
+                          unanswered=unanswered)
     print(history.model_dump_json(), flush=True)
     return 0
 

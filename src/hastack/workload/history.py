@@ -108,3 +108,5 @@ class History(_Frozen):
     evacuations: tuple[Evacuation, ...] = ()
     started: float = 0.0
     ended: float = 0.0
+    # Streams with no success between the fault and the end of the load, even after the settle.
+    unanswered: tuple[str, ...] = ()
