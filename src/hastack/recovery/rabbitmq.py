@@ -149,14 +149,12 @@ def _nothing_serves(present: tuple[NodeFacts, ...], *, force: bool, patient: boo
     if booting:  # they find each other, or give up (a failed unit) and are force-booted next time
         return Decision(Outcome.WAIT, f"{', '.join(n.name for n in booting)} booting, waiting for "
                         + ("each other" if not unreachable else ", ".join(unreachable)), (), ev)
-    if not down:  # nothing answers at all: after a power loss, hosts booting on a loaded machine
-        if patient:
-            return Decision(Outcome.WAIT, f"no rabbitmq node answers yet: waiting for {', '.join(unreachable)} "
-                            "(booting?)", (), ev)
-        return Decision(Outcome.REFUSE, "no rabbitmq node can be reached", (), ev)
+    # Before "nothing answers at all": after a power loss every host may still be booting on a loaded machine.
     if unreachable and patient:
         return Decision(Outcome.WAIT, f"nothing serves; waiting for {', '.join(unreachable)} to answer (booting?)",
                         (), ev)
+    if not down:
+        return Decision(Outcome.REFUSE, "no rabbitmq node can be reached", (), ev)
     if unreachable and not force:
         return Decision(Outcome.REFUSE, f"nothing serves and {', '.join(unreachable)} cannot be reached: the "
                         "others wait for it. Bring it back, or --force to force-boot without it", (), ev)

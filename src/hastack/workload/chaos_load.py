@@ -115,16 +115,20 @@ class Recorder:
         self.galera: list[GaleraSample] = []
         self.mongo: list[MongoSample] = []
         self.instances: list[InstanceSample] = []
-        self.first_ok: set[str] = set()
-        self.last_ok: dict[str, float] = {}
+        self.last_ok: dict[str, float] = {}  # stream -> when it last succeeded
 
     def op(self, stream: str, key: str, t0: float, ok: bool, error: str = "") -> None:
         with self.lock:
             t1 = time.monotonic()
             self.ops.append(Op(stream=stream, key=key, t0=t0, t1=t1, ok=ok, error=error[:200]))
             if ok:
-                self.first_ok.add(stream)
                 self.last_ok[stream] = t1
+
+    @property
+    def first_ok(self) -> set[str]:
+        """The streams that have succeeded at least once."""
+        with self.lock:
+            return set(self.last_ok)
 
     def unanswered(self, streams: set[str], since: float) -> tuple[str, ...]:
         """The streams with no success after `since`."""
@@ -725,10 +729,11 @@ def main() -> int:
     ready_by = time.monotonic() + 60
     while rec.first_ok < wanted and time.monotonic() < ready_by:
         time.sleep(0.05)
+    succeeded = rec.first_ok  # outside the lock: it takes it
     with rec.lock:  # a stream that never succeeded: its last error, for the operator
-        failing = {o.stream: o.error for o in rec.ops if o.stream in wanted - rec.first_ok and not o.ok}
-    print(json.dumps({"ready": rec.first_ok >= wanted, "streams": sorted(rec.first_ok),
-                      "failing": {k: failing.get(k, "no answer yet") for k in sorted(wanted - rec.first_ok)}}),
+        failing = {o.stream: o.error for o in rec.ops if o.stream in wanted - succeeded and not o.ok}
+    print(json.dumps({"ready": succeeded >= wanted, "streams": sorted(succeeded),
+                      "failing": {k: failing.get(k, "no answer yet") for k in sorted(wanted - succeeded)}}),
           flush=True)
     # Runs until told to stop (stdin) or the bound: a reader thread, so the bound holds without input.
     fault: list[float] = []
