@@ -127,6 +127,7 @@ def units_on(spec: Spec, host: str) -> set[str]:
               "garb": host == spec.galera.arbitrator, "rabbitmq-server": on(spec.rabbit_nodes()),
               "hastack-rabbit-watch": on(spec.rabbit_nodes()),
               "mongod": on(n for _, n in spec.mongo_members()) or host == spec.mongodb.arbiter,
+              "hastack-mongo-watch": on(spec.electable_mongo_nodes()),
               "memcached": on(spec.memcached_nodes()), "haproxy": on(spec.haproxy_nodes())}
     placed |= {d.unit: on(spec.with_role(Role.CONTROLLER)) for d in daemons_for(spec.openstack.services)}
     placed |= {d.unit: on(spec.with_role(Role.COMPUTE)) for d in daemons_for(spec.openstack.services, computes=True)}

@@ -8,7 +8,24 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from hastack.agent.rabbit_watch import BACKOFF_S, GRACE_S, HOLD, LAUNCHER, Seen, Watch, listening, serves
+import pytest
+
+from hastack.agent.rabbit_watch import (
+    AGAIN_S,
+    BACKOFF_S,
+    GRACE_S,
+    HOLD,
+    LAUNCHER,
+    MISSES,
+    TRIES,
+    Peers,
+    Seen,
+    Watch,
+    let_go_argv,
+    listening,
+    main,
+    serves,
+)
 from hastack.render.rabbitmq import WATCH_UNIT, render_rabbitmq
 from tests.helpers import SEED, THREE, secrets_for, variant
 
@@ -85,8 +102,50 @@ def test_every_rabbit_node_gets_a_watch_of_its_peers_on_the_amqp_port() -> None:
         assert set(files) == {n.name for n in spec.rabbit_nodes()}
         for node in spec.rabbit_nodes():
             unit = next(f for f in files[node.name] if f.path == WATCH_UNIT).content.decode()
-            peers = [str(n.address) for n in spec.rabbit_nodes() if n.name != node.name]
+            peers = [f"rabbit@{n.name}={n.address}" for n in spec.rabbit_nodes() if n.name != node.name]
             start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
             assert start == f"ExecStart={LAUNCHER} --port {5671 if tls else 5672}" + "".join(
                 f" --peer {p}" for p in peers)
             assert "Type=notify" in unit and "WatchdogSec=" in unit and HOLD in unit
+
+
+PEERS = {"rabbit@ctl1": "10.77.0.11", "rabbit@ctl3": "10.77.0.13"}  # as ctl2's watch knows them
+
+
+def _drops(looks: Sequence[tuple[float, frozenset[str]]]) -> list[tuple[float, str]]:
+    """When this node lets which peer go."""
+    peers, out = Peers(), []
+    for now, silent in looks:
+        peers, lost = peers.after(now, PEERS, silent)
+        out += [(now, n) for n in lost]
+    return out
+
+
+def test_a_peer_silent_for_three_looks_is_let_go_a_bounded_number_of_times() -> None:
+    cut = frozenset({"10.77.0.11"})
+    first = float(MISSES - 1)
+    assert _drops([(float(t), cut) for t in range(60)]) == [(first, "rabbit@ctl1"), (first + AGAIN_S, "rabbit@ctl1")]
+    assert TRIES == 2
+    # Once it answers again, the next loss starts afresh (and needs its own three silent looks).
+    again = [*((float(t), cut) for t in range(4)), (4.0, frozenset[str]()), *((float(t), cut) for t in range(5, 9))]
+    assert _drops(again) == [(first, "rabbit@ctl1"), (7.0, "rabbit@ctl1")]
+
+
+def test_no_peer_is_let_go_when_this_node_is_the_one_cut_off_or_a_peer_only_refuses() -> None:
+    everyone = frozenset(PEERS.values())
+    assert _drops([(float(t), everyone) for t in range(30)]) == []
+    # A refused connect (the app paused, the port closed) is an answer: its host is there.
+    assert _drops([(float(t), frozenset[str]()) for t in range(30)]) == []
+    # Two silent looks, then an answer: a lossy link, not a lost node.
+    cut = frozenset({"10.77.0.11"})
+    assert _drops([(0.0, cut), (1.0, cut), (2.0, frozenset[str]()), (3.0, cut), (4.0, cut)]) == []
+
+
+def test_letting_go_names_only_an_erlang_node() -> None:
+    argv = let_go_argv("rabbit@ctl1")
+    assert argv == ["rabbitmqctl", "-q", "eval", 'erlang:disconnect_node(list_to_atom("rabbit@ctl1")).']
+    for bad in ('rabbit@ctl1")), halt(', "ctl1", ""):
+        with pytest.raises(ValueError):
+            let_go_argv(bad)
+    with pytest.raises(SystemExit):  # argparse refuses a peer that is not NODE=ADDRESS
+        main(["--port", "5672", "--peer", "10.77.0.12"])

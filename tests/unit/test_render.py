@@ -178,7 +178,8 @@ def test_mongo_replset_priorities_and_arbiter() -> None:
     assert rs["members"][2] == {"_id": 2, "host": "10.77.0.13:27017", "arbiterOnly": True}
     assert rs["settings"]["electionTimeoutMillis"] == 10000
     assert rs["settings"]["chainingAllowed"] is False  # no secondary hangs off another one
-    assert rs["settings"]["catchUpTimeoutMillis"] == -1  # MongoDB's own default: the new primary catches up
+    # Bounded: MongoDB's -1 waits for a lost primary's heartbeat to time out, 10 s after its last answer
+    assert rs["settings"]["catchUpTimeoutMillis"] == 2000
     fast = variant(timing={"profile": "fast"})
     fast_rs = json.loads(files(render_all(fast, secrets_for(fast)), "ctl1", "/etc/hastack/mongodb-replset.json"))
     # ~1 s sooner writable after a crash; majority writes are on the elected member anyway

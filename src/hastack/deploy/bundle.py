@@ -16,21 +16,24 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from hastack.agent.mongo_watch import LAUNCHER as MONGO_WATCH_LAUNCHER
 from hastack.agent.rabbit_watch import LAUNCHER as RABBIT_WATCH_LAUNCHER
 from hastack.agent.vrrp_gate import LAUNCHER as VRRP_GATE_LAUNCHER
 from hastack.render.evacuator import LAUNCHER as EVACUATOR_LAUNCHER
 
 # Top-level modules the agent imports, directly or through pydantic.
 MODULES = ("pydantic", "pydantic_core", "annotated_types", "typing_extensions", "typing_inspection", "yaml",
-           "_yaml", "pymysql")
+           "_yaml", "pymysql", "pymongo", "bson")
 HASTACK_PARTS = ("__init__.py", "agent", "components")
 ROOT = "/opt/hastack/lib"
 LAUNCHER = "/usr/local/bin/hastack-agent"
 # What the bundle runs on a node, each by a launcher that puts the bundle on the path: the agent (galera
 # health), instance HA's evacuator (with the host's keystoneauth1: a controller runs OpenStack, Debian's
-# python3-keystoneauth1 is there), keepalived's checks and the RabbitMQ watch (the standard library only).
+# python3-keystoneauth1 is there), keepalived's checks and the RabbitMQ watch (the standard library only), and
+# the mongo watch (pymongo, shipped here: Debian has no python3-pymongo for the wheel's mongod to match).
 LAUNCHED = ((LAUNCHER, "hastack.agent"), (EVACUATOR_LAUNCHER, "hastack.agent.evacuator"),
-            (VRRP_GATE_LAUNCHER, "hastack.agent.vrrp_gate"), (RABBIT_WATCH_LAUNCHER, "hastack.agent.rabbit_watch"))
+            (VRRP_GATE_LAUNCHER, "hastack.agent.vrrp_gate"), (RABBIT_WATCH_LAUNCHER, "hastack.agent.rabbit_watch"),
+            (MONGO_WATCH_LAUNCHER, "hastack.agent.mongo_watch"))
 
 
 def launcher_body(module: str) -> bytes:

@@ -48,12 +48,13 @@ def phases(spec: Spec) -> tuple[Phase, ...]:
     galera = names(spec.galera_nodes()) if spec.galera.enabled else ()
     gated = names(spec.haproxy_nodes()) if spec.vip_manager.runs_keepalived else ()
     rabbit = names(spec.rabbit_nodes()) if spec.rabbitmq.enabled else ()
-    bundled = tuple(dict.fromkeys((*galera, *names(spec.evacuator_nodes()), *gated, *rabbit)))
+    mongo = names(spec.electable_mongo_nodes())
+    bundled = tuple(dict.fromkeys((*galera, *names(spec.evacuator_nodes()), *gated, *rabbit, *mongo)))
     if bundled:
         out.append(Phase(PhaseKey.AGENT, bundled, "install the hastack agent (galera health for haproxy"
                          + ("; instance HA's evacuator" if spec.evacuator_nodes() else "")
                          + ("; keepalived's checks" if gated else "")
-                         + ("; the RabbitMQ watch" if rabbit else "") + ")"))
+                         + ("; the RabbitMQ watch" if rabbit else "") + ("; the mongo watch" if mongo else "") + ")"))
     if spec.vip_manager.runs_pacemaker:
         out.append(Phase(PhaseKey.COROSYNC, names(spec.corosync_nodes()),
                          "start corosync and pacemaker; wait for quorum with every member"))

@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from hastack.components.mongodb import PORT, member_name
+from hastack.agent import mongo_watch
+from hastack.components.mongodb import MONGO_ADMIN, PORT, member_name
 from hastack.credentials.model import Secrets
 from hastack.render import tls as tls_files
 from hastack.render.files import RenderedFile, text
@@ -48,6 +49,36 @@ RestartSec=2
 WantedBy=multi-user.target
 """
 
+WATCH = "hastack-mongo-watch"
+WATCH_UNIT = f"/etc/systemd/system/{WATCH}.service"
+WATCH_UNIT_BODY = """\
+# Rendered by hastack: this member stands for election as soon as the primary's host stops
+# answering, not electionTimeoutMillis later (hastack.agent.mongo_watch).
+[Unit]
+Description=hastack mongo watch (a secondary stands when the primary's host is silent)
+After=network-online.target mongod.service
+
+[Service]
+Type=notify
+NotifyAccess=main
+ExecStart={launcher} --config {config}
+Restart=always
+RestartSec=2
+WatchdogSec=60
+# It talks to mongod on loopback with the admin password and connects to the peers' mongod port.
+User=mongodb
+Group=mongodb
+NoNewPrivileges=yes
+CapabilityBoundingSet=
+ProtectSystem=full
+ProtectHome=yes
+PrivateTmp=yes
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
 def mongod_conf(spec: Spec, address: str) -> dict[str, Any]:
     net: dict[str, Any] = {"port": PORT, "bindIp": f"127.0.0.1,{address}"}
     if spec.tls.enabled:
@@ -62,6 +93,7 @@ def mongod_conf(spec: Spec, address: str) -> dict[str, Any]:
         "replication": {"replSetName": spec.mongodb.replica_set},
         # Members authenticate each other with the shared keyfile.
         "security": {"keyFile": KEYFILE, "authorization": "enabled"},
+        "setParameter": {"oplogNetworkTimeoutBufferSeconds": spec.timing.mongo_sync_buffer_s},
     }
 
 
@@ -88,6 +120,14 @@ def replset_config(spec: Spec) -> dict[str, Any]:
     }
 
 
+def _watch(spec: Spec, secrets: Secrets) -> list[RenderedFile]:
+    cfg = mongo_watch.WatchConfig(port=PORT, user=MONGO_ADMIN, password=secrets["mongodb_admin_password"],
+                                  ca_file=f"{TLS_DIR}/ca.pem" if spec.tls.enabled else None)
+    body = "# Rendered by hastack; holds the mongo admin password.\n" + yaml.safe_dump(cfg.model_dump())
+    return [text(mongo_watch.PATH, body, 0o600, owner="mongodb", group="mongodb"),
+            text(WATCH_UNIT, WATCH_UNIT_BODY.format(launcher=mongo_watch.LAUNCHER, config=mongo_watch.PATH))]
+
+
 def render_mongodb(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
     if not spec.mongodb.enabled:
         return {}
@@ -95,6 +135,7 @@ def render_mongodb(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]
     if spec.mongodb.arbiter:
         hosts.append(spec.node(spec.mongodb.arbiter))
     rs = json.dumps(replset_config(spec), indent=2) + "\n"
+    electable = {node.name for node in spec.electable_mongo_nodes()}
     out: dict[str, list[RenderedFile]] = {}
     for node in hosts:
         conf = "# Rendered by hastack; do not edit by hand.\n" + yaml.safe_dump(
@@ -102,6 +143,7 @@ def render_mongodb(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]
         )
         out[node.name] = [
             text(CONF, conf),
+            *(_watch(spec, secrets) if node.name in electable else ()),
             text(KEYFILE, secrets["mongodb_keyfile"] + "\n", 0o400, owner="mongodb", group="mongodb"),
             text(REPLSET, rs),
             text(UNIT, UNIT_BODY),

@@ -146,9 +146,10 @@ WATCH = "hastack-rabbit-watch"
 WATCH_UNIT = f"/etc/systemd/system/{WATCH}.service"
 WATCH_UNIT_BODY = """\
 # Rendered by hastack: restarts a node whose rabbit app stopped (a pause) and never started again
-# while its peers serve (hastack.agent.rabbit_watch). To stop the app on purpose: touch {hold}.
+# while its peers serve, and drops its connection to a peer whose host went silent
+# (hastack.agent.rabbit_watch). To stop the app on purpose: touch {hold}.
 [Unit]
-Description=hastack RabbitMQ watch (restarts a node left paused)
+Description=hastack RabbitMQ watch (restarts a node left paused; lets a silent peer go)
 After=network-online.target
 
 [Service]
@@ -160,7 +161,7 @@ RestartSec=5
 WatchdogSec=120
 RuntimeDirectory={runtime}
 RuntimeDirectoryPreserve=yes
-# Root for `systemctl restart rabbitmq-server`; nothing else.
+# Root for `systemctl restart rabbitmq-server` and `rabbitmqctl eval` (as rabbitmq); nothing else.
 NoNewPrivileges=yes
 ProtectSystem=full
 ProtectHome=yes
@@ -172,7 +173,7 @@ WantedBy=multi-user.target
 
 
 def watch_unit(spec: Spec, node: str) -> str:
-    peers = "".join(f" --peer {n.address}" for n in spec.rabbit_nodes() if n.name != node)
+    peers = "".join(f" --peer {nodename(n.name)}={n.address}" for n in spec.rabbit_nodes() if n.name != node)
     return WATCH_UNIT_BODY.format(hold=rabbit_watch.HOLD, launcher=rabbit_watch.LAUNCHER, port=amqp_port(spec),
                                   peers=peers, runtime=rabbit_watch.DIR.removeprefix("/run/"))
 

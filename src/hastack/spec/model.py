@@ -335,6 +335,10 @@ class Spec(Frozen):
             return ()
         return tuple((m, self.node(m.node)) for m in self.mongodb.members)
 
+    def electable_mongo_nodes(self) -> tuple[Node, ...]:
+        """The members that may become primary (priority above 0): each runs the mongo watch."""
+        return tuple(node for m, node in self.mongo_members() if m.priority > 0)
+
     def haproxy_nodes(self) -> tuple[Node, ...]:
         return tuple(self.node(n) for n in self.haproxy.nodes)
 

@@ -17,7 +17,9 @@ ProfileName = Literal["default", "fast"]
 # - default: each component's own upstream default (corosync 3.1 token 3000,
 #   galera evs 5 s/15 s, mongo electionTimeoutMillis 10000, rabbit ticktime 60,
 #   keepalived advert_int 1). haproxy checks are 1 s x 3, not Kolla's 2 s x 5:
-#   a check slower than galera's own 5 s failover would be the bottleneck.
+#   a check slower than galera's own 5 s failover would be the bottleneck. Not mongo's
+#   catch-up (-1) and sync-source buffer (5 s): with either, a primary whose host lost its
+#   network is replaced only after ~10 s, whoever stands for election sooner (mongo_watch).
 # - fast: measured in the lab on 2 cores (bench/chaos.py): token 1000 + coefficient 0
 #   gave ~3.3 s VIP failover, keepalived 0.1 s ~0.4 s, evs suspect 1 s caused
 #   false suspicion under CPU load 1 run in 5; 1.5 s did not in 21 chaos runs
@@ -45,7 +47,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "galera_inactive_ms": 15000,
         "mongo_election_timeout_ms": 10000,
         "mongo_heartbeat_ms": 2000,
-        "mongo_catchup_timeout_ms": -1,
+        "mongo_catchup_timeout_ms": 2000,
+        "mongo_sync_buffer_s": 2,
         "rabbit_net_ticktime_s": 60,
         "rabbit_heartbeat_s": 20,
         "keepalived_advert_ms": 1000,
@@ -70,6 +73,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "mongo_election_timeout_ms": 1000,
         "mongo_heartbeat_ms": 250,
         "mongo_catchup_timeout_ms": 0,
+        "mongo_sync_buffer_s": 1,
         "rabbit_net_ticktime_s": 15,
         "rabbit_heartbeat_s": 10,
         "keepalived_advert_ms": 100,
@@ -114,9 +118,16 @@ class Timing(BaseModel):
     # How long a new primary waits to catch up with a member that may be ahead before it takes
     # writes (-1: until it knows, MongoDB's default; 0: not at all). After a crash it waits for the
     # dead member's heartbeat to time out: ~1 s of a 2 s failover with the fast profile (measured in
-    # the lab's mongod logs). Skipping it loses nothing majority-acknowledged (the elected member
+    # the lab's mongod logs), heartbeatTimeoutSecs (10 s) after the last answer with -1, however
+    # early a member stood. Skipping it loses nothing majority-acknowledged (the elected member
     # has every majority-committed write); writes acknowledged by the old primary alone may roll back.
     mongo_catchup_timeout_ms: int = Field(ge=-1, le=600_000)
+    # How long a secondary waits for its sync source beyond the getMore's own await (half the
+    # election timeout) before it gives that source up (mongod's oplogNetworkTimeoutBufferSeconds,
+    # 5 s). When the primary's host vanishes the other secondary is stuck on a getMore to it until
+    # then, and majority writes with it, whoever was elected: the fast profile's mgmt-loss
+    # measured 5.6 s of majority-write gap beside a 1.2 s election. A LAN answers in milliseconds.
+    mongo_sync_buffer_s: int = Field(ge=1, le=600)
     rabbit_net_ticktime_s: int = Field(ge=1, le=3600)
     # AMQP heartbeats of the OpenStack services (oslo.messaging's heartbeat_timeout_threshold): how
     # long RabbitMQ keeps delivering RPC requests to a consumer whose host it can no longer reach

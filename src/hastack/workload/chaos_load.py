@@ -125,7 +125,7 @@ class Recorder:
                 self.last_ok[stream] = t1
 
     @property
-    def first_ok(self) -> set[str]:
+    def succeeded(self) -> set[str]:
         """The streams that have succeeded at least once."""
         with self.lock:
             return set(self.last_ok)
@@ -727,9 +727,9 @@ def main() -> int:
         th.start()
     wanted = {name for name, _, _ in workers if not name.startswith(("galera-", "mongo-", INSTANCES))}
     ready_by = time.monotonic() + 60
-    while rec.first_ok < wanted and time.monotonic() < ready_by:
+    while rec.succeeded < wanted and time.monotonic() < ready_by:
         time.sleep(0.05)
-    succeeded = rec.first_ok  # outside the lock: it takes it
+    succeeded = rec.succeeded  # outside the lock: the property takes it
     with rec.lock:  # a stream that never succeeded: its last error, for the operator
         failing = {o.stream: o.error for o in rec.ops if o.stream in wanted - succeeded and not o.ok}
     print(json.dumps({"ready": succeeded >= wanted, "streams": sorted(succeeded),

@@ -1,5 +1,5 @@
 """The agent phase: hastack's agent bundle (galera health; instance HA's evacuator; keepalived's checks;
-the RabbitMQ watch) where it is not current."""
+the RabbitMQ and mongo watches) where it is not current."""
 
 from __future__ import annotations
 

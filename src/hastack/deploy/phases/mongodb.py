@@ -10,6 +10,7 @@ from typing import Any
 import pymongo
 import pymongo.errors
 
+from hastack.agent import mongo_watch
 from hastack.components.mongo_config import MembershipError, next_reconfig_step
 from hastack.components.mongodb import MONGO_ADMIN, ReplSet, member_name, parse_replset_status, set_hosts
 from hastack.deploy.context import (
@@ -20,7 +21,7 @@ from hastack.deploy.context import (
 )
 from hastack.deploy.plan import Phase
 from hastack.hosts.mongo import MongoLogin, mongo_client
-from hastack.render.mongodb import RESTART_ON
+from hastack.render.mongodb import RESTART_ON, WATCH, WATCH_UNIT
 
 
 def mongo(ctx: DeployContext, host: str, admin: bool = False) -> contextlib.AbstractAsyncContextManager[
@@ -75,6 +76,9 @@ async def apply(ctx: DeployContext, phase: Phase) -> None:
         # Out of the set, its mongod would only log that it was removed: stopped, data kept.
         await ctx.h(host).run(["systemctl", "disable", "--now", "--quiet", "mongod"], timeout=300)
         ctx.report.changed(host, "stopped mongod: removed from the replica set")
+    # The watch once the set is whole: it reads the set's state, and stands only for a member in it.
+    await ctx.gather([ctx.ensure_running(h, WATCH, restart_if=h in ctx.agent_installed or ctx.file_changed(
+        h, mongo_watch.PATH)) for h in phase.hosts if WATCH_UNIT in ctx.tree[h]])
 
 
 async def mongo_primary(ctx: DeployContext, host: str) -> ReplSet | None:
