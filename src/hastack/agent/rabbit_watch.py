@@ -54,8 +54,9 @@ BACKOFF_S = 240.0
 # Each second: a lost leader is the gap of every publish to its queue. A look is a few TCP connects
 # and a read of /proc/net/tcp (systemctl only when no listener is open).
 EVERY_S = 1.0
-# A peer is let go after 3 silent looks (~4.5 s), not 2: under link-loss's 10% of frames dropped each
-# way, 2 silent looks in a row came about once in 750 looks, and letting a live node go is a partition.
+# A peer is let go after 3 silent looks (~4.5 s), not 2: with link-loss's 10% of frames dropped each way
+# a connect goes unanswered for 1.5 s ~4% of the time (a SYN or its answer lost twice), 2 looks in a row
+# ~1 in 750 (estimated, not seen), and letting a live node go is a partition.
 MISSES = 3
 # A silent peer is let go at most this often, and at most TRIES times per loss.
 AGAIN_S = 10.0

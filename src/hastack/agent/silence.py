@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-# Long enough for the kernel's one resend of a lost SYN (after 1 s): under link-loss's 10% of frames
-# dropped each way a 1 s wait took ~1 connect in 5 for silence, 2 looks in a row every ~30 s.
+# Long enough for the kernel's one resend of a lost SYN (after 1 s): with link-loss's 10% of frames
+# dropped each way, a 1 s wait would take ~1 connect in 5 (a SYN or its answer lost once) for silence.
 CONNECT_TIMEOUT_S = 1.5
 MISSES = 2
 
