@@ -6,7 +6,7 @@ import yaml
 
 from hastack.agent.config import PATH, AgentConfig
 from hastack.credentials.model import AGENT_TOKEN, Secrets
-from hastack.render.files import RenderedFile, text
+from hastack.render.files import UNPRIVILEGED, RenderedFile, text
 from hastack.render.galera import MONITOR_USER
 from hastack.spec.model import Spec
 
@@ -26,12 +26,7 @@ RestartSec=1
 # 1024: it needs no privilege at all.
 User={user}
 Group={user}
-NoNewPrivileges=yes
-CapabilityBoundingSet=
-ProtectSystem=full
-ProtectHome=yes
-PrivateTmp=yes
-
+{unprivileged}
 [Install]
 WantedBy=multi-user.target
 """
@@ -48,6 +43,7 @@ def render_agent(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
                 + yaml.safe_dump(cfg.model_dump()))
         out[node.name] = [
             text(PATH, body, 0o600, owner=USER, group=USER),
-            text(UNIT, UNIT_BODY.format(port=spec.haproxy.health_port, path=PATH, user=USER)),
+            text(UNIT, UNIT_BODY.format(port=spec.haproxy.health_port, path=PATH, user=USER,
+                                          unprivileged=UNPRIVILEGED)),
         ]
     return out

@@ -6,6 +6,14 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+# A service unit's lines for a daemon that needs no privilege at all (after its User= and Group=).
+UNPRIVILEGED = """NoNewPrivileges=yes
+CapabilityBoundingSet=
+ProtectSystem=full
+ProtectHome=yes
+PrivateTmp=yes
+"""
+
 
 @dataclass(frozen=True)
 class RenderedFile:

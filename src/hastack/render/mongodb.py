@@ -15,7 +15,7 @@ from hastack.agent import mongo_watch
 from hastack.components.mongodb import MONGO_ADMIN, PORT, member_name
 from hastack.credentials.model import Secrets
 from hastack.render import tls as tls_files
-from hastack.render.files import RenderedFile, text
+from hastack.render.files import UNPRIVILEGED, RenderedFile, text
 from hastack.spec.model import Spec
 
 CONF = "/etc/mongod.conf"
@@ -68,12 +68,7 @@ WatchdogSec=60
 # It talks to mongod on loopback with the admin password and connects to the peers' mongod port.
 User=mongodb
 Group=mongodb
-NoNewPrivileges=yes
-CapabilityBoundingSet=
-ProtectSystem=full
-ProtectHome=yes
-PrivateTmp=yes
-
+{unprivileged}
 [Install]
 WantedBy=multi-user.target
 """
@@ -125,7 +120,8 @@ def _watch(spec: Spec, secrets: Secrets) -> list[RenderedFile]:
                                   ca_file=f"{TLS_DIR}/ca.pem" if spec.tls.enabled else None)
     body = "# Rendered by hastack; holds the mongo admin password.\n" + yaml.safe_dump(cfg.model_dump())
     return [text(mongo_watch.PATH, body, 0o600, owner="mongodb", group="mongodb"),
-            text(WATCH_UNIT, WATCH_UNIT_BODY.format(launcher=mongo_watch.LAUNCHER, config=mongo_watch.PATH))]
+            text(WATCH_UNIT, WATCH_UNIT_BODY.format(launcher=mongo_watch.LAUNCHER, config=mongo_watch.PATH,
+                                                   unprivileged=UNPRIVILEGED))]
 
 
 def render_mongodb(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
