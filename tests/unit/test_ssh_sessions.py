@@ -82,38 +82,3 @@ def test_a_host_dropped_without_a_reason_is_unreachable_for_a_named_cause(monkey
 
     why = asyncio.run(probe())
     assert why and all(w.endswith("over SSH: ConnectionLost (no message)") for w in why.values()), why
-
-
-class DeadConn:
-    """A connection to a host that died after it answered: nothing it is sent is ever acknowledged."""
-
-    def __init__(self) -> None:
-        self.aborted = False
-
-    async def run(self, command: str, **_: Any) -> Proc:
-        await asyncio.Event().wait()  # the session's open request is never answered
-        return Proc()
-
-    def close(self) -> None:
-        pass
-
-    async def wait_closed(self) -> None:
-        await asyncio.Event().wait()
-
-    def abort(self) -> None:
-        self.aborted = True
-
-
-def test_a_host_that_dies_mid_session_bounds_its_commands_and_its_close(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ssh, "OPEN_S", 0.05)
-    monkeypatch.setattr(ssh, "CLOSE_S", 0.05)
-    conn = DeadConn()
-
-    async def go() -> None:
-        h = host(conn)  # type: ignore[arg-type]
-        with pytest.raises(ssh.CommandTimeout, match=r"did not finish within 0\.1 s"):
-            await h.run(["true"], timeout=0.1)
-        await asyncio.wait_for(h.__aexit__(None, None, None), 1)
-
-    asyncio.run(go())
-    assert conn.aborted

@@ -40,12 +40,6 @@ class Result:
 # of one host wait their turn here, and a refused one is opened again shortly (bounded).
 MAX_SESSIONS = 6
 OPEN_RETRIES = 10
-# A host that dies mid-session answers nothing more, and the kernel retries what is unsent for ~15 min
-# (tcp_retries2): a chaos run's status probe waited that long on a compute fenced while it was asked.
-# Opening a session has no timeout of its own in asyncssh, so the command's timeout gets this on top;
-# a close that is not acknowledged within CLOSE_S is dropped.
-OPEN_S = 5.0
-CLOSE_S = 2.0
 
 
 class SshHost:
@@ -73,12 +67,9 @@ class SshHost:
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
                         tb: TracebackType | None) -> None:
         if self._conn is not None:
-            conn, self._conn = self._conn, None
-            conn.close()
-            try:
-                await asyncio.wait_for(conn.wait_closed(), CLOSE_S)
-            except TimeoutError:
-                conn.abort()
+            self._conn.close()
+            await self._conn.wait_closed()
+            self._conn = None
 
     @property
     def conn(self) -> asyncssh.SSHClientConnection:
@@ -98,15 +89,12 @@ class SshHost:
         async with self._sessions:
             for attempt in range(OPEN_RETRIES):
                 try:
-                    proc = await asyncio.wait_for(self.conn.run(
-                        command, check=False, timeout=timeout, input=input,
-                        **({"encoding": None} if binary else {})), timeout + OPEN_S)
+                    proc = await self.conn.run(command, check=False, timeout=timeout, input=input,
+                                               **({"encoding": None} if binary else {}))
                     break
                 except asyncssh.TimeoutError as exc:
                     partial = Result(-1, _text(exc.stdout), _text(exc.stderr))
                     raise CommandTimeout(self.name, command, partial, timeout) from None
-                except TimeoutError:  # the session never opened: the host stopped answering
-                    raise CommandTimeout(self.name, command, Result(-1, "", ""), timeout) from None
                 except asyncssh.ChannelOpenError:
                     if attempt == OPEN_RETRIES - 1:
                         raise
