@@ -24,8 +24,8 @@ from hastack.agent.rabbit_watch import (
     let_go_argv,
     listening,
     main,
-    serves,
 )
+from hastack.agent.silence import knock
 from hastack.render.rabbitmq import WATCH_UNIT, render_rabbitmq
 from tests.helpers import SEED, THREE, secrets_for, variant
 
@@ -86,11 +86,11 @@ def test_a_peer_serves_when_its_port_accepts() -> None:
         server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         try:
-            up = await serves("127.0.0.1", port)
+            up = await knock("127.0.0.1", port) == "accepted"
         finally:
             server.close()
             await server.wait_closed()
-        return up, await serves("127.0.0.1", port)
+        return up, await knock("127.0.0.1", port) == "accepted"
 
     assert asyncio.run(go()) == (True, False)
 

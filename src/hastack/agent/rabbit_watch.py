@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hastack.agent.sd_notify import notify
-from hastack.agent.silence import CONNECT_TIMEOUT_S, Silence, knock
+from hastack.agent.silence import Silence, knock
 
 DIR = "/run/hastack-rabbit-watch"
 HOLD = f"{DIR}/hold"
@@ -135,10 +135,6 @@ def listening(port: int, proc: Path = Path("/proc/net")) -> bool:
             if len(fields) > 3 and fields[3] == LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
                 return True
     return False
-
-
-async def serves(address: str, port: int, timeout: float = CONNECT_TIMEOUT_S) -> bool:
-    return await knock(address, port, timeout) == "accepted"
 
 
 async def active(unit: str) -> bool:
