@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,9 @@ def lab(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     monkeypatch.setattr(CpuGroups, "of", classmethod(
         lambda cls, cluster, mounts=None: cls(tmp_path / f"hastack-lab-{cluster}")))
 
-    def healthy(spec: Any, secrets: Any, access: Any) -> tuple[bool, Any, tuple[Row, ...]]:
+    def healthy(spec: Any, secrets: Any, access: Any, bound: float = chaos.PROBE_BOUND_S
+                ) -> tuple[bool, Any, tuple[Row, ...]]:
+        world.setdefault("bounds", []).append((bound, world["undone"]))
         answer = world["health"].pop(0) if len(world["health"]) > 1 else world["health"][0]
         rows = (Row("galera", True, "3/3 synced"),
                 Row("openstack", answer, "", () if answer else ("orchestration: HTTP 503",)))
@@ -105,6 +109,28 @@ def test_a_fault_with_a_duration_is_undone_when_it_ends_and_again_at_the_end(lab
     lab["health"] = [True, False, True]
     report = run("link-loss", lab, duration_s=0.0)
     assert lab["undone"] == 2 and report.healed_s is not None  # ended, then the final undo (harmless)
+
+
+def test_a_probe_while_the_fault_is_on_gets_only_the_time_left_before_its_end(lab: dict[str, Any]) -> None:
+    """A probe stuck on a host that died mid-probe once kept mgmt-loss's cut on for good."""
+    lab["health"] = [True, False, False, True]
+    run("mgmt-loss", lab, duration_s=0.3)
+    during = [b for b, undone in lab["bounds"][1:] if undone == 0]
+    after = [b for b, undone in lab["bounds"][1:] if undone]
+    assert during and all(b <= max(chaos.PROBE_LEAST_S, 0.3) for b in during), during
+    assert after and all(b == chaos.PROBE_BOUND_S for b in after), after
+
+
+def test_a_probe_that_does_not_finish_is_an_unhealthy_answer_within_its_bound(monkeypatch: pytest.MonkeyPatch
+                                                                            ) -> None:
+    async def stuck(*_: Any) -> Any:
+        await asyncio.Event().wait()  # a session open to a host that died: never answered
+
+    monkeypatch.setattr(chaos, "probe", stuck)
+    t0 = time.monotonic()
+    ok, _, rows = chaos._healthy(SPEC, SECRETS, ACCESS, 0.2)
+    assert not ok and time.monotonic() - t0 < 2
+    assert chaos._sickness(rows) == "status: the probe did not finish within 0.2 s"
 
 
 def test_a_cluster_that_never_heals_is_judged_not_healthy(lab: dict[str, Any]) -> None:

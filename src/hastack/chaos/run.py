@@ -54,6 +54,11 @@ ROLLING_STEP_S = 240.0
 UNSEEN_S = 30.0
 # The delay line stops by itself this long after its scenario's end, if nobody stopped it.
 DELAY_MARGIN_S = 30.0
+# One status probe while a fault is on: a host that dies mid-probe no longer holds the run (SSH
+# keepalives end that within ~40 s), and while a fault waits to be undone a probe gets only the time
+# left before its end (at least PROBE_LEAST_S): a fault lasts what the scenario says.
+PROBE_BOUND_S = 60.0
+PROBE_LEAST_S = 2.0
 
 
 class ChaosError(Exception):
@@ -91,8 +96,14 @@ class RunReport:
                 f"{at(self.evacuation_asked_s)})")
 
 
-def _healthy(spec: Spec, secrets: Secrets, access: Access) -> tuple[bool, Facts, tuple[Row, ...]]:
-    facts = asyncio.run(probe(spec, secrets, access))
+def _healthy(spec: Spec, secrets: Secrets, access: Access, bound: float = PROBE_BOUND_S
+             ) -> tuple[bool, Facts, tuple[Row, ...]]:
+    """Whether every cluster is healthy, as one status probe sees it; a probe not done within `bound`
+    is an unhealthy answer, so the loop that asked goes on (it may have a fault to undo)."""
+    try:
+        facts = asyncio.run(asyncio.wait_for(probe(spec, secrets, access), bound))
+    except TimeoutError:
+        return False, Facts(), (Row("status", False, "", (f"the probe did not finish within {bound:.1f} s",)),)
     rows = verdict(spec, facts)
     return all(r.healthy for r in rows), facts, rows
 
@@ -342,7 +353,9 @@ def _fault_and_heal(shot: Shot, fault_at: float) -> _Heal:
                 undo()
                 ended = True
                 progress(f"{scenario.name}: fault ended after {scenario.duration_s:.0f} s")
-            healthy, _, rows = _healthy(shot.spec, shot.secrets, shot.access)
+            left = fault_at + scenario.duration_s - time.monotonic() if not ended and scenario.duration_s else None
+            bound = PROBE_BOUND_S if left is None else min(PROBE_BOUND_S, max(PROBE_LEAST_S, left))
+            healthy, _, rows = _healthy(shot.spec, shot.secrets, shot.access, bound)
             now = time.monotonic()
             if not healthy and heal.seen_at is None:
                 heal.seen_at = now

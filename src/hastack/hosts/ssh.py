@@ -40,6 +40,13 @@ class Result:
 # of one host wait their turn here, and a refused one is opened again shortly (bounded).
 MAX_SESSIONS = 6
 OPEN_RETRIES = 10
+# A host that dies mid-session answers nothing more, and the kernel retries unsent data for ~15 min
+# (tcp_retries2): a chaos run's status probe once waited that long on a compute fenced while it was
+# asked, with the session's open in flight (asyncssh bounds no open). SSH keepalives drop such a
+# connection after KEEPALIVE_S * (KEEPALIVE_MISSES + 1) s of silence, failing whatever waits on it.
+# Generous: a lab host under load took over 5 s to answer SSH, and a slow answer is not a dead host.
+KEEPALIVE_S = 10
+KEEPALIVE_MISSES = 3
 
 
 class SshHost:
@@ -61,6 +68,7 @@ class SshHost:
         self._conn = await asyncssh.connect(
             self.address, port=self.port, username=self._user, client_keys=[self._key],
             known_hosts=self._known_hosts, connect_timeout=self._timeout,
+            keepalive_interval=KEEPALIVE_S, keepalive_count_max=KEEPALIVE_MISSES,
         )
         return self
 
@@ -96,7 +104,8 @@ class SshHost:
                     partial = Result(-1, _text(exc.stdout), _text(exc.stderr))
                     raise CommandTimeout(self.name, command, partial, timeout) from None
                 except asyncssh.ChannelOpenError:
-                    if attempt == OPEN_RETRIES - 1:
+                    # A refusal is worth another try; a connection that closed (keepalives unanswered) is not.
+                    if attempt == OPEN_RETRIES - 1 or self.conn.is_closed():
                         raise
                     await asyncio.sleep(0.1 * (attempt + 1))
         result = Result(proc.exit_status or 0, _text(proc.stdout), _text(proc.stderr))
