@@ -223,6 +223,21 @@ def test_rabbit_partition_keeps_the_larger_side() -> None:
     assert d.outcome is Outcome.REPAIR and [str(a) for a in d.actions] == ["restart ctl3"]
 
 
+def test_rabbit_partition_healed_but_on_record_restarts_the_nodes_that_hold_it() -> None:
+    """The lab after repeated management cuts: every node ran with every other, rabbit@ctl3 still listed
+    ctl1 and ctl2 as partitioned, and the rule above kept all three and restarted none, every round."""
+    whole = view("ctl1", "ctl2", "ctl3")
+    held = view("ctl1", "ctl2", "ctl3", partitions=("rabbit@ctl1", "rabbit@ctl2"))
+    d = rabbitmq.decide((rnode("ctl1", v=whole), rnode("ctl2", v=whole), rnode("ctl3", v=held)))
+    assert d.outcome is Outcome.REPAIR and [str(a) for a in d.actions] == ["restart ctl3"]
+    assert "on record on ctl3" in d.reason
+    every = rabbitmq.decide(tuple(rnode(n, v=held) for n in ("ctl1", "ctl2", "ctl3")))
+    # One a round, not the first that serves: two of three down at once pause the third (pause_minority).
+    assert [str(a) for a in every.actions] == ["restart ctl2"]
+    alone = rabbitmq.decide((rnode("ctl1", v=held), rnode("ctl2", v=whole), rnode("ctl3", v=whole)))
+    assert [str(a) for a in alone.actions] == ["restart ctl1"]
+
+
 def test_rabbit_stalled_node_is_restarted_not_waited_on() -> None:
     """The lab's deadlock: ctl2's resume after a pause failed (incompatible_feature_flags) and left
     its VM up with the app stopped; ctl1 booted and waited for ctl2's tables for good."""

@@ -390,6 +390,9 @@ def test_a_compute_s_connection_leaves_a_member_cut_off_from_the_management_netw
             assert rule is not None and rule.get("score") == "-INFINITY"
             assert [(e.get("attribute"), e.get("operation"), e.get("value")) for e in rule.iter("expression")] == [
                 ("mgmt-reach", "lt", "1")]
+            # Moved by stop then start: a migration's source kept poking from the cut member meanwhile.
+            [meta] = [m for m in cib.iter("meta_attributes") if m.get("id") == f"{compute}-meta"]
+            assert {n.get("name"): n.get("value") for n in meta.iter("nvpair")}["allow-migrate"] == "false"
     assert not any(c.get("id") == "mgmt-ping-clone" for c in build_cib(variant(vip_manager="keepalived-quorum"))
                    .iter("clone"))
 

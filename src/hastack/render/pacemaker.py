@@ -174,7 +174,13 @@ def build_cib(spec: Spec) -> ET.Element:
         # Without a failure timeout the lost connection's failure kept the compute out after it came
         # back (seen in the lab: "will not be started under current conditions" until the 15-minute
         # recheck); with it pacemaker schedules the retry itself.
-        _nvset(p, "meta_attributes", f"{node.name}-meta", {"failure-timeout": f"{2 * REMOTE_RETRY_S}s"})
+        # Moved by stop then start, not migrated: a migration leaves the source's recurring monitor
+        # running until the stop that follows it (0.6 s in the lab), and a poke it sends from a member
+        # that just lost the management network is never answered; its timeout counts as a failed
+        # connection, which pacemaker answers by fencing the compute (seen: a healthy compute fenced
+        # after a controller's management link was cut). A stop cancels that monitor first.
+        _nvset(p, "meta_attributes", f"{node.name}-meta",
+               {"failure-timeout": f"{2 * REMOTE_RETRY_S}s", "allow-migrate": "false"})
         _ops(p, node.name, monitor, timeout_s=max(6, 3 * monitor))
 
     if spec.remote_nodes():
