@@ -306,6 +306,13 @@ def test_keepalived_quorum_gates_vrrp_on_corosync_and_keeps_fencing() -> None:
     drop_in = files(tree, "ctl1", "/etc/systemd/system/keepalived.service.d/hastack.conf")
     assert "Wants=hastack-vrrp-gate.service" in drop_in
     assert "advert_int 1\n" in conf  # the default profile's advert
+    assert "down_timer_adverts 5\n" in conf  # VRRP's own rule is 3: see Timing
+    # The fast profile's 0.1 s adverts: six missed in a row before a backup takes over, so a lossy
+    # link does not hand the VIP to a backup while the holder lives.
+    fast = variant(vip_manager="keepalived-quorum", timing={"profile": "fast"})
+    fast_conf = files(render_all(fast, secrets_for(fast)), "ctl2", "/etc/keepalived/keepalived.conf")
+    assert "advert_int 0.1\n" in fast_conf and "down_timer_adverts 6\n" in fast_conf
+    assert fast.timing.keepalived_failover_ms() == 700
     cib = build_cib(spec)
     ids = {p.get("id", "") for p in cib.iter("primitive")}
     assert not any(i.startswith("vip-") for i in ids)  # keepalived moves the address

@@ -96,6 +96,7 @@ def render_keepalived(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFi
             vips=vips,
             priority=priority,
             advert_int=f"{advert:g}",
+            down_adverts=spec.timing.keepalived_down_adverts,
             peers=[str(n.address) for n in nodes if n.name != node.name],
             prefix=prefix,
             ping_s=spec.timing.pacemaker_ping_s,

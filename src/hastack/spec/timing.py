@@ -16,12 +16,12 @@ ProfileName = Literal["default", "fast"]
 # Values and where they come from:
 # - default: each component's own upstream default (corosync 3.1 token 3000,
 #   galera evs 5 s/15 s, mongo electionTimeoutMillis 10000, rabbit ticktime 60,
-#   keepalived advert_int 1). haproxy checks are 1 s x 3, not Kolla's 2 s x 5:
+#   keepalived advert_int 1, but 5 missed adverts, not 3). haproxy checks are 1 s x 3, not Kolla's 2 s x 5:
 #   a check slower than galera's own 5 s failover would be the bottleneck. Not mongo's
 #   catch-up (-1) and sync-source buffer (5 s): with either, a primary whose host lost its
 #   network is replaced only after ~10 s, whoever stands for election sooner (mongo_watch).
 # - fast: measured in the lab on 2 cores (bench/chaos.py): token 1000 + coefficient 0
-#   gave ~3.3 s VIP failover, keepalived 0.1 s ~0.4 s, evs suspect 1 s caused
+#   gave ~3.3 s VIP failover, keepalived 0.1 s x 6 adverts ~0.7 s, evs suspect 1 s caused
 #   false suspicion under CPU load 1 run in 5; 1.5 s did not in 21 chaos runs
 #   and puts database writes back ~2 s after a host crash (under 10% packet
 #   loss writes stalled 3.8 s, 1.3 s at 2 s: the price). mongo 1000/250 ms
@@ -52,6 +52,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "rabbit_net_ticktime_s": 60,
         "rabbit_heartbeat_s": 20,
         "keepalived_advert_ms": 1000,
+        "keepalived_down_adverts": 5,
         "client_timeout_ms": 3000,
         "api_timeout_ms": 10000,
         "tcp_keepalive_s": 15,
@@ -77,6 +78,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "rabbit_net_ticktime_s": 15,
         "rabbit_heartbeat_s": 10,
         "keepalived_advert_ms": 100,
+        "keepalived_down_adverts": 6,
         "client_timeout_ms": 1000,
         "api_timeout_ms": 5000,
         "tcp_keepalive_s": 5,
@@ -136,6 +138,13 @@ class Timing(BaseModel):
     # disconnected for nothing.
     rabbit_heartbeat_s: int = Field(ge=2, le=600)
     keepalived_advert_ms: int = Field(ge=10, le=255_000)
+    # Adverts a backup misses in a row before it takes the VIP (keepalived's down_timer_adverts;
+    # VRRP's own rule is 3). Each advert is lost on its own: with 10% of the holder's frames dropped
+    # and 0.1 s adverts, three in a row went missing at one of two backups about once a minute, and
+    # it held the VIP beside the live holder until the next advert reached it (the fast keepalived
+    # lab's link-loss: 1 to 23 ARP samples); with 1 s adverts, once in ~8 min. Six of 0.1 s (fast),
+    # five of 1 s (default): about once in 14 h of such loss, for 0.3 s and 2 s more failover.
+    keepalived_down_adverts: int = Field(ge=1, le=100)
     # How long a client waits on one database or mongo operation before it gives up and
     # reconnects (hastack's own workload and probes): a client stuck on a dead host's socket
     # sees none of the failover until this runs out.
@@ -199,5 +208,5 @@ class Timing(BaseModel):
         return self.haproxy_inter_ms + (self.haproxy_fall - 1) * self.fastinter_ms()
 
     def keepalived_failover_ms(self) -> int:
-        # VRRP master-down interval: 3 adverts plus skew (<1 advert).
-        return self.keepalived_advert_ms * 4
+        # VRRP master-down interval: the missed adverts plus skew (<1 advert).
+        return self.keepalived_advert_ms * (self.keepalived_down_adverts + 1)
