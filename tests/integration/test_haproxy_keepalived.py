@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from hastack.agent.vrrp_gate import DIR as GATE_DIR
-from hastack.lab.netns import netns
+from hastack.lab.netns import Netns, netns
 from hastack.render import keepalived, render_all
 from hastack.render.haproxy import CONF as HAPROXY_CONF
 from hastack.render.haproxy import TLS_BUNDLE
@@ -184,3 +184,85 @@ def test_keepalived_gives_the_vip_up_when_the_gate_fails_haproxy_and_takes_it_ba
         # way sends the priority-0 advert (a backup takes the VIP) before it removes them.
         assert log.index(f"{vips[0]} removed from eth0") < log.index("Entering FAULT STATE"), log[-3000:]
         assert "withdrew" in (tmp_path / "gate.log").read_text()
+
+
+
+def _counters(ns: Netns) -> dict[str, tuple[int, int]]:
+    """(packets, bytes) of each counted rule of the test's nftables chain, by the rule's comment."""
+    out = ns.run(["nft", "-j", "list", "chain", "ip", "hst", "in"]).stdout
+    found: dict[str, tuple[int, int]] = {}
+    for item in json.loads(out or '{"nftables": []}')["nftables"]:
+        rule = item.get("rule", {})
+        for expr in rule.get("expr", ()):
+            if "counter" in expr:
+                found[rule.get("comment", "")] = (expr["counter"]["packets"], expr["counter"]["bytes"])
+    return found
+
+
+def test_a_backup_stays_one_while_a_few_adverts_are_lost_in_a_row(tmp_path: Path, daemons: Daemons) -> None:
+    """Two real keepalived with the fast profile's rendered configs, the backup's received adverts dropped
+    by nftables a set number at a time: four lost in a row (a lossy link) leave it a backup, where VRRP's
+    own rule of three made it a second holder beside the live one (the fast keepalived lab's link-loss);
+    ten lost (a holder gone) hand it the VIP, which it gives back once the holder's adverts return."""
+    spec = variant(vip_manager="keepalived", timing={"profile": "fast"},
+                   waivers=[{"code": "HA120", "reason": "keepalived chosen on purpose"}])
+    assert spec.timing.keepalived_down_adverts == 6
+    tree = render_all(spec, secrets_for(spec))
+    vips = {str(v.address) for v in spec.vips}
+    prefix = spec.networks.management.prefixlen
+    with netns("vrrp-a") as a, netns("vrrp-b") as b:
+
+        def held(ns: Netns) -> set[str]:
+            out = ns.run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"]).stdout
+            return {v for v in vips if f" {v}/" in out}
+
+        def nft(*args: str) -> None:
+            res = b.run(["nft", *args])
+            assert res.returncode == 0, f"nft {' '.join(args)}: {res.stderr}"
+
+        subprocess.run(["ip", "-n", a.name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
+                        "netns", b.name], check=True, timeout=30)
+        nft("add", "table", "ip", "hst")
+        nft("add", "chain", "ip", "hst", "in", "{ type filter hook input priority 0 ; }")
+        nft("add", "rule", "ip", "hst", "in", "ip", "protocol", "vrrp", "counter", "comment", "passed")
+        logs: dict[str, Path] = {}
+        for ns, name in ((a, "ctl1"), (b, "ctl2")):  # both ends up first: a veth has carrier only then
+            for args in (("addr", "add", f"{spec.node(name).address}/{prefix}", "dev", "eth0"),
+                         ("link", "set", "eth0", "up")):
+                subprocess.run(["ip", "-n", ns.name, *args], check=True, timeout=30)
+        for ns, name in ((a, "ctl1"), (b, "ctl2")):
+            gate = tmp_path / name / "gate"
+            gate.mkdir(parents=True)
+            for check in ("haproxy", "mgmt"):  # the gate's verdicts: every check passes
+                (gate / check).write_text("0\n")
+            conf = tmp_path / name / "keepalived.conf"
+            conf.write_text(tree[name][keepalived.CONF].content.decode().replace(GATE_DIR, str(gate)))
+            logs[name] = tmp_path / name / "keepalived.log"
+            daemons.spawn(ns.argv([require("keepalived"), "--dont-fork", "--vrrp", "--log-console", "--log-detail",
+                                   "-f", str(conf), "-p", str(tmp_path / name / "k.pid"),
+                                   "-r", str(tmp_path / name / "v.pid")]), logs[name])
+            if name == "ctl1":  # the holder first: alone, it takes the VIP
+                wait_until(lambda: held(a) == vips, 30, "ctl1 to take the VIP")
+        wait_until(lambda: _counters(b)["passed"][0] >= 5, 30, "ctl1's adverts to reach ctl2")
+        packets, size = _counters(b)["passed"]
+        size //= packets  # every advert is the same size
+
+        def masters() -> int:
+            return logs["ctl2"].read_text().count("Entering MASTER STATE")
+
+        def lose(count: int) -> None:
+            """The next `count` adverts reaching ctl2 are dropped; wait until three more have passed."""
+            nft("flush", "chain", "ip", "hst", "in")
+            # A quota stops matching once what it counted is over it: half an advert past `count`.
+            nft("add", "rule", "ip", "hst", "in", "ip", "protocol", "vrrp", "quota", "until",
+                str(count * size + size // 2), "bytes", "counter", "drop", "comment", "dropped")
+            nft("add", "rule", "ip", "hst", "in", "ip", "protocol", "vrrp", "counter", "comment", "passed")
+            wait_until(lambda: _counters(b)["passed"][0] >= 3, 30, f"{count} adverts dropped, then 3 passing")
+            assert _counters(b)["dropped"][0] == count
+
+        assert masters() == 0 and not held(b), logs["ctl2"].read_text()[-2000:]
+        lose(4)
+        assert masters() == 0 and not held(b) and held(a) == vips, logs["ctl2"].read_text()[-2000:]
+        lose(10)
+        assert masters() == 1, logs["ctl2"].read_text()[-2000:]
+        wait_until(lambda: not held(b) and held(a) == vips, 30, "ctl2 to give the VIP back to the live holder")
