@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,6 +106,36 @@ def test_instances_are_read_only_while_something_may_move() -> None:
 
     _, c2 = evacuator.facts(CFG, nova, one_down)  # type: ignore[arg-type]
     assert c2.member is not Member.ONLINE and nova.servers_read == 1 and c2.instances
+
+
+def test_a_round_reads_its_facts_at_once() -> None:
+    """crm_mon, the fence history and nova's services are read together, then each failed host's
+    instances and evacuation records together: every read waits at a barrier the others must reach
+    too, so reads made one after another fail here (each took 0.5-1 s on the loaded lab)."""
+    first, second = threading.Barrier(3, timeout=10), threading.Barrier(2, timeout=10)
+
+    def run(argv: list[str]) -> str:
+        first.wait()
+        if argv[0] == "crm_mon":
+            return fixture("crm_mon_lab_instance_ha.xml").replace(
+                'name="compute2" id="compute2" online="true"', 'name="compute2" id="compute2" online="false"')
+        return fixture("stonith_admin_history.xml")
+
+    class Together(FakeNova):
+        def services(self) -> Any:
+            first.wait()
+            return super().services()
+
+        def servers(self, host: str) -> Any:
+            second.wait()
+            return super().servers(host)
+
+        def evacuations(self, host: str) -> Any:
+            second.wait()
+            return super().evacuations(host)
+
+    _, c2 = evacuator.facts(CFG, Together(), run)  # type: ignore[arg-type]
+    assert c2.member is not Member.ONLINE and c2.instances and c2.service is not None
 
 
 def test_a_second_fence_is_read_from_the_verbose_history() -> None:
