@@ -114,8 +114,11 @@ def build(mongod: Path | None, progress: Progress = print, cache: Path = CACHE) 
     # Some maintainer scripts (nova-common's) read /proc and resolve the host's own name: install in
     # a namespace of our own with /proc mounted (gone when it ends) and a name the image resolves.
     (work / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 lab\n")
+    # dpkg without its fsync per file (--force-unsafe-io): one sync at the end instead, before the
+    # image is called ready, so a crash mid-build costs a rebuild, never a bad image.
     install = ('root=$1; shift; hostname lab && mount -t proc proc "$root/proc" && '
-               'exec chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"')
+               'exec chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends '
+               '-o Dpkg::Options::=--force-unsafe-io "$@"')
     _run(["unshare", "--uts", "--mount", "--fork", "sh", "-c", install, "install", str(work), *COMPONENTS],
          log, "component install", 1800)
     # pacemaker_remoted, for computes watched by pacemaker (instance HA). Its package conflicts with
@@ -137,6 +140,7 @@ def build(mongod: Path | None, progress: Progress = print, cache: Path = CACHE) 
     if mongod is not None:
         shutil.copy2(mongod, work / "usr/local/bin/mongod")
     (work / "etc/hostname").write_text("lab\n")
+    os.sync()  # dpkg wrote without fsync: every file on disk before the image is called ready
     (work / ".hastack-image-ready").write_text(img.key + "\n")
     shutil.rmtree(img.path, ignore_errors=True)
     work.rename(img.path)
