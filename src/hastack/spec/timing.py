@@ -140,10 +140,11 @@ class Timing(BaseModel):
     keepalived_advert_ms: int = Field(ge=10, le=255_000)
     # Adverts a backup misses in a row before it takes the VIP (keepalived's down_timer_adverts;
     # VRRP's own rule is 3). Each advert is lost on its own: with 10% of the holder's frames dropped
-    # and 0.1 s adverts, three in a row went missing at one of two backups about once a minute, and
-    # it held the VIP beside the live holder until the next advert reached it (the fast keepalived
-    # lab's link-loss: 1 to 23 ARP samples); with 1 s adverts, once in ~8 min. Six of 0.1 s (fast),
-    # five of 1 s (default): about once in 14 h of such loss, for 0.3 s and 2 s more failover.
+    # and 0.1 s adverts, the odds of three in a row missing at one of two backups are about once a
+    # minute (0.1^3, ten adverts a second, two backups), and that backup held the VIP beside the live
+    # holder until the next advert reached it (the fast keepalived lab's link-loss: 1 to 23 ARP
+    # samples); with 1 s adverts, once in ~8 min. Six of 0.1 s (fast), five of 1 s (default): about
+    # once in 14 h of such loss, for 0.3 s and 2 s more failover.
     keepalived_down_adverts: int = Field(ge=1, le=100)
     # How long a client waits on one database or mongo operation before it gives up and
     # reconnects (hastack's own workload and probes): a client stuck on a dead host's socket
