@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from hastack.agent.vrrp_gate import DIR as GATE_DIR
@@ -159,8 +160,7 @@ def test_keepalived_gives_the_vip_up_when_the_gate_fails_haproxy_and_takes_it_ba
             subprocess.run(["ip", "-n", ns.name, *args], check=True, timeout=30)
 
         def held() -> set[str]:
-            out = ns.run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"]).stdout
-            return {v for v in vips if f" {v}/" in out}
+            return _held(ns, vips)
 
         haproxy = daemons.spawn([str(fake), "600"])
         daemons.spawn(ns.argv([sys.executable, "-m", "hastack.agent.vrrp_gate", "--dir", str(gate_dir),
@@ -185,6 +185,11 @@ def test_keepalived_gives_the_vip_up_when_the_gate_fails_haproxy_and_takes_it_ba
         assert log.index(f"{vips[0]} removed from eth0") < log.index("Entering FAULT STATE"), log[-3000:]
         assert "withdrew" in (tmp_path / "gate.log").read_text()
 
+
+def _held(ns: Netns, vips: Iterable[str]) -> set[str]:
+    """Which of `vips` the namespace's eth0 holds."""
+    out = ns.run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"]).stdout
+    return {v for v in vips if f" {v}/" in out}
 
 
 def _counters(ns: Netns) -> dict[str, tuple[int, int]]:
@@ -213,8 +218,7 @@ def test_a_backup_stays_one_while_a_few_adverts_are_lost_in_a_row(tmp_path: Path
     with netns("vrrp-a") as a, netns("vrrp-b") as b:
 
         def held(ns: Netns) -> set[str]:
-            out = ns.run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"]).stdout
-            return {v for v in vips if f" {v}/" in out}
+            return _held(ns, vips)
 
         def nft(*args: str) -> None:
             res = b.run(["nft", *args])
