@@ -13,19 +13,25 @@ import pytest
 from hastack.agent.rabbit_watch import (
     AGAIN_S,
     BACKOFF_S,
+    DIST_PORT,
     GRACE_S,
     HOLD,
     LAUNCHER,
     MISSES,
+    MISSES_CUT_OFF,
     TRIES,
     Peers,
     Seen,
     Watch,
+    cut_argv,
+    cut_off,
     let_go_argv,
     listening,
     main,
+    parse_reach,
 )
 from hastack.agent.silence import knock
+from hastack.render.pacemaker import PING_ATTRIBUTE, pings
 from hastack.render.rabbitmq import WATCH_UNIT, render_rabbitmq
 from tests.helpers import SEED, THREE, secrets_for, variant
 
@@ -96,8 +102,12 @@ def test_a_peer_serves_when_its_port_accepts() -> None:
 
 
 def test_every_rabbit_node_gets_a_watch_of_its_peers_on_the_amqp_port() -> None:
-    for example, tls in ((THREE, False), (SEED, False), (THREE, True)):
-        spec = variant(example, tls={"enabled": tls})
+    # The ping clone runs where pacemaker places the VIPs (or watches computes): then the watch reads its count.
+    for spec, tls, ping in ((variant(THREE, tls={"enabled": False}), False, True),
+                            (variant(SEED, tls={"enabled": False}), False, True),
+                            (variant(THREE, tls={"enabled": True}), True, True),
+                            (variant(THREE, vip_manager="keepalived-quorum"), True, False)):
+        assert pings(spec) is ping
         files = render_rabbitmq(spec, secrets_for(spec))
         assert set(files) == {n.name for n in spec.rabbit_nodes()}
         for node in spec.rabbit_nodes():
@@ -105,18 +115,18 @@ def test_every_rabbit_node_gets_a_watch_of_its_peers_on_the_amqp_port() -> None:
             peers = [f"rabbit@{n.name}={n.address}" for n in spec.rabbit_nodes() if n.name != node.name]
             start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
             assert start == f"ExecStart={LAUNCHER} --port {5671 if tls else 5672}" + "".join(
-                f" --peer {p}" for p in peers)
+                f" --peer {p}" for p in peers) + (f" --reach-attribute {PING_ATTRIBUTE}" if ping else "")
             assert "Type=notify" in unit and "WatchdogSec=" in unit and HOLD in unit
 
 
 PEERS = {"rabbit@ctl1": "10.77.0.11", "rabbit@ctl3": "10.77.0.13"}  # as ctl2's watch knows them
 
 
-def _drops(looks: Sequence[tuple[float, frozenset[str]]]) -> list[tuple[float, str]]:
-    """When this node lets which peer go."""
+def _drops(looks: Sequence[tuple[float, frozenset[str]]], cut: frozenset[str] = frozenset()) -> list[tuple[float, str]]:
+    """When this node lets which peer go (`cut`: the hosts pacemaker's ping says are cut off)."""
     peers, out = Peers(), []
     for now, silent in looks:
-        peers, lost = peers.after(now, PEERS, silent)
+        peers, lost = peers.after(now, PEERS, silent, cut)
         out += [(now, n) for n in lost]
     return out
 
@@ -149,3 +159,40 @@ def test_letting_go_names_only_an_erlang_node() -> None:
             let_go_argv(bad)
     with pytest.raises(SystemExit):  # argparse refuses a peer that is not NODE=ADDRESS
         main(["--port", "5672", "--peer", "10.77.0.12"])
+
+
+def test_a_peer_whose_own_ping_reached_no_one_is_let_go_at_its_first_silent_look() -> None:
+    assert MISSES_CUT_OFF == 1 < MISSES
+    silent = frozenset({"10.77.0.11"})
+    assert _drops([(float(t), silent) for t in range(3)], cut=frozenset({"ctl1"})) == [(0.0, "rabbit@ctl1")]
+    # Pacemaker's word alone is not enough: a peer that still answers here is kept ...
+    assert _drops([(float(t), frozenset[str]()) for t in range(30)], cut=frozenset({"ctl1"})) == []
+    # ... and so is every peer when this node is the one that hears no one.
+    everyone = frozenset(PEERS.values())
+    assert _drops([(float(t), everyone) for t in range(30)], cut=frozenset({"ctl1", "ctl3"})) == []
+    # Another host's count says nothing about this one: three silent looks as before.
+    assert _drops([(float(t), silent) for t in range(3)], cut=frozenset({"ctl3"})) == [(2.0, "rabbit@ctl1")]
+
+
+def test_the_reach_is_read_from_pacemakers_attribute_manager() -> None:
+    # Captured on the three-controller lab (`attrd_updater -Q -A -n mgmt-reach` on ctl1), all well.
+    text = (FIXTURES / "attrd_updater_mgmt_reach.txt").read_text()
+    assert parse_reach(text) == {"ctl1": 3, "ctl2": 3, "ctl3": 3}
+    assert cut_off(parse_reach(text)) == frozenset()
+    cut = text.replace('host="ctl1" value="3"', 'host="ctl1" value="0"')
+    assert cut_off(parse_reach(cut)) == frozenset({"ctl1"})
+    # Every member at 0 is the network (or the targets), not one host; nothing known is nothing.
+    assert cut_off({"ctl1": 0, "ctl2": 0, "ctl3": 0}) == frozenset() == cut_off({})
+    # attrd_updater's answer when the attribute does not exist (no ping clone): nothing.
+    assert parse_reach("attrd_updater: Could not query value of mgmt-reach: attribute does not exist") == {}
+    assert parse_reach('name="mgmt-reach" host="ctl1" value=""') == {}
+
+
+def test_the_kernel_cut_closes_only_distribution_connections_with_that_address() -> None:
+    assert cut_argv("10.77.0.11") == ["ss", "-K", "-H", "-tn", "state", "established",
+                                      f"( sport = :{DIST_PORT} or dport = :{DIST_PORT} )", "dst", "10.77.0.11"]
+    for bad in ("ctl1", "10.77.0.11 or all", ""):
+        with pytest.raises(ValueError):
+            cut_argv(bad)
+    with pytest.raises(SystemExit):  # a peer's address must be an address
+        main(["--port", "5672", "--peer", "rabbit@ctl1=ctl1"])

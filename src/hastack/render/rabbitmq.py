@@ -19,6 +19,7 @@ from hastack.agent import rabbit_watch
 from hastack.credentials.model import Secrets
 from hastack.render import tls as tls_files
 from hastack.render.files import RenderedFile, text
+from hastack.render.pacemaker import PING_ATTRIBUTE, pings
 from hastack.spec.model import QueueType, Spec
 
 CONF = "/etc/rabbitmq/rabbitmq.conf"
@@ -174,6 +175,10 @@ WantedBy=multi-user.target
 
 def watch_unit(spec: Spec, node: str) -> str:
     peers = "".join(f" --peer {nodename(n.name)}={n.address}" for n in spec.rabbit_nodes() if n.name != node)
+    # Where the members run the ping clone, its attribute tells the watch a peer's host lost its network
+    # (asked of the local pacemaker: only a member has one; a peer that is not a member has no count).
+    if pings(spec) and node in {n.name for n in spec.corosync_nodes()}:
+        peers += f" --reach-attribute {PING_ATTRIBUTE}"
     return WATCH_UNIT_BODY.format(hold=rabbit_watch.HOLD, launcher=rabbit_watch.LAUNCHER, port=amqp_port(spec),
                                   peers=peers, runtime=rabbit_watch.DIR.removeprefix("/run/"))
 
