@@ -25,6 +25,7 @@ from hastack.agent.rabbit_watch import (
     Watch,
     cut_argv,
     cut_off,
+    let_go,
     let_go_argv,
     listening,
     main,
@@ -196,3 +197,20 @@ def test_the_kernel_cut_closes_only_distribution_connections_with_that_address()
             cut_argv(bad)
     with pytest.raises(SystemExit):  # a peer's address must be an address
         main(["--port", "5672", "--peer", "rabbit@ctl1=ctl1"])
+
+
+@pytest.mark.parametrize(("ss_says", "asks_the_vm"), [
+    ("0 0 10.77.0.12:25672 10.77.0.11:41234\n", False),  # a connection closed in the kernel: done
+    ("", True),  # nothing on the port (gone already, or dialled elsewhere): the VM's own disconnect
+])
+def test_a_peer_is_let_go_by_the_kernel_and_by_the_vm_when_the_kernel_closed_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ss_says: str, asks_the_vm: bool) -> None:
+    # Stand-ins for ss and rabbitmqctl on PATH, recording their arguments: the adapter's choice is tested,
+    # the commands themselves are (ss -K against real Erlang nodes in tests/integration/test_rabbitmq.py).
+    for tool, out in (("ss", ss_says), ("rabbitmqctl", "true\n")):
+        (tmp_path / tool).write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/{tool}.args\nprintf '{out}'\n")
+        (tmp_path / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    asyncio.run(let_go("rabbit@ctl1", "10.77.0.11"))
+    assert (tmp_path / "ss.args").read_text().strip() == " ".join(cut_argv("10.77.0.11")[1:])
+    assert (tmp_path / "rabbitmqctl.args").exists() is asks_the_vm

@@ -117,13 +117,13 @@ class Peers:
     dropped: Mapping[str, tuple[float, int]] = field(default_factory=dict)  # node -> (last drop, how many)
 
     def after(self, now: float, peers: Mapping[str, str], silent: frozenset[str],
-              cut_off: frozenset[str] = frozenset()) -> tuple[Peers, tuple[str, ...]]:
+              unreachable: frozenset[str] = frozenset()) -> tuple[Peers, tuple[str, ...]]:
         """The next state, and the peers to let go now. `peers` maps each other node's name to its
-        address; `silent` holds the addresses that did not answer; `cut_off` the hosts whose own
-        ping found none of the management network (pacemaker's view, `cut_off()`)."""
+        address; `silent` holds the addresses that did not answer; `unreachable` the hosts whose own
+        ping found none of the management network (pacemaker's view: `cut_off()`)."""
         silence = self.silence.after(peers.values(), silent)
         lost = sorted(n for n, a in peers.items()
-                      if silence.lost(a, MISSES_CUT_OFF if host_of(n) in cut_off else MISSES))
+                      if silence.lost(a, MISSES_CUT_OFF if host_of(n) in unreachable else MISSES))
         dropped = {n: v for n, v in self.dropped.items() if n in lost}  # a node that answers again is forgotten
         due = tuple(n for n in lost if n not in dropped or (dropped[n][1] < TRIES and now - dropped[n][0] >= AGAIN_S))
         dropped |= {n: (now, dropped.get(n, (now, 0))[1] + 1) for n in due}
@@ -231,11 +231,13 @@ async def reach(attribute: str) -> dict[str, int]:
 
 async def let_go(node: str, address: str) -> None:
     got = await _output(cut_argv(address), 10)
-    if got is not None and got[0] == 0:
-        closed = len([line for line in got[1].splitlines() if line.strip()])
+    closed = len([line for line in got[1].splitlines() if line.strip()]) if got is not None and got[0] == 0 else 0
+    if closed:
         log.warning("let %s go: closed %d distribution connection(s) with %s", node, closed, address)
         return
-    log.warning("letting %s go: ss -K failed (%s); asking the VM", node, "timeout" if got is None else got[1][-200:])
+    # ss could not, or found no connection on the port (gone already, or the VM dialled elsewhere): the VM's way.
+    log.warning("letting %s go: ss -K closed nothing (%s); asking the VM", node,
+                "timeout" if got is None else got[1][-200:] or f"exit {got[0]}")
     got = await _output(let_go_argv(node), 30)
     if got is None:
         log.error("letting %s go: rabbitmqctl did not finish within 30 s", node)
