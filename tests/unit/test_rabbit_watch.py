@@ -14,6 +14,7 @@ from hastack.agent.rabbit_watch import (
     AGAIN_S,
     BACKOFF_S,
     DIST_PORT,
+    EVERY_S,
     GRACE_S,
     HOLD,
     LAUNCHER,
@@ -31,7 +32,7 @@ from hastack.agent.rabbit_watch import (
     main,
     parse_reach,
 )
-from hastack.agent.silence import knock
+from hastack.agent.silence import knock, to_next_tick
 from hastack.render.pacemaker import PING_ATTRIBUTE, pings
 from hastack.render.rabbitmq import WATCH_UNIT, render_rabbitmq
 from tests.helpers import SEED, THREE, secrets_for, variant
@@ -214,3 +215,24 @@ def test_a_peer_is_let_go_by_the_kernel_and_by_the_vm_when_the_kernel_closed_not
     asyncio.run(let_go("rabbit@ctl1", "10.77.0.11"))
     assert (tmp_path / "ss.args").read_text().strip() == " ".join(cut_argv("10.77.0.11")[1:])
     assert (tmp_path / "rabbitmqctl.args").exists() is asks_the_vm
+
+
+def _look_starts(first: float, durations: Sequence[float]) -> list[float]:
+    """When a watch's looks start, each lasting what `durations` says, scheduled as run() does."""
+    starts, now = [], first
+    for took in durations:
+        starts.append(round(now, 3))
+        now += took
+        now += to_next_tick(now, starts[-1] + EVERY_S / 2, EVERY_S)
+    return starts
+
+
+def test_every_members_watch_looks_on_the_same_ticks_of_the_clock() -> None:
+    # Members started at different moments look at the same instants from their second look on, once a
+    # second while every peer answers at once (a look of a few ms, begun a little late after its sleep).
+    quick = [0.012] * 4
+    assert _look_starts(100.37, quick)[1:] == [101.0, 102.0, 103.0]
+    assert _look_starts(100.81, quick)[1:] == [102.0, 103.0, 104.0]  # at least half a second after the first
+    assert _look_starts(101.003, quick) == [101.003, 102.0, 103.0, 104.0]
+    # A look held 1.5 s by a silent peer's connect: the next on the following whole second.
+    assert _look_starts(200.0, [1.502, 1.501, 0.01, 0.01]) == [200.0, 202.0, 204.0, 205.0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -60,3 +61,10 @@ async def silent_hosts(hosts: Iterable[str], port: int) -> frozenset[str]:
     peers = sorted(set(hosts))
     said = await asyncio.gather(*(knock(h, port) for h in peers))
     return frozenset(h for h, a in zip(peers, said, strict=True) if a == "silent")
+
+
+
+def to_next_tick(now: float, not_before: float, grid: float) -> float:
+    """Seconds from `now` (wall clock) to the first multiple of `grid` at or after `not_before`: watches on
+    hosts whose clocks agree look at the same instants, so they see a peer go silent, and act, together."""
+    return max(0.0, math.ceil(max(now, not_before) / grid) * grid - now)

@@ -37,6 +37,7 @@ PING = "mgmt-ping-clone"
 TIME_SYNC = "time-sync-clone"
 EVACUATOR = "evacuator"
 PING_ATTRIBUTE = "mgmt-reach"  # the node attribute the ping clone sets: how many targets answered
+PING_OPTIONS = "-r 0"  # fping: no retry (see _ping_clone)
 # The CIB schema version pacemaker 2.1 (Debian 12) validates against.
 VALIDATE_WITH = "pacemaker-3.7"
 
@@ -67,9 +68,11 @@ def _ping_clone(res: ET.Element, spec: Spec) -> None:
     clone = ET.SubElement(res, "clone", id=PING)
     p = _primitive(clone, "mgmt-ping", "ocf", "ping", "pacemaker")
     # One try answered within 1 s (fping, all targets at once); no dampening: a holder cut off
-    # gives the VIP up at its next look, not seconds after.
+    # gives the VIP up at its next look, not seconds after. The agent turns attempts=1 into `fping
+    # -r 1`, one retry: an unreachable target took 2 s (measured); the later `-r 0` in its options wins.
     _nvset(p, "instance_attributes", "mgmt-ping-ia", {
-        "name": PING_ATTRIBUTE, "multiplier": "1", "attempts": "1", "timeout": "1", "dampen": "0s"})
+        "name": PING_ATTRIBUTE, "multiplier": "1", "attempts": "1", "timeout": "1", "dampen": "0s",
+        "options": PING_OPTIONS})
     for node in spec.haproxy_nodes():  # each node its own list: rules on the node's name
         ia = ET.SubElement(p, "instance_attributes", id=f"mgmt-ping-ia-{node.name}", score="10")
         rule = ET.SubElement(ia, "rule", id=f"mgmt-ping-ia-{node.name}-rule", score="INFINITY")
