@@ -63,7 +63,6 @@ async def silent_hosts(hosts: Iterable[str], port: int) -> frozenset[str]:
     return frozenset(h for h, a in zip(peers, said, strict=True) if a == "silent")
 
 
-
 def to_next_tick(now: float, not_before: float, grid: float) -> float:
     """Seconds from `now` (wall clock) to the first multiple of `grid` at or after `not_before`: watches on
     hosts whose clocks agree look at the same instants, so they see a peer go silent, and act, together."""
