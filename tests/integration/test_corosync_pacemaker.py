@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from hastack.components.pacemaker import PacemakerState, parse_crm_mon
@@ -50,10 +52,14 @@ def test_corosync_test_mode_really_parses(rendered: Rendered, tmp_path: Path) ->
     assert res.returncode != 0
 
 
-def _simulate(cib: Path, out: Path, *args: str) -> None:
+def _simulate(cib: Path, out: Path, *args: str) -> list[str]:
+    """One transition of the scheduler on `cib` (with `args` injected), executed by the simulator into
+    `out`: its summary lines ("Fence (reboot) compute1 '...'", "Recover compute1 ( ctl1 -> ctl2 )")."""
     res = subprocess.run([require("crm_simulate"), "-x", str(cib), *args, "-S", "-O", str(out)],
                          capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
+    summary = res.stdout.split("Transition Summary:", 1)[-1].split("Executing Cluster Transition", 1)[0]
+    return [" ".join(ln.split()) for ln in summary.splitlines() if ln.strip().startswith("*")]
 
 
 def _crm_mon(cib: Path) -> PacemakerState:
@@ -171,6 +177,61 @@ def test_instance_ha_watches_every_compute_from_the_members(tmp_path: Path) -> N
     # One key on every member and every compute: pacemaker_remote's TLS needs the same bytes.
     keys = {r.path(h, "/etc/pacemaker/authkey").read_bytes() for h in (*r.spec.corosync.nodes, *computes)}
     assert len(keys) == 1 and len(keys.pop()) == 256
+
+
+def _computes_connected(r: Rendered, tmp: Path) -> Path:
+    """`_all_up` with every compute's connection started too, as in a running cluster. The simulator
+    fences the computes at the first start (it never hears from their pacemaker_remoted) and records
+    them as cluster nodes; that record is dropped so their connections start as they do in a lab."""
+    members = list(r.spec.corosync.nodes)
+    booted = tmp / "booted.xml"
+    _simulate(r.path(members[0], "/etc/hastack/cib.xml"), booted, *[a for n in members for a in ("-u", n)], "-q", "1")
+    tree = ET.parse(booted)
+    root = tree.getroot()
+    for parent in (root.find("configuration/nodes"), root.find("status")):
+        assert parent is not None
+        for el in [e for e in parent if e.get("uname") not in members]:
+            parent.remove(el)
+    tree.write(booted)
+    for node in r.spec.haproxy.nodes:  # every haproxy node reaches its management network
+        _reach(booted, node, len(r.spec.ping_targets(r.spec.node(node))))
+    up = booted
+    for i in range(4):
+        nxt = tmp / f"settled{i}.xml"
+        if not _simulate(up, nxt):
+            return nxt
+        up = nxt
+    raise AssertionError("the scheduler did not settle")
+
+
+def test_a_connection_lost_by_a_cut_off_member_moves_without_fencing_the_compute(tmp_path: Path) -> None:
+    """Pacemaker's own scheduler on the rendered CIB. A member that lost the management network (its
+    reach 0) while its poke to compute1 was in flight: the poke times out, and the connection only
+    moves; with pacemaker's default (fence at a failed monitor) the healthy compute was fenced, as in
+    the lab. (A compute no member reaches is still fenced, once its connection failed to start on every
+    other member: the lab's compute-crash and compute-isolation scenarios check that; the simulator
+    does not apply fail counts to a connection, so it retries the same member for ever.)"""
+    r = render_to(variant(THREE, instance_ha={"enabled": True}, timing={"profile": "fast"}), tmp_path / "out")
+    up = _computes_connected(r, tmp_path)
+    state = _crm_mon(up)
+    assert {"compute1", "compute2"} <= set(state.online())
+    [holder] = state.where("compute1")
+    monitor = f"compute1_monitor_{r.spec.timing.pacemaker_monitor_s * 1000}"
+
+    # The member holding compute1's connection cut off from the management network, its poke unanswered.
+    cut = tmp_path / "cut.xml"
+    shutil.copy(up, cut)
+    _reach(cut, holder, 0)
+    actions = _simulate(cut, tmp_path / "moved.xml", "-i", f"{monitor}@{holder}=1")
+    assert not [a for a in actions if a.startswith("* Fence")], actions
+    [recover] = [a for a in actions if a.startswith("* Recover compute1")]
+    assert f"( {holder} -> " in recover, recover
+    assert "compute1" in _crm_mon(tmp_path / "moved.xml").online()
+    # The same with pacemaker's default for a connection's monitor: the healthy compute is fenced.
+    default = tmp_path / "default.xml"
+    default.write_text(cut.read_text().replace(' on-fail="restart"', ""))
+    actions = _simulate(default, tmp_path / "fenced.xml", "-i", f"{monitor}@{holder}=1")
+    assert [a for a in actions if a.startswith("* Fence (reboot) compute1")], actions
 
 
 def test_the_ping_agent_finds_a_lost_network_in_one_try_of_a_second(tmp_path: Path) -> None:

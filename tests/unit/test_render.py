@@ -392,8 +392,8 @@ def test_a_compute_s_connection_leaves_a_member_cut_off_from_the_management_netw
     """Seen in the lab: the VIP holder's management link cut while it held compute1's connection; the
     connection failed there and pacemaker fenced the healthy compute. Each connection now leaves a
     member whose reach dropped to 0, and is not kept off one whose reach is unknown (the cluster
-    starting: a connection that cannot start gets its compute fenced). With keepalived managing the
-    VIP, the members ping for the connections alone."""
+    starting: a connection that cannot start gets its compute fenced); a poke that failed only moves
+    it. With keepalived managing the VIP, the members ping for the connections alone."""
     for manager in ("pacemaker", "keepalived-quorum"):
         cib = build_cib(variant(instance_ha={"enabled": True}, vip_manager=manager))
         assert any(c.get("id") == "mgmt-ping-clone" for c in cib.iter("clone")), manager
@@ -404,7 +404,14 @@ def test_a_compute_s_connection_leaves_a_member_cut_off_from_the_management_netw
                 ("mgmt-reach", "lt", "1")]
             # Moved by stop then start: a migration's source kept poking from the cut member meanwhile.
             [meta] = [m for m in cib.iter("meta_attributes") if m.get("id") == f"{compute}-meta"]
-            assert {n.get("name"): n.get("value") for n in meta.iter("nvpair")}["allow-migrate"] == "false"
+            metas = {n.get("name"): n.get("value") for n in meta.iter("nvpair")}
+            assert metas["allow-migrate"] == "false" and metas["migration-threshold"] == "1"
+            # A failed poke moves the connection (pacemaker's default fenced the compute at once); a compute
+            # no member reaches is fenced when every member failed to start it.
+            ops = {o.get("name"): o for o in cib.iter("op") if o.get("id", "").startswith(f"{compute}-")}
+            assert ops["monitor"].get("on-fail") == "restart" and ops["start"].get("on-fail") is None
+            assert (ops["monitor"].get("interval"), ops["monitor"].get("timeout"), ops["start"].get("timeout")) == (
+                "5s", "10s", "5s")  # the default profile
     assert not any(c.get("id") == "mgmt-ping-clone" for c in build_cib(variant(vip_manager="keepalived-quorum"))
                    .iter("clone"))
 

@@ -48,11 +48,14 @@ def _nvset(parent: ET.Element, tag: str, set_id: str, pairs: dict[str, str]) -> 
         ET.SubElement(el, "nvpair", id=f"{set_id}-{name}", name=name, value=value)
 
 
-def _ops(parent: ET.Element, rid: str, monitor_s: int, timeout_s: int = 20) -> None:
+def _ops(parent: ET.Element, rid: str, monitor_s: int, timeout_s: int = 20, start_s: int = 30,
+         on_fail: str | None = None) -> None:
     ops = ET.SubElement(parent, "operations")
-    ET.SubElement(ops, "op", id=f"{rid}-monitor", name="monitor", interval=f"{monitor_s}s",
-                  timeout=f"{timeout_s}s")
-    ET.SubElement(ops, "op", id=f"{rid}-start", name="start", interval="0s", timeout="30s")
+    mon = ET.SubElement(ops, "op", id=f"{rid}-monitor", name="monitor", interval=f"{monitor_s}s",
+                        timeout=f"{timeout_s}s")
+    if on_fail:
+        mon.set("on-fail", on_fail)
+    ET.SubElement(ops, "op", id=f"{rid}-start", name="start", interval="0s", timeout=f"{start_s}s")
     ET.SubElement(ops, "op", id=f"{rid}-stop", name="stop", interval="0s", timeout="30s")
 
 
@@ -92,6 +95,16 @@ FENCE_FAILURE_TIMEOUT_S = 120
 # the machine was at load 45 after a power cut, and the clone stayed stopped there for good (the
 # controller fit to run it, its clusters whole). With this pacemaker starts it again by itself.
 FAILURE_TIMEOUT_S = 60
+
+
+def remote_waits(spec: Spec) -> tuple[int, int]:
+    """How long a compute's connection waits for the answer to a monitor's poke (two monitor
+    intervals), and for a start (one, at least 4 s: a start answered in 0.7 s in the loaded lab; one
+    that fails takes all of it). A compute no member reaches is fenced after a failed poke and a
+    failed start on each other member: ~2 + 4 + 4 + 4 s with the fast profile, ~5 + 10 + 5 + 5 s
+    with the default one."""
+    monitor = spec.timing.pacemaker_monitor_s
+    return max(4, 2 * monitor), max(4, monitor)
 
 
 def managed_vips(spec: Spec) -> tuple[Vip, ...]:
@@ -167,24 +180,28 @@ def build_cib(spec: Spec) -> ET.Element:
         # One instance per member: none left "Stopped" for a compute (a remote node) it is banned from.
         _nvset(ts, "meta_attributes", f"{TIME_SYNC}-meta", {"clone-max": str(len(cluster))})
 
+    poke_s, start_s = remote_waits(spec)
     for node in spec.remote_nodes():
-        # The connection to a compute's pacemaker_remoted: a monitor not answered within 3 intervals
-        # (15 s default, 6 s fast) and the compute is fenced; after that, pacemaker tries to connect
-        # again every reconnect_interval, so a compute that came back is a remote node again soon.
+        # The connection to a compute's pacemaker_remoted. A monitor not answered moves it to another
+        # member (on-fail=restart; one failure bans the member for failure-timeout), and pacemaker
+        # fences the compute once no member can start it ("the connection is unrecoverable").
+        # Pacemaker's default, fencing at the first failed monitor, fenced healthy computes: a member
+        # that lost the management network pokes into the void, and its stop waits behind that poke
+        # until the poke times out (controld's remote_ra runs one command at a time), so the poke's
+        # failure lands first whenever one was sent between the cut and the stop (seen in the lab;
+        # tests/integration/test_corosync_pacemaker.py replays both in pacemaker's scheduler).
+        # After a fence pacemaker tries to connect again every reconnect_interval.
         p = _primitive(res, node.name, "ocf", "remote", "pacemaker")
         _nvset(p, "instance_attributes", f"{node.name}-ia", {
             "server": str(node.address), "port": str(REMOTE_PORT), "reconnect_interval": f"{REMOTE_RETRY_S}s"})
         # Without a failure timeout the lost connection's failure kept the compute out after it came
         # back (seen in the lab: "will not be started under current conditions" until the 15-minute
         # recheck); with it pacemaker schedules the retry itself.
-        # Moved by stop then start, not migrated: a migration leaves the source's recurring monitor
-        # running until the stop that follows it (0.6 s in the lab), and a poke it sends from a member
-        # that just lost the management network is never answered; its timeout counts as a failed
-        # connection, which pacemaker answers by fencing the compute (seen: a healthy compute fenced
-        # after a controller's management link was cut). A stop cancels that monitor first.
+        # Moved by stop then start, not migrated: a migration left the source's recurring monitor
+        # running until the stop that follows it.
         _nvset(p, "meta_attributes", f"{node.name}-meta",
-               {"failure-timeout": f"{2 * REMOTE_RETRY_S}s", "allow-migrate": "false"})
-        _ops(p, node.name, monitor, timeout_s=max(6, 3 * monitor))
+               {"failure-timeout": f"{2 * REMOTE_RETRY_S}s", "allow-migrate": "false", "migration-threshold": "1"})
+        _ops(p, node.name, monitor, timeout_s=poke_s, start_s=start_s, on_fail="restart")
 
     if spec.remote_nodes():
         # Instance HA's evacuator: one copy, on a controller; pacemaker starts it elsewhere when that
@@ -257,12 +274,10 @@ def build_cib(spec: Spec) -> ET.Element:
             ET.SubElement(cons, "rsc_location", id=f"prefer-{rid}-{pref}", rsc=rid, node=pref,
                           score="100")
     for node in spec.remote_nodes():
-        # A compute's connection leaves a member that lost the management network before its monitor
-        # fails: a failed connection is held off for reconnect_interval, and pacemaker fences the
-        # compute meanwhile ("remote connection is unrecoverable"). Seen in the lab: the VIP holder's
-        # management link cut, and a healthy compute fenced and evacuated. An unknown reach does not
-        # keep it off: a connection that cannot start gets its compute fenced (the whole cluster
-        # starting, before the first ping, would fence every compute).
+        # A compute's connection leaves a member that lost the management network (it would fail there,
+        # and its failure only moves it: see the connection above). An unknown reach does not keep it off:
+        # a connection that cannot start gets its compute fenced (the whole cluster starting, before the
+        # first ping, would fence every compute).
         _needs_mgmt(cons, node.name, unknown=False)
     for name in fenced:
         # A node never runs the device that fences itself.
