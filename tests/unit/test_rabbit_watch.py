@@ -117,18 +117,20 @@ def test_every_rabbit_node_gets_a_watch_of_its_peers_on_the_amqp_port() -> None:
             peers = [f"rabbit@{n.name}={n.address}" for n in spec.rabbit_nodes() if n.name != node.name]
             start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
             assert start == f"ExecStart={LAUNCHER} --port {5671 if tls else 5672}" + "".join(
-                f" --peer {p}" for p in peers) + (f" --reach-attribute {PING_ATTRIBUTE}" if ping else "")
+                f" --peer {p}" for p in peers) + (
+                f" --reach-attribute {PING_ATTRIBUTE} --node rabbit@{node.name}" if ping else "")
             assert "Type=notify" in unit and "WatchdogSec=" in unit and HOLD in unit
 
 
 PEERS = {"rabbit@ctl1": "10.77.0.11", "rabbit@ctl3": "10.77.0.13"}  # as ctl2's watch knows them
 
 
-def _drops(looks: Sequence[tuple[float, frozenset[str]]], cut: frozenset[str] = frozenset()) -> list[tuple[float, str]]:
-    """When this node lets which peer go (`cut`: the hosts pacemaker's ping says are cut off)."""
+def _drops(looks: Sequence[tuple[float, frozenset[str]]], cut: frozenset[str] = frozenset(),
+           here: str = "ctl2") -> list[tuple[float, str]]:
+    """When this node (on host `here`) lets which peer go (`cut`: the hosts pacemaker's ping says are cut off)."""
     peers, out = Peers(), []
     for now, silent in looks:
-        peers, lost = peers.after(now, PEERS, silent, cut)
+        peers, lost = peers.after(now, PEERS, silent, cut, here)
         out += [(now, n) for n in lost]
     return out
 
@@ -161,6 +163,8 @@ def test_letting_go_names_only_an_erlang_node() -> None:
             let_go_argv(bad)
     with pytest.raises(SystemExit):  # argparse refuses a peer that is not NODE=ADDRESS
         main(["--port", "5672", "--peer", "10.77.0.12"])
+    with pytest.raises(SystemExit):  # and a --node that is not a node name
+        main(["--port", "5672", "--node", "ctl1; reboot"])
 
 
 def test_a_peer_whose_own_ping_reached_no_one_is_let_go_at_its_first_silent_look() -> None:
@@ -174,6 +178,25 @@ def test_a_peer_whose_own_ping_reached_no_one_is_let_go_at_its_first_silent_look
     assert _drops([(float(t), everyone) for t in range(30)], cut=frozenset({"ctl1", "ctl3"})) == []
     # Another host's count says nothing about this one: three silent looks as before.
     assert _drops([(float(t), silent) for t in range(3)], cut=frozenset({"ctl3"})) == [(2.0, "rabbit@ctl1")]
+
+
+def test_the_node_cut_off_lets_every_silent_peer_go_on_pacemakers_word_so_that_it_pauses() -> None:
+    """The fast tier's mgmt-loss at 4df6415: the cut-off node noticed nothing within the 30 s cut
+    (net_ticktime 60 s), did not pause, and a partition stayed on record on both sides for good.
+    With pacemaker saying this host reaches no one while a peer reaches something, every silent peer
+    is let go at its first silent look, and pause_minority pauses this node."""
+    everyone = frozenset(PEERS.values())
+    assert _drops([(float(t), everyone) for t in range(3)], cut=frozenset({"ctl2"})) == [
+        (0.0, "rabbit@ctl1"), (0.0, "rabbit@ctl3")]
+    # Pacemaker's word alone is not enough: a peer that still answers is kept.
+    assert _drops([(float(t), frozenset({"10.77.0.11"})) for t in range(3)], cut=frozenset({"ctl2"})) == [
+        (0.0, "rabbit@ctl1")]
+    assert _drops([(float(t), frozenset[str]()) for t in range(30)], cut=frozenset({"ctl2"})) == []
+    # Every host at 0 (a switch down, the targets gone) is no one's word: nobody is let go, as before.
+    assert cut_off({"ctl1": 0, "ctl2": 0, "ctl3": 0}) == frozenset()
+    assert _drops([(float(t), everyone) for t in range(30)], cut=frozenset()) == []
+    # Without a name for this host (no --node) nothing changes.
+    assert _drops([(float(t), everyone) for t in range(30)], cut=frozenset({"ctl2"}), here="") == []
 
 
 def test_the_reach_is_read_from_pacemakers_attribute_manager() -> None:

@@ -32,6 +32,15 @@ two sides agree, so a lossy link (a connect lost now and then, a ping round lost
 not taken for a cut. And the connection is closed in the kernel (`ss -K`: the distribution sockets
 to that address), which Erlang sees at once as the node going down, instead of by `rabbitmqctl eval`,
 whose VM took ~1.4 s to start on the lab; rabbitmqctl stays the fallback when ss cannot.
+
+The same two signals from the cut-off node's side: when pacemaker says this host is the one that
+reaches no one (its own count 0, a peer's not) and every peer has been silent for a look, this node
+lets them all go too, so that pause_minority pauses it during the cut. Without that it noticed
+nothing before net_ticktime (60 s in the default profile, longer than a 30 s cut): when the link came
+back it took the peers' closed connections for a nodedown, saw the majority again at once and did
+not pause, and mnesia recorded a partition that nothing heals under pause_minority: both sides
+served, apart, for good (the fast tier's `mgmt-loss` at 4df6415: still partitioned 10 minutes on).
+With every host at 0 (a switch down) no one lets anyone go: the cut may be over before net_ticktime.
 """
 
 from __future__ import annotations
@@ -117,13 +126,16 @@ class Peers:
     dropped: Mapping[str, tuple[float, int]] = field(default_factory=dict)  # node -> (last drop, how many)
 
     def after(self, now: float, peers: Mapping[str, str], silent: frozenset[str],
-              unreachable: frozenset[str] = frozenset()) -> tuple[Peers, tuple[str, ...]]:
+              unreachable: frozenset[str] = frozenset(), here: str = "") -> tuple[Peers, tuple[str, ...]]:
         """The next state, and the peers to let go now. `peers` maps each other node's name to its
         address; `silent` holds the addresses that did not answer; `unreachable` the hosts whose own
-        ping found none of the management network (pacemaker's view: `cut_off()`)."""
+        ping found none of the management network (pacemaker's view: `cut_off()`); `here` this host."""
         silence = self.silence.after(peers.values(), silent)
-        lost = sorted(n for n, a in peers.items()
-                      if silence.lost(a, MISSES_CUT_OFF if host_of(n) in unreachable else MISSES))
+        if here and here in unreachable:  # this host is the one cut off: every silent peer, no answer needed
+            lost = sorted(n for n, a in peers.items() if silence.misses.get(a, 0) >= MISSES_CUT_OFF)
+        else:
+            lost = sorted(n for n, a in peers.items()
+                          if silence.lost(a, MISSES_CUT_OFF if host_of(n) in unreachable else MISSES))
         dropped = {n: v for n, v in self.dropped.items() if n in lost}  # a node that answers again is forgotten
         due = tuple(n for n in lost if n not in dropped or (dropped[n][1] < TRIES and now - dropped[n][0] >= AGAIN_S))
         dropped |= {n: (now, dropped.get(n, (now, 0))[1] + 1) for n in due}
@@ -247,29 +259,36 @@ async def let_go(node: str, address: str) -> None:
         log.warning("let %s go (disconnect_node: %s)", node, got[1] or "?")
 
 
-async def run(port: int, peers: Mapping[str, str], hold: Path, grace: float = GRACE_S, unit: str = UNIT,
-              reach_attribute: str | None = None) -> None:
+async def run(port: int, peers: Mapping[str, str], hold: Path, *, grace: float = GRACE_S,
+              reach_attribute: str | None = None, node: str = "") -> None:
     watch, silent_peers = Watch(), Peers()
+    here = host_of(node)
     notify("READY=1")
     while True:
         started = time.time()
-        seen, silent = await look(port, peers, hold, unit)
+        seen, silent = await look(port, peers, hold, UNIT)
         watch, why = watch.after(time.monotonic(), seen, grace)
         if why:
-            log.warning("restarting %s: %s", unit, why)
+            log.warning("restarting %s: %s", UNIT, why)
             # --no-block: the start may take minutes; the watchdog keeps being fed meanwhile.
-            res = subprocess.run(["systemctl", "restart", "--no-block", unit], capture_output=True, text=True,
+            res = subprocess.run(["systemctl", "restart", "--no-block", UNIT], capture_output=True, text=True,
                                  timeout=30, check=False)
             if res.returncode:
-                log.error("systemctl restart %s: exit %d: %s", unit, res.returncode, res.stderr.strip()[:300])
+                log.error("systemctl restart %s: exit %d: %s", UNIT, res.returncode, res.stderr.strip()[:300])
         # Pacemaker is asked only while a peer is silent: one small process then, none on a quiet look.
         cut = cut_off(await reach(reach_attribute)) if reach_attribute and silent else frozenset[str]()
-        silent_peers, lost = silent_peers.after(time.monotonic(), peers, silent, cut)
-        for node in lost if seen.listening else ():  # a node that serves nothing has nothing stalled
-            log.warning("%s has not answered on port %d for %d looks while other peers did%s: letting it go",
-                        node, port, silent_peers.silence.misses[peers[node]],
-                        ", and pacemaker's ping says its host reaches no one" if host_of(node) in cut else "")
-            await let_go(node, peers[node])
+        silent_peers, lost = silent_peers.after(time.monotonic(), peers, silent, cut, here)
+        for peer in lost if seen.listening else ():  # a node that serves nothing has nothing stalled
+            looks = silent_peers.silence.misses[peers[peer]]
+            if here in cut:
+                log.warning("%s has not answered on port %d for %d look(s), and pacemaker's ping says this host "
+                            "is the one that reaches no one: letting it go (pause_minority pauses this node)",
+                            peer, port, looks)
+            else:
+                log.warning("%s has not answered on port %d for %d looks while other peers did%s: letting it go",
+                            peer, port, looks,
+                            ", and pacemaker's ping says its host reaches no one" if host_of(peer) in cut else "")
+            await let_go(peer, peers[peer])
         notify("WATCHDOG=1")
         # On the wall clock's whole seconds: every member's watch looks, and lets a lost peer go, at once.
         # Quorum queue followers that dropped the lost leader 0.75 s apart took 3.5-4.3 s to elect (a
@@ -290,6 +309,12 @@ def _peer(text: str) -> tuple[str, str]:
     return node, address
 
 
+def _node(text: str) -> str:
+    if not NODE_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected an Erlang node name (rabbit@ctl1), got {text!r}")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="hastack-rabbit-watch", description=__doc__.split("\n\n", 1)[0],
                                  epilog=f"To stop the rabbit app on purpose (maintenance): touch {HOLD} first, "
@@ -302,10 +327,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reach-attribute", metavar="NAME",
                     help="the pacemaker node attribute counting the management targets each member reaches "
                          "(the ping clone's): a peer at 0 is let go at its first silent look")
+    ap.add_argument("--node", default="", type=_node,
+                    help="this node's Erlang name (rabbit@ctl1): with --reach-attribute, a host whose own count is "
+                         "0 while a peer's is not lets every silent peer go, so that pause_minority pauses it")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(run(args.port, dict(args.peer), Path(args.hold), grace=args.grace,
-                    reach_attribute=args.reach_attribute))
+                    reach_attribute=args.reach_attribute, node=args.node))
     return 0
 
 

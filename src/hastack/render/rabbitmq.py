@@ -178,7 +178,7 @@ def watch_unit(spec: Spec, node: str) -> str:
     # Where the members run the ping clone, its attribute tells the watch a peer's host lost its network
     # (asked of the local pacemaker: only a member has one; a peer that is not a member has no count).
     if pings(spec) and node in {n.name for n in spec.corosync_nodes()}:
-        peers += f" --reach-attribute {PING_ATTRIBUTE}"
+        peers += f" --reach-attribute {PING_ATTRIBUTE} --node {nodename(node)}"
     return WATCH_UNIT_BODY.format(hold=rabbit_watch.HOLD, launcher=rabbit_watch.LAUNCHER, port=amqp_port(spec),
                                   peers=peers, runtime=rabbit_watch.DIR.removeprefix("/run/"))
 
