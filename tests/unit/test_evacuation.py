@@ -186,6 +186,9 @@ def test_nova_s_compute_services_and_servers_are_read_per_host() -> None:
     # Servers still scheduling (or failed to schedule) are on no host: nothing to evacuate for them.
     assert {h: len(v) for h, v in servers.items()} == {"compute1": 4, "compute2": 4}
     assert sorted(i.status for i in servers["compute1"]) == ["ACTIVE", "ACTIVE", "ACTIVE", "BUILD"]
+    # nova's launched_at: the build never ran, the others did
+    assert sorted((i.status, i.launched) for i in servers["compute1"]) == [
+        ("ACTIVE", True), ("ACTIVE", True), ("ACTIVE", True), ("BUILD", False)]
 
 
 def test_an_instance_nova_cannot_evacuate_is_reported_not_asked_for() -> None:
@@ -195,19 +198,25 @@ def test_an_instance_nova_cannot_evacuate_is_reported_not_asked_for() -> None:
     assert "nova cannot evacuate the rest (PAUSED)" in plan.of("compute1").reason
 
 
-def test_a_build_the_dead_host_never_finished_is_reset_to_error_then_evacuated() -> None:
-    """The lab: three servers building on a compute when it was fenced kept it off for good (nova
-    evacuates no BUILD instance; it errs one only when the host's nova-compute starts again)."""
-    c = dead(instances=(Instance("vm-a", "ACTIVE"), Instance("vm-c", "BUILD", "spawning")))
+def test_an_instance_that_never_ran_is_left_in_place_and_holds_nothing_back() -> None:
+    """The lab: a server building on a compute when it was fenced. nova evacuates only an instance
+    launched once (it answered 409 "invalid state for 'evacuate'" at every round, even after a reset to
+    error), and waiting for it to leave kept the compute off for good."""
+    build = Instance("vm-c", "BUILD", "spawning", launched=False)
+    erred = Instance("vm-e", "ERROR", launched=False)  # reset to error before it ever ran
+    c = dead(instances=(Instance("vm-a", "ACTIVE"), build, erred))
     plan = decide(fleet(c), POLICY)
-    assert [str(a) for a in plan.actions] == ["force-down compute1", "reset compute1 vm-c",
-                                              "evacuate compute1 vm-a", "evacuate compute1 vm-c"]
-    # asked once: nova's evacuation record stops a second reset as well as a second evacuation
-    asked = dataclasses.replace(dead(forced_down=True, instances=c.instances), asked=frozenset({"vm-a", "vm-c"}))
-    assert decide(fleet(asked), POLICY).actions == ()
-    # a build another evacuation is already rebuilding is not reset under it
-    moving = dead(forced_down=True, instances=(Instance("vm-c", "BUILD", "rebuild_spawning"),))
-    assert decide(fleet(moving), POLICY).actions == ()
+    assert [str(a) for a in plan.actions] == ["force-down compute1", "evacuate compute1 vm-a"]
+    assert "2 never ran there, left in place" in plan.of("compute1").reason
+    # once the one that ran is rebuilt elsewhere, the compute is powered on: the others stay on it
+    moved = dataclasses.replace(_off(), instances=(build, erred))
+    assert [a.step for a in decide(fleet(moved), POLICY).actions] == [Step.POWER_ON]
+    # and once it is back, forced_down is cleared: nova-compute errs the build as it starts
+    back = dead(member=Member.ONLINE, forced_down=True, instances=(build, erred))
+    assert [a.step for a in decide(fleet(back), POLICY).actions] == [Step.CLEAR]
+    # an instance in error that ran once is evacuated like any other
+    assert [str(a) for a in decide(fleet(dead(instances=(Instance("vm-r", "ERROR"),))), POLICY).actions] == [
+        "force-down compute1", "evacuate compute1 vm-r"]
 
 
 def test_an_instance_nova_already_has_an_evacuation_of_is_not_asked_again() -> None:

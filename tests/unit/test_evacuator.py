@@ -61,9 +61,6 @@ class FakeNova:
             raise RuntimeError("409 Conflict: instance is in task_state rebuilding")
         self.log.append(("evacuate", server))
 
-    def reset_state(self, server: str) -> None:
-        self.log.append(("reset", server))
-
 
 def test_a_compute_as_pacemaker_sees_it() -> None:
     mon = parse_crm_mon(fixture("crm_mon_lab_healthy.xml"))
@@ -176,16 +173,6 @@ def test_actions_run_in_the_plan_order_and_a_failed_one_is_left_for_the_next_rou
     assert failed == ["evacuate compute1 a: 409 Conflict: instance is in task_state rebuilding"]
 
 
-def test_a_stranded_build_is_reset_before_any_evacuation_is_asked() -> None:
-    plan = Plan((HostPlan("compute1", State.EVACUATING, "fenced", (
-        Action(Step.EVACUATE, "compute1", "a"), Action(Step.EVACUATE, "compute1", "b"),
-        Action(Step.RESET, "compute1", "b"))),))
-    nova = FakeNova()
-    done, failed = evacuator.apply(nova, plan)  # type: ignore[arg-type]
-    assert nova.log[0] == ("reset", "b") and sorted(nova.log[1:]) == [("evacuate", "a"), ("evacuate", "b")]
-    assert failed == [] and done[0] == "reset compute1 b"
-
-
 def test_a_second_fence_runs_through_pacemaker_before_anything_else() -> None:
     plan = Plan((HostPlan("compute1", State.WAIT_FENCE, "late report", (Action(Step.FENCE, "compute1"),)),
                  HostPlan("compute2", State.EVACUATING, "fenced", (Action(Step.POWER_ON, "compute2"),))))
@@ -273,8 +260,8 @@ def test_a_compute_back_before_its_instances_left_has_none_asked_twice() -> None
     c1, c2 = evacuator.facts(CFG, ForcedDown(), _cluster("online", fenced=True))  # type: ignore[arg-type]
     assert c1.member is Member.ONLINE and c1.service is not None and c1.service.forced_down
     asked = [a.instance for a in decide((c1, c2), CFG.policy()).actions if a.step is Step.EVACUATE]
-    # only those not on record: the third ACTIVE one, and the build it never finished (reset first)
-    assert asked == ["01846f31-bbdb-4232-aae2-45e22e567feb", "328fc099-8e92-4671-8433-f0f0ea698441"]
+    # only the one not on record: the third ACTIVE one (the build it never finished never ran: it stays)
+    assert asked == ["328fc099-8e92-4671-8433-f0f0ea698441"]
 
 
 def test_a_returned_compute_s_done_evacuations_are_read_from_nova_s_record() -> None:
@@ -376,15 +363,15 @@ def test_the_operator_evacuation_fences_first_then_moves_everything() -> None:
     assert asked[fence_at] == ["stonith_admin", "--fence", "compute1", "--timeout", "120"]
     assert result.ok and result.fenced == "now", result
     ids = nova.service_ids()
-    # forced down, the one still building when it died reset to error (nova evacuates no BUILD), then it
-    # and the three ACTIVE instances evacuated (nova's record holds older evacuations only: from
-    # before this fence)
-    build = "01846f31-bbdb-4232-aae2-45e22e567feb"
-    every = (build, "0f910412-1d3d-43e4-befc-171d15dd6b54", "328fc099-8e92-4671-8433-f0f0ea698441",
+    # forced down, then the three ACTIVE instances evacuated (nova's record holds older evacuations only:
+    # from before this fence); the one still building when it died never ran (nova evacuates only what
+    # was launched once): left in place, and reported
+    every = ("0f910412-1d3d-43e4-befc-171d15dd6b54", "328fc099-8e92-4671-8433-f0f0ea698441",
              "f4290cc4-6870-4746-9953-3258980531c8")
-    assert nova.log[:2] == [(ids["compute1"], {"forced_down": True}), ("reset", build)]
-    assert sorted(str(x) for k, x in nova.log if k == "evacuate") == list(every)  # each asked once
-    assert result.moving == every and result.left == ()
+    assert nova.log[0] == (ids["compute1"], {"forced_down": True})
+    assert sorted(str(x) for k, x in nova.log[1:] if k == "evacuate") == list(every)  # each asked once
+    assert len(nova.log) == 1 + len(every)
+    assert result.moving == every and result.left == ("01846f31-bbdb-4232-aae2-45e22e567feb (BUILD)",)
     assert Evacuated.model_validate_json(result.model_dump_json()) == result  # what the CLI reads back
 
 

@@ -116,6 +116,7 @@ class Instance:
     id: str
     status: str  # nova's: ACTIVE, SHUTOFF, ERROR, REBUILD...
     task_state: str | None = None
+    launched: bool = True  # nova's `launched_at` is set: it ran once
 
     @property
     def busy(self) -> bool:
@@ -126,17 +127,18 @@ class Instance:
         return self.status in GONE or self.task_state in DELETING_TASKS
 
     @property
-    def evacuable(self) -> bool:
-        """nova evacuates an instance that is active, stopped or in error, and not already moving."""
-        return self.status in EVACUABLE and not self.busy
+    def never_ran(self) -> bool:
+        """A build the dead host never finished (or one reset to error since). nova evacuates only an
+        instance that was launched once, and nothing of this one runs: it stays where it is, in ERROR
+        once the host's nova-compute starts again, and holds nothing back. Waiting for it to leave kept
+        a fenced compute off for good (the lab: a server building on it when it was fenced, reset to
+        error, refused by nova's evacuate at every round)."""
+        return (not self.launched or self.status == "BUILD") and not self.busy
 
     @property
-    def stranded(self) -> bool:
-        """A build the dead host never finished. nova refuses to evacuate it, and puts it in ERROR only
-        when the host's nova-compute starts again, which waits for every instance to leave: the lab
-        kept a fenced compute off for good over three servers building on it when it died. Reset to
-        error, it is evacuated like any other: built again elsewhere."""
-        return self.status == "BUILD" and not self.busy
+    def evacuable(self) -> bool:
+        """nova evacuates an instance that ran once, is active, stopped or in error, and is not already moving."""
+        return self.status in EVACUABLE and not self.busy and not self.never_ran
 
 
 def nova_time(text: str | None) -> float | None:
@@ -192,7 +194,8 @@ def parse_servers(doc: Mapping[str, Any]) -> dict[str, tuple[Instance, ...]]:
     for s in doc.get("servers", []):
         host = s.get("OS-EXT-SRV-ATTR:host")
         if host:
-            out.setdefault(host, []).append(Instance(s["id"], s.get("status", ""), s.get("OS-EXT-STS:task_state")))
+            out.setdefault(host, []).append(Instance(s["id"], s.get("status", ""), s.get("OS-EXT-STS:task_state"),
+                                                     launched=bool(s.get("OS-SRV-USG:launched_at"))))
     return {h: tuple(v) for h, v in out.items()}
 
 
@@ -220,14 +223,14 @@ class Compute:
         return i.busy or i.id in self.asked
 
     def waiting(self) -> list[Instance]:
-        """Instances to ask nova to evacuate (stranded builds reset first), and not asked already."""
-        return [i for i in self.instances if (i.evacuable or i.stranded) and i.id not in self.asked]
+        """Instances to ask nova to evacuate, and not asked already."""
+        return [i for i in self.instances if i.evacuable and i.id not in self.asked]
 
     def staying(self) -> list[Instance]:
-        """Instances still to leave the host by evacuation: not those being deleted. Counting those
-        kept a fenced compute off for good (the lab: 20 servers deleted while it was down waited for
-        its nova-compute, which waited for them to leave)."""
-        return [i for i in self.instances if not i.leaving]
+        """Instances still to leave the host by evacuation: not those being deleted, nor those that never
+        ran. Counting either kept a fenced compute off for good (the lab: 20 servers deleted while it was
+        down waited for its nova-compute, which waited for them to leave)."""
+        return [i for i in self.instances if not i.leaving and not i.never_ran]
 
 
 @dataclass(frozen=True)
@@ -247,7 +250,6 @@ class Step(StrEnum):
     FENCE = "fence"  # off through its device again: a report stamped after the fence that holds it off
     FORCE_DOWN = "force-down"  # nova-compute's forced_down = true
     ENABLE = "enable"  # a reserved host's nova-compute service enabled: it can take instances
-    RESET = "reset"  # a stranded build's state set to error, so that nova evacuates it
     EVACUATE = "evacuate"  # one instance rebuilt elsewhere (nova picks the host)
     CLEAR = "clear"  # forced_down = false: the host is back and empty of evacuated instances
     POWER_ON = "power-on"  # a compute the cluster fenced (off), on again once its evacuations are done
@@ -285,7 +287,7 @@ class HostPlan:
 
 # The order a plan's steps run in: a host is down for nova before anything moves off it, a reserved
 # host open before the evacuations that need it.
-ORDER = (Step.FENCE, Step.FORCE_DOWN, Step.ENABLE, Step.RESET, Step.EVACUATE, Step.CLEAR, Step.POWER_ON)
+ORDER = (Step.FENCE, Step.FORCE_DOWN, Step.ENABLE, Step.EVACUATE, Step.CLEAR, Step.POWER_ON)
 
 
 @dataclass(frozen=True)
@@ -378,18 +380,19 @@ def _failed_host(c: Compute, policy: Policy, refusal: str) -> HostPlan:
         on = (Action(Step.POWER_ON, c.name),) if owed_power_on(c) else ()
         return HostPlan(c.name, State.FENCED, "fenced; evacuate: false in the spec", (*actions, *on))
     waiting, staying = c.waiting(), c.staying()
-    actions += [Action(Step.RESET, c.name, i.id) for i in waiting if i.stranded]
     actions += [Action(Step.EVACUATE, c.name, i.id) for i in waiting]
+    never = sum(1 for i in c.instances if i.never_ran and not i.leaving)
+    unrun = f"; {never} never ran there, left in place" if never else ""
     if not staying and not c.unfinished and owed_power_on(c):
         # Pacemaker fences a compute off (its device's reboot is an off): it boots again only now, so
         # its nova-compute starts after every evacuation from it is done and completes them.
         return HostPlan(c.name, State.EVACUATING, f"fenced at {_fmt(c.fencing.done_at)}; every instance has "
-                        "left: powering it on", (*actions, Action(Step.POWER_ON, c.name)))
+                        f"left{unrun}: powering it on", (*actions, Action(Step.POWER_ON, c.name)))
     busy = sum(1 for i in staying if c.moving(i))
     stuck = sorted({i.status for i in staying if not i.evacuable and not c.moving(i)})
     return HostPlan(c.name, State.EVACUATING, f"fenced at {_fmt(c.fencing.done_at)}; {len(waiting)} instance(s) to "
                     f"evacuate, {busy} already moving" + (f"; nova cannot evacuate the rest ({', '.join(stuck)})"
-                                                          if stuck else ""), tuple(actions))
+                                                          if stuck else "") + unrun, tuple(actions))
 
 
 def _online_host(c: Compute, policy: Policy) -> HostPlan:

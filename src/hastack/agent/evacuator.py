@@ -132,14 +132,9 @@ class Nova:
     def put_service(self, service_id: str, body: dict[str, object]) -> None:
         self.sess.put(f"/os-services/{service_id}", json=body, endpoint_filter=self.filt, headers=self.headers)
 
-    def _server_action(self, server: str, body: dict[str, object]) -> None:
-        self.sess.post(f"/servers/{server}/action", json=body, endpoint_filter=self.filt, headers=self.headers)
-
-    def reset_state(self, server: str) -> None:
-        self._server_action(server, {"os-resetState": {"state": "error"}})
-
     def evacuate(self, server: str) -> None:
-        self._server_action(server, {"evacuate": {}})
+        self.sess.post(f"/servers/{server}/action", json={"evacuate": {}}, endpoint_filter=self.filt,
+                       headers=self.headers)
 
 
 def facts(cfg: EvacuatorConfig, nova: Nova, run: Callable[[list[str]], str] = _run) -> tuple[Compute, ...]:
@@ -222,8 +217,6 @@ def apply(nova: Nova, plan: Plan, run: Callable[[list[str]], str] = _run,
         try:
             if action.step is Step.EVACUATE:
                 nova.evacuate(action.instance)
-            elif action.step is Step.RESET:
-                nova.reset_state(action.instance)
             elif action.step is Step.POWER_ON:  # through the host's own fence device, as pacemaker cut it
                 run(["stonith_admin", "--unfence", action.host, "--timeout", "60"])
             elif action.step is Step.FENCE:
