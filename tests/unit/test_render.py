@@ -374,11 +374,11 @@ def test_a_vip_holder_must_reach_the_management_network() -> None:
     # with the link down).
     assert lists["mgmt-ping-ia-ctl2"] == "10.77.0.11 10.77.0.13 10.77.0.21 10.77.0.22 10.77.0.1"
     assert next(op for op in ping.iter("op") if op.get("name") == "monitor").get("interval") == "1s"  # fast
-    # One fping try of 1 s per look: the agent's attempts=1 alone is one retry, 2 s for a lost network.
+    # Two fping tries of 0.5 s per look (the agent's -r is a retry count: its options' later -r 1 wins).
     [common] = [ia for ia in ping.iter("instance_attributes") if ia.get("id") == "mgmt-ping-ia"]
     shared = {nv.get("name"): nv.get("value") for nv in common.iter("nvpair")}
     assert {k: shared[k] for k in ("attempts", "timeout", "options", "dampen")} == {
-        "attempts": "1", "timeout": "1", "options": "-r 0", "dampen": "0s"}
+        "attempts": "2", "timeout": "1", "options": "-r 1", "dampen": "0s"}
     [rule] = [c.find("rule") for c in cib.iter("rsc_location") if c.get("id") == "vip-internal-needs-mgmt"]
     assert rule is not None and rule.get("score") == "-INFINITY" and rule.get("boolean-op") == "or"
     assert [(e.get("attribute"), e.get("operation"), e.get("value")) for e in rule.iter("expression")] == [

@@ -32,8 +32,8 @@ def test_checks_follow_the_vip_manager() -> None:
     assert [c.name for c in alone] == ["haproxy", "mgmt"]
     haproxy, mgmt = alone
     assert haproxy.process == "haproxy" and not haproxy.argv and (haproxy.rise, haproxy.fall) == (2, 2)
-    # One of the peers answering within a second is enough (fping -x 1), once every 3 s.
-    assert mgmt.argv == (FPING, "-q", "-x", "1", "-r", "0", "-t", "1000", "10.0.0.2", "10.0.0.3")
+    # One of the peers answering one of two tries of 0.5 s is enough (fping -x 1 -r 1), once every 3 s.
+    assert mgmt.argv == (FPING, "-q", "-x", "1", "-r", "1", "-t", "500", "-B", "1.0", "10.0.0.2", "10.0.0.3")
     assert (mgmt.every_s, mgmt.fall) == (3.0, 1)
     gated = checks(True, ["10.0.0.2"], 1.0, process="hst-haproxy")
     assert [c.name for c in gated] == ["haproxy", "mgmt", "quorum"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import xml.etree.ElementTree as ET
 
+from hastack.agent.vrrp_gate import PING_TRIES, PING_TRY_MS
 from hastack.credentials.model import Secrets
 from hastack.render.corosync import members
 from hastack.render.evacuator import UNIT_NAME as EVACUATOR_UNIT
@@ -37,7 +38,7 @@ PING = "mgmt-ping-clone"
 TIME_SYNC = "time-sync-clone"
 EVACUATOR = "evacuator"
 PING_ATTRIBUTE = "mgmt-reach"  # the node attribute the ping clone sets: how many targets answered
-PING_OPTIONS = "-r 0"  # fping: no retry (see _ping_clone)
+PING_OPTIONS = f"-r {PING_TRIES - 1}"  # fping's retries: the later -r wins over the agent's (see _ping_clone)
 # The CIB schema version pacemaker 2.1 (Debian 12) validates against.
 VALIDATE_WITH = "pacemaker-3.7"
 
@@ -70,12 +71,13 @@ def _primitive(parent: ET.Element, rid: str, cls: str, type_: str, provider: str
 def _ping_clone(res: ET.Element, spec: Spec) -> None:
     clone = ET.SubElement(res, "clone", id=PING)
     p = _primitive(clone, "mgmt-ping", "ocf", "ping", "pacemaker")
-    # One try answered within 1 s (fping, all targets at once); no dampening: a holder cut off
-    # gives the VIP up at its next look, not seconds after. The agent turns attempts=1 into `fping
-    # -r 1`, one retry: an unreachable target took 2 s (measured); the later `-r 0` in its options wins.
+    # The VRRP gate's look (PING_TRIES of PING_TRY_MS, all targets at once); no dampening: a holder
+    # cut off gives the VIP up at its next look, not seconds after. The agent runs `fping -r ATTEMPTS
+    # -t TIMEOUT/ATTEMPTS`: -r counts retries, not tries, so its -r is one too many (an unreachable
+    # target took 2 s with attempts=1, measured); the later -r in its options wins.
     _nvset(p, "instance_attributes", "mgmt-ping-ia", {
-        "name": PING_ATTRIBUTE, "multiplier": "1", "attempts": "1", "timeout": "1", "dampen": "0s",
-        "options": PING_OPTIONS})
+        "name": PING_ATTRIBUTE, "multiplier": "1", "attempts": str(PING_TRIES),
+        "timeout": str(PING_TRIES * PING_TRY_MS // 1000), "dampen": "0s", "options": PING_OPTIONS})
     for node in spec.haproxy_nodes():  # each node its own list: rules on the node's name
         ia = ET.SubElement(p, "instance_attributes", id=f"mgmt-ping-ia-{node.name}", score="10")
         rule = ET.SubElement(ia, "rule", id=f"mgmt-ping-ia-{node.name}-rule", score="INFINITY")
