@@ -4,6 +4,7 @@ from /proc/net (fixtures: the kernel's own files), the peer connect, and the uni
 from __future__ import annotations
 
 import asyncio
+import shlex
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ from hastack.agent.rabbit_watch import (
     listening,
     main,
     parse_reach,
+    parser,
 )
 from hastack.agent.silence import knock, to_next_tick
 from hastack.render.pacemaker import PING_ATTRIBUTE, pings
@@ -104,22 +106,33 @@ def test_a_peer_serves_when_its_port_accepts() -> None:
 
 
 def test_every_rabbit_node_gets_a_watch_of_its_peers_on_the_amqp_port() -> None:
-    # The ping clone runs where pacemaker places the VIPs (or watches computes): then the watch reads its count.
+    # The ping clone runs where pacemaker places the VIPs (or watches computes): then the watch of a member
+    # reads its count. A RabbitMQ node on a compute (the lab's member-replacement test) is no member.
+    on_compute = variant(THREE, instance_ha={"enabled": True}, vip_manager="keepalived-quorum",
+                         rabbitmq={"nodes": ["ctl1", "ctl2", "compute1"]})
     for spec, tls, ping in ((variant(THREE, tls={"enabled": False}), False, True),
                             (variant(SEED, tls={"enabled": False}), False, True),
                             (variant(THREE, tls={"enabled": True}), True, True),
-                            (variant(THREE, vip_manager="keepalived-quorum"), True, False)):
+                            (variant(THREE, vip_manager="keepalived-quorum"), True, False),
+                            (on_compute, True, True)):
         assert pings(spec) is ping
         files = render_rabbitmq(spec, secrets_for(spec))
         assert set(files) == {n.name for n in spec.rabbit_nodes()}
+        members = {n.name for n in spec.corosync_nodes()}
         for node in spec.rabbit_nodes():
             unit = next(f for f in files[node.name] if f.path == WATCH_UNIT).content.decode()
             peers = [f"rabbit@{n.name}={n.address}" for n in spec.rabbit_nodes() if n.name != node.name]
             start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+            reads = ping and node.name in members
             assert start == f"ExecStart={LAUNCHER} --port {5671 if tls else 5672}" + "".join(
                 f" --peer {p}" for p in peers) + (
-                f" --reach-attribute {PING_ATTRIBUTE} --node rabbit@{node.name}" if ping else "")
+                f" --reach-attribute {PING_ATTRIBUTE} --node rabbit@{node.name}" if reads else "")
             assert "Type=notify" in unit and "WatchdogSec=" in unit and HOLD in unit
+            # The watch itself takes the line (a parse error is a unit that never starts).
+            args = parser().parse_args(shlex.split(start.removeprefix("ExecStart="))[1:])
+            assert (args.node, args.reach_attribute) == ((f"rabbit@{node.name}", PING_ATTRIBUTE) if reads
+                                                         else (None, None))
+            assert dict(args.peer) == dict(p.split("=") for p in peers)
 
 
 PEERS = {"rabbit@ctl1": "10.77.0.11", "rabbit@ctl3": "10.77.0.13"}  # as ctl2's watch knows them

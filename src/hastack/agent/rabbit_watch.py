@@ -315,7 +315,7 @@ def _node(text: str) -> str:
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="hastack-rabbit-watch", description=__doc__.split("\n\n", 1)[0],
                                  epilog=f"To stop the rabbit app on purpose (maintenance): touch {HOLD} first, "
                                         "remove it after.")
@@ -327,13 +327,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reach-attribute", metavar="NAME",
                     help="the pacemaker node attribute counting the management targets each member reaches "
                          "(the ping clone's): a peer at 0 is let go at its first silent look")
-    ap.add_argument("--node", default="", type=_node,
+    # No default through `type`: argparse runs a string default through it, and "" is no node name
+    # (every watch rendered without --node failed to start: a RabbitMQ node on a compute).
+    ap.add_argument("--node", type=_node,
                     help="this node's Erlang name (rabbit@ctl1): with --reach-attribute, a host whose own count is "
                          "0 while a peer's is not lets every silent peer go, so that pause_minority pauses it")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(run(args.port, dict(args.peer), Path(args.hold), grace=args.grace,
-                    reach_attribute=args.reach_attribute, node=args.node))
+                    reach_attribute=args.reach_attribute, node=args.node or ""))
     return 0
 
 
