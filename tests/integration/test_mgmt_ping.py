@@ -5,7 +5,6 @@ network that is gone is still known in about a second."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,13 +63,6 @@ def _agent_look(spec: Spec, net: PingNet, tmp_path: Path) -> tuple[int, float]:
     return int(count), took
 
 
-def _gate_look(net: PingNet) -> tuple[bool, float]:
-    """The VRRP gate's network check, as it runs it: passed or not, and how long it took."""
-    started = time.monotonic()
-    res = subprocess.run(net.node.argv(fping(net.targets)), capture_output=True, text=True, timeout=30, check=False)
-    return res.returncode == 0, time.monotonic() - started
-
-
 def test_the_ping_agent_counts_a_target_whose_first_try_was_lost(spec: Spec, net: PingNet, tmp_path: Path) -> None:
     net.drop_first()
     count, _ = _agent_look(spec, net, tmp_path)
@@ -91,11 +83,11 @@ def test_the_ping_agent_finds_a_lost_network_in_two_tries_within_a_second(
 
 def test_the_vrrp_gate_passes_on_second_tries_and_fails_a_lost_network_within_a_second(net: PingNet) -> None:
     net.drop_first()
-    passed, _ = _gate_look(net)
+    passed, _ = net.look(fping(net.targets))
     assert passed
     assert all(n >= 2 for n in net.requests().values())  # fping -x stops once one target answered
     net.drop_all()
-    passed, took = _gate_look(net)
+    passed, took = net.look(fping(net.targets))
     assert not passed
     assert took < GONE_WITHIN_S, f"the gate's fping took {took:.2f} s to find no target"
     assert net.requests() == dict.fromkeys(net.targets, 2)

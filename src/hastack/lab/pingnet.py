@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -47,6 +48,12 @@ class PingNet:
         """Each echo request and each reply is lost at random, `percent` in a hundred, each way on its own."""
         drop = f"numgen random mod 100 < {percent} drop"
         self._rules(drop, drop)
+
+    def look(self, argv: Sequence[str]) -> tuple[bool, float]:
+        """`argv` (a check that exits 0 when it passes) run on the node: passed or not, and how long it took."""
+        started = time.monotonic()
+        res = subprocess.run(self.node.argv(argv), capture_output=True, timeout=30, check=False)
+        return res.returncode == 0, time.monotonic() - started
 
     def requests(self) -> dict[str, int]:
         """The echo requests that reached each target since the rules were set."""
