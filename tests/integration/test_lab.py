@@ -31,7 +31,7 @@ from hastack.lab.cpu import CpuGroups
 from hastack.lab.layout import layout
 from hastack.lab.runtime import LabDirs, load_state
 from hastack.render.openstack_run import FLAVOR, IMAGE, api_reads, catalog_names, log_path, vip_url
-from hastack.render.pacemaker import FAILURE_TIMEOUT_S
+from hastack.render.pacemaker import FAILURE_TIMEOUT_S, REMOTE_PORT, remote_waits
 from hastack.render.rabbitmq import WATCH
 from hastack.spec.catalog import daemons_for, daemons_on, endpoints_for
 from hastack.spec.load import load_spec
@@ -514,6 +514,72 @@ def test_a_failed_start_is_cleaned_up_by_recover_or_retried_by_pacemaker(lab: Pa
     finally:
         ssh(dirs, address, f"rm -f {dropin} && systemctl daemon-reload")
     wait_healthy(lab, 240)
+
+
+def test_a_compute_drops_the_connection_of_a_member_gone_silent(lab: Path, case: Case) -> None:
+    """pacemaker_remoted tells every client of each operation's result, a dead member's connection
+    included, and once that socket's buffer is full it retries the send in a loop and accepts nothing:
+    a compute whose connection holder had died failed every other member's start, and pacemaker fenced
+    it. Here the holder's traffic with compute1 is dropped on the bridge (the member as good as dead to
+    it: no reset, no FIN); the connection moves, compute1 is probed again (results sent to every
+    client), and compute1 must drop the dead socket within the TCP user timeout hastack renders (the
+    poke's wait), never fenced."""
+    spec = load_spec(lab)
+    if not spec.remote_nodes():
+        pytest.skip(f"{lab.name}: instance_ha is off in this lab's spec")
+    topology_test(case)
+    wait_healthy(lab, 240)
+    dirs = LabDirs.of(spec.cluster)
+    compute = spec.remote_nodes()[0]
+    member = str(spec.node("ctl1").address)
+    fenced_before = load_state(dirs).fenced.get(compute.name)
+    poke_s, _ = remote_waits(spec)
+
+    def holder() -> str:
+        res = ssh(dirs, member, MON.command)
+        assert res.returncode == 0, res.stderr
+        return ",".join(parse_crm_mon(res.stdout).where(compute.name))
+
+    def dead_sockets(peer: str) -> str:
+        res = ssh(dirs, str(compute.address), f"ss -Htn state established '( sport = :{REMOTE_PORT} )' dst {peer}")
+        assert res.returncode == 0, res.stderr
+        return res.stdout.strip()
+
+    old = holder()
+    assert old and "," not in old, f"{compute.name}'s connection runs on {old or 'no member'}"
+    old_address = str(spec.node(old).address)
+    table = f"hastack_test_{layout(spec).tag}"
+    rules = [f"add table bridge {table}",
+             f"add chain bridge {table} hold {{ type filter hook forward priority 0 ; policy accept ; }}",
+             f"add rule bridge {table} hold ip saddr {compute.address} ip daddr {old_address} tcp sport {REMOTE_PORT} "
+             "drop",
+             f"add rule bridge {table} hold ip saddr {old_address} ip daddr {compute.address} tcp dport {REMOTE_PORT} "
+             "drop"]
+    try:
+        subprocess.run(["nft", "-f", "-"], input="\n".join(rules) + "\n", text=True, check=True, timeout=30)
+        deadline = time.monotonic() + 120
+        while (now := holder()) in ("", old):
+            assert time.monotonic() < deadline, f"{compute.name}'s connection still on {old} after 120 s"
+            time.sleep(1)
+        # The new connection was announced to every client, the dead socket included (unacknowledged from
+        # then on), and so is every probe's result.
+        moved = time.monotonic()
+        seen = bool(dead_sockets(old_address))
+        res = ssh(dirs, member, f"crm_resource --refresh --node {compute.name}")
+        assert res.returncode == 0, res.stderr
+        deadline = moved + poke_s + 30
+        while left := dead_sockets(old_address):
+            assert time.monotonic() < deadline, (
+                f"{compute.name} still holds {old}'s dead connection {time.monotonic() - moved:.0f} s after the "
+                f"connection moved to {now} (TCP user timeout {poke_s} s):\n{left}")
+            time.sleep(1)
+        print(f"{compute.name} dropped {old}'s dead connection ({'seen' if seen else 'already gone'} when the "
+              f"connection had moved to {now}) {time.monotonic() - moved:.1f} s after the move")
+        assert holder() == now  # it stayed where it moved: compute1's pacemaker_remoted kept answering
+    finally:
+        subprocess.run(["nft", "delete", "table", "bridge", table], capture_output=True, check=False, timeout=30)
+    wait_healthy(lab, 240)
+    assert load_state(dirs).fenced.get(compute.name) == fenced_before, f"{compute.name} was fenced"
 
 
 @fast

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hastack.chaos.checker import judge, p95, rto, split_brains
+from hastack.chaos.checker import judge, p95, rto, spared_fences, split_brains
 from hastack.chaos.scenarios import SCENARIOS, NoTarget, pick_target
 from hastack.lab.layout import layout
 from hastack.spec.load import load_spec
@@ -170,6 +170,17 @@ def test_a_quiet_fault_fails_on_any_reaction() -> None:
     assert not judge(History(ops=broken, vip=vip, readback=back), FAULT, FAULT + 1, 240, quiet=True).ok
     # The same stall after an ordinary fault is a gap to measure, not a failure.
     assert judge(History(ops=stalled, vip=vip, readback=back_all), FAULT, FAULT + 1, 240).ok
+
+
+def test_a_compute_the_fault_left_alone_is_never_fenced() -> None:
+    """A controller's fault (the ring loss that once got compute1 fenced) fences the controller, never a
+    compute; a compute's fault fences that compute only."""
+    computes = frozenset({"compute1", "compute2"})
+    assert spared_fences(("ctl2",), computes).ok
+    wrong = spared_fences(("ctl2", "compute1"), computes)
+    assert not wrong.ok and wrong.detail == "the power switch cut compute1"
+    assert spared_fences(("compute1",), computes - {"compute1"}).ok  # compute-crash on compute1
+    assert not spared_fences(("compute1", "compute2"), computes - {"compute1"}).ok
 
 
 def test_link_loss_drops_both_ways_on_every_link_of_the_target_and_is_undone() -> None:

@@ -416,6 +416,26 @@ def test_a_compute_s_connection_leaves_a_member_cut_off_from_the_management_netw
                    .iter("clone"))
 
 
+def test_a_compute_s_pacemaker_remoted_drops_a_connection_its_peer_stopped_acknowledging() -> None:
+    """pacemaker_remoted gives its connections TCP_USER_TIMEOUT (half of SBD_WATCHDOG_TIMEOUT) only when
+    that variable is in its environment: computes get it, twice the poke's wait, so a dead member's
+    connection is dropped once a member would have found it lost; members never (their controller
+    reads the variable as the watchdog's timeout)."""
+    for profile, poke_s in (("default", 10), ("fast", 4)):
+        s = variant(instance_ha={"enabled": True}, timing={"profile": profile})
+        tree = render_all(s, secrets_for(s))
+        path = "/etc/systemd/system/pacemaker_remote.service.d/50-hastack.conf"
+        for compute in ("compute1", "compute2"):
+            assert ini(tree, compute, path)["Service"]["Environment"] == f"SBD_WATCHDOG_TIMEOUT={2 * poke_s}s", profile
+        assert not [h for h, fs in tree.items() if path in fs and not h.startswith("compute")]
+        assert not any(b"SBD_WATCHDOG_TIMEOUT" in f.content for fs in tree.values() for f in fs.values()
+                       if f.path != path)
+    # No computes watched, no drop-in.
+    plain = variant()
+    assert not any(p.startswith("/etc/systemd/system/pacemaker_remote") for fs in render_all(
+        plain, secrets_for(plain)).values() for p in fs)
+
+
 def test_fence_delay_becomes_pcmk_delay_base() -> None:
     data_spec = load_spec(SEED)
     nodes = [n.model_copy(update={"fence": n.fence.model_copy(update={"delay": 10})}) if n.name == "ctl1" and n.fence

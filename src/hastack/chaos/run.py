@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from hastack.chaos.checker import Judgement, judge
+from hastack.chaos.checker import Judgement, judge, spared_fences
 from hastack.chaos.instance_checker import judge_instances
 from hastack.chaos.scenarios import Fault, Scenario, pick_target
 from hastack.common.progress import Progress
@@ -481,6 +481,8 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
     after = load_state(LabDirs.of(spec.cluster))
     fenced = tuple(sorted(h for h, t in after.fenced.items() if fenced_before.get(h) != t))
     judgement = judge(history, fault_at, heal.healed_at, scenario.heal_bound_s, quiet=scenario.quiet, fenced=fenced)
+    if (spared := frozenset(n.name for n in spec.remote_nodes()) - {host}) and not scenario.quiet:
+        judgement = Judgement(judgement.streams, (*judgement.invariants, spared_fences(fenced, spared)))
     inst = None
     if scenario.instances:
         # The switch's cuts of the target, from the wall clock to the run's monotonic one.

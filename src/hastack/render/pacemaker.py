@@ -30,6 +30,7 @@ from hastack.spec.model import Spec, Vip, VipManager
 
 CIB = "/etc/hastack/cib.xml"
 AUTHKEY = "/etc/pacemaker/authkey"  # pacemaker_remote's key, on members and remote nodes
+REMOTE_DROP_IN = "/etc/systemd/system/pacemaker_remote.service.d/50-hastack.conf"
 REMOTE_PORT = 3121
 # How often pacemaker tries a compute's connection again after losing it (it boots in ~10 s once fenced).
 REMOTE_RETRY_S = 10
@@ -289,6 +290,25 @@ def build_cib(spec: Spec) -> ET.Element:
     return cib
 
 
+def remote_drop_in(spec: Spec) -> str:
+    """pacemaker_remoted's environment on a compute: a bound on how long a connection may hold data its
+    peer never acknowledged.
+
+    pacemaker_remoted tells every client of each operation's result, the connections of members that
+    died included, and when such a socket's buffer is full it retries the send in a loop (2.1.5,
+    `send_tls` in lib/common/remote.c) that holds its main loop: it accepts no connection then, and
+    each member that tries one fails its start after 5 s ("Key was rejected by service"). With every
+    member failed, pacemaker fenced the healthy compute (seen in the lab after a controller crash and a
+    ring loss). The daemon sets TCP_USER_TIMEOUT, half of SBD_WATCHDOG_TIMEOUT, on the connections it
+    accepts when that variable is set, and uses it for nothing else: the kernel then drops a
+    connection whose data stays unacknowledged for the poke's wait (the time a member takes to find
+    the connection lost from its side), which ends the loop and the dead client with it."""
+    poke_s, _ = remote_waits(spec)
+    return ("# Rendered by hastack: a dead member's connection is dropped, never waited on\n"
+            "# (hastack.render.pacemaker.remote_drop_in says why).\n"
+            f"[Service]\nEnvironment=SBD_WATCHDOG_TIMEOUT={2 * poke_s}s\n")
+
+
 def render_pacemaker(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFile]]:
     root = build_cib(spec)
     ET.indent(root)
@@ -298,4 +318,6 @@ def render_pacemaker(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFil
         key = RenderedFile(AUTHKEY, base64.b64decode(secrets["pacemaker_authkey"]), 0o440, "hacluster", "haclient")
         for name in (*(m.name for m in members(spec)), *(n.name for n in spec.remote_nodes())):
             out.setdefault(name, []).append(key)
+        for n in spec.remote_nodes():
+            out[n.name].append(text(REMOTE_DROP_IN, remote_drop_in(spec)))
     return out
