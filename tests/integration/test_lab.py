@@ -189,6 +189,13 @@ def smoked(spec: Path) -> dict[str, Any]:
     return smoke
 
 
+def pacemaker_state(dirs: LabDirs, address: str) -> PacemakerState:
+    """crm_mon as the member at `address` sees the cluster, parsed as status parses it."""
+    res = ssh(dirs, address, MON.command)
+    assert res.returncode == 0, res.stderr
+    return parse_crm_mon(res.stdout)
+
+
 def ssh(dirs: LabDirs, address: str, command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     # The keys the lab recorded as it created (or wiped) each host: checked here as deploy checks them.
     opts = ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={dirs.known_hosts}", "-o", "BatchMode=yes",
@@ -479,9 +486,7 @@ def test_a_failed_start_is_cleaned_up_by_recover_or_retried_by_pacemaker(lab: Pa
     dropin = "/etc/systemd/system/haproxy.service.d/hastack-test-fail.conf"
 
     def mon() -> PacemakerState:
-        res = ssh(dirs, address, MON.command)
-        assert res.returncode == 0, res.stderr
-        return parse_crm_mon(res.stdout)
+        return pacemaker_state(dirs, address)
 
     def runs_there(state: PacemakerState) -> bool:
         return node.name in state.where("haproxy-clone")
@@ -548,9 +553,7 @@ def test_a_compute_drops_the_connection_of_a_member_gone_silent(lab: Path, case:
     poke_s, _ = remote_waits(spec)
 
     def holder() -> str:
-        res = ssh(dirs, member, MON.command)
-        assert res.returncode == 0, res.stderr
-        return ",".join(parse_crm_mon(res.stdout).where(compute.name))
+        return ",".join(pacemaker_state(dirs, member).where(compute.name))
 
     def dead_sockets(peer: str) -> str:
         res = ssh(dirs, str(compute.address), f"ss -Htn state established '( sport = :{REMOTE_PORT} )' dst {peer}")
@@ -885,9 +888,7 @@ def test_a_corosync_member_added_and_taken_out(lab: Path, case: Case) -> None:
 
     def membership() -> tuple[tuple[str, ...], PacemakerState]:
         q = ssh(dirs, first, QUORUM.command)
-        mon = ssh(dirs, first, MON.command)
-        assert mon.returncode == 0, mon.stderr
-        return parse_quorum(q.stdout).names, parse_crm_mon(mon.stdout)
+        return parse_quorum(q.stdout).names, pacemaker_state(dirs, first)
 
     try:
         if remote:
