@@ -1,6 +1,6 @@
 """The chaos workload, run on the client host while a fault is injected.
 
-Four streams, each a thread, each op recorded with its start, end and outcome:
+The streams below, each op recorded with its start, end and outcome:
 - db: one row per commit through the VIP (haproxy -> the galera writer);
 - amqp: one message per publish with confirms to a quorum queue, connecting
   as oslo.messaging does (every transport_url node in turn);
@@ -8,11 +8,13 @@ Four streams, each a thread, each op recorded with its start, end and outcome:
 - vip: every 50 ms an ARP request for the VIP (who holds it: one MAC per
   holder) and a TCP connect to it (does it answer);
 - api (when hastack runs OpenStack): a password login to keystone every
-  2 s (api-token), and an authenticated read of each API in turn through
-  the VIP, one stream per API (api-keystone, api-glance, ...), in process
-  with keystoneauth as an OpenStack client works; with nova, a server
-  created every 5 s (api-servers: acknowledged when nova answers 202), each
-  of which must be ACTIVE at the end.
+  2 s (api-token), and an authenticated read of each API every 0.5 s
+  through the VIP, one stream per API (api-keystone, api-glance, ...), in
+  process with keystoneauth as an OpenStack client works; with nova, a
+  server created every 5 s (api-servers: acknowledged when nova answers
+  202), each of which must be ACTIVE at the end. These calls are started
+  on their schedule whether or not the last one was answered (an open
+  loop), so a stream's gap is the API's, not one stuck call's timeout.
 And a galera sampler per node: is it in a primary component, with whom.
 
 Protocol: the target (smoke.Target plus this run's fields) as one JSON line
@@ -27,6 +29,7 @@ key is read back and the whole history is printed as one JSON line. Every loop i
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import socket
@@ -35,6 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,6 +163,23 @@ class Load:
             t0 = time.monotonic()
             body()
             self.stop.wait(max(0.0, every - (time.monotonic() - t0)))
+
+    def paced(self, every: float, timeout: float, body: Callable[[], None]) -> None:
+        """Start `body` every `every` seconds whether or not the earlier calls have returned (an open loop).
+
+        A closed loop sends nothing while one call waits on a connection the crashed VIP holder took with
+        it; the kernel retries a lost SYN only 1, 3, 7 s after it, so that call ends at the client's
+        timeout (10 s by default) and the stream's gap was that timeout plus one call, whatever the
+        service did (coordinated omission). Started on a schedule, a call sent once the VIP is back is
+        answered at once, and the gap is the service's. A call ends within 2 x `timeout` (requests
+        bounds the connect and each read apart): the pool never runs short."""
+        with ThreadPoolExecutor(max_workers=math.ceil(2 * timeout / every) + 2) as pool:
+            next_at = time.monotonic()
+            while not self.stop.is_set() and time.monotonic() < self.deadline:
+                pool.submit(body)
+                # A starved machine skips the starts it missed instead of sending them in a burst.
+                next_at = max(next_at + every, time.monotonic())
+                self.stop.wait(max(0.0, next_at - time.monotonic()))
 
     def keyed(self, stream: str, write: Callable[[str], None], reset: Callable[[], None]) -> None:
         """One write per op, each with its own key; `write` returns once acknowledged and raises otherwise,
@@ -447,7 +468,7 @@ def api_tokens(load: Load, token: list[str]) -> None:
         except Exception as exc:
             load.rec.op(API_TOKEN, "", t0, False, f"{type(exc).__name__}: {exc}")
 
-    load.loop(TOKEN_EVERY_S, once)
+    load.paced(TOKEN_EVERY_S, LOGIN_TIMEOUT_S, once)
 
 
 def api_reads(t: ChaosTarget) -> dict[str, str]:
@@ -461,7 +482,8 @@ def api_reads(t: ChaosTarget) -> dict[str, str]:
 
 def api_reader(load: Load, token: list[str], name: str, url: str) -> None:
     """api-NAME: one API read every API_EVERY_S with the newest token (any keystone validates any Fernet
-    token). A thread per API: one API stuck on its timeout must not hold the others' reads back."""
+    token), started on that schedule whether or not the last one was answered (`Load.paced`); each API has
+    its own calls, so one stuck API holds no other's reads back."""
     sess, _ = _api_session(load.t)
 
     def once() -> None:
@@ -476,7 +498,7 @@ def api_reader(load: Load, token: list[str], name: str, url: str) -> None:
         except Exception as exc:
             load.rec.op(API_PREFIX + name, "", t0, False, f"{type(exc).__name__}: {exc}")
 
-    load.loop(API_EVERY_S, once)
+    load.paced(API_EVERY_S, load.t.api_timeout_s, once)
 
 
 def _headers(token: str) -> dict[str, str]:
@@ -497,13 +519,12 @@ def server_image(t: ChaosTarget) -> str:
 def server_creator(load: Load, token: list[str], image: str) -> None:
     """api-servers: a server every SERVER_EVERY_S, acknowledged when nova answers 202 (the create is recorded)."""
     sess, _ = _api_session(load.t)
-    seq = [0]
+    seq = itertools.count(1)  # calls overlap (paced): next() is atomic, `+= 1` is not
 
     def once() -> None:
         if not token[0]:
             return
-        seq[0] += 1
-        key = f"{load.t.run}-s{seq[0]}"
+        key = f"{load.t.run}-s{next(seq)}"
         body = {"server": {"name": key, "flavorRef": FLAVOR, "imageRef": image, "networks": "none"}}
         t0 = time.monotonic()
         try:
@@ -514,7 +535,7 @@ def server_creator(load: Load, token: list[str], image: str) -> None:
         except Exception as exc:
             load.rec.op(API_SERVERS, key, t0, False, f"{type(exc).__name__}: {exc}")
 
-    load.loop(SERVER_EVERY_S, once)
+    load.paced(SERVER_EVERY_S, load.t.api_timeout_s, once)
 
 
 def servers_readback(t: ChaosTarget) -> Readback:
