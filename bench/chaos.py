@@ -11,7 +11,10 @@ missing at the end) over all runs.
 
     .venv/bin/python bench/chaos.py [--spec examples/three-controller.yaml] [--runs 3]
                                     [--variant default --variant fast/keepalived-quorum ...]
-                                    [--scenario host-crash ...]
+                                    [--scenario host-crash ...] [--history DIR]
+
+With --history, each run's whole record (every op, VIP sample and galera view) is kept as
+DIR/SCENARIO-VARIANT-N.json (`hastack chaos --history`), to read where a gap went.
 """
 
 from __future__ import annotations
@@ -69,6 +72,32 @@ def med(xs: list[float]) -> str:
     return f"{statistics.median(xs):.2f}" if xs else "-"
 
 
+def run_once(spec: Path, scenario: str, profile: str, n: int, history: Path | None) -> dict[str, Any] | None:
+    """One `hastack chaos --json` run, its line printed; None when it gave no report."""
+    keep: tuple[str, ...] = ()
+    if history:
+        history.mkdir(parents=True, exist_ok=True)
+        keep = ("--history", str(history / f"{scenario}-{profile.replace('/', '-')}-{n}.json"))
+    res = hastack("chaos", scenario, str(spec), "--json", *keep, timeout=SCENARIOS[scenario].heal_bound_s + 600)
+    try:
+        report: dict[str, Any] = json.loads(res.stdout)
+    except json.JSONDecodeError:
+        print(f"{profile} {scenario} run {n}: no report (exit {res.returncode}):\n{res.stderr[-2000:]}",
+              file=sys.stderr)
+        return None
+    seen = {s["stream"]: s["rto_s"] for s in report["judgement"]["streams"]}
+    evac = ""
+    if report.get("evacuated_s") is not None:
+        evac = (f" evacuated {report['evacuated_s']:.1f} s (fenced {report.get('fenced_s')} s, "
+                f"first asked {report.get('evacuation_asked_s')} s)")
+    print(f"{profile:<22} {scenario:<14} run {n}: ok={report['ok']} healed {report['healed_s']} s{evac} gaps {seen}",
+          flush=True)
+    for inv in report["judgement"]["invariants"]:
+        if not inv["ok"]:
+            print(f"    broken: {inv['name']}: {inv['detail']}", flush=True)
+    return report
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", type=Path, default=ROOT / "examples" / "three-controller.yaml")
@@ -76,6 +105,7 @@ def main() -> int:
     ap.add_argument("--variant", action="append",
                     help="PROFILE or PROFILE/VIP_MANAGER; default, fast and fast/keepalived-quorum unless given")
     ap.add_argument("--scenario", action="append", help="every scenario unless given")
+    ap.add_argument("--history", type=Path, help="keep each run's record in this directory")
     args = ap.parse_args()
     variants = args.variant or ["default", "fast", "fast/keepalived-quorum"]
     scenarios = args.scenario or list(SCENARIOS)
@@ -91,25 +121,8 @@ def main() -> int:
                     return 1
                 for scenario in scenarios:
                     for i in range(args.runs):
-                        res = hastack("chaos", scenario, str(spec), "--json",
-                                      timeout=SCENARIOS[scenario].heal_bound_s + 600)
-                        try:
-                            report = json.loads(res.stdout)
-                        except json.JSONDecodeError:
-                            print(f"{profile} {scenario} run {i + 1}: no report (exit {res.returncode}):\n"
-                                  f"{res.stderr[-2000:]}", file=sys.stderr)
-                            continue
-                        results.setdefault((scenario, profile), []).append(report)
-                        seen = {s["stream"]: s["rto_s"] for s in report["judgement"]["streams"]}
-                        evac = ""
-                        if report.get("evacuated_s") is not None:
-                            evac = (f" evacuated {report['evacuated_s']:.1f} s (fenced {report.get('fenced_s')} s, "
-                                    f"first asked {report.get('evacuation_asked_s')} s)")
-                        print(f"{profile:<22} {scenario:<14} run {i + 1}: ok={report['ok']} healed "
-                              f"{report['healed_s']} s{evac} gaps {seen}", flush=True)
-                        for inv in report["judgement"]["invariants"]:
-                            if not inv["ok"]:
-                                print(f"    broken: {inv['name']}: {inv['detail']}", flush=True)
+                        if (report := run_once(spec, scenario, profile, i + 1, args.history)) is not None:
+                            results.setdefault((scenario, profile), []).append(report)
                         # The next run needs a healthy cluster; `chaos` refuses otherwise.
                         wait_healthy(spec, 300)
             finally:
