@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
+from hastack.common.poll import until
 from hastack.workload.chaos_load import ChaosTarget, Load, Recorder
 
 TARGET = ChaosTarget(vip="10.0.0.10", run="r", client_address="10.0.0.2")
-
-
-def _until(cond: Callable[[], bool], within: float = 5.0) -> bool:
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_a_paced_stream_goes_on_starting_calls_while_one_hangs() -> None:
@@ -37,7 +28,7 @@ def test_a_paced_stream_goes_on_starting_calls_while_one_hangs() -> None:
     runner = threading.Thread(target=load.paced, args=(0.02, 1.0, call))
     runner.start()
     try:
-        assert _until(lambda: len(starts) >= 6), starts
+        assert until(lambda: len(starts) >= 6, 5, every=0.01), starts
         assert not release.is_set()  # six calls went out while the first still hung
     finally:
         stop.set()

@@ -316,8 +316,8 @@ def render_pacemaker(spec: Spec, secrets: Secrets) -> dict[str, list[RenderedFil
     out = {m.name: [text(CIB, xml)] for m in members(spec)}
     if spec.remote_nodes():
         key = RenderedFile(AUTHKEY, base64.b64decode(secrets["pacemaker_authkey"]), 0o440, "hacluster", "haclient")
-        for name in (m.name for m in members(spec)):
-            out.setdefault(name, []).append(key)
+        for m in members(spec):
+            out[m.name].append(key)
         drop_in = text(REMOTE_DROP_IN, remote_drop_in(spec))
         for n in spec.remote_nodes():
             out.setdefault(n.name, []).extend((key, drop_in))
