@@ -119,6 +119,8 @@ def test_haproxy_one_writer_and_http_check() -> None:
     assert "stats auth hastack:" in cfg and "admin:admin" not in cfg
     assert "bind 10.77.0.12:1993" in cfg  # stats on the node's own management address
     assert "default-server inter 1000ms fastinter 1000ms rise 2 fall 3 " in cfg
+    assert cfg.split("default-server")[1].split("\n")[0].endswith(" on-error fastinter")
+    assert "    timeout connect 2000ms\n" in cfg
 
 
 def test_haproxy_checks_a_well_server_each_second_and_a_failing_one_at_fastinter() -> None:
@@ -128,7 +130,8 @@ def test_haproxy_checks_a_well_server_each_second_and_a_failing_one_at_fastinter
     cfg = files(render_all(spec, secrets_for(spec)), "ctl1", "/etc/haproxy/haproxy.cfg")
     [line] = [ln.split() for ln in cfg.splitlines() if ln.strip().startswith("default-server")]
     assert line[1:] == ["inter", "1000ms", "fastinter", "200ms", "rise", "2", "fall", "2",
-                        "observe", "layer4", "error-limit", "1", "on-error", "fastinter"]
+                        "observe", "layer4", "error-limit", "1", "on-error", "sudden-death"]
+    assert "    timeout connect 250ms\n" in cfg
     spec = variant(timing={"profile": "fast", "haproxy_fastinter_ms": 300, "haproxy_inter_ms": 2000})
     cfg = files(render_all(spec, secrets_for(spec)), "ctl1", "/etc/haproxy/haproxy.cfg")
     assert "default-server inter 2000ms fastinter 300ms rise 2 fall 2 " in cfg

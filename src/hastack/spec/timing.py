@@ -30,6 +30,10 @@ ProfileName = Literal["default", "fast"]
 #   host hides the whole failover behind it. haproxy checks a well server every 1 s and a
 #   failing one every 200 ms: checking every API on every node from every haproxy each 200 ms
 #   took 0.7-0.9 of the lab's 2 cores while it was idle (1.4-1.7 cores busy, 0.76 at 1 s).
+#   A connection to a server is given 250 ms and a client's failed one counts as a failed check
+#   (sudden-death): with 1 s and fastinter only, the new VIP holder's haproxy kept a crashed
+#   controller's servers up ~3 s after the crash, every request sent there waited 1 s per hop,
+#   and the APIs answered 3.1-4.0 s after the crash although the VIP had moved in 0.7 s.
 PROFILES: dict[str, dict[str, Any]] = {
     "default": {
         "corosync_token_ms": 3000,
@@ -42,6 +46,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "haproxy_rise": 2,
         "haproxy_fall": 3,
         "haproxy_connect_ms": 2000,
+        "haproxy_on_error": "fastinter",
         "galera_keepalive_ms": 1000,
         "galera_suspect_ms": 5000,
         "galera_inactive_ms": 15000,
@@ -67,7 +72,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "haproxy_fastinter_ms": 200,
         "haproxy_rise": 2,
         "haproxy_fall": 2,
-        "haproxy_connect_ms": 1000,
+        "haproxy_connect_ms": 250,
+        "haproxy_on_error": "sudden-death",
         "galera_keepalive_ms": 400,
         "galera_suspect_ms": 1500,
         "galera_inactive_ms": 4000,
@@ -110,8 +116,14 @@ class Timing(BaseModel):
     # How long haproxy waits for a backend to accept a connection before it retries on another
     # (`option redispatch 1`). Until its checks mark a crashed backend down, every request sent
     # there waits this long: haproxy's customary 5 s would be most of an API's gap. A LAN connect
-    # takes under a millisecond; 1 s still allows one lost SYN to be sent again.
+    # takes under a millisecond; a lost SYN is sent again after 1 s, by when another server has
+    # answered (`retries 3`, each to another server). A check's connect waits at most this too.
     haproxy_connect_ms: int = Field(ge=100, le=60_000)
+    # What a client's failed connection to a server does to it (haproxy's `on-error`, `observe
+    # layer4`, error-limit 1): fastinter checks it sooner; fail-check counts as one failed check;
+    # sudden-death leaves it one failed check from down; mark-down takes it out at once, with no
+    # check to confirm (one lost SYN under load is enough).
+    haproxy_on_error: Literal["fastinter", "fail-check", "sudden-death", "mark-down"]
     galera_keepalive_ms: int = Field(ge=100, le=60_000)
     galera_suspect_ms: int = Field(ge=500, le=600_000)
     galera_inactive_ms: int = Field(ge=1000, le=600_000)
