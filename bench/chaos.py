@@ -129,7 +129,8 @@ def main() -> int:
                 hastack("lab", "down", str(spec))
 
     print(f"\n{'scenario':<22} {'variant':<22} " + " ".join(f"{SHORT.get(s, s) + ' gap s':>11}" for s in STREAMS)
-          + f" {'api p95 s':>9} {'healed s':>9} {'fence s':>7} {'asked s':>7} {'evac s':>7} {'lost':>5} {'ok':>5}")
+          + f" {'api p95 s':>9} {'stall s':>7} {'healed s':>9} {'fence s':>7} {'asked s':>7} {'evac s':>7} "
+          f"{'lost':>5} {'ok':>5}")
     for (scenario, profile), reports in results.items():
         cells = []
         for stream in STREAMS:
@@ -140,12 +141,14 @@ def main() -> int:
         slowest = [max(ps) for r in reports
                    if (ps := [s["p95_s"] for s in r["judgement"]["streams"]
                               if s["stream"].startswith("api-") and s.get("p95_s") is not None])]
+        stalls = [r["judgement"]["stall_s"] for r in reports if r["judgement"].get("stall_s") is not None]
         healed = [r["healed_s"] for r in reports if r["healed_s"] is not None]
         steps = [med([r[k] for r in reports if r.get(k) is not None])
                  for k in ("fenced_s", "evacuation_asked_s", "evacuated_s")]
         lost = sum(len(s["lost"]) for r in reports for s in r["judgement"]["streams"])
         oks = sum(r["ok"] for r in reports)
-        print(f"{scenario:<22} {profile:<22} " + " ".join(cells) + f" {med(slowest):>9} {med(healed):>9} "
+        print(f"{scenario:<22} {profile:<22} " + " ".join(cells)
+              + f" {med(slowest):>9} {med(stalls):>7} {med(healed):>9} "
               + " ".join(f"{c:>7}" for c in steps) + f" {lost:>5} "
               f"{oks}/{len(reports):<3}")
     print("\nm.pri: no mongo member answering as writable primary (asked every 0.1 s), the server's side of "
@@ -157,6 +160,8 @@ def main() -> int:
           "HA on in the bench's spec when a compute scenario runs)")
     print("api p95: the slowest API's 95th-percentile answer time after the fault (acknowledged calls; each waits "
           "up to timing.api_timeout_ms)")
+    print("stall: the client host's own longest stall after the fault (its heartbeat woke late: the lab's shared "
+          "cores), left out of every gap and of api p95")
     print("medians of the runs; 'lost' counts acknowledged commits, confirmed messages, majority writes and "
           "accepted servers not ACTIVE (outside the fault's window) missing at the end, over all runs")
     return 0

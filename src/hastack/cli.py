@@ -522,6 +522,9 @@ def chaos(scenario: str | None, spec: Path, as_json: bool, list_scenarios: bool,
             st.add_row(_stream_name(r.stream), str(r.attempted), str(r.acked), gap, took,
                        str(len(r.lost)) if writes else "-")
         print_table(out, st)
+        if report.judgement.stall_s:
+            out.print(f"the client host itself went unscheduled for up to {report.judgement.stall_s:.2f} s after "
+                      "the fault (the lab's shared cores): left out of every gap and answer time above")
         it = Table("invariant", "holds", "evidence", title="invariants")
         for i in report.judgement.invariants:
             it.add_row(i.name, "[green]yes[/]" if i.ok else "[bold red]NO[/]", escape(i.detail))

@@ -13,7 +13,7 @@ from hastack.chaos.scenarios import SCENARIOS, NoTarget, pick_target
 from hastack.lab.layout import layout
 from hastack.spec.load import load_spec
 from hastack.workload.chaos_load import Recorder, _retrying, arp_reply_from, arp_request, stop_after
-from hastack.workload.history import AMQP, DB, VIP, GaleraSample, History, Op, Readback, VipSample
+from hastack.workload.history import AMQP, DB, VIP, GaleraSample, History, Op, Readback, Stall, VipSample
 from tests.helpers import THREE
 from tests.unit.test_status import healthy_facts
 
@@ -29,6 +29,26 @@ def test_rto_is_the_longest_wait_after_the_fault() -> None:
     assert rto(o, FAULT) == pytest.approx(3.2)  # from the fault (after the last success) to the next success
     assert rto(ops(DB, [(99.0, True), (100.5, False)]), FAULT) is None  # never again
     assert rto(ops(DB, [(99.99, True), (100.01, True), (100.03, True)]), FAULT) == pytest.approx(0.02)
+
+
+def test_the_client_s_own_stalls_are_left_out_of_gaps_and_answer_times_and_reported_apart() -> None:
+    """While a fenced host booted, the client's process (and one outside every lab group) went
+    unscheduled for up to 1.7 s: every stream's wait grew by it, with the cluster answering."""
+    o = ops(DB, [(99.9, True), (100.5, True), (102.6, True), (102.7, True), (103.0, True)])
+    assert rto(o, FAULT) == pytest.approx(2.1)
+    stall = (Stall(t0=100.8, t1=102.5),)  # the client did not run for 1.7 s between two commits
+    assert rto(o, FAULT, stall) == pytest.approx(0.5)  # from the fault to 100.5 is the longest left
+    assert rto(o, FAULT, (Stall(t0=99.0, t1=100.3),)) == pytest.approx(2.1)  # a stall elsewhere: nothing off
+    # A commit in flight across the stall took what the client saw of it.
+    slow = [Op(stream=DB, key="x", t0=100.7, t1=102.6, ok=True)]
+    assert p95(slow, FAULT) == pytest.approx(1.9) and p95(slow, FAULT, stall) == pytest.approx(0.2)
+    back = {DB: Readback(keys=frozenset({"k0", "k1", "k2", "k3", "k4"}), complete=True)}
+    j = judge(History(ops=tuple(o), readback=back, stalls=stall), FAULT, FAULT + 5, 240)
+    assert j.stall_s == pytest.approx(1.7) and j.streams[0].rto_s == pytest.approx(0.5) and j.ok
+    assert judge(History(ops=tuple(o), readback=back), FAULT, FAULT + 5, 240).stall_s == 0.0
+    # A stall begun before the fault counts from the fault; an old record with no samples says nothing.
+    assert judge(History(stalls=(Stall(t0=99.0, t1=100.4),)), FAULT, None, 240).stall_s == pytest.approx(0.4)
+    assert judge(History(), FAULT, None, 240).stall_s is None
 
 
 def test_latency_beside_the_gap_tells_slow_from_down() -> None:
@@ -168,6 +188,9 @@ def test_a_quiet_fault_fails_on_any_reaction() -> None:
     assert judge(History(ops=busy, vip=vip, readback=back), FAULT, FAULT + 1, 240, quiet=True).ok
     broken = (*calm, Op(stream="api-heat", t0=100.5, t1=101.0, ok=False, error="HTTP 503"))
     assert not judge(History(ops=broken, vip=vip, readback=back), FAULT, FAULT + 1, 240, quiet=True).ok
+    # A commit that waited out a stall of the client's own is not the cluster's reaction.
+    starved = History(ops=stalled, vip=vip, readback=back_all, stalls=(Stall(t0=101.0, t1=102.8),))
+    assert judge(starved, FAULT, FAULT + 1, 240, quiet=True).ok
     # The same stall after an ordinary fault is a gap to measure, not a failure.
     assert judge(History(ops=stalled, vip=vip, readback=back_all), FAULT, FAULT + 1, 240).ok
 
@@ -334,4 +357,7 @@ def test_the_load_settles_on_streams_with_no_success_since_the_fault() -> None:
     rec.op("api-nova", "", fault, True)
     assert rec.unanswered({"db", "api-nova"}, fault) == ()
     assert stop_after(f"stop {fault!r}\n") == fault
+    rec.woke(fault, fault + 0.05)  # on time, give or take the scheduler
+    rec.woke(fault + 1, fault + 2.7)
+    assert rec.stalls == [Stall(t0=fault + 1, t1=fault + 2.7)]
     assert stop_after("stop\n") is None and stop_after("stop soon\n") is None and stop_after("") is None

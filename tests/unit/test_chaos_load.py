@@ -1,7 +1,10 @@
-"""The chaos workload's pacing: calls started on a schedule, not one after another."""
+"""The chaos workload's pacing (calls started on a schedule, not one after another) and its heartbeat."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -45,3 +48,38 @@ def test_a_paced_stream_stops_at_its_deadline_without_a_stop() -> None:
     runner.join(5)
     assert not runner.is_alive()
     assert 1 <= len(calls) <= 22  # never more than its schedule, however late the thread ran
+
+
+HEARTBEAT_CHILD = """
+import sys, threading, time
+from hastack.workload.chaos_load import ChaosTarget, Load, Recorder, heartbeat
+rec = Recorder()
+load = Load(ChaosTarget(vip="10.0.0.10", run="r", client_address="10.0.0.2"), rec, threading.Event(),
+            time.monotonic() + float(sys.argv[1]))
+print("beating", flush=True)
+heartbeat(load)
+print(" ".join(f"{s.t0!r}:{s.t1!r}" for s in rec.stalls), flush=True)
+"""
+
+
+def test_the_heartbeat_records_the_time_its_process_was_not_running() -> None:
+    # The lab's cores starved the client host's process while a fenced host booted; stopping the
+    # process (SIGSTOP) is the same to it: nothing of it runs until it is continued.
+    child = subprocess.Popen([sys.executable, "-c", HEARTBEAT_CHILD, "3"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "beating\n"
+        time.sleep(0.5)
+        stopped = time.monotonic()
+        child.send_signal(signal.SIGSTOP)
+        time.sleep(0.6)
+        child.send_signal(signal.SIGCONT)
+        resumed = time.monotonic()
+        out, _ = child.communicate(timeout=20)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    stalls = [tuple(float(x) for x in pair.split(":")) for pair in out.split()]
+    # The one long stall spans the stop (a busy machine may add short ones of its own).
+    [(t0, t1)] = [s for s in stalls if s[1] - s[0] > 0.4]
+    assert t0 <= stopped + 0.05 and resumed - 0.05 <= t1 and t1 - t0 < 1.5

@@ -7,12 +7,17 @@ the mongo samples, the longest time no member answered as writable primary.
 Then the invariants: nothing acknowledged lost, at most one host answering
 for the VIP in any sample, never two galera primary components at once, and
 every cluster healthy again within the scenario's bound.
+
+Time the client host itself did not run (the workload's heartbeat woke late: the lab's
+shared cores, not the cluster) is left out of every gap and answer time, and
+reported apart as the client's longest stall.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -28,6 +33,7 @@ from hastack.workload.history import (
     GaleraSample,
     History,
     Op,
+    Stall,
 )
 
 # Galera samples closer than this are compared as simultaneous.
@@ -62,25 +68,38 @@ class Invariant:
 class Judgement:
     streams: tuple[StreamResult, ...]
     invariants: tuple[Invariant, ...]
+    # The client's longest stall after the fault (None: its record has no heartbeat); not in any gap.
+    stall_s: float | None = None
 
     @property
     def ok(self) -> bool:
         return all(i.ok for i in self.invariants)
 
 
-def rto(ops: list[Op], fault_at: float) -> float | None:
+def stalled(a: float, b: float, stalls: Sequence[Stall]) -> float:
+    """How much of the time from a to b the client itself did not run (its stalls never overlap)."""
+    return sum(max(0.0, min(b, s.t1) - max(a, s.t0)) for s in stalls)
+
+
+def rto(ops: list[Op], fault_at: float, stalls: Sequence[Stall] = ()) -> float | None:
     """Longest wait, after the fault, between one acknowledged op and the next."""
-    return longest_wait([o.t1 for o in ops if o.ok], fault_at)
+    return longest_wait([o.t1 for o in ops if o.ok], fault_at, stalls)
 
 
-def p95(ops: list[Op], fault_at: float) -> float | None:
+def took(o: Op, stalls: Sequence[Stall] = ()) -> float:
+    """How long an op took while the client ran."""
+    return o.t1 - o.t0 - stalled(o.t0, o.t1, stalls)
+
+
+def p95(ops: list[Op], fault_at: float, stalls: Sequence[Stall] = ()) -> float | None:
     """95th percentile of how long the acknowledged ops begun after the fault took (nearest rank)."""
-    took = sorted(o.t1 - o.t0 for o in ops if o.ok and o.t0 >= fault_at)
-    return took[max(0, math.ceil(0.95 * len(took)) - 1)] if took else None
+    times = sorted(took(o, stalls) for o in ops if o.ok and o.t0 >= fault_at)
+    return times[max(0, math.ceil(0.95 * len(times)) - 1)] if times else None
 
 
-def longest_wait(times: list[float], fault_at: float) -> float | None:
-    """Longest wait, after the fault, between one good moment and the next; None if none came after it."""
+def longest_wait(times: list[float], fault_at: float, stalls: Sequence[Stall] = ()) -> float | None:
+    """Longest wait, after the fault, between one good moment and the next, the client's own stalls
+    left out; None if none came after it."""
     done = sorted(times)
     before = [t for t in done if t <= fault_at]
     after = [t for t in done if t > fault_at]
@@ -88,9 +107,15 @@ def longest_wait(times: list[float], fault_at: float) -> float | None:
         return None
     last, worst = (before[-1] if before else fault_at), 0.0
     for t in after:
-        worst = max(worst, t - max(last, fault_at))
+        start = max(last, fault_at)
+        worst = max(worst, t - start - stalled(start, t, stalls))
         last = t
     return worst
+
+
+def longest_stall(stalls: Sequence[Stall], fault_at: float) -> float:
+    """The client's longest stall (the part after the fault)."""
+    return max((s.t1 - max(s.t0, fault_at) for s in stalls if s.t1 > fault_at), default=0.0)
 
 
 def split_brains(samples: tuple[GaleraSample, ...]) -> list[tuple[float, tuple[str, ...], tuple[str, ...]]]:
@@ -138,18 +163,21 @@ def judge(h: History, fault_at: float, healed_at: float | None, bound_s: float, 
                     detail += (f"; {len(failed)} accepted while the fault was on, not ACTIVE (nova does not retry "
                                f"an interrupted build): {_states(failed, back.states)}")
                 invariants.append(Invariant(f"{name}: nothing lost", not lost, detail))
-        streams.append(StreamResult(name, len(ops), sum(o.ok for o in ops), rto(ops, fault_at), lost,
-                                    p95(ops, fault_at)))
+        streams.append(StreamResult(name, len(ops), sum(o.ok for o in ops), rto(ops, fault_at, h.stalls), lost,
+                                    p95(ops, fault_at, h.stalls)))
     if h.mongo:
         # The server's side of the mongo gap: no member answering as writable primary. The client's
         # gap adds its own wait on the dead primary's socket and its driver's rediscovery.
         primary = [s.t for s in h.mongo if s.writable]
-        streams.append(StreamResult(MONGO_PRIMARY, len(h.mongo), len(primary), longest_wait(primary, fault_at)))
+        streams.append(StreamResult(MONGO_PRIMARY, len(h.mongo), len(primary),
+                                    longest_wait(primary, fault_at, h.stalls)))
 
     invariants += _invariants(h, fault_at, healed_at, bound_s)
     if quiet:
         invariants += _quiet(h, fault_at, fenced)
-    return Judgement(tuple(streams), tuple(invariants))
+    # A record from before the heartbeat (no samples at all) says nothing of the client's stalls.
+    stall = longest_stall(h.stalls, fault_at) if h.stalls or h.ops else None
+    return Judgement(tuple(streams), tuple(invariants), stall)
 
 
 def spared_fences(fenced: tuple[str, ...], spared: frozenset[str]) -> Invariant:
@@ -183,12 +211,12 @@ def _quiet(h: History, fault_at: float, fenced: tuple[str, ...]) -> list[Invaria
                              f"answered by {', '.join(holders) or 'nobody'} ({unanswered} samples after the fault "
                              "unanswered: the VIP stream's gap says whether clients noticed)"))
     after = [o for o in h.ops if o.t0 >= fault_at]
-    bad = [o for o in after if not o.ok or (o.stream in _STALLS and o.t1 - o.t0 > QUIET_SLOW_S)]
+    bad = [o for o in after if not o.ok or (o.stream in _STALLS and took(o, h.stalls) > QUIET_SLOW_S)]
     detail = (f"{len(after)} operations after the fault, {len(bad)} failed (or, writes and VIP connects, slower "
               f"than {QUIET_SLOW_S:g} s)")
     if bad:
         first = bad[0]
-        detail += (f" (first: {first.stream} at +{first.t0 - fault_at:.2f} s, {first.t1 - first.t0:.2f} s"
+        detail += (f" (first: {first.stream} at +{first.t0 - fault_at:.2f} s, {took(first, h.stalls):.2f} s"
                    + (f": {first.error}" if first.error else "") + ")")
     out.append(Invariant("no operation failed or stalled", not bad, detail))
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import secrets as pysecrets
 import shlex
@@ -482,14 +483,14 @@ def run(scenario: Scenario, spec: Spec, secrets: Secrets, access: Access, progre
     fenced = tuple(sorted(h for h, t in after.fenced.items() if fenced_before.get(h) != t))
     judgement = judge(history, fault_at, heal.healed_at, scenario.heal_bound_s, quiet=scenario.quiet, fenced=fenced)
     if (spared := frozenset(n.name for n in spec.remote_nodes()) - {host}) and not scenario.quiet:
-        judgement = Judgement(judgement.streams, (*judgement.invariants, spared_fences(fenced, spared)))
+        judgement = dataclasses.replace(judgement, invariants=(*judgement.invariants, spared_fences(fenced, spared)))
     inst = None
     if scenario.instances:
         # The switch's cuts of the target, from the wall clock to the run's monotonic one.
         to_mono = time.monotonic() - time.time()
         cuts = tuple(t + to_mono for t in after.fences.get(host, ()))
         inst = judge_instances(history, fault_at, cuts, move=scenario.moves, bound_s=scenario.evacuate_bound_s)
-        judgement = Judgement(judgement.streams, judgement.invariants + inst.invariants)
+        judgement = dataclasses.replace(judgement, invariants=judgement.invariants + inst.invariants)
     report = RunReport(scenario.name, host, fault_at, None if heal.seen_at is None else heal.seen_at - fault_at,
                        None if heal.healed_at is None else heal.healed_at - fault_at, judgement, len(history.ops),
                        heal.recovery, evacuated_s=inst.evacuated_s if inst else None,

@@ -65,6 +65,7 @@ from hastack.workload.history import (
     MongoSample,
     Op,
     Readback,
+    Stall,
     VipSample,
 )
 from hastack.workload.smoke import SMOKE_QUEUE, Target
@@ -77,6 +78,10 @@ VIP_EVERY_S = 0.05
 GALERA_EVERY_S = 0.25
 MONGO_EVERY_S = 0.1  # a primary's arrival to within 0.1 s: the fast profile elects in ~1 s
 SERVER_EVERY_S = 5.0  # a server create: nova's API, conductor, scheduler, placement, a compute
+# The client's own heartbeat: a wake-up later than STALL_S is the client not running (see Stall).
+HEARTBEAT_S = 0.01
+STALL_S = 0.1
+HEARTBEAT = "heartbeat"  # its thread: not a stream
 READBACK_S = 90.0  # after "stop": how long the final reads may retry while the cluster settles
 # How long the read-back waits for the run's servers still building: a normal build takes ~5 s; one
 # whose scheduler call died with a controller stays in BUILD until the conductor's RPC timeout (60 s)
@@ -119,6 +124,7 @@ class Recorder:
         self.galera: list[GaleraSample] = []
         self.mongo: list[MongoSample] = []
         self.instances: list[InstanceSample] = []
+        self.stalls: list[Stall] = []
         self.last_ok: dict[str, float] = {}  # stream -> when it last succeeded
 
     def op(self, stream: str, key: str, t0: float, ok: bool, error: str = "") -> None:
@@ -127,6 +133,12 @@ class Recorder:
             self.ops.append(Op(stream=stream, key=key, t0=t0, t1=t1, ok=ok, error=error[:200]))
             if ok:
                 self.last_ok[stream] = t1
+
+    def woke(self, due: float, woke: float) -> None:
+        """The heartbeat due at `due` ran at `woke`: a stall of the client's own if that late."""
+        if woke - due > STALL_S:
+            with self.lock:
+                self.stalls.append(Stall(t0=due, t1=woke))
 
     @property
     def succeeded(self) -> set[str]:
@@ -663,6 +675,16 @@ def vip_prober(load: Load) -> None:
         sock.close()
 
 
+# -- the client itself --------------------------------------------------------
+
+def heartbeat(load: Load) -> None:
+    """Sleep HEARTBEAT_S again and again; note each wake-up that came late (the client not running)."""
+    while not load.stop.is_set() and time.monotonic() < load.deadline:
+        due = time.monotonic() + HEARTBEAT_S
+        time.sleep(HEARTBEAT_S)
+        load.rec.woke(due, time.monotonic())
+
+
 # -- the run -----------------------------------------------------------------
 
 def _retrying(read: Callable[[], frozenset[str]], clean: Callable[[], None] | None = None) -> Readback:
@@ -688,7 +710,7 @@ Worker = tuple[str, Callable[..., None], tuple[Any, ...]]
 
 def _workers(t: ChaosTarget) -> list[Worker]:
     """Each stream's thread (name, body, arguments), its tables and queue made first."""
-    workers: list[Worker] = [(VIP, vip_prober, ())]
+    workers: list[Worker] = [(HEARTBEAT, heartbeat, ()), (VIP, vip_prober, ())]
     if t.galera_nodes:
         db_setup(t)
         workers.append((DB, db_writer, ()))
@@ -751,7 +773,7 @@ def main() -> int:
     threads = [threading.Thread(target=fn, args=(load, *args), name=name, daemon=True) for name, fn, args in workers]
     for th in threads:
         th.start()
-    wanted = {name for name, _, _ in workers if not name.startswith(("galera-", "mongo-", INSTANCES))}
+    wanted = {name for name, _, _ in workers if not name.startswith(("galera-", "mongo-", INSTANCES, HEARTBEAT))}
     ready_by = time.monotonic() + 60
     while rec.succeeded < wanted and time.monotonic() < ready_by:
         time.sleep(0.05)
@@ -783,7 +805,7 @@ def main() -> int:
         history = History(ops=tuple(rec.ops), vip=tuple(rec.vip), galera=tuple(rec.galera), mongo=tuple(rec.mongo),
                           readback=readback, started=started, ended=time.monotonic(), instance_host=t.instance_host,
                           instance_names=t.pinned.names if t.instance_host else (), instances=tuple(rec.instances),
-                          evacuations=evacuations,
+                          evacuations=evacuations, stalls=tuple(rec.stalls),
                           unanswered=unanswered)
     print(history.model_dump_json(), flush=True)
     return 0

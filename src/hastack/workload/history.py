@@ -64,6 +64,18 @@ class MongoSample(_Frozen):
     writable: bool
 
 
+class Stall(_Frozen):
+    """The workload itself did not run from t0 to t1: its heartbeat, due at t0, woke at t1.
+
+    The client host stands for the users' machines, yet it shares the lab's two cores: while a fenced
+    host boots again, a process in the client's CPU group (and one outside every lab group alike) went
+    unscheduled for up to 1.7 s at a time. Every stream's wait then grows by time no user elsewhere
+    would have waited, so the checker leaves it out of the gaps and reports it apart."""
+
+    t0: float
+    t1: float
+
+
 class Readback(_Frozen):
     """Everything found at the end, read after the cluster healed."""
 
@@ -106,6 +118,7 @@ class History(_Frozen):
     instance_names: tuple[str, ...] = ()
     instances: tuple[InstanceSample, ...] = ()
     evacuations: tuple[Evacuation, ...] = ()
+    stalls: tuple[Stall, ...] = ()
     started: float = 0.0
     ended: float = 0.0
     # Streams with no success between the fault and the end of the load, even after the settle.
