@@ -31,6 +31,15 @@ def test_haproxy_accepts_every_node_config(rendered: Rendered) -> None:
         assert "Configuration file is valid" in res.stdout
 
 
+def test_haproxy_accepts_the_fast_profile_s_config(tmp_path: Path) -> None:
+    # Its own connect timeout and on-error action (sudden-death) are in no other rendered file.
+    r = render_to(variant(timing={"profile": "fast"}), tmp_path / "out")
+    cfg = r.relocated("ctl1", "/etc/haproxy/haproxy.cfg")
+    assert "on-error sudden-death" in cfg.read_text()
+    res = _haproxy_check(cfg)
+    assert res.returncode == 0 and "Configuration file is valid" in res.stdout, res.stdout + res.stderr
+
+
 def test_haproxy_rejects_the_guide_keywords_that_HA501_flags(tmp_path: Path) -> None:
     spec = variant(haproxy={"defaults": {"extra": ["contimeout 50000"]}},
                    waivers=[{"code": "HA501", "reason": "prove haproxy refuses this keyword"}])
