@@ -678,11 +678,15 @@ def vip_prober(load: Load) -> None:
 # -- the client itself --------------------------------------------------------
 
 def heartbeat(load: Load) -> None:
-    """Sleep HEARTBEAT_S again and again; note each wake-up that came late (the client not running)."""
-    while not load.stop.is_set() and time.monotonic() < load.deadline:
-        due = time.monotonic() + HEARTBEAT_S
-        time.sleep(HEARTBEAT_S)
-        load.rec.woke(due, time.monotonic())
+    """Beat every HEARTBEAT_S; note each beat that came late (the client not running)."""
+    due = [time.monotonic()]
+
+    def beat() -> None:
+        now = time.monotonic()
+        load.rec.woke(due[0], now)
+        due[0] = now + HEARTBEAT_S  # Load.loop waits that long before the next beat
+
+    load.loop(HEARTBEAT_S, beat)
 
 
 # -- the run -----------------------------------------------------------------
