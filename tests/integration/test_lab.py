@@ -180,12 +180,14 @@ def evidence(spec_path: Path, components: list[str], lines: int = 12) -> str:
 
 def smoked(spec: Path) -> dict[str, Any]:
     """`lab smoke`, passed; a failed check is shown whole (pytest cuts a long assertion value short),
-    with haproxy's journal and the VIP manager's on each node: a failed call through the VIP passed them."""
+    with haproxy's journal and the VIP manager's on each node: a failed call through the VIP passed them.
+    A failed API or horizon check adds each OpenStack service's state and log: which one hung."""
     rc, smoke = cli_json("lab", "smoke", str(spec))
     if rc != 0 or not smoke["ok"]:
         bad = [c for c in smoke.get("checks", []) if not c["ok"]]
+        apis = ["openstack"] if any(c["name"] in ("openstack", "horizon") for c in bad) else []
         pytest.fail(f"lab smoke failed (exit {rc}):\n{json.dumps(bad or smoke, indent=1)}\n"
-                    f"{evidence(spec, ['haproxy', 'vip'])}")
+                    f"{evidence(spec, ['haproxy', 'vip', *apis])}")
     return smoke
 
 

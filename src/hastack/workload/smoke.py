@@ -338,6 +338,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"  # Debian's chromium-driver: Selenium fet
 def horizon_check(t: Target) -> Check:
     """horizon's login page through the VIP in headless Chromium; the admin logs in; the next page is kept."""
     from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -353,16 +354,16 @@ def horizon_check(t: Target) -> Check:
     if t.horizon_pins:
         opts.add_argument(f"--ignore-certificate-errors-spki-list={','.join(t.horizon_pins)}")
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    step, t0 = "the login page", time.monotonic()
     try:
         driver.set_page_load_timeout(HORIZON_WAIT_S)
-        t0 = time.monotonic()
         driver.get(t.horizon_url)
         wait = WebDriverWait(driver, HORIZON_WAIT_S)
         wait.until(ec.presence_of_element_located((By.ID, "id_username")))
         c.evidence["login_page_s"] = round(time.monotonic() - t0, 2)
         driver.find_element(By.ID, "id_username").send_keys(ADMIN)
         driver.find_element(By.ID, "id_password").send_keys(t.os_password)
-        t1 = time.monotonic()
+        step, t1 = "the login", time.monotonic()
         driver.find_element(By.ID, "loginBtn").click()
         # Logged in: the page has a logout link (a failed login stays on the form with an error).
         wait.until(lambda d: "/auth/login" not in d.current_url
@@ -375,9 +376,18 @@ def horizon_check(t: Target) -> Check:
         c.ok = True
         c.detail = (f"login page in {c.evidence['login_page_s']:.1f} s; admin logged in ({driver.title!r}, "
                     f"{c.evidence['logged_in_s']:.1f} s)" + (f"; screenshot {t.screenshot}" if t.screenshot else ""))
+    except WebDriverException as exc:
+        # Which step failed and when, not Chromium's stack of addresses; what was done before it stays.
+        c.evidence["failed_step"] = step
+        c.detail = (f"{step}: {type(exc).__name__}: {first_line(exc.msg)} "
+                    f"({time.monotonic() - t0:.1f} s after the first request)")
     finally:
         driver.quit()
     return c
+
+
+def first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else "no message"
 
 
 CHECKS: dict[str, Callable[[Target], Check]] = {"galera": galera, "rabbitmq": rabbitmq, "mongodb": mongodb,
