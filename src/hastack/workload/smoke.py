@@ -387,7 +387,8 @@ def horizon_check(t: Target) -> Check:
 
 
 def first_line(text: str | None) -> str:
-    return (text or "").strip().splitlines()[0] if (text or "").strip() else "no message"
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else "no message"
 
 
 CHECKS: dict[str, Callable[[Target], Check]] = {"galera": galera, "rabbitmq": rabbitmq, "mongodb": mongodb,
