@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import asyncssh
 
+from hastack.common.errors import described, first_line
 from hastack.components import (
     corosync,
     galera,
@@ -110,7 +111,7 @@ async def _api_check(spec: Spec, secrets: Secrets, hosts: list[SshHost], errors:
                               input=json.dumps(api_ask(spec, secrets)) + "\n")
             return parse_api_check(res.stdout)
         except (HostError, asyncssh.Error, OSError, ValueError, KeyError) as exc:
-            errors["openstack"] = f"{h.name}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"
+            errors["openstack"] = f"{h.name}: {first_line(described(exc))}"
     return None
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from hastack.common.errors import first_line
 from hastack.common.poll import until
 from hastack.components.mongodb import PORT as MONGO_PORT
 from hastack.render import tls as tls_files
@@ -379,16 +380,12 @@ def horizon_check(t: Target) -> Check:
     except WebDriverException as exc:
         # Which step failed and when, not Chromium's stack of addresses; what was done before it stays.
         c.evidence["failed_step"] = step
-        c.detail = (f"{step}: {type(exc).__name__}: {first_line(exc.msg)} "
+        said = first_line(exc.msg or "") or "no message"
+        c.detail = (f"{step}: {type(exc).__name__}: {said} "
                     f"({time.monotonic() - t0:.1f} s after the first request)")
     finally:
         driver.quit()
     return c
-
-
-def first_line(text: str | None) -> str:
-    lines = (text or "").strip().splitlines()
-    return lines[0] if lines else "no message"
 
 
 CHECKS: dict[str, Callable[[Target], Check]] = {"galera": galera, "rabbitmq": rabbitmq, "mongodb": mongodb,
