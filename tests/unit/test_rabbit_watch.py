@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from hastack.agent.quorum_repair import AGAIN_S as QUORUM_AGAIN_S
+from hastack.agent.quorum_repair import CONFIRM_S, Lost, Member, command_for, parse_lost, parse_repair, repair_expr
+from hastack.agent.quorum_repair import EVERY_S as QUORUM_EVERY_S
 from hastack.agent.rabbit_watch import (
     AGAIN_S,
     BACKOFF_S,
@@ -272,3 +275,48 @@ def test_every_members_watch_looks_on_the_same_ticks_of_the_clock() -> None:
     assert _look_starts(101.003, quick) == [101.003, 102.0, 103.0, 104.0]
     # A look held 1.5 s by a silent peer's connect: the next on the following whole second.
     assert _look_starts(200.0, [1.502, 1.501, 0.01, 0.01]) == [200.0, 202.0, 204.0, 205.0]
+
+
+# The third duty (agent/quorum_repair.py): which queues it repairs, and when.
+LOST_OUTPUT = "/\theat-engine-listener.05c77ab9\trabbit@ctl2,rabbit@ctl1\nops\tq 2\trabbit@ctl1\nok\n"
+
+
+def test_the_look_lists_each_queue_missing_its_member_here() -> None:
+    assert parse_lost(LOST_OUTPUT) == (Member("/", "heat-engine-listener.05c77ab9", ("rabbit@ctl2", "rabbit@ctl1")),
+                                       Member("ops", "q 2", ("rabbit@ctl1",)))
+    assert parse_lost("ok\n") == ()
+
+
+def test_a_queue_is_repaired_once_seen_at_two_looks_then_not_again_for_a_while() -> None:
+    q = Member("/", "q", ("rabbit@a", "rabbit@b"))
+    lost, due = Lost().after(0, (q,))
+    assert due == ()  # a member starting (a declare, a node's recovery) is not taken for a lost one
+    lost, due = lost.after(QUORUM_EVERY_S, (q,))
+    assert due == (q,) and QUORUM_EVERY_S >= CONFIRM_S
+    lost, due = lost.after(2 * QUORUM_EVERY_S, (q,))
+    assert due == ()  # repaired a minute ago: its log line is not repeated each minute
+    lost, due = lost.after(QUORUM_EVERY_S + QUORUM_AGAIN_S, (q,))
+    assert due == (q,)
+    lost, due = lost.after(QUORUM_EVERY_S + QUORUM_AGAIN_S + 60, ())
+    assert lost == Lost()  # back: forgotten
+
+
+def test_a_queue_back_between_looks_starts_over() -> None:
+    q = Member("/", "q", ())
+    lost, _ = Lost().after(0, (q,))
+    lost, _ = lost.after(60, ())
+    assert lost.after(120, (q,))[1] == ()
+
+
+def test_the_repair_names_its_queue_by_code_points_and_reads_its_verdict() -> None:
+    expr = repair_expr(Member("/", 'a"b\\', ()))
+    assert 'a"b' not in expr and "[97,34,98,92]" in expr and "[47]" in expr  # nothing to quote in Erlang source
+    assert '<<"hastack-rabbit-watch">>' in expr
+    assert parse_repair("deleted\trestart: {error,enoent}; ...\nok\n") == ("deleted", "restart: {error,enoent}; ...")
+    assert parse_repair("restarted\nok\n") == ("restarted", "")
+    assert parse_repair("Error:\n{undef,...}\n") == ("unknown", "Error:\n{undef,...}")
+
+
+def test_the_command_for_a_person_names_the_vhost_only_when_it_is_not_the_default() -> None:
+    assert command_for(Member("/", "q", ())) == "rabbitmqctl delete_queue 'q'"
+    assert command_for(Member("ops", "q", ())) == "rabbitmqctl delete_queue -p 'ops' 'q'"

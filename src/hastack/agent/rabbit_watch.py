@@ -41,6 +41,10 @@ back it took the peers' closed connections for a nodedown, saw the majority agai
 not pause, and mnesia recorded a partition that nothing heals under pause_minority: both sides
 served, apart, for good (the fast tier's `mgmt-loss` at 4df6415: still partitioned 10 minutes on).
 With every host at 0 (a switch down) no one lets anyone go: the cut may be over before net_ticktime.
+
+Its third duty, once a minute while the node serves and beside the looks: a quorum queue member that
+should run on this node and does not is restarted, or, when its data is gone and the queue can never
+elect a leader again, the queue is deleted if it holds nothing (agent/quorum_repair.py).
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from hastack.agent import quorum_repair
+from hastack.agent.quorum_repair import Lost
 from hastack.agent.sd_notify import notify
 from hastack.agent.silence import Silence, knock, to_next_tick
 
@@ -259,14 +265,48 @@ async def let_go(node: str, address: str) -> None:
         log.warning("let %s go (disconnect_node: %s)", node, got[1] or "?")
 
 
+async def look_at_quorum_members(lost: Lost, ctl: tuple[str, ...] = quorum_repair.CTL) -> Lost:
+    """The third duty's look (quorum_repair.py), and the repair of each queue that is due; `ctl` runs
+    rabbitmqctl against this node."""
+    got = await _output(quorum_repair.lost_argv(ctl), 60)
+    if got is None or got[0]:
+        log.error("listing this node's quorum queue members: %s", "timeout" if got is None else got[1][-300:])
+        return lost
+    lost, due = lost.after(time.monotonic(), quorum_repair.parse_lost(got[1]))
+    for member in due:
+        log.warning("quorum queue %r (vhost %r, members %s): its member on this node has not run for %.0f s: "
+                    "repairing", member.queue, member.vhost, ",".join(member.nodes),
+                    time.monotonic() - lost.since[(member.vhost, member.queue)])
+        done = await _output(quorum_repair.repair_argv(member, ctl), 180)
+        verdict, why = ("unknown", "timeout") if done is None else quorum_repair.parse_repair(done[1])
+        if verdict == "kept" and "message" in why:
+            log.error("quorum queue %r: kept (%s): it will not serve again; to give its messages up: %s",
+                      member.queue, why, quorum_repair.command_for(member))
+        else:
+            (log.warning if verdict in ("restarted", "deleted") else log.error)(
+                "quorum queue %r: %s%s", member.queue, verdict, f" ({why})" if why else "")
+    return lost
+
+
 async def run(port: int, peers: Mapping[str, str], hold: Path, *, grace: float = GRACE_S,
               reach_attribute: str | None = None, node: str = "") -> None:
     watch, silent_peers = Watch(), Peers()
     here = host_of(node)
+    # The third duty runs beside the looks (a rabbitmqctl takes a second or more): its result is taken when done.
+    quorum, quorum_look, quorum_due = Lost(), None, time.monotonic() + quorum_repair.EVERY_S
     notify("READY=1")
     while True:
         started = time.time()
         seen, silent = await look(port, peers, hold, UNIT)
+        if quorum_look is not None and quorum_look.done():
+            try:
+                quorum = quorum_look.result()
+            except Exception:  # a bug there must not stop the other duties
+                log.exception("the quorum member look failed")
+            quorum_look = None
+        if quorum_look is None and seen.listening and time.monotonic() >= quorum_due:
+            quorum_look = asyncio.create_task(look_at_quorum_members(quorum))
+            quorum_due = time.monotonic() + quorum_repair.EVERY_S
         watch, why = watch.after(time.monotonic(), seen, grace)
         if why:
             log.warning("restarting %s: %s", UNIT, why)

@@ -147,8 +147,8 @@ WATCH = "hastack-rabbit-watch"
 WATCH_UNIT = f"/etc/systemd/system/{WATCH}.service"
 WATCH_UNIT_BODY = """\
 # Rendered by hastack: restarts a node whose rabbit app stopped (a pause) and never started again
-# while its peers serve, and drops its connection to a peer whose host went silent
-# (hastack.agent.rabbit_watch). To stop the app on purpose: touch {hold}.
+# while its peers serve, drops its connection to a peer whose host went silent, and repairs a quorum
+# queue member that cannot run (hastack.agent.rabbit_watch). To stop the app on purpose: touch {hold}.
 [Unit]
 Description=hastack RabbitMQ watch (restarts a node left paused; lets a silent peer go)
 After=network-online.target
