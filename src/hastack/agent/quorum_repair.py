@@ -6,7 +6,7 @@ and one of those deletions can hit the member another declare just started. The 
 its node restarts, then cannot come back (`recover: quorum queue ... could not be restarted
 {error,enoent}`). With two members (the guide's two RabbitMQ nodes) the survivor can never be elected
 alone: the queue has no leader for good, and RabbitMQ has no command that helps without one (seen in
-the seed lab: heat-engine's listener queue after a controller rebooted, CI on 5b3231a).
+the seed lab: heat-engine's listener queue after a controller rebooted, the matrix on 5b3231a).
 
 So once a minute, while the node serves, the watch asks its node (one `rabbitmqctl eval`, ~1 s of CPU)
 which quorum queues have a member here whose process is not running. One still missing at the next
