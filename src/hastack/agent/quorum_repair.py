@@ -44,7 +44,7 @@ LOST = """\
 ok."""
 
 # Repairs one queue (VHOST and NAME are code point lists: no quoting of a name in Erlang source) and prints
-# one line: gone | running | restarted | deleted<TAB>why | kept<TAB>why.
+# one line: gone | running | restarted | deleted<TAB>why | kept<TAB>why | held<TAB>why (kept: it holds messages).
 REPAIR = """\
 QName = rabbit_misc:r(unicode:characters_to_binary(VHOST), queue, unicode:characters_to_binary(NAME)),
 case rabbit_amqqueue:lookup(QName) of
@@ -68,7 +68,7 @@ case rabbit_amqqueue:lookup(QName) of
               Others =:= [] orelse length(Counts) =/= length(Others) ->
                 io:format("kept\\trestart: ~0p; the other members did not answer: ~0p~n", [Failed, Answers]);
               Total =/= 0 ->
-                io:format("kept\\trestart: ~0p; the other members hold ~b message(s)~n", [Failed, Total]);
+                io:format("held\\trestart: ~0p; the other members hold ~b message(s)~n", [Failed, Total]);
               true ->
                 Deleted = rabbit_amqqueue:delete(Q, false, false, <<"ACTOR">>),
                 io:format("deleted\\trestart: ~0p; it could never elect a leader and held no message; "
@@ -86,6 +86,10 @@ class Member:
     vhost: str
     queue: str
     nodes: tuple[str, ...] = field(compare=False)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.vhost, self.queue
 
 
 def _codepoints(text: str) -> str:
@@ -122,7 +126,7 @@ def parse_repair(text: str) -> tuple[str, str]:
     """REPAIR's verdict and why; ("unknown", the output) when it printed none (an error from eval)."""
     for line in text.splitlines():
         verdict, _, why = line.partition("\t")
-        if verdict in ("gone", "running", "restarted", "deleted", "kept"):
+        if verdict in ("gone", "running", "restarted", "deleted", "kept", "held"):
             return verdict, why
     return "unknown", text.strip()[-300:]
 
@@ -137,11 +141,10 @@ class Lost:
 
     def after(self, now: float, seen: tuple[Member, ...]) -> tuple[Lost, tuple[Member, ...]]:
         """The next state, and the queues to repair now."""
-        since = {(m.vhost, m.queue): self.since.get((m.vhost, m.queue), now) for m in seen}
+        since = {m.key: self.since.get(m.key, now) for m in seen}
         due = tuple(m for m in seen
-                    if now - since[(m.vhost, m.queue)] >= CONFIRM_S
-                    and now - self.repaired.get((m.vhost, m.queue), now - AGAIN_S) >= AGAIN_S)
-        repaired = {k: t for k, t in self.repaired.items() if k in since} | {(m.vhost, m.queue): now for m in due}
+                    if now - since[m.key] >= CONFIRM_S and now - self.repaired.get(m.key, now - AGAIN_S) >= AGAIN_S)
+        repaired = {k: t for k, t in self.repaired.items() if k in since} | {m.key: now for m in due}
         return Lost(since, repaired), due
 
 

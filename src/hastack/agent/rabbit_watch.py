@@ -276,10 +276,10 @@ async def look_at_quorum_members(lost: Lost, ctl: tuple[str, ...] = quorum_repai
     for member in due:
         log.warning("quorum queue %r (vhost %r, members %s): its member on this node has not run for %.0f s: "
                     "repairing", member.queue, member.vhost, ",".join(member.nodes),
-                    time.monotonic() - lost.since[(member.vhost, member.queue)])
+                    time.monotonic() - lost.since[member.key])
         done = await _output(quorum_repair.repair_argv(member, ctl), 180)
         verdict, why = ("unknown", "timeout") if done is None else quorum_repair.parse_repair(done[1])
-        if verdict == "kept" and "message" in why:
+        if verdict == "held":
             log.error("quorum queue %r: kept (%s): it will not serve again; to give its messages up: %s",
                       member.queue, why, quorum_repair.command_for(member))
         else:
