@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from hastack.hosts.ssh import SshHost
 
 @dataclass
 class Proc:
-    exit_status: int = 0
+    returncode: int | None = 0
     stdout: str = "ok\n"
     stderr: str = ""
 
@@ -119,41 +120,81 @@ class BlackHole:
             w.close()
 
 
-def test_a_host_that_goes_silent_mid_session_fails_its_command_instead_of_holding_it(
-        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Seen: a chaos run's status probe waited for good on a compute fenced while it was asked, so the
-    fault was never undone. A real asyncssh server behind a relay that goes silent: the command fails
-    (the keepalives get no answer) within their bound, and the host closes at once."""
-    monkeypatch.setattr(ssh, "KEEPALIVE_S", 0.2)
-    monkeypatch.setattr(ssh, "KEEPALIVE_MISSES", 2)
+HUNG: list[asyncio.Event] = []
+
+
+async def _answer(p: asyncssh.SSHServerProcess[str]) -> None:
+    """The server's side: `hang` never ends (a command the host dies under); anything else says up."""
+    if p.command == "hang":
+        HUNG[-1].set()
+        await asyncio.sleep(60)
+    p.stdout.write("up\n")
+    p.exit(0)
+
+
+async def _silenced(tmp_path: Any, commands: list[str]) -> tuple[ssh.Result, list[tuple[BaseException, float]]]:
+    """A real asyncssh server behind a relay: one command answered, then the relay goes silent and
+    each of `commands` is run; what each raised, and how long it took to. The relay goes silent under
+    `hang` once the server has it."""
+    HUNG.append(asyncio.Event())
     server_key, client_key = asyncssh.generate_private_key("ssh-ed25519"), asyncssh.generate_private_key("ssh-ed25519")
     client_key.write_private_key(str(tmp_path / "id"))
     (tmp_path / "authorized").write_bytes(client_key.export_public_key())
-
-    async def go() -> tuple[ssh.Result, float]:
-        server = await asyncssh.create_server(
-            asyncssh.SSHServer, "127.0.0.1", 0, server_host_keys=[server_key],
-            authorized_client_keys=str(tmp_path / "authorized"),
-            process_factory=lambda p: (p.stdout.write("up\n"), p.exit(0)))
-        relay = BlackHole(server.sockets[0].getsockname()[1])
-        port = await relay.start()
-        (tmp_path / "known").write_text(f"[127.0.0.1]:{port} "
-                                        + server_key.export_public_key().decode())
-        try:
-            async with SshHost("compute1", "127.0.0.1", str(tmp_path / "id"), port=port, user="root",
-                               known_hosts=str(tmp_path / "known")) as h:
-                first = await h.run(["true"], timeout=5)
+    server = await asyncssh.create_server(
+        asyncssh.SSHServer, "127.0.0.1", 0, server_host_keys=[server_key],
+        authorized_client_keys=str(tmp_path / "authorized"), process_factory=_answer)
+    relay = BlackHole(server.sockets[0].getsockname()[1])
+    port = await relay.start()
+    (tmp_path / "known").write_text(f"[127.0.0.1]:{port} " + server_key.export_public_key().decode())
+    loop = asyncio.get_running_loop()
+    raised: list[tuple[BaseException, float]] = []
+    try:
+        async with SshHost("compute1", "127.0.0.1", str(tmp_path / "id"), port=port, user="root",
+                           known_hosts=str(tmp_path / "known")) as h:
+            first = await h.run(["true"], timeout=5)
+            for command in commands:
+                run = asyncio.create_task(asyncio.wait_for(h.run([command], timeout=300), 10))
+                if command == "hang":
+                    await asyncio.wait_for(HUNG[-1].wait(), 5)
                 relay.silent = True
-                start = asyncio.get_running_loop().time()
+                start = loop.time()
                 # asyncio's TimeoutError here would be the old behaviour: the command still waiting.
-                with pytest.raises(asyncssh.Error):
-                    await asyncio.wait_for(h.run(["true"], timeout=300), 10)
-                took = asyncio.get_running_loop().time() - start
-            return first, took
-        finally:
-            relay.close()
-            server.close()
+                with pytest.raises(ssh.HostLost) as err:
+                    await run
+                raised.append((err.value, loop.time() - start))
+        return first, raised
+    finally:
+        relay.close()
+        server.close()
 
-    first, took = asyncio.run(asyncio.wait_for(go(), 30))
+
+def test_a_host_that_goes_silent_mid_session_fails_its_command_instead_of_holding_it(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen: a chaos run's status probe waited for good on a compute fenced while it was asked, so the
+    fault was never undone. The command fails (the keepalives get no answer) within their bound, says
+    why, and the next one on that host fails at once for the same named cause."""
+    monkeypatch.setattr(ssh, "KEEPALIVE_S", 0.2)
+    monkeypatch.setattr(ssh, "KEEPALIVE_MISSES", 2)
+    first, raised = asyncio.run(asyncio.wait_for(_silenced(tmp_path, ["true", "date"]), 30))
     assert first.stdout == "up\n"
+    (lost, took), (again, at_once) = raised
+    assert took < 0.2 * (2 + 1) + 1.0 and at_once < 0.1, (took, at_once)
+    # A lab deploy once failed with "SSH connection closed" alone: which host, which command, why.
+    assert str(lost).startswith("compute1: `true` could not start: the SSH connection closed "
+                                "(Server not responding to keepalive)"), lost
+    assert str(again).startswith("compute1: `date` could not start: the SSH connection closed "
+                                 "(Server not responding to keepalive)"), again
+
+
+def test_a_command_cut_off_by_a_dead_host_is_an_error_not_a_success(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """asyncssh ends a run whose connection died with no exit status; read as 0, a deploy step that
+    never finished would have counted as done."""
+    monkeypatch.setattr(ssh, "KEEPALIVE_S", 0.2)
+    monkeypatch.setattr(ssh, "KEEPALIVE_MISSES", 2)
+    _, raised = asyncio.run(asyncio.wait_for(_silenced(tmp_path, ["hang"]), 30))
+    ((lost, took),) = raised
     assert took < 0.2 * (2 + 1) + 1.0, took
+    assert isinstance(lost, ssh.HostError) and lost.result.rc == -1
+    assert re.match(r"compute1: `hang` was cut off: the SSH connection closed \(Server not responding to "
+                    r"keepalive\) \d+ s after the host last answered$", str(lost)), lost

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -28,6 +29,15 @@ class CommandTimeout(HostError):
         super().__init__(host, command, result, f"did not finish within {timeout:g} s")
 
 
+class HostLost(HostError):
+    """The SSH connection to a host closed under a command, or before it could start: the command's
+    outcome is unknown (it may have run). Says why the connection closed and how long the host had
+    been silent, which tells a dead or fenced host (keepalives unanswered) from a reset."""
+
+    def __init__(self, host: str, command: str, why: str) -> None:
+        super().__init__(host, command, Result(-1, "", ""), why)
+
+
 @dataclass(frozen=True)
 class Result:
     rc: int
@@ -49,6 +59,16 @@ KEEPALIVE_S = 10
 KEEPALIVE_MISSES = 3
 
 
+class _Client(asyncssh.SSHClient):
+    """Remembers why and when its connection closed: asyncssh keeps neither where a caller can read it."""
+
+    def __init__(self) -> None:
+        self.lost: tuple[float, str] | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = (time.monotonic(), str(exc).strip() if exc else "closed")
+
+
 class SshHost:
     def __init__(self, name: str, address: str, key_path: str, *, known_hosts: str, port: int = 22,
                  user: str = "root", connect_timeout: float = 10) -> None:
@@ -60,16 +80,21 @@ class SshHost:
         self._user = user
         self._timeout = connect_timeout
         self._conn: asyncssh.SSHClientConnection | None = None
+        self._client = _Client()
+        self._answered = time.monotonic()  # when the host last finished a command for us
         self._sessions = asyncio.Semaphore(MAX_SESSIONS)
 
     async def __aenter__(self) -> SshHost:
         # The host key is checked against known_hosts, always: a host not recorded there
         # (`hastack trust`) or showing another key is refused (asyncssh.HostKeyNotVerifiable).
+        self._client = _Client()
         self._conn = await asyncssh.connect(
             self.address, port=self.port, username=self._user, client_keys=[self._key],
             known_hosts=self._known_hosts, connect_timeout=self._timeout,
             keepalive_interval=KEEPALIVE_S, keepalive_count_max=KEEPALIVE_MISSES,
+            client_factory=lambda: self._client,
         )
+        self._answered = time.monotonic()
         return self
 
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
@@ -105,13 +130,27 @@ class SshHost:
                     raise CommandTimeout(self.name, command, partial, timeout) from None
                 except asyncssh.ChannelOpenError:
                     # A refusal is worth another try; a connection that closed (keepalives unanswered) is not.
-                    if attempt == OPEN_RETRIES - 1 or self.conn.is_closed():
+                    if self.conn.is_closed() or self._client.lost:
+                        raise self._lost(command, "could not start") from None
+                    if attempt == OPEN_RETRIES - 1:
                         raise
                     await asyncio.sleep(0.1 * (attempt + 1))
-        result = Result(proc.exit_status or 0, _text(proc.stdout), _text(proc.stderr))
+        # Neither a status nor a signal: the channel closed under the command (asyncssh returns such a
+        # run as if it had exited; read as 0, a command cut off by a dead host would pass for done).
+        if proc.returncode is None:
+            raise self._lost(command, "was cut off")
+        self._answered = time.monotonic()
+        result = Result(proc.returncode, _text(proc.stdout), _text(proc.stderr))
         if check and result.rc != 0:
             raise HostError(self.name, command, result)
         return result
+
+
+    def _lost(self, command: str, what: str) -> HostLost:
+        lost = self._client.lost
+        when, why = lost if lost else (time.monotonic(), "closed")
+        return HostLost(self.name, command, f"{what}: the SSH connection closed ({why}) "
+                                            f"{when - self._answered:.0f} s after the host last answered")
 
 
 def _text(data: object) -> str:
