@@ -113,6 +113,31 @@ def test_nodes_starting_on_their_own_get_a_grace_then_are_stopped_to_be_read() -
     assert d.outcome is Outcome.READ and steps(d) == ["read ctl1", "read ctl2"]
 
 
+def test_a_node_whose_unit_is_starting_before_mariadbd_runs_is_waited_for_then_stopped_not_left_running() -> None:
+    """The three-controller lab's power-loss (8967681): recover read ctl1's position itself and
+    bootstrapped it while ctl2's and ctl3's units were still in their own --wsrep-recover (no mariadbd
+    process yet, so "stopped"); they went on to restore their old primary component together: two
+    primary components. A starting unit is a starting node, process or not."""
+    def starting(name: str, s: float) -> galera.NodeFacts:
+        return galera.NodeFacts(name, running=False, grastate=gra(-1), starting_s=s)
+
+    nodes = (crashed("ctl1", 13276), starting("ctl2", 20.0), starting("ctl3", 5.0))
+    d = galera.decide(nodes, writer="ctl1")
+    assert d.outcome is Outcome.WAIT and "ctl2, ctl3 starting" in d.reason and not d.actions
+    # As it was seen then: each position read (recover's --wsrep-recover beside the unit's own): still a wait.
+    read = tuple(dataclasses.replace(n, recovered=galera_facts.Position(UUID, 13276)) for n in nodes)
+    assert galera.decide(read, writer="ctl1").outcome is Outcome.WAIT
+    # Past the grace, still starting: stopped to be read, never left to start beside a bootstrap.
+    late = (crashed("ctl1", 13276), starting("ctl2", 90.0), starting("ctl3", 75.0))
+    d = galera.decide(late, writer="ctl1")
+    assert d.outcome is Outcome.READ and steps(d) == ["read ctl2", "read ctl3"]
+    # A starting node whose position is known (a clean stop) is stopped before the bootstrap too.
+    clean = galera.NodeFacts("ctl3", running=False, grastate=gra(13270), starting_s=90.0)
+    d = galera.decide((crashed("ctl1", 13276), crashed("ctl2", 13276), clean), writer="ctl1")
+    assert d.outcome is Outcome.BOOTSTRAP and steps(d) == [
+        "stop ctl3", "mark-safe ctl1", "bootstrap ctl1", "join ctl2", "join ctl3"]
+
+
 def test_a_primary_component_is_joined_not_replaced() -> None:
     astray = galera.NodeFacts("ctl3", running=True, state=GaleraState(1, "non-Primary", "Initialized", False, True,
                                                                       UUID, 48))

@@ -173,11 +173,15 @@ def _not_readable_yet(nodes: tuple[NodeFacts, ...], *, force: bool, patient: boo
         return Decision(Outcome.REFUSE, f"no primary component, and {', '.join(n.name for n in unreadable)} "
                         "cannot be read: it may hold the latest commits. Bring it back, or run with --force "
                         "to bootstrap from the others (commits only it holds are lost)", (), evidence(nodes))
-    blind = [n for n in nodes if n.reachable and n.running and n.position() is None]
+    # A node whose unit is starting is starting whether or not mariadbd has a process yet: the unit's
+    # own --wsrep-recover runs first (14 s in a cold boot of every lab host). Taken for stopped, it was
+    # left running while another node was bootstrapped, and restored its old primary component with
+    # a third: two primary components (the three-controller lab's power-loss, 8967681).
+    blind = [n for n in nodes if n.reachable and (n.running or n.starting_s is not None) and n.position() is None]
     # A node starting after a crash waits for its last primary component's
     # members (pc.recovery): when they all come back, galera restores it by
     # itself, with no node chosen. Give that its chance before stopping them.
-    young = [n.name for n in blind if n.starting_s is not None and n.starting_s < grace_s]
+    young = [n.name for n in nodes if n.reachable and n.starting_s is not None and n.starting_s < grace_s]
     if young:
         return Decision(Outcome.WAIT, f"no primary component yet; {', '.join(young)} starting (under "
                         f"{grace_s:.0f} s): pc.recovery may restore it by itself", (), evidence(nodes))
@@ -233,7 +237,9 @@ def _bootstrap(nodes: tuple[NodeFacts, ...], known: dict[str, Position], garbd: 
                         "bootstrapping it loses them; --force if that is meant", (), evidence(nodes))
     chosen = by_name[target]
     readable = [n for n in nodes if n.reachable]
-    acts = [Action(Step.STOP, n.name) for n in readable if n.running]
+    # Every other node stopped before the new primary component exists, a starting one too: left to
+    # start, it may restore its old component (pc.recovery) beside the new one.
+    acts = [Action(Step.STOP, n.name) for n in readable if n.running or n.starting_s is not None]
     if not (chosen.grastate and chosen.grastate.safe_to_bootstrap):
         acts.append(Action(Step.MARK_SAFE, chosen.name))
     acts.append(Action(Step.BOOTSTRAP, chosen.name))

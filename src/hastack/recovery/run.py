@@ -98,8 +98,9 @@ async def galera_facts(spec: Spec, hosts: dict[str, SshHost], unreachable: dict[
             state = await _wsrep(h)
         gra = await probe(h, GRASTATE)
         recovered, error = None, ""
-        if not running and gra is not None and gra.has_history and gra.seqno < 0:
-            # The last commit InnoDB holds: mariadbd --wsrep-recover, as the unit's own start does.
+        if not running and age.starting_s is None and gra is not None and gra.has_history and gra.seqno < 0:
+            # The last commit InnoDB holds: mariadbd --wsrep-recover, as the unit's own start does (never
+            # beside that start: two of them on one data directory).
             res = await h.run(["galera_recovery"], check=False, timeout=300)
             recovered = parse_recovered(res.stdout)
             if recovered is None:
