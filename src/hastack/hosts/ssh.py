@@ -145,7 +145,6 @@ class SshHost:
             raise HostError(self.name, command, result)
         return result
 
-
     def _lost(self, command: str, what: str) -> HostLost:
         lost = self._client.lost
         when, why = lost if lost else (time.monotonic(), "closed")
