@@ -242,7 +242,7 @@ def lab(case: Case, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             # Before `lab down` takes the power log and the journals with it: a lab up once failed with
             # "SSH connection closed" in the openstack phase, and nothing left said whether a host was fenced.
             pytest.fail(f"lab up failed (exit {res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}\n"
-                        f"{evidence(spec, ['corosync', 'pacemaker'], lines=40)}\n{evidence(spec, ['openstack'])}")
+                        f"{evidence(spec, ['corosync', 'pacemaker', 'openstack'], lines=40)}")
         assert "every component healthy" in res.stdout
         # Where the time went, as bench/lab_up.py reads it; kept in the JUnit XML of the module's first test.
         print(next((ln for ln in res.stdout.splitlines() if ln.startswith("lab up: ")), "no `lab up:` line"))

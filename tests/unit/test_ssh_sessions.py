@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -120,13 +121,11 @@ class BlackHole:
             w.close()
 
 
-HUNG: list[asyncio.Event] = []
-
-
-async def _answer(p: asyncssh.SSHServerProcess[str]) -> None:
-    """The server's side: `hang` never ends (a command the host dies under); anything else says up."""
+async def _answer(p: asyncssh.SSHServerProcess[str], hung: asyncio.Event) -> None:
+    """The server's side: `hang` never ends (a command the host dies under; `hung` says it arrived);
+    anything else says up."""
     if p.command == "hang":
-        HUNG[-1].set()
+        hung.set()
         await asyncio.sleep(60)
     p.stdout.write("up\n")
     p.exit(0)
@@ -136,13 +135,14 @@ async def _silenced(tmp_path: Any, commands: list[str]) -> tuple[ssh.Result, lis
     """A real asyncssh server behind a relay: one command answered, then the relay goes silent and
     each of `commands` is run; what each raised, and how long it took to. The relay goes silent under
     `hang` once the server has it."""
-    HUNG.append(asyncio.Event())
+    hung = asyncio.Event()
     server_key, client_key = asyncssh.generate_private_key("ssh-ed25519"), asyncssh.generate_private_key("ssh-ed25519")
     client_key.write_private_key(str(tmp_path / "id"))
     (tmp_path / "authorized").write_bytes(client_key.export_public_key())
     server = await asyncssh.create_server(
         asyncssh.SSHServer, "127.0.0.1", 0, server_host_keys=[server_key],
-        authorized_client_keys=str(tmp_path / "authorized"), process_factory=_answer)
+        authorized_client_keys=str(tmp_path / "authorized"),
+        process_factory=functools.partial(_answer, hung=hung))
     relay = BlackHole(server.sockets[0].getsockname()[1])
     port = await relay.start()
     (tmp_path / "known").write_text(f"[127.0.0.1]:{port} " + server_key.export_public_key().decode())
@@ -155,7 +155,7 @@ async def _silenced(tmp_path: Any, commands: list[str]) -> tuple[ssh.Result, lis
             for command in commands:
                 run = asyncio.create_task(asyncio.wait_for(h.run([command], timeout=300), 10))
                 if command == "hang":
-                    await asyncio.wait_for(HUNG[-1].wait(), 5)
+                    await asyncio.wait_for(hung.wait(), 5)
                 relay.silent = True
                 start = loop.time()
                 # asyncio's TimeoutError here would be the old behaviour: the command still waiting.

@@ -35,6 +35,11 @@ class NodeFacts:
     def primary(self) -> bool:
         return self.state is not None and self.state.primary
 
+    @property
+    def started(self) -> bool:
+        """mariadbd runs, or its unit is starting (its own --wsrep-recover runs before mariadbd does)."""
+        return self.running or self.starting_s is not None
+
     def position(self) -> Position | None:
         """The last commit this node holds, from the best source available."""
         if self.state is not None and self.state.cluster_state_uuid and self.state.last_committed >= 0:
@@ -177,7 +182,7 @@ def _not_readable_yet(nodes: tuple[NodeFacts, ...], *, force: bool, patient: boo
     # own --wsrep-recover runs first (14 s in a cold boot of every lab host). Taken for stopped, it was
     # left running while another node was bootstrapped, and restored its old primary component with
     # a third: two primary components (the three-controller lab's power-loss, 8967681).
-    blind = [n for n in nodes if n.reachable and (n.running or n.starting_s is not None) and n.position() is None]
+    blind = [n for n in nodes if n.reachable and n.started and n.position() is None]
     # A node starting after a crash waits for its last primary component's
     # members (pc.recovery): when they all come back, galera restores it by
     # itself, with no node chosen. Give that its chance before stopping them.
@@ -239,7 +244,7 @@ def _bootstrap(nodes: tuple[NodeFacts, ...], known: dict[str, Position], garbd: 
     readable = [n for n in nodes if n.reachable]
     # Every other node stopped before the new primary component exists, a starting one too: left to
     # start, it may restore its old component (pc.recovery) beside the new one.
-    acts = [Action(Step.STOP, n.name) for n in readable if n.running or n.starting_s is not None]
+    acts = [Action(Step.STOP, n.name) for n in readable if n.started]
     if not (chosen.grastate and chosen.grastate.safe_to_bootstrap):
         acts.append(Action(Step.MARK_SAFE, chosen.name))
     acts.append(Action(Step.BOOTSTRAP, chosen.name))
