@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hastack.agent import quorum_repair
 from hastack.agent.quorum_repair import AGAIN_S as QUORUM_AGAIN_S
 from hastack.agent.quorum_repair import CONFIRM_S, Lost, Member, command_for, parse_lost, parse_repair, repair_expr
 from hastack.agent.quorum_repair import EVERY_S as QUORUM_EVERY_S
@@ -173,7 +174,9 @@ def test_no_peer_is_let_go_when_this_node_is_the_one_cut_off_or_a_peer_only_refu
 
 def test_letting_go_names_only_an_erlang_node() -> None:
     argv = let_go_argv("rabbit@ctl1")
-    assert argv == ["rabbitmqctl", "-q", "eval", 'erlang:disconnect_node(list_to_atom("rabbit@ctl1")).']
+    assert argv[-3:] == ["-q", "eval", 'erlang:disconnect_node(list_to_atom("rabbit@ctl1")).']
+    # As the rabbitmq user, without Debian's su wrapper (a PAM session in the journal per call).
+    assert argv[0] == "setpriv" and "--reuid=rabbitmq" in argv and argv[-4] == "/usr/lib/rabbitmq/bin/rabbitmqctl"
     for bad in ('rabbit@ctl1")), halt(', "ctl1", ""):
         with pytest.raises(ValueError):
             let_go_argv(bad)
@@ -251,6 +254,7 @@ def test_a_peer_is_let_go_by_the_kernel_and_by_the_vm_when_the_kernel_closed_not
         (tmp_path / tool).write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/{tool}.args\nprintf '{out}'\n")
         (tmp_path / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setattr(quorum_repair, "CTL", (str(tmp_path / "rabbitmqctl"),))
     asyncio.run(let_go("rabbit@ctl1", "10.77.0.11"))
     assert (tmp_path / "ss.args").read_text().strip() == " ".join(cut_argv("10.77.0.11")[1:])
     assert (tmp_path / "rabbitmqctl.args").exists() is asks_the_vm

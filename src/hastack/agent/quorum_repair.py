@@ -96,7 +96,12 @@ def _codepoints(text: str) -> str:
     return "[" + ",".join(str(ord(c)) for c in text) + "]"
 
 
-CTL = ("rabbitmqctl",)
+# rabbitmqctl as the rabbitmq user, straight: Debian's /usr/sbin/rabbitmqctl, run as root, goes through
+# `su`, which writes four PAM lines to the journal for each call (the watch's look, once a minute) and
+# would leave the Erlang VM running when a timed-out call is killed (SIGKILL reaches su, not its child). setpriv
+# execs: the process killed is the VM. HOME is where the node's cookie is.
+CTL = ("setpriv", "--reuid=rabbitmq", "--regid=rabbitmq", "--init-groups", "env", "HOME=/var/lib/rabbitmq",
+       "/usr/lib/rabbitmq/bin/rabbitmqctl")
 
 
 def lost_argv(ctl: Sequence[str] = CTL) -> list[str]:

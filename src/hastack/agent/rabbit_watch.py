@@ -191,7 +191,7 @@ def let_go_argv(node: str) -> list[str]:
     """This node drops its distribution connection to `node` (true: there was one)."""
     if not NODE_NAME.fullmatch(node):
         raise ValueError(f"not an Erlang node name: {node!r}")
-    return ["rabbitmqctl", "-q", "eval", f'erlang:disconnect_node(list_to_atom("{node}")).']
+    return [*quorum_repair.CTL, "-q", "eval", f'erlang:disconnect_node(list_to_atom("{node}")).']
 
 
 def listening(port: int, proc: Path = Path("/proc/net")) -> bool:
