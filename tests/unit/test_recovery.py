@@ -173,11 +173,33 @@ def test_transfer_bytes_parse_ss() -> None:
 
 def test_unit_age_parses_systemctl_show() -> None:
     active = parse_unit_age((FIX / "systemd_unit_age_active.txt").read_text())
-    assert active == UnitAge("active", 18.7) and active.starting_s is None  # 50758.62 - 50739.877146
+    assert active == UnitAge("active", 288.7) and active.starting_s is None  # 11829.42 - 11540.757733
     assert parse_unit_age((FIX / "systemd_unit_age_inactive.txt").read_text()) == UnitAge("inactive", None)
     starting = parse_unit_age("ActiveState=activating\nInactiveExitTimestampMonotonic=5000000\nNow=65.5\n")
     assert starting.starting_s == 60.5
     assert parse_unit_age("") == UnitAge("unknown", None)
+    # A start job waiting behind another unit's (systemd-run --no-block -p After=..., in a lab host).
+    queued = parse_unit_age((FIX / "systemd_unit_age_queued.txt").read_text())
+    assert queued == UnitAge("inactive", None, 11815.93) and queued.starting_s == 11815.93
+
+
+def test_a_unit_queued_to_start_on_a_booting_host_is_a_starting_node() -> None:
+    """After a power loss, sshd can answer before mariadb.service's start job has run: the unit is
+    still "inactive". Taken for stopped, its position would be read beside the unit's own
+    --wsrep-recover and it would be left to start beside a bootstrap. Its job says otherwise."""
+    booting = FIX.joinpath("systemd_unit_age_queued.txt").read_text().replace("Now=11815.93", "Now=6.20")
+    age = parse_unit_age(booting)
+    assert age.state == "inactive" and age.starting_s == 6.2
+    nodes = (crashed("ctl1", 13276), crashed("ctl2", 13276),
+             galera.NodeFacts("ctl3", running=False, grastate=gra(-1), starting_s=age.starting_s))
+    d = galera.decide(nodes, writer="ctl1")
+    assert d.outcome is Outcome.WAIT and "ctl3 starting" in d.reason and not d.actions
+    # Queued since a boot long ago (a start blocked behind another unit): stopped (the job cancelled), then read.
+    stuck = parse_unit_age(FIX.joinpath("systemd_unit_age_queued.txt").read_text())
+    d = galera.decide((*nodes[:2], dataclasses.replace(nodes[2], starting_s=stuck.starting_s)), writer="ctl1")
+    assert d.outcome is Outcome.READ and steps(d) == ["read ctl3"]
+    # With no job it is stopped: not a starting node.
+    assert parse_unit_age(booting.replace("Job=1674", "Job=")).starting_s is None
 
 
 def test_no_history_is_a_first_deploy_not_a_recovery() -> None:

@@ -26,7 +26,7 @@ class NodeFacts:
     state: GaleraState | None = None  # wsrep status, when it answered SQL
     grastate: GraState | None = None
     recovered: Position | None = None  # from --wsrep-recover, read only when not running
-    starting_s: float | None = None  # how long its unit has been starting (activating); None: not starting
+    starting_s: float | None = None  # how long its unit has been starting or queued to start; None: neither
     # How long this recovery has seen it run with no sign of life: no SQL answer, no state-transfer bytes arriving.
     silent_s: float = 0.0
     error: str = ""  # why something could not be read
