@@ -140,6 +140,25 @@ def test_a_host_back_keeps_evacuating_then_is_cleared_once_empty() -> None:
     assert plan.actions == (Action(Step.CLEAR, "compute1"),) and plan.of("compute1").state is State.RETURNING
 
 
+def test_what_started_on_a_host_since_its_fence_stays_there_when_it_is_back() -> None:
+    """The fast lab's isolation (dd1d6e5): a compute fenced by mistake held no instance nova placed on it
+    (three builds sent to it were queued, on no host yet), so it was powered on; its nova-compute ran the
+    builds, and the evacuator, seeing a host back but forced down with instances on it, evacuated them.
+    nova-compute, started before those evacuations, never cleaned them up: forced_down stayed for good."""
+    fenced = LAST_REPORT + 5
+    arrived = tuple(Instance(f"vm-{k}", "ACTIVE", launched_at=fenced + 40) for k in range(3))
+    back = Compute("compute1", Member.ONLINE, Fencing(fenced, by_cluster=True),
+                   Service(up=True, forced_down=True, updated_at=fenced + 50), arrived)
+    plan = decide(fleet(back), POLICY)
+    assert plan.actions == (Action(Step.CLEAR, "compute1"),) and plan.of("compute1").state is State.RETURNING
+    assert "3 instance(s) started here since the fence stay" in plan.of("compute1").reason
+    # One that ran here before the fence and has not left yet still moves; the arrivals stay.
+    before = Instance("vm-old", "ACTIVE", launched_at=fenced - 100)
+    plan = decide(fleet(dataclasses.replace(back, instances=(*arrived, before))), POLICY)
+    assert plan.actions == (Action(Step.EVACUATE, "compute1", "vm-old"),)
+    assert "1 instance(s) still to move" in plan.of("compute1").reason
+
+
 def test_a_disabled_reserved_host_is_enabled_before_the_evacuations() -> None:
     reserved = Compute("compute4", Member.ONLINE, service=Service(up=True, disabled=True, updated_at=LAST_REPORT))
     policy = Policy(POLICY.evacuate, reserved=("compute4",), max_failed=2)
@@ -189,6 +208,7 @@ def test_nova_s_compute_services_and_servers_are_read_per_host() -> None:
     # nova's launched_at: the build never ran, the others did
     assert sorted((i.status, i.launched) for i in servers["compute1"]) == [
         ("ACTIVE", True), ("ACTIVE", True), ("ACTIVE", True), ("BUILD", False)]
+    assert all((i.launched_at is not None) == i.launched for i in servers["compute1"])
 
 
 def test_an_instance_nova_cannot_evacuate_is_reported_not_asked_for() -> None:

@@ -117,6 +117,7 @@ class Instance:
     status: str  # nova's: ACTIVE, SHUTOFF, ERROR, REBUILD...
     task_state: str | None = None
     launched: bool = True  # nova's `launched_at` is set: it ran once
+    launched_at: float | None = None  # when (epoch seconds), where nova says
 
     @property
     def busy(self) -> bool:
@@ -194,8 +195,9 @@ def parse_servers(doc: Mapping[str, Any]) -> dict[str, tuple[Instance, ...]]:
     for s in doc.get("servers", []):
         host = s.get("OS-EXT-SRV-ATTR:host")
         if host:
+            launched = s.get("OS-SRV-USG:launched_at")
             out.setdefault(host, []).append(Instance(s["id"], s.get("status", ""), s.get("OS-EXT-STS:task_state"),
-                                                     launched=bool(s.get("OS-SRV-USG:launched_at"))))
+                                                     launched=bool(launched), launched_at=nova_time(launched)))
     return {h: tuple(v) for h, v in out.items()}
 
 
@@ -225,6 +227,14 @@ class Compute:
     def waiting(self) -> list[Instance]:
         """Instances to ask nova to evacuate, and not asked already."""
         return [i for i in self.instances if i.evacuable and i.id not in self.asked]
+
+    def arrived(self, i: Instance) -> bool:
+        """Launched here after the fence, so never part of the failure: a build nova had sent to the host
+        before it was fenced, queued until its nova-compute came back, and run then. Evacuating it from
+        the host that runs it left `done` records its nova-compute, already started, never cleaned up:
+        forced_down could not be cleared (the fast lab's isolation, dd1d6e5)."""
+        f = self.fencing.done_at
+        return f is not None and i.launched_at is not None and i.launched_at > f and i.id not in self.asked
 
     def staying(self) -> list[Instance]:
         """Instances still to leave the host by evacuation: not those being deleted, nor those that never
@@ -398,9 +408,11 @@ def _failed_host(c: Compute, policy: Policy, refusal: str) -> HostPlan:
 def _online_host(c: Compute, policy: Policy) -> HostPlan:
     if c.service is None or not c.service.forced_down:
         return HostPlan(c.name, State.HEALTHY, "online")
-    if (staying := c.staying()) and c.name in policy.evacuate:
+    staying = [i for i in c.staying() if not c.arrived(i)]
+    if staying and c.name in policy.evacuate:
         # Back before its instances all left: they keep moving; forced_down stays until none is left.
-        waiting = c.waiting()
+        # What started here since the fence stays (it runs on the host that is back).
+        waiting = [i for i in c.waiting() if not c.arrived(i)]
         return HostPlan(c.name, State.EVACUATING, f"back; {len(staying)} instance(s) still to move",
                         tuple(Action(Step.EVACUATE, c.name, i.id) for i in waiting))
     if c.unfinished:
@@ -410,7 +422,9 @@ def _online_host(c: Compute, policy: Policy) -> HostPlan:
     if c.uncleaned:
         return HostPlan(c.name, State.RETURNING, f"back; its nova-compute has {c.uncleaned} evacuated instance(s) "
                         "to clean up before forced_down can be cleared (it does so as it starts)")
+    arrived = sum(1 for i in c.instances if c.arrived(i))
     return HostPlan(c.name, State.RETURNING, "back" + (" and empty" if not c.instances else "") +
+                    (f"; {arrived} instance(s) started here since the fence stay" if arrived else "") +
                     ": clearing forced_down", (Action(Step.CLEAR, c.name),))
 
 
