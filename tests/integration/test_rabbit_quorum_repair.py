@@ -1,10 +1,11 @@
-"""The RabbitMQ watch's third duty against two real RabbitMQ nodes clustered in one namespace.
+"""The RabbitMQ watch's third duty against real RabbitMQ nodes (two, or three) clustered in one namespace.
 
 The state it repairs, made by hand the way the seed lab met it: a quorum queue of two members, one of
 which lost its server and data (`ra:force_delete_server` on that node) and the other restarted, so no
 leader can ever be elected. The watch's own look and repair (`look_at_quorum_members`, the Erlang it
 sends) then run on the node that lost its member: an empty queue is deleted and can be declared again;
-one that holds a message is kept, and the log says what a person can do.
+one that holds a message is kept, and the log says what a person can do. With three members, the
+one that lost its data is regrown from the other two, its message kept.
 """
 
 from __future__ import annotations
@@ -67,16 +68,23 @@ def _boot(node: Node, ns: Netns, daemons: Daemons) -> None:
                f"{node.name} to boot")
 
 
+def _nodes(tmp_path: Path, ns: Netns, daemons: Daemons, count: int) -> list[Node]:
+    """`count` nodes booted in `ns`, each after the first joined to it."""
+    nodes = [Node(f"rabbit-{n}@localhost", tmp_path / f"rabbit-{n}", 5672 + i) for i, n in enumerate("abc"[:count])]
+    for node in nodes:
+        _boot(node, ns, daemons)
+    for node in nodes[1:]:
+        for args in (("stop_app",), ("join_cluster", nodes[0].name), ("start_app",)):
+            res = node.ctl(ns, *args)
+            assert res.returncode == 0, f"{args}: {res.stdout}{res.stderr}"
+    return nodes
+
+
 @pytest.fixture
 def cluster(tmp_path: Path, daemons: Daemons) -> Iterator[tuple[Netns, Node, Node]]:
     require("rabbitmq-server")
     with netns("qqrepair") as ns:
-        a, b = (Node(f"{n}@localhost", tmp_path / n, port) for n, port in (("rabbit-a", 5672), ("rabbit-b", 5673)))
-        _boot(a, ns, daemons)
-        _boot(b, ns, daemons)
-        for args in (("stop_app",), ("join_cluster", a.name), ("start_app",)):
-            res = b.ctl(ns, *args)
-            assert res.returncode == 0, f"{args}: {res.stdout}{res.stderr}"
+        a, b = _nodes(tmp_path, ns, daemons, 2)
         yield ns, a, b
 
 
@@ -127,13 +135,17 @@ def _leader_within(ns: Netns, node: Node, seconds: float) -> bool:
     return False
 
 
-def _repair(b: Node, ns: Netns) -> Lost:
+def _lost_here(node: Node, ns: Netns) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*node.ctl_prefix(ns), "-q", "eval", quorum_repair.LOST], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def _repair(b: Node, ns: Netns, members: int = 2) -> Lost:
     """The watch's look on b, as if its first look had been CONFIRM_S ago (no minute-long wait)."""
-    listed = subprocess.run([*b.ctl_prefix(ns), "-q", "eval", quorum_repair.LOST], capture_output=True, text=True,
-                            timeout=60, check=False)
-    members = parse_lost(listed.stdout)
-    assert [(m.vhost, m.queue) for m in members] == [("/", QUEUE)], listed.stdout + listed.stderr
-    assert set(members[0].nodes) == {"rabbit-a@localhost", "rabbit-b@localhost"}
+    listed = _lost_here(b, ns)
+    lost = parse_lost(listed.stdout)
+    assert [(m.vhost, m.queue) for m in lost] == [("/", QUEUE)], listed.stdout + listed.stderr
+    assert set(lost[0].nodes) == {f"rabbit-{n}@localhost" for n in "abc"[:members]}
     earlier = Lost(since={("/", QUEUE): time.monotonic() - CONFIRM_S})
     return asyncio.run(look_at_quorum_members(earlier, tuple(b.ctl_prefix(ns))))
 
@@ -182,3 +194,25 @@ def test_a_member_that_only_stopped_is_restarted_and_nothing_is_lost(
     # The count is the leader's metric, refreshed on its tick (seconds): polled, not read once.
     wait_until(lambda: f"{QUEUE}\t1" in a.ctl(ns, "-q", "list_queues", "name", "messages", timeout=60).stdout, 30,
                "the queue to count its one message")
+
+
+def test_a_member_whose_data_is_gone_is_regrown_when_the_others_can_elect(
+        tmp_path: Path, daemons: Daemons, caplog: pytest.LogCaptureFixture) -> None:
+    require("rabbitmq-server")
+    with netns("qqregrow") as ns:
+        a, b, c = _nodes(tmp_path, ns, daemons, 3)
+        assert _declare(ns, a, 1).stdout.strip() == "ok"
+        gone = c.ctl(ns, "eval", f"ra:force_delete_server(quorum_queues, {{'%2F_{QUEUE}', node()}}).")
+        assert gone.returncode == 0 and "ok" in gone.stdout, gone.stdout + gone.stderr
+        with caplog.at_level(logging.WARNING, logger="hastack.rabbit_watch"):
+            after = _repair(c, ns, members=3)
+        assert "regrown" in caplog.text, caplog.text
+        assert ("/", QUEUE) in after.repaired
+        # c's member runs again (the watch's own look finds nothing), all three are online, and the
+        # message its lost copy held is still in the queue.
+        assert parse_lost(_lost_here(c, ns).stdout) == ()
+        wait_until(lambda: all(n.name in _queue_line(ns, a).partition(f"{QUEUE}\t")[2].split("\t")[-1]
+                               for n in (a, b, c)), 60, "all three members to be online")
+        wait_until(lambda: f"{QUEUE}\t1" in a.ctl(ns, "-q", "list_queues", "name", "messages", timeout=60).stdout,
+                   30, "the queue to count its one message")
+        assert _leader_within(ns, c, 30)

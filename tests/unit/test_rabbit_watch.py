@@ -318,6 +318,7 @@ def test_the_repair_names_its_queue_by_code_points_and_reads_its_verdict() -> No
     assert '<<"hastack-rabbit-watch">>' in expr
     assert parse_repair("deleted\trestart: {error,enoent}; ...\nok\n") == ("deleted", "restart: {error,enoent}; ...")
     assert parse_repair("restarted\nok\n") == ("restarted", "")
+    assert parse_repair("regrown\trestart: {error,enoent}; a new member here\nok\n")[0] == "regrown"
     assert parse_repair("held\trestart: {error,enoent}; the other members hold 2 message(s)\nok\n")[0] == "held"
     assert parse_repair("Error:\n{undef,...}\n") == ("unknown", "Error:\n{undef,...}")
 

@@ -12,8 +12,10 @@ So once a minute, while the node serves, the watch asks its node (one `rabbitmqc
 which quorum queues have a member here whose process is not running. One still missing at the next
 look is repaired, in the least costly way that works:
 - its server is restarted (`restart_server`): nothing is lost;
-- if it cannot be (its data is gone) and the other members could elect without it (three or more),
-  it is left alone: the queue serves, one member short (the log says so);
+- if it cannot be (its data is gone) and the other members can elect without it (three or more), it
+  is regrown: removed from the queue through the leader, then added again, empty; the leader sends it
+  what it lacks. Nothing is lost (the others hold every acknowledged message) and the queue keeps
+  serving. If either step fails (no leader now), it is left one member short and tried again later;
 - otherwise (two members: the queue can never elect again) the queue is deleted, but only if every
   other member answers and holds no message. Clients declare it again as they reconnect (oslo.messaging
   does). A queue that still holds messages is kept, and the log gives the command for a person.
@@ -44,9 +46,12 @@ LOST = """\
 ok."""
 
 # Repairs one queue (VHOST and NAME are code point lists: no quoting of a name in Erlang source) and prints
-# one line: gone | running | restarted | deleted<TAB>why | kept<TAB>why | held<TAB>why (kept: it holds messages).
+# one line: gone | running | restarted | regrown<TAB>why | deleted<TAB>why | kept<TAB>why | held<TAB>why (held: it
+# holds messages).
 REPAIR = """\
-QName = rabbit_misc:r(unicode:characters_to_binary(VHOST), queue, unicode:characters_to_binary(NAME)),
+VHost = unicode:characters_to_binary(VHOST),
+Name = unicode:characters_to_binary(NAME),
+QName = rabbit_misc:r(VHost, queue, Name),
 case rabbit_amqqueue:lookup(QName) of
   {error, not_found} -> io:format("gone~n");
   {ok, Q} ->
@@ -59,7 +64,17 @@ case rabbit_amqqueue:lookup(QName) of
         case rabbit_quorum_queue:restart_server({RaName, node()}) of
           ok -> io:format("restarted~n");
           Failed when length(Nodes) > 2 ->
-            io:format("kept\\trestart: ~0p; the other ~b members elect without this one~n", [Failed, length(Others)]);
+            Out = (catch rabbit_quorum_queue:delete_member(VHost, Name, node())),
+            In = case Out of
+                   ok -> (catch rabbit_quorum_queue:add_member(VHost, Name, node(), 60000));
+                   _ -> not_tried
+                 end,
+            case In of
+              ok -> io:format("regrown\\trestart: ~0p; a new member here, filled by the other ~b~n",
+                              [Failed, length(Others)]);
+              _ -> io:format("kept\\trestart: ~0p; regrow: remove ~0p, add ~0p; the other ~b members elect without "
+                             "this one~n", [Failed, Out, In, length(Others)])
+            end;
           Failed ->
             Answers = [catch ra:local_query({RaName, N}, fun rabbit_fifo:query_messages_total/1, 5000) || N <- Others],
             Counts = [C || {ok, {_, C}, _} <- Answers],
@@ -131,7 +146,7 @@ def parse_repair(text: str) -> tuple[str, str]:
     """REPAIR's verdict and why; ("unknown", the output) when it printed none (an error from eval)."""
     for line in text.splitlines():
         verdict, _, why = line.partition("\t")
-        if verdict in ("gone", "running", "restarted", "deleted", "kept", "held"):
+        if verdict in ("gone", "running", "restarted", "regrown", "deleted", "kept", "held"):
             return verdict, why
     return "unknown", text.strip()[-300:]
 

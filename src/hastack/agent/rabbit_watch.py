@@ -43,8 +43,9 @@ served, apart, for good (the fast tier's `mgmt-loss` at 4df6415: still partition
 With every host at 0 (a switch down) no one lets anyone go: the cut may be over before net_ticktime.
 
 Its third duty, once a minute while the node serves and beside the looks: a quorum queue member that
-should run on this node and does not is restarted, or, when its data is gone and the queue can never
-elect a leader again, the queue is deleted if it holds nothing (agent/quorum_repair.py).
+should run on this node and does not is restarted; when its data is gone, it is regrown from the other
+members if they can elect without it, else (the queue can never elect a leader again) the queue is
+deleted if it holds nothing (agent/quorum_repair.py).
 """
 
 from __future__ import annotations
@@ -283,7 +284,7 @@ async def look_at_quorum_members(lost: Lost, ctl: tuple[str, ...] = quorum_repai
             log.error("quorum queue %r: kept (%s): it will not serve again; to give its messages up: %s",
                       member.queue, why, quorum_repair.command_for(member))
         else:
-            (log.warning if verdict in ("restarted", "deleted") else log.error)(
+            (log.warning if verdict in ("restarted", "regrown", "deleted") else log.error)(
                 "quorum queue %r: %s%s", member.queue, verdict, f" ({why})" if why else "")
     return lost
 
