@@ -15,7 +15,9 @@ look is repaired, in the least costly way that works:
 - if it cannot be (its data is gone) and the other members can elect without it (three or more), it
   is regrown: removed from the queue through the leader, then added again, empty; the leader sends it
   what it lacks. Nothing is lost (the others hold every acknowledged message) and the queue keeps
-  serving. If either step fails (no leader now), it is left one member short and tried again later;
+  serving. If the removal fails (no leader at that moment), it stays one member short and is tried
+  again later; if the add fails after it, this node is no longer a member, nothing here tries again, and
+  the log line says so (`rabbitmq-queues grow NODE all` adds it back);
 - otherwise (two members: the queue can never elect again) the queue is deleted, but only if every
   other member answers and holds no message. Clients declare it again as they reconnect (oslo.messaging
   does). A queue that still holds messages is kept, and the log gives the command for a person.
