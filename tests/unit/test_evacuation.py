@@ -159,6 +159,23 @@ def test_what_started_on_a_host_since_its_fence_stays_there_when_it_is_back() ->
     assert "1 instance(s) still to move" in plan.of("compute1").reason
 
 
+def test_a_compute_powered_on_since_its_fence_has_nothing_evacuated_until_a_new_fence() -> None:
+    """The same run, a step earlier: powered on, compute1 booted while pacemaker still called it offline
+    (its connection's starts had failed on every member), and the builds it ran then were evacuated from
+    the running host. The fence it was powered on after no longer says that anything there stopped."""
+    fenced = LAST_REPORT + 5
+    ran = tuple(Instance(f"vm-{k}", "ACTIVE", launched_at=fenced + 30) for k in range(3))
+    booted = dead(forced_down=True, instances=ran)
+    booted = dataclasses.replace(booted, fencing=Fencing(fenced, by_cluster=True, on_at=fenced + 6))
+    plan = decide(fleet(booted), POLICY)
+    assert plan.actions == () and plan.of("compute1").state is State.WAIT_FENCE
+    assert "powered on at 1011, after its last fence (1005)" in plan.of("compute1").reason
+    assert not fence_confirmed(booted)
+    # Dead again and fenced again: everything on it moves.
+    again = dataclasses.replace(booted, fencing=Fencing(fenced + 100, by_cluster=True, on_at=fenced + 6))
+    assert [str(a) for a in decide(fleet(again), POLICY).actions] == [f"evacuate compute1 vm-{k}" for k in range(3)]
+
+
 def test_a_disabled_reserved_host_is_enabled_before_the_evacuations() -> None:
     reserved = Compute("compute4", Member.ONLINE, service=Service(up=True, disabled=True, updated_at=LAST_REPORT))
     policy = Policy(POLICY.evacuate, reserved=("compute4",), max_failed=2)

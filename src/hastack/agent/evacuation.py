@@ -330,8 +330,15 @@ def fence_confirmed(c: Compute) -> bool:
     Once the service is forced down, its `updated_at` no longer says when nova-compute last reported:
     nova stamps it when forced_down is set (seen in the lab: 3 s after the fence). A host pacemaker
     calls offline, not unclean, has been fenced for this failure (a lost compute stays unclean until
-    its fence), so a forced-down host is judged by that alone."""
+    its fence), so a forced-down host is judged by that alone.
+
+    A fence the host has been powered on since proves nothing any more: what runs there now may have
+    started after it (the fast lab's isolation, dd1d6e5: powered on with nothing placed on it, pacemaker
+    still calling it offline while it booted and ran three queued builds, which were then evacuated
+    from the running host)."""
     if c.member in (Member.ONLINE, Member.UNCLEAN) or c.fencing.done_at is None or fence_failed(c.fencing):
+        return False
+    if not held_off(c.fencing):
         return False
     if c.service is not None and c.service.forced_down:
         return True
@@ -371,8 +378,13 @@ def _unconfirmed(c: Compute) -> HostPlan:
         return HostPlan(c.name, State.WAIT_FENCE, f"{c.member.value}; nova-compute's last report ({_fmt(seen)}) "
                         f"is stamped after the fence that holds it off ({_fmt(f.done_at)}): fencing it off "
                         "again before anything moves", (Action(Step.FENCE, c.name),))
-    why = ("pacemaker has not fenced it yet" if c.member is Member.UNCLEAN or f.done_at is None
-           else f"its last fence ({_fmt(f.done_at)}) is older than nova-compute's last report ({_fmt(seen)})")
+    if c.member is Member.UNCLEAN or f.done_at is None:
+        why = "pacemaker has not fenced it yet"
+    elif seen is not None and seen > f.done_at:
+        why = f"its last fence ({_fmt(f.done_at)}) is older than nova-compute's last report ({_fmt(seen)})"
+    else:
+        why = (f"powered on at {_fmt(f.on_at)}, after its last fence ({_fmt(f.done_at)}): it may run what is on "
+               "it now, until it is back or fenced again")
     return HostPlan(c.name, State.WAIT_FENCE, f"{c.member.value}; {why}: nothing moves")
 
 
