@@ -141,10 +141,11 @@ def test_a_host_back_keeps_evacuating_then_is_cleared_once_empty() -> None:
 
 
 def test_what_started_on_a_host_since_its_fence_stays_there_when_it_is_back() -> None:
-    """The fast lab's isolation (dd1d6e5): a compute fenced by mistake held no instance nova placed on it
-    (three builds sent to it were queued, on no host yet), so it was powered on; its nova-compute ran the
-    builds, and the evacuator, seeing a host back but forced down with instances on it, evacuated them.
-    nova-compute, started before those evacuations, never cleaned them up: forced_down stayed for good."""
+    """The fast lab's isolation (dd1d6e5): a compute fenced by mistake was powered on with nothing that had
+    run there; it ran three builds nova had placed on it, and they were evacuated from it (the next test is
+    the step that did it, while pacemaker still called it offline). Back, a host keeps what launched there
+    since its fence: evacuated, each left a `done` record its nova-compute, started before, never completed,
+    and forced_down could not be cleared."""
     fenced = LAST_REPORT + 5
     arrived = tuple(Instance(f"vm-{k}", "ACTIVE", launched_at=fenced + 40) for k in range(3))
     back = Compute("compute1", Member.ONLINE, Fencing(fenced, by_cluster=True),
