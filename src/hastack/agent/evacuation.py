@@ -423,7 +423,9 @@ def _online_host(c: Compute, policy: Policy) -> HostPlan:
     staying = [i for i in c.staying() if not c.arrived(i)]
     if staying and c.name in policy.evacuate:
         # Back before its instances all left: they keep moving; forced_down stays until none is left.
-        # What started here since the fence stays (it runs on the host that is back).
+        # What started here since the fence stays (it runs on the host that is back). Only here, not in
+        # waiting()/staying(): on a host still off, an instance stamped after the fence can only be clock
+        # skew between nova and pacemaker, and leaving it would strand it on a dead host.
         waiting = [i for i in c.waiting() if not c.arrived(i)]
         return HostPlan(c.name, State.EVACUATING, f"back; {len(staying)} instance(s) still to move",
                         tuple(Action(Step.EVACUATE, c.name, i.id) for i in waiting))
